@@ -1,0 +1,75 @@
+"""The contract every engine adapter fulfils; the rest of llm-tui sees only this."""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from typing import ClassVar
+
+from engines.errors import CapabilityNotSupported
+from engines.types import (
+    Capability,
+    ChatMessage,
+    Footprint,
+    LaunchOptions,
+    ModelSpec,
+    Params,
+    StreamEvent,
+)
+
+
+class Engine(ABC):
+    """One model loaded on one inference backend.
+
+    An Engine object is used from a single worker thread at a time (the
+    manager guarantees it); `chat` may therefore keep per-model state such as
+    an evaluated prompt prefix.
+    """
+
+    name: ClassVar[str]
+    capabilities: ClassVar[Capability]
+    formats: ClassVar[tuple[str, ...]] = ("gguf",)
+    """Model formats the engine loads (see ModelSpec.format)."""
+
+    def supports(self, capability: Capability) -> bool:
+        """True when the engine declares `capability`."""
+        return capability in self.capabilities
+
+    def require(self, capability: Capability) -> None:
+        """Raise CapabilityNotSupported when `capability` is missing."""
+        if not self.supports(capability):
+            raise CapabilityNotSupported(self.name, (capability.name or "").lower())
+
+    @abstractmethod
+    def load(self, spec: ModelSpec, options: LaunchOptions) -> None:
+        """Load the model; raises EngineUnavailable, BadModelFile or ModelNotFound."""
+
+    @abstractmethod
+    def unload(self) -> None:
+        """Free the model's memory; safe to call twice."""
+
+    @abstractmethod
+    def chat(
+        self,
+        messages: Sequence[ChatMessage],
+        params: Params,
+        cancel: threading.Event,
+        session: str | None = None,
+    ) -> Iterator[StreamEvent]:
+        """Stream a reply: Delta events, then one Done (or an Error).
+
+        `cancel` is checked between tokens; when set, the generator ends with
+        Done(finish_reason="cancelled"). `session` names the conversation so
+        an engine can keep per-conversation state (prompt caches).
+        Done.metrics is left None: the manager measures time.
+        """
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Embed texts; raises CapabilityNotSupported unless EMBED is declared."""
+        self.require(Capability.EMBED)
+        raise NotImplementedError
+
+    def footprint(self) -> Footprint:
+        """Memory the loaded model holds, as far as the engine knows."""
+        return Footprint()

