@@ -9,6 +9,7 @@ from typing import Literal
 
 Role = Literal["system", "user", "assistant"]
 ROLES: tuple[Role, ...] = ("system", "user", "assistant")
+FinishReason = Literal["stop", "length", "cancelled"]
 
 
 class Capability(enum.Flag):
@@ -23,7 +24,7 @@ class Capability(enum.Flag):
     LORA = enum.auto()
 
 
-class InstanceState(str, enum.Enum):
+class InstanceState(enum.StrEnum):
     """Life cycle of a model loaded on an engine."""
 
     LOADING = "loading"
@@ -132,7 +133,7 @@ class Done:
     """The end of a reply; metrics are filled in by the manager."""
 
     usage: Usage
-    finish_reason: Literal["stop", "length", "cancelled"] = "stop"
+    finish_reason: FinishReason = "stop"
     metrics: Metrics | None = None
 
 

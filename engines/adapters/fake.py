@@ -1,0 +1,140 @@
+"""A deterministic engine for tests of everything above the engine layer."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from typing import ClassVar
+
+from engines.adapters.base import Engine
+from engines.errors import BadModelFile, InstanceNotReady
+from engines.types import (
+    Capability,
+    ChatMessage,
+    Delta,
+    Done,
+    FinishReason,
+    Footprint,
+    LaunchOptions,
+    ModelSpec,
+    Params,
+    StreamEvent,
+    Usage,
+)
+
+FAIL_MARKER = "[[fail]]"
+"""A user message containing this makes the fake engine raise after two tokens."""
+
+
+class FakeEngine(Engine):
+    """Replies "Echo: <last user message>" word by word, reproducibly.
+
+    Knobs for tests (constructor arguments, never environment):
+    `reply` fixes the reply text; `token_delay_s` paces tokens (waiting on the
+    cancel event, so Stop still ends it at once); `gate` holds the first token
+    until a test sets it; `load_error` makes load() fail.
+    """
+
+    name: ClassVar[str] = "fake"
+    capabilities: ClassVar[Capability] = Capability.CHAT | Capability.STREAM | Capability.EMBED
+    formats: ClassVar[tuple[str, ...]] = ("gguf", "hf", "fake")
+
+    def __init__(
+        self,
+        *,
+        reply: str | None = None,
+        token_delay_s: float = 0.0,
+        gate: threading.Event | None = None,
+        load_error: Exception | None = None,
+        ram_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        self.reply = reply
+        self.token_delay_s = token_delay_s
+        self.gate = gate
+        self.load_error = load_error
+        self.ram_bytes = ram_bytes
+        self.spec: ModelSpec | None = None
+        self.calls: list[list[ChatMessage]] = []
+        self.sessions: list[str | None] = []
+        self.started = threading.Event()
+        """Set when a chat call begins, so tests can wait for it instead of sleeping."""
+
+    def load(self, spec: ModelSpec, options: LaunchOptions) -> None:
+        """Pretend to load; raise `load_error` if one was given."""
+        if self.load_error is not None:
+            raise self.load_error
+        if spec.path is not None and not spec.path.exists():
+            raise BadModelFile(str(spec.path), "file does not exist")
+        self.spec = spec
+
+    def unload(self) -> None:
+        """Forget the model."""
+        self.spec = None
+
+    def chat(
+        self,
+        messages: Sequence[ChatMessage],
+        params: Params,
+        cancel: threading.Event,
+        session: str | None = None,
+    ) -> Iterator[StreamEvent]:
+        """Stream the scripted or echoed reply one word at a time."""
+        if self.spec is None:
+            raise InstanceNotReady("fake engine: no model loaded")
+        self.calls.append(list(messages))
+        self.sessions.append(session)
+        self.started.set()
+        last_user = next((m.content for m in reversed(messages) if m.role == "user"), "")
+        text = self.reply if self.reply is not None else f"Echo: {last_user}"
+        words = text.split(" ")
+        pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
+        prompt_tokens = sum(len(m.content.split()) + 4 for m in messages)
+        limit = params.max_tokens if params.max_tokens is not None else len(pieces)
+        emitted = ""
+        count = 0
+        if self.gate is not None:
+            while not self.gate.wait(0.01):
+                if cancel.is_set():
+                    break
+        for piece in pieces[:limit]:
+            if cancel.is_set():
+                yield Done(Usage(prompt_tokens, count), "cancelled")
+                return
+            if FAIL_MARKER in last_user and count == 2:
+                raise RuntimeError("fake engine failure after two tokens")
+            candidate = emitted + piece
+            hit = _first_stop(candidate, params.stop)
+            if hit is not None:
+                tail = candidate[:hit][len(emitted) :]
+                if tail:
+                    yield Delta(tail)
+                yield Done(Usage(prompt_tokens, count), "stop")
+                return
+            if self.token_delay_s and cancel.wait(self.token_delay_s):
+                yield Done(Usage(prompt_tokens, count), "cancelled")
+                return
+            emitted = candidate
+            count += 1
+            yield Delta(piece)
+        finish: FinishReason = "length" if limit < len(pieces) else "stop"
+        yield Done(Usage(prompt_tokens, count), finish)
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """A tiny bag-of-letters vector, enough to test similarity plumbing."""
+        vectors = []
+        for text in texts:
+            counts = [0.0] * 26
+            for ch in text.lower():
+                if "a" <= ch <= "z":
+                    counts[ord(ch) - 97] += 1.0
+            vectors.append(counts)
+        return vectors
+
+    def footprint(self) -> Footprint:
+        """A fixed, declared size so memory tests have numbers to check."""
+        return Footprint(ram_bytes=self.ram_bytes if self.spec else 0, vram_bytes=0)
+
+
+def _first_stop(text: str, stops: Sequence[str]) -> int | None:
+    positions = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return min(positions) if positions else None

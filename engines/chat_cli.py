@@ -1,0 +1,181 @@
+"""`llm-tui chat`: one-shot replies for scripts, a line chat for people."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import TextIO, TypeVar
+
+from engines.adapters import registry
+from engines.catalog.packaged import Progress
+from engines.catalog.resolve import resolve_model
+from engines.config import Config
+from engines.errors import BadRequest, EngineUnavailable
+from engines.manager import EngineManager
+from engines.requests import RequestHandle
+from engines.types import ChatMessage, Delta, Done, Error, LaunchOptions, ModelSpec, Params
+
+_SESSION = "cli"
+T = TypeVar("T")
+
+
+def run_chat(args: argparse.Namespace, config: Config) -> int:
+    """Run `llm-tui chat`; returns the exit status."""
+    params = build_params(args, config)
+    prompt = args.prompt
+    interactive = prompt is None and sys.stdin.isatty()
+    if prompt is None and not interactive:
+        prompt = sys.stdin.read()
+        if not prompt.strip():
+            raise BadRequest("no prompt: give PROMPT or pipe text on stdin")
+    spec = resolve_model(
+        args.model, models_dir=config.models_dir, aliases=config.aliases, progress=_progress(f"preparing {args.model}")
+    )
+    engine = pick_engine(spec, args.engine)
+    options = LaunchOptions(
+        n_ctx=config.n_ctx,
+        n_threads=config.n_threads,
+        n_gpu_layers=config.n_gpu_layers,
+        seed=params.seed,
+        device="cpu" if config.n_gpu_layers == 0 else "auto",
+    )
+    with EngineManager() as manager:
+        if interactive:
+            print(f"llm-tui: loading {spec.id} on {engine}...", file=sys.stderr)
+        run_id = manager.start(spec, options, engine)
+        messages = [ChatMessage("system", args.system)] if args.system else []
+        if not interactive:
+            messages.append(ChatMessage("user", prompt))
+            return _reply(manager.submit(run_id, messages, params, session=_SESSION), args, spec, engine)[0]
+        return _repl(manager, run_id, messages, params, args, spec, engine)
+
+
+def build_params(args: argparse.Namespace, config: Config) -> Params:
+    """Sampling parameters: flags over the config's defaults."""
+    d = config.defaults
+    params = Params(
+        temperature=_pick(args.temperature, d.temperature),
+        top_p=_pick(args.top_p, d.top_p),
+        top_k=_pick(args.top_k, d.top_k),
+        repetition_penalty=_pick(args.repetition_penalty, d.repetition_penalty),
+        max_tokens=_pick(args.max_tokens, d.max_tokens),
+        stop=tuple(args.stop) or d.stop,
+        seed=_pick(args.seed, d.seed),
+    )
+    params.validate()
+    return params
+
+
+def pick_engine(spec: ModelSpec, requested: str | None) -> str:
+    """The engine to use: the requested one, else the first installed that loads the model."""
+    if requested:
+        entry = registry.entry(requested)
+        if spec.format not in entry.formats:
+            raise EngineUnavailable(entry.name, f"it cannot load {spec.format} models like {spec.id}")
+        return entry.name
+    candidates = [e for e in spec.engines if e in registry.ENGINES] or registry.engines_for_format(spec.format)
+    for name in candidates:
+        if registry.is_installed(name):
+            return name
+    if not candidates:
+        raise EngineUnavailable(spec.format, f"no engine can load {spec.format} models yet")
+    first = registry.entry(candidates[0])
+    raise EngineUnavailable(first.name, "its Python package is not installed", first.install_hint)
+
+
+def _repl(
+    manager: EngineManager,
+    run_id: str,
+    messages: list[ChatMessage],
+    params: Params,
+    args: argparse.Namespace,
+    spec: ModelSpec,
+    engine: str,
+) -> int:
+    print(f"llm-tui: chatting with {spec.id} ({engine}). Ctrl-C stops a reply, Ctrl-D or /exit quits.", file=sys.stderr)
+    while True:
+        try:
+            line = input(">>> ")
+        except EOFError:
+            print(file=sys.stderr)
+            return 0
+        if line.strip() in ("/exit", "/quit", "/bye"):
+            return 0
+        if not line.strip():
+            continue
+        messages.append(ChatMessage("user", line))
+        status, text = _reply(manager.submit(run_id, messages, params, session=_SESSION), args, spec, engine)
+        # A reply that was stopped is still part of the conversation; a failed one is not.
+        if status in (0, 130):
+            messages.append(ChatMessage("assistant", text))
+        else:
+            messages.pop()
+
+
+def _reply(handle: RequestHandle, args: argparse.Namespace, spec: ModelSpec, engine: str) -> tuple[int, str]:
+    """Stream one reply to stdout; returns (exit status, text)."""
+    out: TextIO = sys.stdout
+    parts: list[str] = []
+    try:
+        for event in handle:
+            if isinstance(event, Delta):
+                parts.append(event.text)
+                out.write(event.text)
+                out.flush()
+            elif isinstance(event, Done):
+                _end_line(out, parts)
+                if args.stats:
+                    print(json.dumps(stats_line(event, spec, engine)), file=sys.stderr)
+                return (130 if event.finish_reason == "cancelled" else 0), "".join(parts)
+            elif isinstance(event, Error):
+                _end_line(out, parts)
+                print(f"llm-tui: error: {event.message}", file=sys.stderr)
+                return 1, "".join(parts)
+    except KeyboardInterrupt:
+        handle.cancel()
+        handle.wait(10)
+        _end_line(out, parts)
+        return 130, "".join(parts)
+    return 1, "".join(parts)
+
+
+def stats_line(done: Done, spec: ModelSpec, engine: str) -> dict[str, object]:
+    """The --stats JSON object for a finished reply."""
+    m = done.metrics
+    return {
+        "ttft_ms": round(m.ttft_ms, 2) if m else None,
+        "tokens_per_s": round(m.tokens_per_s, 2) if m else None,
+        "prompt_tokens": done.usage.prompt_tokens,
+        "completion_tokens": done.usage.completion_tokens,
+        "finish_reason": done.finish_reason,
+        "engine": engine,
+        "model": spec.id,
+    }
+
+
+def _end_line(out: TextIO, parts: list[str]) -> None:
+    if parts and not parts[-1].endswith("\n"):
+        out.write("\n")
+        out.flush()
+
+
+def _progress(label: str) -> Progress | None:
+    if not sys.stderr.isatty():
+        return None
+    last = [0.0]
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.1 and done < total:
+            return
+        last[0] = now
+        end = "\n" if done >= total else ""
+        print(f"\rllm-tui: {label}: {done * 100 // max(total, 1)}% of {total / 1e6:.0f} MB", end=end, file=sys.stderr)
+
+    return report
+
+
+def _pick(flag: T | None, default: T | None) -> T | None:
+    return default if flag is None else flag

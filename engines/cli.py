@@ -1,0 +1,117 @@
+"""The `llm-tui` command line: argument parsing and dispatch to subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import engines
+from engines.errors import LlmTuiError
+
+if TYPE_CHECKING:
+    from engines.config import Config
+
+SCREENS = ("chat", "catalog", "downloads", "instances", "gauges", "compare", "embeddings", "settings")
+
+
+def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    # Global options are accepted before and after the subcommand; in the
+    # subparsers the defaults are suppressed so they don't mask a value given
+    # before the subcommand.
+    default = argparse.SUPPRESS if suppress else None
+    parser.add_argument("--config", metavar="PATH", default=default, help="config file to read (and write)")
+    parser.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS if suppress else False, help="show tracebacks"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser for llm-tui and its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="llm-tui", description="Find, download, run, watch and chat with local language models."
+    )
+    parser.add_argument("--version", action="version", version=f"llm-tui {engines.__version__}")
+    _global_options(parser, suppress=False)
+    parser.add_argument("--screen", choices=SCREENS, help="screen to open the app on")
+    parser.add_argument("--model", metavar="MODEL", help="launch this model at start and open the chat")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    chat = sub.add_parser("chat", help="stream a reply to stdout (interactive when no prompt and stdin is a terminal)")
+    _global_options(chat, suppress=True)
+    chat.add_argument("model", metavar="MODEL", help="catalog id, alias, or path to a GGUF file")
+    chat.add_argument("prompt", metavar="PROMPT", nargs="?", help="the prompt; read from stdin when omitted")
+    chat.add_argument("--engine", help="engine to run the model on (default: the first installed that loads it)")
+    chat.add_argument("--system", metavar="TEXT", help="system prompt")
+    chat.add_argument("--max-tokens", type=int, metavar="N")
+    chat.add_argument("--temperature", type=float, metavar="T")
+    chat.add_argument("--top-p", type=float, metavar="P")
+    chat.add_argument("--top-k", type=int, metavar="K")
+    chat.add_argument("--repetition-penalty", type=float, metavar="R")
+    chat.add_argument("--seed", type=int, metavar="S")
+    chat.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop sequence (repeatable)")
+    chat.add_argument("--n-ctx", type=int, metavar="N", help="context size in tokens")
+    chat.add_argument("--threads", type=int, metavar="N", help="CPU threads for inference")
+    chat.add_argument("--n-gpu-layers", type=int, metavar="N", help="layers to offload to the GPU (-1 = all)")
+    chat.add_argument("--stats", action="store_true", help="print one JSON line of metrics to stderr after the reply")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `llm-tui` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
+    try:
+        if args.command == "chat":
+            from engines.chat_cli import run_chat
+
+            return run_chat(args, load(args))
+        return run_app(args)
+    except LlmTuiError as exc:
+        if debug:
+            raise
+        _fail(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`llm-tui chat ... | head`): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def load(args: argparse.Namespace) -> Config:
+    """Load the configuration with command-line flags on top."""
+    from engines.config import load_config
+
+    overrides = {
+        "n_ctx": getattr(args, "n_ctx", None),
+        "n_threads": getattr(args, "threads", None),
+        "n_gpu_layers": getattr(args, "n_gpu_layers", None),
+    }
+    return load_config(getattr(args, "config", None), env=os.environ, overrides=overrides)
+
+
+def run_app(args: argparse.Namespace) -> int:
+    """Start the Textual app."""
+    try:
+        from tui.app import run  # type: ignore[import-not-found,unused-ignore]
+    except ImportError as exc:
+        raise LlmTuiError(
+            f"the terminal app could not start ({exc}); `llm-tui chat MODEL` works without it"
+        ) from None
+    result: int = run(args, load(args))
+    return result
+
+
+def _fail(message: str) -> None:
+    # One clear line, whatever the message holds.
+    line = " ".join(message.split())
+    print(f"llm-tui: error: {line}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""One chat request in flight: its events, its cancellation, its result."""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from engines.errors import LlmTuiError
+from engines.types import ChatMessage, Delta, Done, Error, Params, StreamEvent
+
+EventSink = Callable[[StreamEvent], None]
+"""Receives events on the instance's worker thread; must not block (e.g. post_message)."""
+
+_ids = itertools.count(1)
+
+
+@dataclass(slots=True)
+class ChatResult:
+    """Everything a finished request produced."""
+
+    text: str
+    done: Done | None
+    error: Error | None
+
+
+@dataclass(eq=False)
+class RequestHandle:
+    """A queued or running request; iterate it for events, or give a sink instead."""
+
+    run_id: str
+    messages: Sequence[ChatMessage]
+    params: Params
+    session: str | None = None
+    sink: EventSink | None = None
+    request_id: int = field(default_factory=lambda: next(_ids))
+    submitted_at: float = field(default_factory=time.perf_counter)
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    _events: queue.SimpleQueue[StreamEvent] = field(default_factory=queue.SimpleQueue)
+    _finished: threading.Event = field(default_factory=threading.Event)
+
+    def cancel(self) -> None:
+        """Stop generation within one token; a queued request ends without running."""
+        self.cancel_event.set()
+
+    @property
+    def finished(self) -> bool:
+        """True once Done or Error has been delivered."""
+        return self._finished.is_set()
+
+    def deliver(self, event: StreamEvent) -> None:
+        """Hand an event to the sink or the iterator (called by the worker)."""
+        if self.sink is not None:
+            self.sink(event)
+        else:
+            self._events.put(event)
+        if not isinstance(event, Delta):
+            self._finished.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the request has finished; False on timeout."""
+        return self._finished.wait(timeout)
+
+    def __iter__(self) -> Iterator[StreamEvent]:
+        if self.sink is not None:
+            raise LlmTuiError("this request delivers its events to a sink; it cannot be iterated")
+        while True:
+            event = self._events.get()
+            yield event
+            if not isinstance(event, Delta):
+                return
+
+    def result(self) -> ChatResult:
+        """Consume the events and return the whole reply."""
+        parts: list[str] = []
+        for event in self:
+            if isinstance(event, Delta):
+                parts.append(event.text)
+            elif isinstance(event, Done):
+                return ChatResult("".join(parts), event, None)
+            else:
+                return ChatResult("".join(parts), None, event)
+        return ChatResult("".join(parts), None, None)

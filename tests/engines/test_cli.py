@@ -1,0 +1,135 @@
+"""`llm-tui` command line: the contract scripts rely on (exit codes, stdout, stderr)."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import engines
+from engines.cli import main
+
+
+def run_cli(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real console entry point in a child process."""
+    return subprocess.run(
+        [sys.executable, "-m", "engines.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=240,
+    )
+
+
+@pytest.fixture
+def model_file(isolated_dirs: Path) -> Path:
+    path = isolated_dirs / "tiny.gguf"
+    path.write_bytes(b"GGUF")
+    return path
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"llm-tui {engines.__version__}"
+
+
+def test_chat_prompt_streams_to_stdout_with_stats(model_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["chat", str(model_file), "hello world", "--engine", "fake", "--stats"])
+    out, err = capsys.readouterr()
+    assert status == 0
+    assert out == "Echo: hello world\n"
+    stats = json.loads(err.strip().splitlines()[-1])
+    assert set(stats) >= {"ttft_ms", "tokens_per_s", "prompt_tokens", "completion_tokens", "engine", "model"}
+    assert stats["engine"] == "fake" and stats["model"] == "tiny" and stats["completion_tokens"] == 3
+
+
+def test_chat_reads_prompt_from_stdin(model_file: Path) -> None:
+    result = run_cli("chat", str(model_file), "--engine", "fake", stdin="from a pipe\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Echo: from a pipe\n"
+
+
+def test_empty_stdin_is_a_clear_error(model_file: Path) -> None:
+    result = run_cli("chat", str(model_file), "--engine", "fake", stdin="")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "llm-tui: error: no prompt: give PROMPT or pipe text on stdin"
+
+
+def test_sampling_flags_reach_the_engine(model_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["chat", str(model_file), "a b c d e", "--engine", "fake", "--max-tokens", "3"])
+    assert status == 0
+    assert capsys.readouterr().out == "Echo: a b\n"
+    status = main(["chat", str(model_file), "a b c d e", "--engine", "fake", "--stop", " c"])
+    assert capsys.readouterr().out == "Echo: a b\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["chat", "gemma-3-27", "hi"], "unknown model 'gemma-3-27'; did you mean gemma-3-270m"),
+        (["chat", "/no/such/model.gguf", "hi"], "no such model file"),
+        (["chat", "{model}", "hi", "--engine", "fake", "--temperature", "-1"], "temperature must be between"),
+        (["chat", "{model}", "hi", "--engine", "warp-drive"], "unknown engine"),
+        (["--config", "/no/such/config.toml", "chat", "{model}", "hi"], "/no/such/config.toml"),
+        (["chat", "{model}", "hi", "--config", "/no/such/config.toml"], "/no/such/config.toml"),
+    ],
+)
+def test_failures_exit_1_with_one_line(model_file: Path, args: list[str], message: str) -> None:
+    result = run_cli(*[a.replace("{model}", str(model_file)) for a in args])
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("llm-tui: error: ") and message in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def _corrupt_files(tmp: Path) -> list[Path]:
+    header = b"GGUF" + struct.pack("<IQQ", 3, 2**40, 2**40)
+    files = {
+        "not-gguf.gguf": b"PK\x03\x04 definitely a zip",
+        "empty.gguf": b"",
+        "huge-counts.gguf": header,
+        "garbage.gguf": b"GGUF" + os.urandom(4096),
+    }
+    paths = []
+    for name, data in files.items():
+        path = tmp / name
+        path.write_bytes(data)
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.real_model
+def test_corrupt_and_truncated_gguf_exit_cleanly_on_llama_cpp(isolated_dirs: Path, gemma_path: Path) -> None:
+    truncated = isolated_dirs / "gemma-truncated.gguf"
+    with gemma_path.open("rb") as src, truncated.open("wb") as dst:
+        dst.write(src.read(50 * 1024 * 1024))
+    for path in [truncated, *_corrupt_files(isolated_dirs)]:
+        result = run_cli("chat", str(path), "hi", "--engine", "llama.cpp")
+        assert result.returncode == 1, (path, result.returncode, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("llm-tui: error: bad model file"), (path, result.stderr)
+        assert result.stdout == ""
+
+
+@pytest.mark.real_model
+def test_real_gemma_chat_with_stats(isolated_dirs: Path, gemma_path: Path) -> None:
+    env = {"LLM_TUI_MODELS_DIR": str(gemma_path.parent), "LLM_TUI_N_THREADS": "2"}
+    result = run_cli(
+        "chat", "gemma-3-270m", "Name three colors.", "--max-tokens", "32", "--temperature", "0", "--stats", env=env
+    )
+    assert result.returncode == 0, result.stderr
+    reply = result.stdout.lower()
+    assert sum(color in reply for color in ("red", "blue", "green", "yellow", "orange", "purple", "black")) >= 2, reply
+    stats = json.loads(result.stderr.strip().splitlines()[-1])
+    assert stats["engine"] == "llama.cpp" and stats["model"] == "gemma-3-270m"
+    assert 0 < stats["completion_tokens"] <= 32 and stats["prompt_tokens"] > 5
+    assert stats["ttft_ms"] > 0 and stats["tokens_per_s"] > 0
