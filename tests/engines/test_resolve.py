@@ -16,7 +16,8 @@ from engines.errors import ConfigError, DownloadError, ModelNotFound
 def test_builtin_catalog_has_the_default_model() -> None:
     entry = find_entry("gemma-3-270m")
     assert entry is not None
-    assert entry.file == "gemma-3-270m-q4_k_m.gguf" and entry.chat_template == "gemma3"
+    assert entry.file == "gemma-3-270m-q4_k_m.gguf" and entry.chat_template == "base-qa"
+    assert entry.kind == "base" and entry.stop == ("\nQuestion:",)
     assert "llama.cpp" in entry.engines
     assert len({e.id for e in builtin_catalog()}) == len(builtin_catalog())
 
@@ -33,8 +34,8 @@ def test_catalog_parse_errors_name_the_entry() -> None:
 def test_catalog_id_resolves_to_file_in_models_dir_with_template(gemma_path: Path) -> None:
     spec = resolve_model("gemma-3-270m", models_dir=gemma_path.parent)
     assert spec.path == gemma_path
-    assert spec.chat_template is not None and "<start_of_turn>" in spec.chat_template
-    assert spec.format == "gguf"
+    assert spec.chat_template is not None and "Question:" in spec.chat_template
+    assert spec.format == "gguf" and spec.stop == ("\nQuestion:",)
 
 
 def test_alias_and_alias_loop(gemma_path: Path) -> None:

@@ -1,0 +1,372 @@
+"""llama.cpp engine (llama-cpp-python): GGUF chat that never re-evaluates a conversation's history.
+
+Prefix reuse: the context keeps the tokens it has evaluated; a new request
+evaluates only what follows the longest common prefix (the new user message
+and template glue). Conversations (`session` ids) that share the instance
+park their KV state in a bounded LRU when another one takes the context, and
+get it back when they return.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import importlib.util
+import os
+import random
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from engines.adapters.base import Engine
+from engines.adapters.llama_cpp_native import INSTALL_HINT, clear_log, import_llama_cpp, load_error, quoted_log
+from engines.adapters.llama_cpp_prefix import PrefixCache
+from engines.chat_template import compile_template, render_chat
+from engines.errors import BadModelFile, BadRequest, EngineUnavailable, InstanceNotReady, ModelNotFound
+from engines.types import (
+    Capability,
+    ChatMessage,
+    Delta,
+    Done,
+    Footprint,
+    LaunchOptions,
+    ModelSpec,
+    Params,
+    StreamEvent,
+    Usage,
+)
+
+DEFAULT_SESSION_CACHE_BYTES = 512 * 1024 * 1024
+
+# Sampling defaults when a Params field is None (llama-cpp-python's own defaults).
+_TEMPERATURE, _TOP_P, _TOP_K, _MIN_P = 0.8, 0.95, 40, 0.05
+
+
+class LlamaCppEngine(Engine):
+    """GGUF models on llama.cpp through llama-cpp-python.
+
+    `selftest=False` skips the child-process native self-test (benchmarks);
+    `selftest_cache_dir` holds its verdict (default: the user cache dir);
+    `session_cache_bytes` bounds the parked states of inactive conversations;
+    `swa_full` keeps a full-size cache for sliding-window layers (Gemma 3), so
+    any prefix can be reused, at the cost of KV memory on those layers.
+    """
+
+    name: ClassVar[str] = "llama.cpp"
+    capabilities: ClassVar[Capability] = Capability.CHAT | Capability.STREAM | Capability.EMBED | Capability.LORA
+    formats: ClassVar[tuple[str, ...]] = ("gguf",)
+
+    def __init__(
+        self,
+        *,
+        selftest: bool = True,
+        selftest_cache_dir: Path | None = None,
+        session_cache_bytes: int = DEFAULT_SESSION_CACHE_BYTES,
+        swa_full: bool = True,
+    ) -> None:
+        self.selftest = selftest
+        self.selftest_cache_dir = selftest_cache_dir
+        self.swa_full = swa_full
+        self.prompt_tokens_evaluated = 0
+        """Prompt tokens the last request had to evaluate (the rest came from the cache)."""
+        self.spec: ModelSpec | None = None
+        self._options = LaunchOptions()
+        self._llm: Any = None
+        self._embedder: Any = None
+        self._lib: Any = None
+        self._template = ""
+        self._bos_text = self._eos_text = ""
+        self._bos_id = -1
+        self._add_bos = False
+        self._vocab: Any = None
+        self._pieces: dict[int, bytes | None] = {}
+        self._prefix = PrefixCache(session_cache_bytes)
+        self._weights_bytes = self._kv_bytes = 0
+
+    # -- life cycle ---------------------------------------------------------------------------------------------
+
+    def load(self, spec: ModelSpec, options: LaunchOptions) -> None:
+        """Validate the GGUF, self-test the native library once, then load; raises LlmTuiError subclasses."""
+        self.unload()
+        if spec.path is None:
+            raise ModelNotFound(f"{spec.id}: no GGUF file to load")
+        path = Path(spec.path)
+        if not path.is_file():
+            raise ModelNotFound(f"model file not found: {path}")
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise EngineUnavailable(self.name, "Python package 'llama_cpp' is not installed", INSTALL_HINT)
+        from engines.catalog.gguf_header import read_gguf_header
+
+        header = read_gguf_header(path)  # BadModelFile before llama.cpp ever sees a malformed file
+        template = header.chat_template or spec.chat_template
+        if not template:
+            raise BadModelFile(
+                str(path), "no chat template in the file; pass one (ModelSpec.chat_template, e.g. from the catalog)"
+            )
+        compile_template(template)
+        if self.selftest:
+            from engines.selftest import ensure_native_engine_works
+
+            ensure_native_engine_works(self.name, path, self._cache_dir())
+        lib = import_llama_cpp()
+        threads = options.n_threads or _physical_cores()
+        kwargs: dict[str, Any] = {
+            "n_ctx": options.n_ctx,
+            "n_batch": min(options.n_ctx, 512),
+            "n_threads": threads,
+            "n_threads_batch": threads,
+            "n_gpu_layers": options.n_gpu_layers,
+            "swa_full": self.swa_full,
+            "verbose": False,
+        }
+        if options.seed is not None:
+            kwargs["seed"] = options.seed
+        if options.lora_path is not None:
+            kwargs["lora_path"] = str(options.lora_path)
+        clear_log()
+        try:
+            llm = lib.Llama(model_path=str(path), **kwargs)
+        except Exception as exc:
+            raise load_error(path, options, exc) from None
+        self._lib, self._llm, self.spec, self._options, self._template = lib, llm, spec, options, template
+        self._vocab = lib.llama_model_get_vocab(llm.model)
+        self._bos_id = llm.token_bos()
+        self._bos_text = self._token_text(self._bos_id)
+        self._eos_text = self._token_text(llm.token_eos())
+        self._add_bos = bool(lib.llama_vocab_get_add_bos(self._vocab))
+        self._prefix.attach(llm, lib)
+        self._weights_bytes = int(lib.llama_model_size(llm.model))
+        self._kv_bytes = _kv_estimate(header, llm.n_ctx())
+
+    def unload(self) -> None:
+        """Free the model, its contexts and parked states; safe to call twice."""
+        for llm in (self._llm, self._embedder):
+            if llm is not None:
+                llm.close()
+        self._llm = self._embedder = None
+        self._pieces.clear()
+        self._prefix.detach()
+
+    @property
+    def llama(self) -> Any:
+        """The underlying llama_cpp.Llama (None when unloaded), for benchmarks and tests."""
+        return self._llm
+
+    def clear_prompt_cache(self) -> None:
+        """Forget the evaluated prefix and every parked conversation: the next request evaluates all its tokens."""
+        self._prefix.clear()
+
+    def footprint(self) -> Footprint:
+        """Weights + KV cache (estimated from the header) + parked conversation states."""
+        if self._llm is None:
+            return Footprint()
+        total = self._weights_bytes + self._kv_bytes
+        layers = self._options.n_gpu_layers
+        if layers == 0 or not self._lib.llama_supports_gpu_offload():
+            return Footprint(ram_bytes=total + self._prefix.parked.nbytes)
+        n_layer = max(1, int(self._lib.llama_model_n_layer(self._llm.model)))
+        share = 1.0 if layers < 0 else min(1.0, layers / (n_layer + 1))
+        vram = int(total * share)
+        return Footprint(ram_bytes=total - vram + self._prefix.parked.nbytes, vram_bytes=vram)
+
+    # -- chat ---------------------------------------------------------------------------------------------------
+
+    def chat(
+        self,
+        messages: Sequence[ChatMessage],
+        params: Params,
+        cancel: threading.Event,
+        session: str | None = None,
+    ) -> Iterator[StreamEvent]:
+        """Stream a reply, evaluating only the prompt tokens that follow what the context already holds."""
+        llm = self._require_llm()
+        params.validate()
+        tokens = self.tokenize_prompt(messages)
+        n_prompt, n_ctx = len(tokens), llm.n_ctx()
+        if n_prompt >= n_ctx:
+            raise BadRequest(
+                f"the conversation is {n_prompt} tokens but the context holds {n_ctx} (and the reply needs room); "
+                "shorten it or relaunch with a larger context"
+            )
+        budget = n_ctx - n_prompt
+        max_tokens = budget if params.max_tokens is None else min(params.max_tokens, budget)
+        if cancel.is_set():
+            yield Done(Usage(n_prompt, 0), finish_reason="cancelled")
+            return
+        n_past = self._prefix.prepare(tokens, session)
+        self.prompt_tokens_evaluated = n_prompt - n_past
+        # Evaluate long prompts in whole batches first, so Stop is honoured between them.
+        n_batch = llm.n_batch
+        while n_prompt - n_past > n_batch:
+            llm.eval(tokens[n_past : n_past + n_batch])
+            n_past += n_batch
+            if cancel.is_set():
+                yield Done(Usage(n_prompt, 0), finish_reason="cancelled")
+                return
+        seed = params.seed if params.seed is not None else self._options.seed
+        llm.set_seed(seed if seed is not None else random.getrandbits(32))
+        temperature = _TEMPERATURE if params.temperature is None else params.temperature
+        gen = llm.generate(
+            tokens[n_past:],
+            top_k=_TOP_K if params.top_k is None else params.top_k,
+            top_p=_TOP_P if params.top_p is None else params.top_p,
+            min_p=_MIN_P,
+            temp=temperature,
+            repeat_penalty=1.0 if params.repetition_penalty is None else params.repetition_penalty,
+            reset=False,
+        )
+        pieces, piece_of = self._pieces, self._piece
+        decode = codecs.getincrementaldecoder("utf-8")("replace").decode
+        stops = (*params.stop, *spec_stops) if (spec_stops := self.spec.stop if self.spec else ()) else params.stop
+        leading = True  # replies never start with the blank the template's last word leaves open
+        held = ""
+        completion = 0
+        finish: Any = "length"
+        hit_stop = False
+        try:
+            for token in gen:
+                piece = pieces[token] if token in pieces else piece_of(token)
+                if piece is None:  # end of generation (EOS / end-of-turn)
+                    finish = "stop"
+                    break
+                completion += 1
+                text = decode(piece)
+                if leading and text:
+                    text = text.lstrip()
+                    leading = not text
+                if text:
+                    if stops:
+                        emit, held, stopped = _split_at_stop(held + text, stops)
+                        if emit:
+                            yield Delta(emit)
+                        if stopped:
+                            finish, hit_stop = "stop", True
+                            break
+                    else:
+                        yield Delta(text)
+                if completion >= max_tokens:
+                    break
+                if cancel.is_set():
+                    finish = "cancelled"
+                    break
+        finally:
+            gen.close()
+        if held and not hit_stop:
+            yield Delta(held)  # a character cut in half by max_tokens or Stop is dropped, never shown broken
+        yield Done(Usage(n_prompt, completion), finish_reason=finish)
+
+    def tokenize_prompt(self, messages: Sequence[ChatMessage]) -> list[int]:
+        """The prompt tokens for `messages`: rendered template, special tokens parsed, exactly one BOS."""
+        llm = self._require_llm()
+        prompt = render_chat(self._template, messages, bos_token=self._bos_text, eos_token=self._eos_text)
+        # The template writes the BOS text itself; add one only when the model wants it and the template forgot.
+        tokens: list[int] = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        if self._add_bos and self._bos_id >= 0 and (not tokens or tokens[0] != self._bos_id):
+            tokens.insert(0, self._bos_id)
+        return tokens
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Mean-pooled, L2-normalised embeddings from a second, embedding-mode context on the same file."""
+        self._require_llm()
+        if self._embedder is None:
+            assert self.spec is not None and self.spec.path is not None
+            n_ctx = min(self._options.n_ctx, 2048)
+            threads = self._options.n_threads or _physical_cores()
+            clear_log()
+            try:
+                self._embedder = self._lib.Llama(
+                    model_path=str(self.spec.path),
+                    embedding=True,
+                    pooling_type=self._lib.LLAMA_POOLING_TYPE_MEAN,
+                    n_ctx=n_ctx,
+                    n_batch=n_ctx,
+                    n_ubatch=n_ctx,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    n_gpu_layers=self._options.n_gpu_layers,
+                    verbose=False,
+                )
+            except Exception as exc:
+                raise BadModelFile(str(self.spec.path), f"cannot open it for embeddings: {exc}{quoted_log()}") from None
+        try:
+            vectors = self._embedder.embed(list(texts), normalize=True)
+        except ValueError as exc:
+            raise BadRequest(f"cannot embed: {exc}") from None
+        return [[float(x) for x in v] for v in vectors]
+
+    # -- helpers ------------------------------------------------------------------------------------------------
+
+    def _require_llm(self) -> Any:
+        if self._llm is None:
+            raise InstanceNotReady("llama.cpp engine: no model loaded")
+        return self._llm
+
+    def _piece(self, token: int) -> bytes | None:
+        """The bytes a token stands for (None for end-of-generation tokens), memoised per token id."""
+        lib = self._lib
+        piece: bytes | None = None
+        if not lib.llama_vocab_is_eog(self._vocab, token):
+            buf = ctypes.create_string_buffer(64)
+            n = lib.llama_token_to_piece(self._vocab, token, buf, 64, 0, False)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = lib.llama_token_to_piece(self._vocab, token, buf, -n, 0, False)
+            piece = buf.raw[:n]
+        self._pieces[token] = piece
+        return piece
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        text = self._lib.llama_vocab_get_text(self._vocab, token)
+        return text.decode("utf-8", "replace") if text else ""
+
+    def _cache_dir(self) -> Path:
+        if self.selftest_cache_dir is not None:
+            return self.selftest_cache_dir
+        import platformdirs
+
+        return platformdirs.user_cache_path("llm-tui")
+
+
+def _split_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str, bool]:
+    """Split `text` into (safe to emit, held back as a possible stop prefix, a stop was reached)."""
+    cut = -1
+    for stop in stops:
+        i = text.find(stop)
+        if i >= 0 and (cut < 0 or i < cut):
+            cut = i
+    if cut >= 0:
+        return text[:cut], "", True
+    hold = 0
+    for stop in stops:
+        for k in range(min(len(stop) - 1, len(text)), hold, -1):
+            if text.endswith(stop[:k]):
+                hold = k
+                break
+    return text[: len(text) - hold], text[len(text) - hold :], False
+
+
+def _physical_cores() -> int:
+    """Physical cores available to this process: hyper-threads slow llama.cpp's decode down."""
+    try:
+        import psutil
+
+        physical = psutil.cpu_count(logical=False) or 0
+    except ImportError:
+        physical = 0
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(physical or available, available))
+
+
+def _kv_estimate(header: Any, n_ctx: int) -> int:
+    """F16 K+V bytes for `n_ctx` tokens on every layer, from the GGUF header (0 when it lacks the sizes)."""
+    layers, kv_heads = header.block_count, header.head_count_kv
+    head_dim = header.key_length or (
+        header.embedding_length // header.head_count if header.embedding_length and header.head_count else None
+    )
+    if not (layers and kv_heads and head_dim):
+        return 0
+    v_dim = header.value_length or head_dim
+    return int(n_ctx * layers * kv_heads * (head_dim + v_dim) * 2)

@@ -1,0 +1,132 @@
+"""Render chat templates (Hugging Face Jinja dialect) in a sandbox.
+
+Templates come from model files, so they are untrusted code: they run in
+Jinja's ImmutableSandboxedEnvironment with the same extras Hugging Face
+transformers provides (`raise_exception`, `strftime_now`, a `tojson` that does
+not escape HTML, loop controls and the `{% generation %}` block), so a template
+written for transformers renders the same text here.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+import jinja2
+import jinja2.exceptions
+import jinja2.ext
+import jinja2.nodes
+import jinja2.parser
+import jinja2.sandbox
+
+from engines.errors import BadRequest, LlmTuiError
+from engines.types import ChatMessage
+
+_BUILTIN_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+class ChatTemplateError(LlmTuiError):
+    """A chat template is broken or tried something the sandbox forbids."""
+
+
+class _TemplateRaised(Exception):
+    """Raised by the template's own `raise_exception(...)`: the messages do not fit it."""
+
+
+def _raise_exception(message: str) -> None:
+    raise _TemplateRaised(message)
+
+
+def _strftime_now(fmt: str) -> str:
+    return datetime.now().strftime(fmt)
+
+
+def _tojson(
+    value: Any,
+    ensure_ascii: bool = False,
+    indent: int | None = None,
+    separators: tuple[str, str] | None = None,
+    sort_keys: bool = False,
+) -> str:
+    # Jinja's own tojson escapes <, >, & for HTML; chat prompts need the raw text.
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+class _GenerationBlock(jinja2.ext.Extension):
+    """Accept `{% generation %}...{% endgeneration %}` (transformers' assistant mask marker) and render its body."""
+
+    tags = {"generation"}  # noqa: RUF012 - jinja2 declares it as a plain class attribute
+
+    def parse(self, parser: jinja2.parser.Parser) -> jinja2.nodes.Node:
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        return jinja2.nodes.CallBlock(self.call_method("_render_body"), [], [], body).set_lineno(lineno)
+
+    def _render_body(self, caller: Callable[[], str]) -> str:
+        return caller()
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> jinja2.sandbox.ImmutableSandboxedEnvironment:
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
+        trim_blocks=True,
+        lstrip_blocks=True,
+        extensions=[_GenerationBlock, jinja2.ext.loopcontrols],
+    )
+    env.filters["tojson"] = _tojson
+    env.globals["raise_exception"] = _raise_exception
+    env.globals["strftime_now"] = _strftime_now
+    return env
+
+
+@functools.lru_cache(maxsize=32)
+def compile_template(template: str) -> jinja2.Template:
+    """Compile a chat template once; ChatTemplateError if it does not parse."""
+    try:
+        return _environment().from_string(template)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ChatTemplateError(f"chat template does not parse (line {exc.lineno}): {exc.message}") from None
+
+
+def render_chat(
+    template: str,
+    messages: Sequence[ChatMessage],
+    *,
+    bos_token: str,
+    eos_token: str,
+    add_generation_prompt: bool = True,
+) -> str:
+    """Render `messages` into a prompt; BadRequest if the template rejects them, ChatTemplateError if it is broken."""
+    compiled = compile_template(template)
+    try:
+        return compiled.render(
+            messages=[{"role": m.role, "content": m.content} for m in messages],
+            bos_token=bos_token,
+            eos_token=eos_token,
+            add_generation_prompt=add_generation_prompt,
+        )
+    except _TemplateRaised as exc:
+        raise BadRequest(f"the model's chat template rejected the conversation: {exc}") from None
+    except jinja2.exceptions.SecurityError as exc:
+        raise ChatTemplateError(f"chat template tried an unsafe operation and was stopped: {exc}") from None
+    except jinja2.TemplateError as exc:
+        raise ChatTemplateError(f"chat template failed: {exc.message or type(exc).__name__}") from None
+    except (TypeError, ValueError, LookupError, AttributeError, ArithmeticError, RecursionError) as exc:
+        # A template bug (e.g. indexing messages[0] of an empty list) must not crash the worker.
+        raise ChatTemplateError(f"chat template failed: {type(exc).__name__}: {exc}") from None
+
+
+def load_builtin_template(name: str) -> str:
+    """The text of `engines/catalog/templates/{name}.jinja`; ChatTemplateError if there is none."""
+    if not _BUILTIN_NAME.match(name):
+        raise ChatTemplateError(f"invalid built-in chat template name {name!r}")
+    resource = resources.files("engines.catalog").joinpath("templates").joinpath(f"{name}.jinja")
+    try:
+        return resource.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ChatTemplateError(f"no built-in chat template named {name!r}") from None
