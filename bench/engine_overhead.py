@@ -40,9 +40,11 @@ def run_raw(llm: object, tokens: list[int], max_tokens: int) -> tuple[float, flo
     first = last = 0.0
     finish = None
     stream = llm.create_completion(tokens, max_tokens=max_tokens, temperature=0.0, stream=True)  # type: ignore[attr-defined]
-    for n, chunk in enumerate(stream):
+    for chunk in stream:
         now = time.perf_counter()
-        if n == 0:
+        # The adapter does not show a reply's leading blank lines, so both sides
+        # time the first visible text.
+        if first == 0.0 and chunk["choices"][0]["text"].strip():
             first = now
         last = now
         finish = chunk["choices"][0]["finish_reason"] or finish
@@ -75,7 +77,7 @@ def run_managed(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--n-ctx", type=int, default=2048)
@@ -115,12 +117,15 @@ def main() -> None:
         prompt_tokens = len(tokens)
 
     ratio = statistics.median(our_tps) / statistics.median(raw_tps)
-    ttft_diff = statistics.median(our_ttft) - statistics.median(raw_ttft)
+    # Rounds are paired (same prompt, back to back), so the median of the
+    # per-round differences cancels most of the machine's drift.
+    ttft_diff = statistics.median(o - r for o, r in zip(our_ttft, raw_ttft, strict=True))
     print(f"model {model.name}, {prompt_tokens} prompt tokens, {args.max_tokens} generated, {args.threads} threads")
     print(f"decode tok/s: raw {statistics.median(raw_tps):.2f}, managed {statistics.median(our_tps):.2f}")
     print(f"decode ratio managed/raw = {ratio:.3f} (target >= 0.97: {'met' if ratio >= 0.97 else 'NOT met'})")
     print(f"TTFT: raw {statistics.median(raw_ttft):.1f} ms, managed {statistics.median(our_ttft):.1f} ms")
-    print(f"TTFT overhead = {ttft_diff:+.1f} ms (target < 5 ms: {'met' if ttft_diff < 5 else 'NOT met'})")
+    verdict = "met" if ttft_diff < 5 else "NOT met"
+    print(f"TTFT overhead (median of paired differences) = {ttft_diff:+.1f} ms (target < 5 ms: {verdict})")
 
 
 if __name__ == "__main__":

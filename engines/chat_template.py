@@ -24,14 +24,10 @@ import jinja2.nodes
 import jinja2.parser
 import jinja2.sandbox
 
-from engines.errors import BadRequest, LlmTuiError
+from engines.errors import BadRequest, ChatTemplateError
 from engines.types import ChatMessage
 
 _BUILTIN_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-
-
-class ChatTemplateError(LlmTuiError):
-    """A chat template is broken or tried something the sandbox forbids."""
 
 
 class _TemplateRaised(Exception):

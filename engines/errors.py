@@ -44,6 +44,10 @@ class BadModelFile(LlmTuiError):
         super().__init__(f"bad model file {path}: {reason}")
 
 
+class ChatTemplateError(LlmTuiError):
+    """A chat template is broken or tried something the sandbox forbids."""
+
+
 class BadRequest(LlmTuiError):
     """Parameters or messages of a request are invalid."""
 

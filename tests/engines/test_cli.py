@@ -133,3 +133,38 @@ def test_real_gemma_chat_with_stats(isolated_dirs: Path, gemma_path: Path) -> No
     assert stats["engine"] == "llama.cpp" and stats["model"] == "gemma-3-270m"
     assert 0 < stats["completion_tokens"] <= 32 and stats["prompt_tokens"] > 5
     assert stats["ttft_ms"] > 0 and stats["tokens_per_s"] > 0
+
+
+def test_interactive_chat_on_a_terminal_keeps_the_conversation(model_file: Path) -> None:
+    import pty
+    import select
+
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engines.cli", "chat", str(model_file), "--engine", "fake", "--stats"],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        close_fds=True,
+    )
+    os.close(terminal)
+    os.write(controller, b"first question\nsecond one\n/exit\n")
+    output = b""
+    while True:
+        ready, _, _ = select.select([controller], [], [], 60)
+        if not ready:
+            break
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    assert proc.wait(timeout=60) == 0
+    text = output.decode()
+    assert "chatting with tiny (fake)" in text
+    assert "Echo: first question" in text and "Echo: second one" in text
+    stats = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    # The second turn carries the first question and answer with it.
+    assert len(stats) == 2 and stats[1]["prompt_tokens"] > stats[0]["prompt_tokens"] + 4
