@@ -8,14 +8,13 @@ import sys
 import time
 from typing import TextIO, TypeVar
 
-from engines.adapters import registry
 from engines.catalog.packaged import Progress
-from engines.catalog.resolve import resolve_model
 from engines.config import Config
-from engines.errors import BadRequest, EngineUnavailable
+from engines.errors import BadRequest
+from engines.launch import default_options, launch
 from engines.manager import EngineManager
 from engines.requests import RequestHandle
-from engines.types import ChatMessage, Delta, Done, Error, LaunchOptions, ModelSpec, Params
+from engines.types import ChatMessage, Delta, Done, Error, ModelSpec, Params
 
 _SESSION = "cli"
 T = TypeVar("T")
@@ -30,21 +29,18 @@ def run_chat(args: argparse.Namespace, config: Config) -> int:
         prompt = sys.stdin.read()
         if not prompt.strip():
             raise BadRequest("no prompt: give PROMPT or pipe text on stdin")
-    spec = resolve_model(
-        args.model, models_dir=config.models_dir, aliases=config.aliases, progress=_progress(f"preparing {args.model}")
-    )
-    engine = pick_engine(spec, args.engine)
-    options = LaunchOptions(
-        n_ctx=config.n_ctx,
-        n_threads=config.n_threads,
-        n_gpu_layers=config.n_gpu_layers,
-        seed=params.seed,
-        device="cpu" if config.n_gpu_layers == 0 else "auto",
-    )
     with EngineManager() as manager:
         if interactive:
-            print(f"llm-tui: loading {spec.id} on {engine}...", file=sys.stderr)
-        run_id = manager.start(spec, options, engine)
+            print(f"llm-tui: loading {args.model}...", file=sys.stderr)
+        launched = launch(
+            manager,
+            args.model,
+            config,
+            engine=args.engine,
+            options=default_options(config, seed=params.seed),
+            progress=_progress(f"preparing {args.model}"),
+        )
+        run_id, spec, engine = launched.run_id, launched.spec, launched.engine
         messages = [ChatMessage("system", args.system)] if args.system else []
         if not interactive:
             messages.append(ChatMessage("user", prompt))
@@ -66,23 +62,6 @@ def build_params(args: argparse.Namespace, config: Config) -> Params:
     )
     params.validate()
     return params
-
-
-def pick_engine(spec: ModelSpec, requested: str | None) -> str:
-    """The engine to use: the requested one, else the first installed that loads the model."""
-    if requested:
-        entry = registry.entry(requested)
-        if spec.format not in entry.formats:
-            raise EngineUnavailable(entry.name, f"it cannot load {spec.format} models like {spec.id}")
-        return entry.name
-    candidates = [e for e in spec.engines if e in registry.ENGINES] or registry.engines_for_format(spec.format)
-    for name in candidates:
-        if registry.is_installed(name):
-            return name
-    if not candidates:
-        raise EngineUnavailable(spec.format, f"no engine can load {spec.format} models yet")
-    first = registry.entry(candidates[0])
-    raise EngineUnavailable(first.name, "its Python package is not installed", first.install_hint)
 
 
 def _repl(
