@@ -39,6 +39,8 @@ class RequestHandle:
     request_id: int = field(default_factory=lambda: next(_ids))
     submitted_at: float = field(default_factory=time.perf_counter)
     cancel_event: threading.Event = field(default_factory=threading.Event)
+    sink_error: Exception | None = None
+    """The first exception the sink raised, if any (events after it are still offered to the sink)."""
     _events: queue.SimpleQueue[StreamEvent] = field(default_factory=queue.SimpleQueue)
     _finished: threading.Event = field(default_factory=threading.Event)
 
@@ -54,7 +56,10 @@ class RequestHandle:
     def deliver(self, event: StreamEvent) -> None:
         """Hand an event to the sink or the iterator (called by the worker)."""
         if self.sink is not None:
-            self.sink(event)
+            try:
+                self.sink(event)
+            except Exception as exc:  # a broken receiver must not kill the instance's worker thread
+                self.sink_error = self.sink_error or exc
         else:
             self._events.put(event)
         if not isinstance(event, Delta):

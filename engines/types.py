@@ -79,7 +79,7 @@ class ModelSpec:
 
     id: str
     path: Path | None = None
-    format: Literal["gguf", "hf", "ollama", "remote"] = "gguf"
+    format: Literal["gguf", "hf", "ollama", "remote", "fake"] = "gguf"
     chat_template: str | None = None
     """Template to use when the model file carries none (from the catalog)."""
     engines: tuple[str, ...] = ("llama.cpp",)

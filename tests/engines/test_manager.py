@@ -204,3 +204,15 @@ def test_errors_are_events_not_exceptions_for_iterators(manager: EngineManager) 
     run_id = manager.start(SPEC, engine=FakeEngine())
     events = list(manager.submit(run_id, ask(FAIL_MARKER + " a b c")))
     assert isinstance(events[-1], Error)
+
+
+def test_a_sink_that_raises_does_not_kill_the_worker(manager: EngineManager) -> None:
+    run_id = manager.start(SPEC, engine=FakeEngine(reply="a b"))
+
+    def broken(event: object) -> None:
+        raise ValueError("receiver broke")
+
+    handle = manager.submit(run_id, ask("q"), sink=broken)
+    assert handle.wait(10)
+    assert isinstance(handle.sink_error, ValueError)
+    assert manager.submit(run_id, ask("again")).result().text == "a b"

@@ -1,0 +1,179 @@
+"""Export a chat session as Markdown (to read) or JSON (to process).
+
+The JSON shape, version 1. Keys are never renamed or removed within a
+version; new keys may be added. Times are ISO 8601 in UTC.
+
+    {
+      "format": "llm-tui-session", "version": 1,
+      "id": 3, "title": "...", "model": "gemma-3-270m" | null, "engine": "llama.cpp" | null,
+      "system_prompt": "..." | null,
+      "params": {"temperature", "top_p", "top_k", "repetition_penalty", "max_tokens", "stop", "seed"} | null,
+      "created_at": "2025-05-01T12:00:00.000Z", "updated_at": "...",
+      "messages": [
+        {"role": "system" | "user" | "assistant", "content": "...",
+         "status": "complete" | "streaming" | "cancelled" | "error" | "interrupted",
+         "model": ... | null, "engine": ... | null, "created_at": "...", "error": "..." | null,
+         "metrics": {"ttft_ms", "tokens_per_s", "total_ms", "prompt_tokens", "completion_tokens",
+                     "finish_reason"} | null}
+      ]
+    }
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import unicodedata
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from engines.atomic import atomic_write
+from engines.errors import BadRequest
+from engines.store import Store
+from engines.store_records import MessageRecord, SessionRecord, TurnMetrics, params_to_dict
+
+ExportFormat = Literal["markdown", "json"]
+EXPORT_VERSION = 1
+_SUFFIX: dict[str, str] = {"markdown": ".md", "json": ".json"}
+_ROLE_HEADING = {"system": "System", "user": "User", "assistant": "Assistant"}
+_STATUS_NOTE = {
+    "cancelled": "Stopped before the end.",
+    "interrupted": "Cut off: llm-tui stopped while this reply was streaming.",
+    "streaming": "Still being written when exported.",
+}
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+
+
+def session_to_markdown(session: SessionRecord, messages: Sequence[MessageRecord]) -> str:
+    """The session as a Markdown document; message text is kept verbatim."""
+    out = [f"# {session.title}", ""]
+    about = [f"Model: {session.model}"] if session.model else []
+    about += [f"Engine: {session.engine}"] if session.engine else []
+    about.append(f"Started {_human_time(session.created_at)}")
+    out += [f"*{' · '.join(about)}*", ""]
+    if session.system_prompt:
+        out += ["## System prompt", "", _block(session.system_prompt), ""]
+    for message in messages:
+        out += [f"## {_ROLE_HEADING.get(message.role, message.role.title())}", ""]
+        if message.content:
+            out += [_block(message.content), ""]
+        notes = _notes(session, message)
+        if notes:
+            out += [f"*{' · '.join(notes)}*", ""]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def session_to_json(session: SessionRecord, messages: Sequence[MessageRecord]) -> str:
+    """The session in the documented JSON shape (see the module docstring)."""
+    doc: dict[str, Any] = {
+        "format": "llm-tui-session",
+        "version": EXPORT_VERSION,
+        "id": session.id,
+        "title": session.title,
+        "model": session.model,
+        "engine": session.engine,
+        "system_prompt": session.system_prompt,
+        "params": params_to_dict(session.params) if session.params is not None else None,
+        "created_at": _iso(session.created_at),
+        "updated_at": _iso(session.updated_at),
+        "messages": [
+            {
+                "role": m.role,
+                "content": m.content,
+                "status": m.status,
+                "model": m.model,
+                "engine": m.engine,
+                "created_at": _iso(m.created_at),
+                "error": m.error,
+                "metrics": dataclasses.asdict(m.metrics) if m.metrics is not None else None,
+            }
+            for m in messages
+        ],
+    }
+    return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
+
+
+def default_export_name(session: SessionRecord, fmt: ExportFormat) -> str:
+    """A safe file name for the export: slugified title, session id, extension."""
+    ascii_title = unicodedata.normalize("NFKD", session.title).encode("ascii", "ignore").decode("ascii")
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")[:60].rstrip("-") or "chat"
+    return f"{slug}-{session.id}{_suffix(fmt)}"
+
+
+def export_session(store: Store, session_id: int, path: Path, fmt: ExportFormat) -> Path:
+    """Write a session to `path` (or into it, under the default name, if it is a folder); return the file."""
+    _suffix(fmt)  # an unknown format fails before anything is read or written
+    session = store.get_session(session_id)
+    messages = store.messages(session_id)
+    text = session_to_markdown(session, messages) if fmt == "markdown" else session_to_json(session, messages)
+    target = path / default_export_name(session, fmt) if path.is_dir() else path
+    atomic_write(target, text.encode("utf-8"), private=False)
+    return target
+
+
+def _suffix(fmt: str) -> str:
+    if fmt not in _SUFFIX:
+        raise BadRequest(f"export format must be markdown or json, got {fmt!r}")
+    return _SUFFIX[fmt]
+
+
+def _notes(session: SessionRecord, message: MessageRecord) -> list[str]:
+    notes: list[str] = []
+    if message.role == "assistant" and message.model and message.model != session.model:
+        notes.append(f"Model: {message.model}")
+    if message.metrics is not None:
+        notes += _metric_parts(message.metrics)
+    if message.status == "error":
+        notes.append(f"Failed: {message.error or 'unknown error'}")
+    elif message.status in _STATUS_NOTE:
+        notes.append(_STATUS_NOTE[message.status])
+    return notes
+
+
+def _metric_parts(metrics: TurnMetrics) -> list[str]:
+    parts = []
+    if metrics.completion_tokens is not None:
+        parts.append(f"{metrics.completion_tokens} tokens")
+    if metrics.tokens_per_s:
+        parts.append(f"{metrics.tokens_per_s:.1f} tok/s")
+    if metrics.ttft_ms is not None:
+        parts.append(f"first token {metrics.ttft_ms:.0f} ms")
+    if metrics.total_ms is not None:
+        parts.append(f"total {metrics.total_ms / 1000:.2f} s")
+    if metrics.finish_reason and metrics.finish_reason != "cancelled":
+        parts.append(f"finish: {metrics.finish_reason}")
+    return parts
+
+
+def _block(text: str) -> str:
+    """Text as is, closing a code fence it left open so the next heading is not swallowed by it."""
+    body = text.rstrip("\n")
+    fence = _open_fence(body)
+    return f"{body}\n{fence}" if fence else body
+
+
+def _open_fence(text: str) -> str | None:
+    """The fence (``` or ~~~ run) still open at the end of `text`, per CommonMark's rules, if any."""
+    open_fence: str | None = None
+    for line in text.splitlines():
+        match = _FENCE.match(line)
+        if match is None:
+            continue
+        fence, rest = match.group(1), match.group(2)
+        if open_fence is None:
+            if not (fence[0] == "`" and "`" in rest):  # a backtick fence's info string has no backticks
+                open_fence = fence
+        elif fence[0] == open_fence[0] and len(fence) >= len(open_fence) and not rest.strip():
+            open_fence = None
+    return open_fence
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _human_time(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -1,0 +1,143 @@
+"""The SQLite file behind the store: connection settings and numbered schema migrations.
+
+The schema grows by small functions, one per version, in `MIGRATIONS`; the
+file's `PRAGMA user_version` says how many have run. Each migration runs in
+its own `BEGIN IMMEDIATE` transaction together with the version bump, so a
+crash leaves the file at the old version or the new one, never between.
+To change the schema, append a function; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from engines.errors import LlmTuiError
+
+BUSY_TIMEOUT_MS = 10_000
+"""How long a write waits for another connection (another llm-tui process) to finish."""
+
+
+class StoreError(LlmTuiError):
+    """The chat database cannot be opened, read or written."""
+
+
+class SchemaTooNew(StoreError):
+    """The database was written by a newer llm-tui than this one."""
+
+
+def _m001_chat(conn: sqlite3.Connection) -> None:
+    """Sessions, their messages and per-reply metrics."""
+    statements = [
+        """CREATE TABLE sessions (
+            id INTEGER PRIMARY KEY,
+            title TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            model TEXT,
+            engine TEXT,
+            system_prompt TEXT,
+            params_json TEXT
+        )""",
+        """CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+            content TEXT NOT NULL,
+            model TEXT,
+            engine TEXT,
+            params_json TEXT,
+            status TEXT NOT NULL
+                CHECK (status IN ('complete', 'streaming', 'cancelled', 'error', 'interrupted')),
+            error TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            UNIQUE (session_id, seq)
+        )""",
+        """CREATE TABLE turn_metrics (
+            message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+            ttft_ms REAL,
+            tokens_per_s REAL,
+            total_ms REAL,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            finish_reason TEXT
+        )""",
+        "CREATE INDEX sessions_by_updated ON sessions (updated_at DESC, id DESC)",
+        # UNIQUE (session_id, seq) already creates the index that orders a session's messages;
+        # this one serves the crash-recovery scan on open without reading every row.
+        "CREATE INDEX messages_by_status ON messages (status) WHERE status = 'streaming'",
+    ]
+    for statement in statements:
+        conn.execute(statement)
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_m001_chat,)
+"""Migration N (1-based) brings a file from user_version N-1 to N."""
+
+LATEST_VERSION = len(MIGRATIONS)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (creating it 0600 if new) and configure the database; migrate it to the latest schema."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        # Chats are private: create the file owner-only; SQLite gives -wal/-shm the same mode.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    try:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open {path}: {exc}") from exc
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        migrate(conn, path.name)
+    except BaseException as exc:
+        conn.close()
+        if isinstance(exc, sqlite3.DatabaseError):
+            raise StoreError(f"{path} is not a usable llm-tui database ({exc}); move it aside to start afresh") from exc
+        raise
+    return conn
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The file's schema version (0 for a new file)."""
+    row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+def migrate(conn: sqlite3.Connection, name: str = "llm-tui.db") -> int:
+    """Apply the migrations the file lacks, each in its own transaction; return the final version."""
+    _refuse_newer(schema_version(conn), name)
+    for number, migration in enumerate(MIGRATIONS, start=1):
+        if schema_version(conn) >= number:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have migrated while we waited for the write lock.
+            if schema_version(conn) < number:
+                migration(conn)
+                conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:  # some errors (disk full) already rolled it back
+                conn.execute("ROLLBACK")
+            raise
+    version = schema_version(conn)
+    _refuse_newer(version, name)
+    return version
+
+
+def _refuse_newer(version: int, name: str) -> None:
+    if version > LATEST_VERSION:
+        raise SchemaTooNew(
+            f"{name} was written by a newer llm-tui (schema {version}; this one knows {LATEST_VERSION}); "
+            "upgrade llm-tui to open it"
+        )
