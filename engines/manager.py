@@ -48,8 +48,17 @@ class Coalescing:
 class Instance:
     """A model loaded on an engine, with a request queue and one worker thread."""
 
-    def __init__(self, run_id: str, spec: ModelSpec, options: LaunchOptions, engine: Engine, coalescing: Coalescing):
+    def __init__(
+        self,
+        run_id: str,
+        spec: ModelSpec,
+        options: LaunchOptions,
+        engine: Engine,
+        coalescing: Coalescing,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
         self.run_id = run_id
+        self.clock = clock
         self.spec = spec
         self.options = options
         self.engine = engine
@@ -167,7 +176,8 @@ class Instance:
                 self._set_state(InstanceState.READY)
 
     def _generate(self, handle: RequestHandle) -> None:
-        started = time.perf_counter()
+        clock = self.clock
+        started = clock()
         queue_ms = (started - handle.submitted_at) * 1000.0
         if handle.cancel_event.is_set():
             handle.deliver(Done(Usage(), "cancelled", Metrics(0.0, 0.0, 0.0, queue_ms)))
@@ -180,7 +190,7 @@ class Instance:
         try:
             for event in self.engine.chat(handle.messages, handle.params, handle.cancel_event, handle.session):
                 if isinstance(event, Delta):
-                    now = time.perf_counter()
+                    now = clock()
                     if first_at is None:
                         first_at = last_flush = now
                         handle.deliver(event)
@@ -208,7 +218,7 @@ class Instance:
             handle.deliver(Error(_message(exc), kind=type(exc).__name__))
 
     def _finish(self, done: Done, started: float, first_at: float | None, queue_ms: float) -> Done:
-        end = time.perf_counter()
+        end = self.clock()
         ttft = ((first_at or end) - started) * 1000.0
         decode_tokens = done.usage.completion_tokens - 1
         span = end - first_at if first_at is not None else 0.0
@@ -236,8 +246,11 @@ class EngineManager:
         *,
         coalescing: Coalescing | None = None,
         engine_factory: Callable[[str], Engine] = registry.create,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
+        """`clock` times requests; tests give a scripted one so metrics are reproducible."""
         self._coalescing = coalescing or Coalescing()
+        self._clock = clock
         self._factory = engine_factory
         self._instances: dict[str, Instance] = {}
         self._lock = threading.Lock()
@@ -258,7 +271,7 @@ class EngineManager:
         """
         adapter = self._factory(engine) if isinstance(engine, str) else engine
         run_id = f"r{next(self._ids)}-{adapter.name}"
-        instance = Instance(run_id, spec, options or LaunchOptions(), adapter, self._coalescing)
+        instance = Instance(run_id, spec, options or LaunchOptions(), adapter, self._coalescing, self._clock)
         with self._lock:
             self._instances[run_id] = instance
         instance.start()
@@ -288,7 +301,7 @@ class EngineManager:
         """Queue a chat request on an instance; events come through the handle or `sink`."""
         params = params or Params()
         params.validate()
-        handle = RequestHandle(run_id, list(messages), params, session=session, sink=sink)
+        handle = RequestHandle(run_id, list(messages), params, session=session, sink=sink, submitted_at=self._clock())
         self._get(run_id).submit(handle)
         return handle
 

@@ -3,6 +3,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh llama,dev
+# One test drives the real app in tmux.
+if ! command -v tmux >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        (apt-get update -qq && apt-get install -y -qq tmux) >/dev/null
+    elif command -v sudo >/dev/null 2>&1; then
+        (sudo apt-get update -qq && sudo apt-get install -y -qq tmux) >/dev/null
+    fi
+fi
 .venv/bin/ruff check engines tui tests bench
 .venv/bin/ruff format --check engines tui tests bench
 .venv/bin/mypy

@@ -1,0 +1,46 @@
+"""An app wired to a fake engine and a store in a temporary folder."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from engines.adapters.fake import FakeEngine
+from engines.config import load_config
+from engines.manager import Coalescing, EngineManager
+from tui.app import LlmTuiApp
+from tui.runtime import Runtime
+
+AppFactory = Callable[..., LlmTuiApp]
+
+
+@pytest.fixture
+def fake_model(isolated_dirs: Path) -> Path:
+    """A file the fake engine 'loads'."""
+    path = isolated_dirs / "tiny.gguf"
+    path.write_bytes(b"GGUF")
+    return path
+
+
+@pytest.fixture
+def make_app(isolated_dirs: Path, fake_model: Path) -> AppFactory:
+    """Build an app whose models all run on a FakeEngine configured by the test."""
+    runtimes: list[Runtime] = []
+
+    def factory(*, engine: FakeEngine | None = None, screen: str = "chat", launch: bool = True) -> LlmTuiApp:
+        config = load_config(env={}, cwd=isolated_dirs)
+        chosen = engine or FakeEngine()
+        # Coalescing off: each fake token is its own event, so tests see every step.
+        # A scripted clock (10 ms per reading) makes the metrics under each reply reproducible.
+        ticks = itertools.count()
+        manager = EngineManager(coalescing=Coalescing(interval_s=0.0, max_chars=1), clock=lambda: next(ticks) * 0.01)
+        runtime = Runtime(config, manager=manager, engine_choice=lambda ref: chosen)
+        runtimes.append(runtime)
+        return LlmTuiApp(runtime, screen=screen, model=str(fake_model) if launch else None)
+
+    yield factory
+    for runtime in runtimes:
+        runtime.close()

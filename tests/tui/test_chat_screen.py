@@ -1,0 +1,292 @@
+"""The chat screen driven by keys, on the fake engine: send, stream, stop, regenerate, edit, sessions, export."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from textual.pilot import Pilot
+
+from engines.adapters.fake import FakeEngine
+from tests.tui.conftest import AppFactory
+from tui.app import LlmTuiApp
+from tui.screens.chat import ChatScreen
+from tui.widgets.chat_view import ChatLog
+from tui.widgets.prompt import PromptInput
+
+
+def run(coro: Awaitable[None]) -> None:
+    asyncio.run(coro)  # type: ignore[arg-type]
+
+
+async def until(pilot: Pilot[int], condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    """Let the app run until `condition` holds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.02)
+
+
+def chat(app: LlmTuiApp) -> ChatScreen:
+    screen = app.screen
+    assert isinstance(screen, ChatScreen)
+    return screen
+
+
+async def ready(pilot: Pilot[int]) -> ChatScreen:
+    app = pilot.app
+    assert isinstance(app, LlmTuiApp)
+    await until(pilot, lambda: app.runtime.active is not None and "ready" in app.status_text, "the model to load")
+    return chat(app)
+
+
+async def send(pilot: Pilot[int], text: str) -> None:
+    screen = chat(pilot.app)  # type: ignore[arg-type]
+    screen.query_one(PromptInput).focus()
+    await pilot.press(*text)
+    await pilot.press("enter")
+    await until(pilot, lambda: screen.turn is None, "the reply to finish")
+
+
+def stored(app: LlmTuiApp) -> list[tuple[str, str, str]]:
+    screen = chat(app)
+    assert screen.session is not None
+    return [(m.role, m.content, m.status) for m in app.runtime.store.messages(screen.session.id)]
+
+
+def test_send_streams_reply_and_saves_both_messages(make_app: AppFactory) -> None:
+    async def go() -> None:
+        app = make_app()
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = await ready(pilot)
+            await send(pilot, "hello there")
+            assert stored(app) == [("user", "hello there", "complete"), ("assistant", "Echo: hello there", "complete")]
+            log = screen.query_one(ChatLog)
+            assert [m.role for m in log.messages] == ["user", "assistant"]
+            reply = log.reply(log.messages[-1].key)
+            assert reply is not None and reply.text == "Echo: hello there"
+            assert screen.query_one(PromptInput).text == ""
+            assert screen.session is not None and screen.session.title == "hello there"
+            (message,) = [m for m in app.runtime.store.messages(screen.session.id) if m.role == "assistant"]
+            assert message.metrics is not None and message.metrics.completion_tokens == 3
+
+    run(go())
+
+
+def test_escape_stops_mid_reply_and_keeps_the_partial_text(make_app: AppFactory) -> None:
+    engine = FakeEngine(reply=" ".join(f"w{i}" for i in range(400)), token_delay_s=0.01)
+
+    async def go() -> None:
+        app = make_app(engine=engine)
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = await ready(pilot)
+            screen.query_one(PromptInput).focus()
+            await pilot.press(*"go", "enter")
+            await until(pilot, lambda: screen.turn is not None and len(screen.turn.writer.text) > 10, "some text")
+            await pilot.press("escape")
+            await until(pilot, lambda: screen.turn is None, "the reply to stop")
+            (_, (role, content, status)) = stored(app)
+            assert role == "assistant" and status == "cancelled"
+            assert content.startswith("w0 w1") and len(content.split()) < 400
+
+    run(go())
+
+
+def test_regenerate_replaces_the_last_reply(make_app: AppFactory) -> None:
+    engine = FakeEngine()
+
+    async def go() -> None:
+        app = make_app(engine=engine)
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = await ready(pilot)
+            await send(pilot, "one")
+            await pilot.press("ctrl+r")
+            await until(pilot, lambda: len(engine.calls) == 2 and screen.turn is None, "the new reply")
+            assert stored(app) == [("user", "one", "complete"), ("assistant", "Echo: one", "complete")]
+            # The same conversation went to the engine again, without the old reply.
+            assert [m.content for m in engine.calls[1]] == ["one"]
+
+    run(go())
+
+
+def test_edit_and_resend_drops_what_followed(make_app: AppFactory) -> None:
+    async def go() -> None:
+        app = make_app()
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = await ready(pilot)
+            await send(pilot, "first")
+            await send(pilot, "second")
+            await pilot.press("ctrl+g")
+            prompt = screen.query_one(PromptInput)
+            assert prompt.text == "second"
+            prompt.select_all()
+            await pilot.press(*"changed", "enter")
+            await until(pilot, lambda: screen.turn is None and len(stored(app)) == 4, "the resent reply")
+            assert [c for _, c, _ in stored(app)] == ["first", "Echo: first", "changed", "Echo: changed"]
+
+    run(go())
+
+
+def test_new_session_and_switching_back(make_app: AppFactory) -> None:
+    async def go() -> None:
+        app = make_app()
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = await ready(pilot)
+            await send(pilot, "in the first chat")
+            first = screen.session
+            await pilot.press("ctrl+n")
+            assert screen.session is not None and first is not None and screen.session.id != first.id
+            assert screen.query_one(ChatLog).messages == []
+            await send(pilot, "in the second chat")
+            # Ctrl+F goes to the session filter; Enter moves to the list; pick the older chat.
+            await pilot.press("ctrl+f", "enter", "down", "enter")
+            await until(pilot, lambda: screen.session is not None and screen.session.id == first.id, "the switch")
+            assert screen.query_one(ChatLog).messages[0].content == "in the first chat"
+
+    run(go())
+
+
+def test_filter_rename_and_delete_sessions(make_app: AppFactory) -> None:
+    async def go() -> None:
+        app = make_app()
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = await ready(pilot)
+            await send(pilot, "apples")
+            await pilot.press("ctrl+n")
+            await send(pilot, "pears")
+            await pilot.press("ctrl+f", *"appl")
+            await pilot.pause()
+            options = screen.query_one("#session-options")
+            assert options.option_count == 1  # type: ignore[attr-defined]
+            await pilot.press("enter", "r")
+            await pilot.press(*"Fruit", "enter")  # the old title is selected, so typing replaces it
+            await pilot.pause()
+            titles = [s.title for s in app.runtime.store.list_sessions()]
+            assert "Fruit" in titles
+            await pilot.press("delete", "y")
+            await pilot.pause()
+            assert [s.title for s in app.runtime.store.list_sessions()] == ["pears"]
+
+    run(go())
+
+
+def test_export_writes_markdown_and_json(make_app: AppFactory, isolated_dirs: Path) -> None:
+    async def go() -> None:
+        app = make_app()
+        async with app.run_test(size=(100, 30)) as pilot:
+            await ready(pilot)
+            await send(pilot, "export me")
+            await pilot.press("ctrl+t", "enter")
+            await pilot.pause()
+            await pilot.press("ctrl+t", *str(isolated_dirs / "chat.json"), "enter")
+            await pilot.pause()
+        markdown = list(isolated_dirs.glob("*.md"))
+        assert len(markdown) == 1 and "Echo: export me" in markdown[0].read_text()
+        data = json.loads((isolated_dirs / "chat.json").read_text())
+        assert [m["content"] for m in data["messages"]] == ["export me", "Echo: export me"]
+
+    run(go())
+
+
+def test_settings_modal_sets_system_prompt_and_params(make_app: AppFactory) -> None:
+    engine = FakeEngine()
+
+    async def go() -> None:
+        app = make_app(engine=engine)
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = await ready(pilot)
+            await pilot.press("ctrl+o")
+            await pilot.pause()
+            await pilot.press(*"Be brief.", "tab", *"0.2", "ctrl+s")
+            await pilot.pause()
+            assert screen.session is not None and screen.session.system_prompt == "Be brief."
+            assert screen.session.params is not None and screen.session.params.temperature == 0.2
+            await send(pilot, "hi")
+            assert engine.calls[-1][0].role == "system" and engine.calls[-1][0].content == "Be brief."
+
+    run(go())
+
+
+def test_invalid_parameter_is_refused_on_the_field(make_app: AppFactory) -> None:
+    async def go() -> None:
+        app = make_app()
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = await ready(pilot)
+            await pilot.press("ctrl+o", "tab", *"hot", "ctrl+s")
+            await pilot.pause()
+            assert "Temperature: 'hot' is not a number" in str(app.screen.query_one("#error").render())
+            await pilot.press("escape")
+            assert screen.session is not None and (
+                screen.session.params is None or screen.session.params.temperature is None
+            )
+
+    run(go())
+
+
+def test_message_sent_before_a_model_goes_out_once_one_is_loaded(make_app: AppFactory, fake_model: Path) -> None:
+    async def go() -> None:
+        app = make_app(launch=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = chat(app)
+            await pilot.press(*"early bird", "enter")
+            await pilot.pause()
+            # The model picker opened; type the model's path and launch it.
+            await pilot.press(*str(fake_model), "enter")
+            await until(pilot, lambda: len(stored(app)) == 2 and screen.turn is None, "the pending message's reply")
+            assert stored(app)[1][1] == "Echo: early bird"
+
+    run(go())
+
+
+def test_load_failure_is_shown_and_the_app_keeps_running(make_app: AppFactory) -> None:
+    async def go() -> None:
+        app = make_app(engine=FakeEngine(load_error=RuntimeError("out of memory")), launch=True)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: bool(app._notifications), "a notification")
+            texts = [n.message for n in app._notifications]
+            assert any("out of memory" in t for t in texts)
+            assert app.runtime.active is None
+            assert app.is_running
+
+    run(go())
+
+
+def test_engine_error_mid_reply_is_inline_and_nothing_is_lost(make_app: AppFactory) -> None:
+    async def go() -> None:
+        app = make_app()
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = await ready(pilot)
+            await send(pilot, "please [[fail]] now")
+            (user, reply) = stored(app)
+            assert user == ("user", "please [[fail]] now", "complete")
+            assert reply[0] == "assistant" and reply[2] == "error" and reply[1] == "Echo: please"
+            view = screen.query_one(ChatLog).reply(screen.query_one(ChatLog).messages[-1].key)
+            assert view is not None and view.status == "error"
+
+    run(go())
+
+
+def test_screen_keys_switch_and_unbuilt_screens_say_so(make_app: AppFactory) -> None:
+    async def go() -> None:
+        app = make_app(launch=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("f5")
+            assert app.current_mode == "gauges"
+            assert "not built yet" in str(app.screen.query_one(".not-built").render())
+            await pilot.press("f1")
+            assert app.current_mode == "chat"
+
+    run(go())
+
+
+def test_start_screen_option(make_app: AppFactory) -> None:
+    async def go() -> None:
+        app = make_app(screen="settings", launch=False)
+        async with app.run_test(size=(100, 30)):
+            assert app.current_mode == "settings"
+
+    run(go())

@@ -1,0 +1,156 @@
+"""The llm-tui application shell: screens by key, the command palette, the active model in the header."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable
+from functools import partial
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import Screen
+
+from engines.config import Config
+from engines.errors import LlmTuiError
+from tui.commands import app_commands
+from tui.messages import LaunchFailed, LaunchProgress, ModelLaunched
+from tui.runtime import Runtime
+from tui.screens.chat import ChatScreen
+from tui.screens.placeholder import PLANNED, NotBuiltScreen
+from tui.widgets.screen_bar import SCREEN_KEYS
+
+
+class LlmTuiApp(App[int]):
+    """Find, run, watch and chat with local language models."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "llm-tui"
+    MODES = {
+        "chat": ChatScreen,
+        **{name: partial(NotBuiltScreen, name) for name in PLANNED},
+    }
+    BINDINGS = [
+        # Shown by each screen's ScreenBar rather than the footer, which keeps the screen's own keys.
+        *(Binding(key, f"switch_mode('{mode}')", label, show=False) for key, mode, label in SCREEN_KEYS),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+    ]
+
+    status_text: reactive[str] = reactive("no model")
+    """Active model · engine · state, shown in the header and the chat status line."""
+    active_version: reactive[int] = reactive(0)
+    """Bumped whenever the active instance changes, so screens can follow it."""
+
+    def __init__(self, runtime: Runtime, *, screen: str = "chat", model: str | None = None) -> None:
+        super().__init__()
+        self.runtime = runtime
+        self.start_screen = screen
+        self.start_model = model
+        self.theme = runtime.config.theme if runtime.config.theme in self.available_themes else "textual-dark"
+
+    def on_mount(self) -> None:
+        self.switch_mode(self.start_screen)
+        if self.start_model:
+            self.launch_model(self.start_model)
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield from app_commands(self)
+
+    def watch_status_text(self, text: str) -> None:
+        self.sub_title = text
+
+    @work(thread=True, exclusive=True, group="launch")
+    def launch_model(self, ref: str) -> None:
+        """Load a model in a worker thread and make it the active instance."""
+        self.post_message(LaunchProgress(ref, 0, 0))
+        try:
+            launched = self.runtime.launch(
+                ref, progress=lambda done, total: self.post_message(LaunchProgress(ref, done, total))
+            )
+        except LlmTuiError as exc:
+            self.post_message(LaunchFailed(ref, str(exc)))
+        except Exception as exc:  # a bug or a native failure must not take the app down
+            self.post_message(LaunchFailed(ref, f"{type(exc).__name__}: {exc}"))
+        else:
+            self.post_message(ModelLaunched(launched))
+
+    def on_launch_progress(self, message: LaunchProgress) -> None:
+        if message.total:
+            self.status_text = f"preparing {message.ref}: {message.done * 100 // message.total}%"
+        else:
+            self.status_text = f"loading {message.ref}…"
+
+    def on_model_launched(self, message: ModelLaunched) -> None:
+        launched = message.launched
+        self.notify(f"{launched.spec.id} is ready on {launched.engine}", title="Model loaded", timeout=4)
+        self.refresh_status()
+        self.active_version += 1
+
+    def on_launch_failed(self, message: LaunchFailed) -> None:
+        self.refresh_status()
+        self.notify(message.error, title=f"Could not load {message.ref}", severity="error", timeout=15)
+
+    def refresh_status(self) -> None:
+        """Show the active instance's model, engine and state."""
+        info = self.runtime.active_info()
+        if info is None:
+            self.status_text = "no model · ctrl+l to pick one"
+        else:
+            self.status_text = f"{info.model_id} · {info.engine} · {info.state.value}"
+
+    def set_active_instance(self, run_id: str) -> None:
+        """Point the chat at an already running instance."""
+        from tui.runtime import ActiveModel
+
+        info = self.runtime.manager.info(run_id)
+        self.runtime.set_active(ActiveModel(info.run_id, info.model_id, info.engine))
+        self.refresh_status()
+        self.active_version += 1
+
+    def action_new_chat(self) -> None:
+        """Open the chat screen on a new session."""
+        self._on_chat("new_session")
+
+    def _on_chat(self, action: str) -> None:
+        """Run a chat screen action from anywhere (the command palette)."""
+        self.switch_mode("chat")
+        screen = self.screen
+        if isinstance(screen, ChatScreen):
+            getattr(screen, f"action_{action}")()
+
+    def action_stop_generation(self) -> None:
+        """Stop the reply that is streaming, if any."""
+        self._on_chat("stop")
+
+    def action_pick_model(self) -> None:
+        """Open the model picker on the chat screen."""
+        self._on_chat("pick_model")
+
+    def action_copy_reply(self) -> None:
+        """Copy the selected or last message."""
+        self._on_chat("copy_message")
+
+    def action_copy_code(self) -> None:
+        """Copy the last code block."""
+        self._on_chat("copy_code")
+
+    def action_export_chat(self) -> None:
+        """Export the current chat."""
+        self._on_chat("export")
+
+    def action_toggle_dark(self) -> None:
+        """Switch between the light and dark theme."""
+        self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    """Start the app with the command line's --screen and --model."""
+    runtime = Runtime(config)
+    try:
+        app = LlmTuiApp(runtime, screen=args.screen or "chat", model=args.model)
+        app.run()
+    finally:
+        runtime.close()
+    return app.return_code or 0

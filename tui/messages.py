@@ -1,0 +1,44 @@
+"""Messages posted from worker threads to the UI (post_message is thread-safe and never blocks)."""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+from engines.launch import Launched
+from engines.types import StreamEvent
+
+
+class ReplyEvent(Message):
+    """A streamed event of the reply stored as message `key`."""
+
+    def __init__(self, key: int, event: StreamEvent) -> None:
+        super().__init__()
+        self.key = key
+        self.event = event
+
+
+class ModelLaunched(Message):
+    """A model finished loading and is now the active instance."""
+
+    def __init__(self, launched: Launched) -> None:
+        super().__init__()
+        self.launched = launched
+
+
+class LaunchFailed(Message):
+    """Loading a model failed; `error` is the text to show."""
+
+    def __init__(self, ref: str, error: str) -> None:
+        super().__init__()
+        self.ref = ref
+        self.error = error
+
+
+class LaunchProgress(Message):
+    """Progress of preparing a model file (bytes done of total)."""
+
+    def __init__(self, ref: str, done: int, total: int) -> None:
+        super().__init__()
+        self.ref = ref
+        self.done = done
+        self.total = total

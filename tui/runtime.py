@@ -1,0 +1,91 @@
+"""What every screen shares: the configuration, the engine manager, the store, the active instance."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from engines.adapters.base import Engine
+from engines.catalog.packaged import Progress
+from engines.config import Config
+from engines.launch import Launched, launch
+from engines.manager import EngineManager
+from engines.store import Store
+from engines.types import InstanceInfo, LaunchOptions
+
+EngineChoice = Callable[[str], str | Engine | None]
+"""Maps a model reference to the engine to use (tests hand in a fake engine here)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveModel:
+    """The instance the chat talks to, as the header shows it."""
+
+    run_id: str
+    model_id: str
+    engine: str
+
+
+class Runtime:
+    """Owns the long-lived objects behind the UI; safe to use from worker threads."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        manager: EngineManager | None = None,
+        store: Store | None = None,
+        engine_choice: EngineChoice | None = None,
+    ) -> None:
+        self.config = config
+        self.manager = manager or EngineManager()
+        self.store = store or Store(config.db_path)
+        self._engine_choice = engine_choice
+        self._lock = threading.Lock()
+        self._active: ActiveModel | None = None
+
+    @property
+    def active(self) -> ActiveModel | None:
+        """The instance new chat turns go to, if any."""
+        with self._lock:
+            return self._active
+
+    def set_active(self, launched: Launched | ActiveModel | None) -> None:
+        """Make an instance the one the chat uses."""
+        with self._lock:
+            if launched is None or isinstance(launched, ActiveModel):
+                self._active = launched
+            else:
+                self._active = ActiveModel(launched.run_id, launched.spec.id, launched.engine)
+
+    def active_info(self) -> InstanceInfo | None:
+        """The active instance's current state, or None when it is gone."""
+        active = self.active
+        if active is None:
+            return None
+        try:
+            return self.manager.info(active.run_id)
+        except Exception:
+            return None
+
+    def launch(
+        self,
+        ref: str,
+        *,
+        engine: str | None = None,
+        options: LaunchOptions | None = None,
+        progress: Progress | None = None,
+    ) -> Launched:
+        """Resolve and load a model (blocking: call it from a worker thread)."""
+        chosen: str | Engine | None = engine
+        if chosen is None and self._engine_choice is not None:
+            chosen = self._engine_choice(ref)
+        launched = launch(self.manager, ref, self.config, engine=chosen, options=options, progress=progress)
+        self.set_active(launched)
+        return launched
+
+    def close(self) -> None:
+        """Stop every instance and close the store."""
+        self.manager.stop_all(timeout=10)
+        self.store.close()

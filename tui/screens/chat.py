@@ -1,0 +1,379 @@
+"""The chat screen: sessions on the left, the conversation, the prompt; replies stream in as Markdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from engines.errors import LlmTuiError
+from engines.export import default_export_name, export_session
+from engines.store import MessageRecord, SessionRecord, Store
+from tui.chat_turn import ChatTurn, metrics_line
+from tui.messages import ReplyEvent
+from tui.screens.modals.confirm import ConfirmModal
+from tui.screens.modals.model_picker import ModelChoice, ModelPickerModal
+from tui.screens.modals.params import ParamsModal, SessionSettings
+from tui.screens.modals.text_prompt import TextPromptModal
+from tui.widgets.chat_view import ChatLog, LogMessage
+from tui.widgets.prompt import PromptInput
+from tui.widgets.screen_bar import ScreenBar
+from tui.widgets.session_list import SessionList
+
+if TYPE_CHECKING:
+    from tui.app import LlmTuiApp
+    from tui.runtime import Runtime
+
+TITLE_LENGTH = 40
+
+
+class ChatScreen(Screen[None]):
+    """Talk to the active model; every message is saved as it is written."""
+
+    BINDINGS = [
+        Binding("escape", "stop", "Stop"),
+        Binding("ctrl+l", "pick_model", "Model"),
+        Binding("ctrl+n", "new_session", "New"),
+        Binding("ctrl+r", "regenerate", "Regen"),
+        Binding("ctrl+g", "edit", "Edit"),
+        Binding("ctrl+o", "settings", "Options"),
+        Binding("ctrl+t", "export", "Export", show=False),
+        # Plain letters reach the screen only when no text field has focus (e.g. on the chat log).
+        Binding("c", "copy_message", "Copy", show=False),
+        Binding("y", "copy_code", "Copy code", show=False),
+        Binding("e", "edit", "Edit", show=False),
+        Binding("ctrl+f", "focus_sessions", "Chats", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(name="chat")
+        self.session: SessionRecord | None = None
+        self.turn: ChatTurn | None = None
+        self.editing: MessageRecord | None = None
+        self.pending: str | None = None
+        """Text sent before any model was active; it goes out once one is."""
+        self.query_text = ""
+
+    @property
+    def shell(self) -> LlmTuiApp:
+        """The app, typed."""
+        return cast("LlmTuiApp", self.app)
+
+    @property
+    def runtime(self) -> Runtime:
+        """Config, engine manager, store and the active instance."""
+        return self.shell.runtime
+
+    @property
+    def store(self) -> Store:
+        """Where sessions and messages live."""
+        return self.runtime.store
+
+    def new_session(self) -> SessionRecord:
+        """A new session with the configured default parameters."""
+        active = self.runtime.active
+        return self.store.create_session(model=active.model_id if active else None, params=self.runtime.config.defaults)
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal():
+            yield SessionList(id="sessions")
+            with Vertical(id="conversation"):
+                yield ChatLog(id="chat-log")
+                yield Static("", id="chat-status")
+                yield PromptInput(id="prompt", placeholder="Message · Enter sends · Ctrl+J new line")
+        yield ScreenBar("chat")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        sessions = self.store.list_sessions()
+        self.open_session(sessions[0] if sessions else self.new_session())
+        self.watch(self.app, "active_version", self._on_active_changed, init=False)
+        self.watch(self.app, "status_text", lambda _: self.update_status(), init=False)
+        self.query_one(PromptInput).focus()
+
+    # -- sessions -----------------------------------------------------------------------------------------------
+
+    def open_session(self, session: SessionRecord) -> None:
+        """Show `session` and its messages."""
+        self.session = session
+        self.editing = None
+        log = self.query_one(ChatLog)
+        log.load([log_message(m) for m in self.store.messages(session.id)])
+        self.refresh_sessions()
+        self.update_status()
+
+    def refresh_sessions(self) -> None:
+        """Re-list sessions (filtered), keeping the current one highlighted."""
+        sessions = self.store.list_sessions(self.query_text or None)
+        self.query_one(SessionList).show(sessions, self.session.id if self.session else None)
+
+    def on_session_list_chosen(self, message: SessionList.Chosen) -> None:
+        if self.turn is not None:
+            self.notify("A reply is streaming; Esc stops it first.", severity="warning")
+            return
+        self.open_session(self.store.get_session(message.session_id))
+        self.query_one(PromptInput).focus()
+
+    def on_session_list_filter_changed(self, message: SessionList.FilterChanged) -> None:
+        self.query_text = message.query.strip()
+        self.refresh_sessions()
+
+    def on_session_list_rename_requested(self, message: SessionList.RenameRequested) -> None:
+        session = self.store.get_session(message.session_id)
+
+        def done(title: str | None) -> None:
+            if title:
+                self.store.rename_session(session.id, title)
+                if self.session and self.session.id == session.id:
+                    self.session = self.store.get_session(session.id)
+                self.refresh_sessions()
+
+        self.app.push_screen(TextPromptModal("Rename chat", session.title), done)
+
+    def on_session_list_delete_requested(self, message: SessionList.DeleteRequested) -> None:
+        session = self.store.get_session(message.session_id)
+        if self.turn is not None and self.session and self.session.id == session.id:
+            self.notify("A reply is streaming in this chat; Esc stops it first.", severity="warning")
+            return
+
+        def done(yes: bool | None) -> None:
+            if not yes:
+                return
+            self.store.delete_session(session.id)
+            if self.session and self.session.id == session.id:
+                remaining = self.store.list_sessions()
+                self.open_session(remaining[0] if remaining else self.new_session())
+            else:
+                self.refresh_sessions()
+
+        self.app.push_screen(ConfirmModal(f"Delete the chat “{session.title}” and all its messages?"), done)
+
+    def action_new_session(self) -> None:
+        if self.turn is not None:
+            self.notify("A reply is streaming; Esc stops it first.", severity="warning")
+            return
+        self.open_session(self.new_session())
+        self.query_one(PromptInput).focus()
+
+    def action_focus_sessions(self) -> None:
+        self.query_one("#session-filter").focus()
+
+    # -- sending and streaming ---------------------------------------------------------------------------------
+
+    def on_prompt_input_submitted(self, message: PromptInput.Submitted) -> None:
+        if self.turn is not None:
+            self.notify("A reply is still streaming; Esc stops it.", severity="warning")
+            return
+        if self.runtime.active is None:
+            self.pending = message.text
+            self.notify("No model yet: pick one and your message goes out when it is loaded.")
+            self.action_pick_model()
+            return
+        self.send(message.text)
+
+    def send(self, text: str) -> None:
+        """Save the user's message, show it, and start the reply."""
+        assert self.session is not None
+        prompt = self.query_one(PromptInput)
+        if self.editing is not None:
+            self.store.truncate_after(self.session.id, self.editing.seq - 1)
+            self.editing = None
+        if self.session.title == "New chat":
+            self.store.rename_session(self.session.id, _title_from(text))
+            self.session = self.store.get_session(self.session.id)
+        self.store.add_message(self.session.id, "user", text)
+        prompt.clear()
+        self.open_session(self.session)
+        self.query_one(ChatLog).scroll_end(animate=False)
+        self._start_turn()
+
+    def _start_turn(self) -> None:
+        assert self.session is not None
+        active = self.runtime.active
+        if active is None:
+            self.notify("No model is active: Ctrl+L picks one.", severity="warning")
+            return
+        try:
+            self.turn = ChatTurn.start(self, self.runtime, self.session, active)
+        except LlmTuiError as exc:
+            self.notify(str(exc), title="Cannot send", severity="error", timeout=10)
+            self.turn = None
+        self.update_status()
+
+    def on_reply_event(self, message: ReplyEvent) -> None:
+        turn = self.turn
+        if turn is None or turn.key != message.key:
+            return
+        if turn.apply(message.event, self.query_one(ChatLog)):
+            self.turn = None
+            self.session = self.store.get_session(turn.session_id)
+            self.refresh_sessions()
+            self.shell.refresh_status()
+            self.update_status()
+
+    def action_stop(self) -> None:
+        if self.turn is not None:
+            self.turn.handle.cancel()
+        elif self.editing is not None:
+            self.editing = None
+            self.query_one(PromptInput).clear()
+            self.update_status()
+
+    def action_regenerate(self) -> None:
+        if self.turn is not None or self.session is None:
+            return
+        messages = self.store.messages(self.session.id)
+        last_user = next((m for m in reversed(messages) if m.role == "user"), None)
+        if last_user is None:
+            self.notify("Nothing to regenerate yet.")
+            return
+        self.store.truncate_after(self.session.id, last_user.seq)
+        self.open_session(self.session)
+        self._start_turn()
+
+    def action_edit(self) -> None:
+        if self.turn is not None or self.session is None:
+            return
+        target = self._selected("user")
+        if target is None:
+            self.notify("No message of yours to edit.")
+            return
+        self.editing = target
+        prompt = self.query_one(PromptInput)
+        prompt.text = target.content
+        prompt.focus()
+        self.update_status()
+
+    def _on_active_changed(self, _: int) -> None:
+        self.update_status()
+        if self.pending is not None and self.runtime.active is not None:
+            text, self.pending = self.pending, None
+            self.send(text)
+
+    # -- settings, model, copy, export -------------------------------------------------------------------------
+
+    def action_settings(self) -> None:
+        if self.session is None:
+            return
+        session = self.session
+
+        def done(result: SessionSettings | None) -> None:
+            if result is not None:
+                self.session = self.store.update_session(
+                    session.id, system_prompt=result.system_prompt, params=result.params
+                )
+                self.open_session(self.session)
+
+        self.app.push_screen(ParamsModal(session.system_prompt, session.params), done)
+
+    def action_pick_model(self) -> None:
+        runtime = self.runtime
+
+        def done(choice: ModelChoice | None) -> None:
+            if choice is None:
+                if self.pending is not None:
+                    self.query_one(PromptInput).text = self.pending
+                    self.pending = None
+                return
+            if choice.run_id is not None:
+                self.shell.set_active_instance(choice.run_id)
+            elif choice.ref is not None:
+                self.shell.launch_model(choice.ref)
+
+        instances = runtime.manager.instances()
+        self.app.push_screen(ModelPickerModal(instances, runtime.config.models_dir, dict(runtime.config.aliases)), done)
+
+    def action_copy_message(self) -> None:
+        target = self._selected(None)
+        if target is None:
+            self.notify("Nothing to copy yet.")
+            return
+        self.app.copy_to_clipboard(target.content)
+        self.notify(f"Copied {len(target.content)} characters (OSC 52).", timeout=3)
+
+    def action_copy_code(self) -> None:
+        target = self._selected("assistant")
+        blocks = _code_blocks(target.content) if target else []
+        if not blocks:
+            self.notify("No code block in that reply.")
+            return
+        self.app.copy_to_clipboard(blocks[-1])
+        self.notify(f"Copied a code block of {len(blocks[-1].splitlines())} lines (OSC 52).", timeout=3)
+
+    def action_export(self) -> None:
+        if self.session is None:
+            return
+        session = self.session
+
+        def done(path: str | None) -> None:
+            if not path:
+                return
+            fmt = "json" if path.endswith(".json") else "markdown"
+            try:
+                written = export_session(self.store, session.id, Path(path).expanduser(), fmt)
+            except (OSError, LlmTuiError) as exc:
+                self.notify(str(exc), title="Export failed", severity="error", timeout=10)
+                return
+            self.notify(f"Saved {written}", title="Exported", timeout=6)
+
+        name = default_export_name(session, "markdown")
+        self.app.push_screen(TextPromptModal("Export chat to (.md or .json)", name), done)
+
+    def _selected(self, role: str | None) -> MessageRecord | None:
+        """The message selected in the log if it has `role`, else the last one with that role."""
+        if self.session is None:
+            return None
+        messages = [m for m in self.store.messages(self.session.id) if role is None or m.role == role]
+        log = self.query_one(ChatLog)
+        chosen = log.selected_message
+        if chosen is not None:
+            picked = next((m for m in messages if m.id == chosen.key), None)
+            if picked is not None:
+                return picked
+        return messages[-1] if messages else None
+
+    def update_status(self) -> None:
+        """The line under the log: model, state, what Enter will do."""
+        status = self.query_one("#chat-status", Static)
+        parts = [self.shell.status_text]
+        if self.turn is not None:
+            parts.append("generating · Esc stops")
+        elif self.editing is not None:
+            parts.append("editing a message · Enter resends · Esc cancels")
+        if self.session is not None and self.session.system_prompt:
+            parts.append("system prompt set")
+        status.update(" · ".join(parts))
+
+
+def log_message(m: MessageRecord) -> LogMessage:
+    """How a stored message is shown in the log."""
+    header = (
+        "You"
+        if m.role == "user"
+        else ("System" if m.role == "system" else " · ".join(x for x in (m.model, m.engine) if x))
+    )
+    return LogMessage(
+        key=m.id,
+        role=m.role,
+        content=m.content,
+        header=header,
+        footer=metrics_line(m.metrics) if m.metrics else "",
+        status=m.status,
+    )
+
+
+def _title_from(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1] + "…"
+
+
+def _code_blocks(markdown: str) -> list[str]:
+    from tui.widgets.chat_view import fenced_code_blocks
+
+    return fenced_code_blocks(markdown)
