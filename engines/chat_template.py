@@ -56,7 +56,7 @@ def _tojson(
 class _GenerationBlock(jinja2.ext.Extension):
     """Accept `{% generation %}...{% endgeneration %}` (transformers' assistant mask marker) and render its body."""
 
-    tags = {"generation"}  # noqa: RUF012 - jinja2 declares it as a plain class attribute
+    tags = {"generation"}
 
     def parse(self, parser: jinja2.parser.Parser) -> jinja2.nodes.Node:
         lineno = next(parser.stream).lineno
