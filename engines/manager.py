@@ -31,6 +31,7 @@ from engines.types import (
     Metrics,
     ModelSpec,
     Params,
+    StreamEvent,
     Usage,
 )
 
@@ -166,22 +167,26 @@ class Instance:
                 item.deliver(Error("instance stopped before the request ran", kind="stopped"))
                 continue
             self._set_state(InstanceState.BUSY)
+            final: StreamEvent = Error("the request ended unexpectedly", kind="internal")
             try:
-                self._generate(item)
+                final = self._generate(item)
             finally:
+                # The instance is ready again before the caller hears the reply is done,
+                # so whoever reacts to Done sees the instance as it now is.
                 with self._lock:
                     self.current = None
                     self.requests_served += 1
                     self.last_used = time.monotonic()
                 self._set_state(InstanceState.READY)
+                item.deliver(final)
 
-    def _generate(self, handle: RequestHandle) -> None:
+    def _generate(self, handle: RequestHandle) -> StreamEvent:
+        """Stream deltas to the handle; return the final event (Done or Error) for the caller to deliver."""
         clock = self.clock
         started = clock()
         queue_ms = (started - handle.submitted_at) * 1000.0
         if handle.cancel_event.is_set():
-            handle.deliver(Done(Usage(), "cancelled", Metrics(0.0, 0.0, 0.0, queue_ms)))
-            return
+            return Done(Usage(), "cancelled", Metrics(0.0, 0.0, 0.0, queue_ms))
         interval, max_chars = self.coalescing.interval_s, self.coalescing.max_chars
         first_at: float | None = None
         pending: list[str] = []
@@ -206,16 +211,12 @@ class Instance:
                 if pending:
                     handle.deliver(Delta("".join(pending)))
                     pending.clear()
-                if isinstance(event, Done):
-                    handle.deliver(self._finish(event, started, first_at, queue_ms))
-                else:
-                    handle.deliver(event)
-                return
-            handle.deliver(Error("the engine ended the reply without saying it was done", kind="truncated"))
+                return self._finish(event, started, first_at, queue_ms) if isinstance(event, Done) else event
+            return Error("the engine ended the reply without saying it was done", kind="truncated")
         except BaseException as exc:  # an engine failure ends this request, not the instance
             if pending:
                 handle.deliver(Delta("".join(pending)))
-            handle.deliver(Error(_message(exc), kind=type(exc).__name__))
+            return Error(_message(exc), kind=type(exc).__name__)
 
     def _finish(self, done: Done, started: float, first_at: float | None, queue_ms: float) -> Done:
         end = self.clock()

@@ -216,3 +216,16 @@ def test_a_sink_that_raises_does_not_kill_the_worker(manager: EngineManager) -> 
     assert handle.wait(10)
     assert isinstance(handle.sink_error, ValueError)
     assert manager.submit(run_id, ask("again")).result().text == "a b"
+
+
+def test_instance_is_ready_again_when_done_arrives(manager: EngineManager) -> None:
+    run_id = manager.start(SPEC, engine=FakeEngine(reply="a b"))
+    states: list[InstanceState] = []
+
+    def sink(event: object) -> None:
+        if isinstance(event, Done):
+            states.append(manager.info(run_id).state)
+
+    assert manager.submit(run_id, ask("q"), sink=sink).wait(10)
+    assert states == [InstanceState.READY]
+    assert manager.info(run_id).requests_served == 1

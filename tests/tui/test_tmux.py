@@ -110,7 +110,7 @@ def test_kill_9_while_streaming_loses_at_most_the_last_second(tmux_session: tupl
 
     wait_for(lambda: "gemma-3-270m · llama.cpp · ready" in screen(), 120, "the model to load", screen)
     pid = int(tmux("list-panes", "-t", name, "-F", "#{pane_pid}").split()[0])
-    tmux("send-keys", "-t", name, "-l", "Count from 1 to 500, one number per line.")
+    tmux("send-keys", "-t", name, "-l", "Write a long story about a dragon who learns to bake bread.")
     tmux("send-keys", "-t", name, "Enter")
     # The reply is written while it streams: wait for the first save, then kill the app outright.
     wait_for(
@@ -135,5 +135,5 @@ def test_kill_9_while_streaming_loses_at_most_the_last_second(tmux_session: tupl
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert [m.role for m in messages] == ["user", "assistant"]
-    assert messages[0].content == "Count from 1 to 500, one number per line."
+    assert messages[0].content == "Write a long story about a dragon who learns to bake bread."
     assert messages[1].status == "interrupted" and len(messages[1].content) > 5
