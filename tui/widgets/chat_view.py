@@ -134,7 +134,10 @@ class MessageView(Vertical):
         finished = self._segmenter.feed(text)
         if finished:
             self.mount_all([Markdown(piece.markdown) for piece in finished], before=self._tail)
-        self._tail.update(self._segmenter.live)
+            self._tail.update(self._segmenter.live)
+        else:
+            # Markdown.append re-parses only the last block: the cost stays flat as the tail grows.
+            self._tail.append(text)
 
     def finish(self, footer: str = "", status: str = "complete") -> None:
         """Paint what is left, freeze the tail and show the footer and status."""
