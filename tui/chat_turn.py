@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from textual.message_pump import MessagePump
 
     from tui.runtime import ActiveModel, Runtime
-    from tui.widgets.chat_view import ChatLog
+    from tui.widgets.chat_log import ChatLog
 
 
 @dataclass(eq=False)
@@ -68,7 +68,6 @@ class ChatTurn:
                 view.finish(footer=footer, status=status)
             elif isinstance(event, Error):
                 view.set_error(event.message)
-                view.finish(status="error")
         return True
 
 

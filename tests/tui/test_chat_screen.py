@@ -13,7 +13,7 @@ from engines.adapters.fake import FakeEngine
 from tests.tui.conftest import AppFactory
 from tui.app import LlmTuiApp
 from tui.screens.chat import ChatScreen
-from tui.widgets.chat_view import ChatLog
+from tui.widgets.chat_log import ChatLog
 from tui.widgets.prompt import PromptInput
 
 

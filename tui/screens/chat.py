@@ -20,7 +20,7 @@ from tui.screens.modals.confirm import ConfirmModal
 from tui.screens.modals.model_picker import ModelChoice, ModelPickerModal
 from tui.screens.modals.params import ParamsModal, SessionSettings
 from tui.screens.modals.text_prompt import TextPromptModal
-from tui.widgets.chat_view import ChatLog, LogMessage
+from tui.widgets.chat_log import ChatLog, LogMessage
 from tui.widgets.prompt import PromptInput
 from tui.widgets.screen_bar import ScreenBar
 from tui.widgets.session_list import SessionList
@@ -374,6 +374,6 @@ def _title_from(text: str) -> str:
 
 
 def _code_blocks(markdown: str) -> list[str]:
-    from tui.widgets.chat_view import fenced_code_blocks
+    from tui.widgets.chat_log import fenced_code_blocks
 
     return fenced_code_blocks(markdown)

@@ -11,9 +11,10 @@ Cuts fall only where every block before them is finished:
 - before a column-0 code fence (```` ``` ```` or ``~~~``), which ends any
   paragraph or list before it;
 - after the closing line of a code fence;
-- inside a column-0 fence that is still open, every ``fence_lines`` lines:
-  the piece gets a synthetic closing fence and the rest a synthetic opener
-  with the same info string, so both still render as code;
+- inside a column-0 fence that is still open, every ``fence_lines`` lines
+  (once one more line has come): the piece gets a synthetic closing fence and
+  the rest a synthetic opener with the same info string, so both still render
+  as code;
 - before a column-0 line once the current block has grown past
   ``force_chars`` (a very long list or paragraph), except table rows and
   setext underlines.
@@ -163,13 +164,16 @@ class Segmenter:
                 self._cut(end)
                 return
             self._fence_count += 1
-            if splittable and self._fence_count >= self.fence_lines:
-                self._out.append(Piece(self._buf[:end] + char * length + "\n", self._split_before, True))
-                self._buf = opener + "\n" + self._buf[end:]
-                self._pos = len(opener) + 1
+            if splittable and self._fence_count > self.fence_lines:
+                # Freeze the fence's first lines as a piece of their own (closed by a synthetic
+                # fence); this line starts the rest, behind a synthetic opener. Cutting only once
+                # a further line exists never leaves an empty fence on screen.
+                self._out.append(Piece(self._buf[:start] + char * length + "\n", self._split_before, True))
+                self._buf = opener + "\n" + self._buf[start:]
+                self._pos = len(opener) + 1 + end - start
                 self._block_start = 0
                 self._split_before = True
-                self._fence_count = 0
+                self._fence_count = 1
             return
         if not line.strip():
             self._blank = True
