@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Iterable
 from functools import partial
 
-from textual import work
+from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.reactive import reactive
@@ -47,6 +48,8 @@ class LlmTuiApp(App[int]):
         self.runtime = runtime
         self.start_screen = screen
         self.start_model = model
+        self.last_input_at = 0.0
+        """When the last key or paste arrived (monotonic seconds)."""
         self.theme = runtime.config.theme if runtime.config.theme in self.available_themes else "textual-dark"
 
     def on_mount(self) -> None:
@@ -57,6 +60,11 @@ class LlmTuiApp(App[int]):
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield from app_commands(self)
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, (events.Key, events.Paste)):
+            self.last_input_at = time.monotonic()  # streaming frames yield to typing (MessageView)
+        await super().on_event(event)
 
     def watch_status_text(self, text: str) -> None:
         self.sub_title = text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
@@ -11,6 +12,7 @@ from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 from textual.widgets.markdown import MarkdownBlock, MarkdownFence
 
+from tui.widgets import message_view
 from tui.widgets.chat_log import ChatLog, LogMessage, MessageView, Segment, fenced_code_blocks
 from tui.widgets.segmenter import FENCE_LINES, Piece, Segmenter, split_markdown
 
@@ -76,6 +78,7 @@ class LogApp(App[None]):
     def __init__(self) -> None:
         super().__init__()
         self.selections: list[ChatLog.Selected] = []
+        self.last_input_at = 0.0  # as LlmTuiApp keeps it: streaming frames yield to typing
 
     def compose(self) -> ComposeResult:
         yield ChatLog()
@@ -231,6 +234,33 @@ def test_appends_are_coalesced_to_frames() -> None:
         await pilot.pause()
         assert view.frames <= 2
         assert "".join(s.source for s in view.segments()) == "".join(words)
+
+    run(test)
+
+
+def test_frames_wait_for_typing_but_not_forever(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Right after a key press streamed text waits (the key is painted first), but never past MAX_WAIT_SECONDS."""
+    monkeypatch.setattr(message_view, "MAX_WAIT_SECONDS", 1.0)
+
+    async def frame_after(view: MessageView, text: str, limit_s: float) -> float:
+        before, started = view.frames, time.monotonic()
+        view.append(text)
+        while view.frames == before:
+            assert time.monotonic() - started < limit_s, "streamed text was never drawn"
+            await asyncio.sleep(0.01)
+        return time.monotonic() - started
+
+    async def test(app: LogApp, log: ChatLog, pilot: Pilot[None]) -> None:
+        view = log.start_reply(1)
+        await pilot.pause()
+        app.last_input_at = time.monotonic() + 3600  # the user keeps typing
+        assert await frame_after(view, "held back ", limit_s=10) >= 1.0
+        assert view.segments()[-1].source == "held back "
+
+        monkeypatch.setattr(message_view, "MAX_WAIT_SECONDS", 3600.0)
+        app.last_input_at = 0.0  # nobody typing: drawn at the frame rate, not held to the limit
+        await frame_after(view, "next ", limit_s=10)
+        assert view.segments()[-1].source == "held back next "
 
     run(test)
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from markdown_it import MarkdownIt
 from textual.app import ComposeResult
 from textual.message import Message
+from textual.widget import MountError
 from textual.widgets import Static
 
 from tui.widgets.segment import BlankContent, Segment, SegmentGroup, far, hide_children, show_children
@@ -16,6 +17,12 @@ from tui.widgets.segmenter import Piece, Segmenter, split_markdown
 
 FRAME_SECONDS = 1 / 30
 """Streamed text is applied at most this often."""
+BUSY_SHARE = 0.35
+"""Streaming may keep the UI thread busy this share of the time: frames are spaced by their cost."""
+INPUT_QUIET_SECONDS = 0.15
+"""After a key press, the next frame waits this long, so what the user types is painted first."""
+MAX_WAIT_SECONDS = 0.4
+"""Streamed text is never held longer than this (however busy the UI or fast the typing)."""
 GROUP_SIZE = 8
 """Segments per SegmentGroup."""
 
@@ -90,6 +97,8 @@ class MessageView(BlankContent):
         self._lock = asyncio.Lock()
         self._scheduled = False
         self._last_flush = 0.0
+        self._pending_since = 0.0
+        self._frame_cost = 0.0
         self._parked = False
         self.frames = 0
         """How many times streamed text was applied (a probe for tests and benches)."""
@@ -172,6 +181,8 @@ class MessageView(BlankContent):
     def append(self, text: str) -> None:
         """Add streamed text; it is drawn at the next frame (at most ~30 a second), not now."""
         if text and self._streaming:
+            if not self._pending:
+                self._pending_since = time.monotonic()
             self._pending.append(text)
             self._schedule()
 
@@ -201,18 +212,38 @@ class MessageView(BlankContent):
                 text = "".join(self._pending)
                 self._parts.append(text)
                 self._pending.clear()
-                self._last_flush = time.monotonic()
+                self._last_flush = started = time.monotonic()
                 self.frames += 1
-                await self._apply(text)
+                try:
+                    await self._apply(text)
+                except MountError:
+                    return  # removed mid-frame (session switched, app quitting): nothing left to draw
+                self.call_after_refresh(self._measure_frame, started)
             tail = self._tail  # _apply() may have started a new one
             if not self._streaming and tail is not None and not tail.frozen:
                 tail.freeze()
+
+    def _measure_frame(self, started: float) -> None:
+        """Remember what the last frame cost: applying the text, the layout and the paint."""
+        self._frame_cost = time.monotonic() - started
+
+    def _frame_due(self) -> float:
+        """When buffered text should next be drawn (monotonic seconds).
+
+        Frames are spaced so streaming keeps the UI thread busy at most BUSY_SHARE of
+        the time, and wait INPUT_QUIET_SECONDS after a key press so typing is painted
+        first; but no text waits more than MAX_WAIT_SECONDS.
+        """
+        interval = max(FRAME_SECONDS, self._frame_cost / BUSY_SHARE)
+        last_input: float = getattr(self.app, "last_input_at", 0.0)
+        due = max(self._last_flush + interval, last_input + INPUT_QUIET_SECONDS)
+        return min(due, self._pending_since + MAX_WAIT_SECONDS)
 
     def _schedule(self) -> None:
         if self._scheduled or self._tail is None:
             return
         self._scheduled = True
-        delay = self._last_flush + FRAME_SECONDS - time.monotonic()
+        delay = self._frame_due() - time.monotonic()
         if delay > 0.001:
             self.set_timer(delay, self._on_frame, name="chat-frame")
         else:
@@ -220,8 +251,12 @@ class MessageView(BlankContent):
 
     async def _on_frame(self) -> None:
         self._scheduled = False
-        if self._pending:
-            await self.flush()
+        if not self._pending:
+            return
+        if self._streaming and self._frame_due() - time.monotonic() > 0.001:
+            self._schedule()  # a key came in meanwhile: let its frame go first
+            return
+        await self.flush()
 
     async def _apply(self, text: str) -> None:
         """Hand `text` to the segmenter; grow the tail, freeze it where a segment ends."""
@@ -259,9 +294,13 @@ class MessageView(BlankContent):
         room = GROUP_SIZE - len(last.children)
         if room > 0:
             await last.mount_all(segments[:room])
-        new = [SegmentGroup(*segments[start : start + GROUP_SIZE]) for start in range(room, len(segments), GROUP_SIZE)]
-        if new:
-            await self.mount_all(new, before=self._status_widget)
+        for start in range(max(room, 0), len(segments), GROUP_SIZE):
+            # Mount the group, then its segments: awaiting a group's mount does not wait for
+            # children given to its constructor, and the new tail must be mounted before it is
+            # appended to.
+            group = SegmentGroup()
+            await self.mount(group, before=self._status_widget)
+            await group.mount_all(segments[start : start + GROUP_SIZE])
 
     def _set_status(self, status: str) -> None:
         for name in ("streaming", "cancelled", "interrupted", "error"):
