@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Iterable
 from functools import partial
+from typing import TYPE_CHECKING
 
 from textual import events, work
 from textual.app import App, SystemCommand
@@ -21,6 +21,9 @@ from tui.runtime import Runtime
 from tui.screens.chat import ChatScreen
 from tui.screens.placeholder import PLANNED, NotBuiltScreen
 from tui.widgets.screen_bar import SCREEN_KEYS
+
+if TYPE_CHECKING:
+    import argparse
 
 
 class LlmTuiApp(App[int]):

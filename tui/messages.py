@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.message import Message
 
-from engines.launch import Launched
-from engines.types import StreamEvent
+if TYPE_CHECKING:
+    from engines.launch import Launched
+    from engines.types import StreamEvent
 
 
 class ReplyEvent(Message):

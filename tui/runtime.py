@@ -5,16 +5,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from engines.adapters.base import Engine
-from engines.catalog.packaged import Progress
 from engines.config import Config
-from engines.launch import Launched, launch
 from engines.manager import EngineManager
 from engines.store import Store
-from engines.types import InstanceInfo, LaunchOptions
 
-EngineChoice = Callable[[str], str | Engine | None]
+if TYPE_CHECKING:
+    from engines.adapters.base import Engine
+    from engines.catalog.packaged import Progress
+    from engines.launch import Launched
+    from engines.types import InstanceInfo, LaunchOptions
+
+EngineChoice = Callable[[str], "str | Engine | None"]
 """Maps a model reference to the engine to use (tests hand in a fake engine here)."""
 
 
@@ -81,6 +84,8 @@ class Runtime:
         chosen: str | Engine | None = engine
         if chosen is None and self._engine_choice is not None:
             chosen = self._engine_choice(ref)
+        from engines.launch import launch  # the catalog and adapter registry: not needed for the first frame
+
         launched = launch(self.manager, ref, self.config, engine=chosen, options=options, progress=progress)
         self.set_active(launched)
         return launched

@@ -13,7 +13,10 @@ from textual.pilot import Pilot
 from textual.widgets.markdown import MarkdownBlock, MarkdownFence
 
 from tui.widgets import message_view
-from tui.widgets.chat_log import ChatLog, LogMessage, MessageView, Segment, fenced_code_blocks
+from tui.widgets.chat_log import ChatLog
+from tui.widgets.log_message import LogMessage, fenced_code_blocks
+from tui.widgets.message_view import MessageView
+from tui.widgets.segment import Segment
 from tui.widgets.segmenter import FENCE_LINES, Piece, Segmenter, split_markdown
 
 PARAGRAPH = (

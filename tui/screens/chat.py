@@ -12,15 +12,11 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from engines.errors import LlmTuiError
-from engines.export import default_export_name, export_session
 from engines.store import MessageRecord, SessionRecord, Store
 from tui.chat_turn import ChatTurn, metrics_line
 from tui.messages import ReplyEvent
-from tui.screens.modals.confirm import ConfirmModal
-from tui.screens.modals.model_picker import ModelChoice, ModelPickerModal
-from tui.screens.modals.params import ParamsModal, SessionSettings
-from tui.screens.modals.text_prompt import TextPromptModal
-from tui.widgets.chat_log import ChatLog, LogMessage
+from tui.widgets.chat_log import ChatLog
+from tui.widgets.log_message import LogMessage, fenced_code_blocks
 from tui.widgets.prompt import PromptInput
 from tui.widgets.screen_bar import ScreenBar
 from tui.widgets.session_list import SessionList
@@ -28,6 +24,8 @@ from tui.widgets.session_list import SessionList
 if TYPE_CHECKING:
     from tui.app import LlmTuiApp
     from tui.runtime import Runtime
+    from tui.screens.modals.model_picker import ModelChoice
+    from tui.screens.modals.params import SessionSettings
 
 TITLE_LENGTH = 40
 
@@ -134,6 +132,8 @@ class ChatScreen(Screen[None]):
                     self.session = self.store.get_session(session.id)
                 self.refresh_sessions()
 
+        from tui.screens.modals.text_prompt import TextPromptModal  # modals load when first opened
+
         self.app.push_screen(TextPromptModal("Rename chat", session.title), done)
 
     def on_session_list_delete_requested(self, message: SessionList.DeleteRequested) -> None:
@@ -151,6 +151,8 @@ class ChatScreen(Screen[None]):
                 self.open_session(remaining[0] if remaining else self.new_session())
             else:
                 self.refresh_sessions()
+
+        from tui.screens.modals.confirm import ConfirmModal
 
         self.app.push_screen(ConfirmModal(f"Delete the chat “{session.title}” and all its messages?"), done)
 
@@ -270,6 +272,8 @@ class ChatScreen(Screen[None]):
                 )
                 self.open_session(self.session)
 
+        from tui.screens.modals.params import ParamsModal
+
         self.app.push_screen(ParamsModal(session.system_prompt, session.params), done)
 
     def action_pick_model(self) -> None:
@@ -286,6 +290,8 @@ class ChatScreen(Screen[None]):
             elif choice.ref is not None:
                 self.shell.launch_model(choice.ref)
 
+        from tui.screens.modals.model_picker import ModelPickerModal
+
         instances = runtime.manager.instances()
         self.app.push_screen(ModelPickerModal(instances, runtime.config.models_dir, dict(runtime.config.aliases)), done)
 
@@ -299,7 +305,7 @@ class ChatScreen(Screen[None]):
 
     def action_copy_code(self) -> None:
         target = self._selected("assistant")
-        blocks = _code_blocks(target.content) if target else []
+        blocks = fenced_code_blocks(target.content) if target else []
         if not blocks:
             self.notify("No code block in that reply.")
             return
@@ -310,6 +316,8 @@ class ChatScreen(Screen[None]):
         if self.session is None:
             return
         session = self.session
+        from engines.export import default_export_name, export_session
+        from tui.screens.modals.text_prompt import TextPromptModal
 
         def done(path: str | None) -> None:
             if not path:
@@ -371,9 +379,3 @@ def log_message(m: MessageRecord) -> LogMessage:
 def _title_from(text: str) -> str:
     line = " ".join(text.split())
     return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1] + "…"
-
-
-def _code_blocks(markdown: str) -> list[str]:
-    from tui.widgets.chat_log import fenced_code_blocks
-
-    return fenced_code_blocks(markdown)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
@@ -26,10 +26,17 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import AwaitMount
 
-from tui.widgets.message_view import LogMessage, MessageView, fenced_code_blocks
-from tui.widgets.segment import Segment, far
+from tui.widgets.log_message import LogMessage
 
-__all__ = ["ChatLog", "LogMessage", "MessageView", "Segment", "fenced_code_blocks"]
+if TYPE_CHECKING:
+    from tui.widgets.message_view import MessageView
+
+
+def _views_of(messages: Sequence[LogMessage]) -> list[MessageView]:
+    # Markdown and its parser load with the first message shown, not with the app.
+    from tui.widgets.message_view import MessageView
+
+    return [MessageView(message) for message in messages]
 
 
 class ChatLog(VerticalScroll, can_focus=True):
@@ -110,7 +117,7 @@ class ChatLog(VerticalScroll, can_focus=True):
         """Show `messages` instead of everything (switching sessions); mounts only the newest."""
         self._entries = list(messages)
         self._first = max(0, len(self._entries) - self.INITIAL_MESSAGES)
-        self._views = [MessageView(message) for message in self._entries[self._first :]]
+        self._views = _views_of(self._entries[self._first :])
         self.workers.cancel_group(self, "chat-log-page")
         self.workers.cancel_group(self, "chat-log-reveal")
         self._paging = False
@@ -140,7 +147,7 @@ class ChatLog(VerticalScroll, can_focus=True):
 
     def add_message(self, message: LogMessage) -> MessageView:
         """Append a message (finished unless its status is "streaming")."""
-        view = MessageView(message)
+        (view,) = _views_of([message])
         self._entries.append(message)
         self._views.append(view)
         if self.is_attached:
@@ -197,8 +204,10 @@ class ChatLog(VerticalScroll, can_focus=True):
         """Park messages and segments more than a screen away from the viewport; show the others."""
         self._parking_scheduled = False
         region = self.region
-        if not region:
+        if not region or not self._views:
             return
+        from tui.widgets.segment import far
+
         margin = region.height
         top, bottom = region.y - margin, region.bottom + margin
         revealed = False
@@ -245,7 +254,7 @@ class ChatLog(VerticalScroll, can_focus=True):
         old_y = anchor_view.virtual_region.y
         old_scroll = self.scroll_target_y  # where a running scroll animation is going
         following = self.following
-        views = [MessageView(message) for message in self._entries[start : self._first]]
+        views = _views_of(self._entries[start : self._first])
         self._first = start
         self._views[:0] = views
         await self.mount_all(views, before=anchor_view)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from markdown_it import MarkdownIt
 from textual.app import ComposeResult
 from textual.message import Message
 from textual.widget import MountError
 from textual.widgets import Static
 
+from tui.widgets.log_message import LogMessage, fenced_code_blocks
 from tui.widgets.segment import BlankContent, Segment, SegmentGroup, far, hide_children, show_children
 from tui.widgets.segmenter import Piece, Segmenter, split_markdown
 
@@ -28,24 +28,6 @@ GROUP_SIZE = 8
 
 ROLE_LABELS = {"user": "You", "assistant": "Assistant", "system": "System"}
 STATUS_LABELS = {"cancelled": "stopped", "interrupted": "interrupted", "error": "error"}
-
-
-@dataclass(frozen=True, slots=True)
-class LogMessage:
-    """What the chat log shows for one message."""
-
-    key: int | str
-    role: str  # "system" | "user" | "assistant"
-    content: str
-    header: str = ""
-    footer: str = ""
-    status: str = "complete"  # complete | streaming | cancelled | error | interrupted
-
-
-def fenced_code_blocks(markdown: str) -> list[str]:
-    """The contents of the fenced code blocks in `markdown`, in order (nested ones included)."""
-    tokens = MarkdownIt("gfm-like").parse(markdown)
-    return [token.content.rstrip("\n") for token in tokens if token.type == "fence"]
 
 
 class MessageView(BlankContent):
