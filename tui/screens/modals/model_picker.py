@@ -13,6 +13,7 @@ from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
 from engines.catalog.builtin import builtin_catalog
+from engines.catalog.packaged import package_installed
 from engines.types import InstanceInfo
 
 
@@ -104,7 +105,14 @@ def _rows(instances: list[InstanceInfo], models_dir: Path, aliases: dict[str, st
     known_files = set()
     for entry in builtin_catalog():
         known_files.add(entry.file)
-        where = "downloaded" if entry.file and (models_dir / entry.file).is_file() else entry.format
+        # Only what can load now: downloaded, or shipped by an installed package (the catalog
+        # screen lists the rest, to download).
+        if entry.file and (models_dir / entry.file).is_file():
+            where = "downloaded"
+        elif package_installed(entry):
+            where = f"from the {entry.pypi_package} package"
+        else:
+            continue
         rows.append(
             _Row(
                 f"cat:{entry.id}",
