@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--threads", type=int, metavar="N", help="CPU threads for inference")
     chat.add_argument("--n-gpu-layers", type=int, metavar="N", help="layers to offload to the GPU (-1 = all)")
     chat.add_argument("--stats", action="store_true", help="print one JSON line of metrics to stderr after the reply")
+
+    from engines.models_cli import add_parser as add_models_parser
+
+    add_models_parser(sub, lambda p: _global_options(p, suppress=True))
     return parser
 
 
@@ -69,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from engines.chat_cli import run_chat
 
             return run_chat(args, load(args))
+        if args.command == "models":
+            from engines.models_cli import run_models
+
+            return run_models(args, load(args))
         return run_app(args)
     except LlmTuiError as exc:
         if debug:

@@ -100,6 +100,11 @@ class Config:
         object.__setattr__(self, "warnings", tuple(self.warnings))
 
     @property
+    def config_dir(self) -> Path:
+        """The folder of the config file in use (the user's config folder when none): catalog.toml lives there."""
+        return self.source.parent if self.source is not None else user_config_path().parent
+
+    @property
     def db_path(self) -> Path:
         """The SQLite database file."""
         return self.data_dir / "llm-tui.db"
