@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
 from engines.catalog.fit import human_bytes
@@ -13,7 +14,10 @@ from engines.config import Config
 from engines.errors import LlmTuiError
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], global_options: object) -> None:
+def add_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    global_options: Callable[[argparse.ArgumentParser], None],
+) -> None:
     """Register `models list` and `models rm` under `sub`."""
     models = sub.add_parser("models", help="list the models here and in the catalog; delete local ones")
     actions = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
@@ -25,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], global_
     rm.add_argument("id", metavar="ID", help="the id `models list` shows (or the catalog id of a local file)")
     rm.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     for parser in (models, listing, rm):
-        global_options(parser)  # type: ignore[operator]
+        global_options(parser)
 
 
 def run_models(args: argparse.Namespace, config: Config, out: TextIO = sys.stdout) -> int:

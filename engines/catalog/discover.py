@@ -18,7 +18,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from engines.catalog.discover_net import OllamaListing, RemoteListing, _short, list_ollama, list_remote
+from engines.catalog.discover_net import OllamaListing, RemoteListing, list_ollama, list_remote, shorten
+from engines.catalog.fit import ModelShape
 from engines.catalog.gguf_header import GgufHeader, read_gguf_header
 from engines.catalog.local_model import Format, LocalModel, Source, finish_models, match_catalog
 from engines.catalog.safetensors_info import HfFolderInfo, is_hf_folder, read_hf_folder
@@ -144,7 +145,10 @@ def _gguf_models(paths: Iterable[Path], root: Path, source: Source) -> list[Loca
 
 
 def _header_fields(header: GgufHeader) -> dict[str, Any]:
+    shape = ModelShape.from_gguf_header(header)
     return {
+        "head_dim": shape.head_dim,
+        "weights_bytes": shape.weights_bytes,
         "params": header.parameter_count,
         "quantization": header.quantization,
         "context_length": header.context_length,
@@ -198,6 +202,8 @@ def _gguf_split(
     if first is not None:
         fields.update(_header_fields(first))
     fields["params"] = None if problems else sum(h.parameter_count for h in headers.values())
+    # Every part holds some of the tensors: the fit check needs them all, not part 1's.
+    fields["weights_bytes"] = None if problems else sum(t.n_bytes for h in headers.values() for t in h.tensors)
     if problems:
         fields["error"] = "; ".join(problems)
     return _model_from_fields(model_id, source, "gguf", (first.name if first else None) or base, fields)
@@ -290,7 +296,7 @@ def discover(
             return job()
         except Exception as exc:  # a bug in one source must not hide the others
             log.exception("scanning %s failed", label)
-            return [], f"scanning {label} failed: {_short(str(exc) or type(exc).__name__)}"
+            return [], f"scanning {label} failed: {shorten(str(exc) or type(exc).__name__)}"
 
     with ThreadPoolExecutor(max_workers=min(8, len(jobs)), thread_name_prefix="discover") as pool:
         results = list(pool.map(lambda j: run(*j), jobs))

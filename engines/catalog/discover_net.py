@@ -47,14 +47,14 @@ def list_ollama(host: str, timeout_s: float = 2.0) -> OllamaListing:
     try:
         client = ollama.Client(host=host, timeout=timeout_s)
     except Exception as exc:  # an address the client cannot parse
-        return OllamaListing([], f"Ollama address {shown} is not usable: {_short(str(exc))}")
+        return OllamaListing([], f"Ollama address {shown} is not usable: {shorten(str(exc))}")
     try:
         with client:
             reply = client.list()
     except ollama.ResponseError as exc:
-        return OllamaListing([], f"Ollama at {shown} answered with an error: {_short(str(exc))}")
+        return OllamaListing([], f"Ollama at {shown} answered with an error: {shorten(str(exc))}")
     except (ValueError, TypeError) as exc:  # not JSON, or JSON of another shape (pydantic's errors are ValueErrors)
-        return OllamaListing([], f"Ollama at {shown} sent an unexpected reply: {_short(str(exc), 120)}")
+        return OllamaListing([], f"Ollama at {shown} sent an unexpected reply: {shorten(str(exc), 120)}")
     except Exception as exc:  # refused, timed out, dropped: httpx and ollama errors alike
         return OllamaListing([], f"Ollama not reachable at {shown}: {_reason(exc, timeout_s)}")
     models = []
@@ -141,7 +141,7 @@ def _remote_models(endpoint: str, body: bytes) -> list[LocalModel] | str:
     try:
         doc = json.loads(body)
     except (ValueError, RecursionError) as exc:
-        return f"invalid JSON: {_short(str(exc))}"
+        return f"invalid JSON: {shorten(str(exc))}"
     data = doc.get("data") if isinstance(doc, dict) else None
     if not isinstance(data, list):
         return 'no "data" list'
@@ -172,7 +172,7 @@ def _redact_url(url: str) -> str:
     return re.sub(r"(?<=://)[^/@]*@", "", url)
 
 
-def _short(text: str, limit: int = 200) -> str:
+def shorten(text: str, limit: int = 200) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -183,7 +183,7 @@ def _reason(exc: BaseException, timeout_s: float) -> str:
     if "Timeout" in type(cause).__name__:
         return f"timed out after {timeout_s:g} s"
     text = str(cause) or type(cause).__name__
-    return _short(text)
+    return shorten(text)
 
 
 def _count(n: int) -> str:

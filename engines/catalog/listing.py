@@ -18,7 +18,7 @@ from engines.catalog.discover import Discovery, discover
 from engines.catalog.fit import Fit, ModelShape, Resources, current_resources, fit
 from engines.catalog.local_model import LocalModel
 from engines.config import Config
-from engines.errors import BadModelFile, LlmTuiError
+from engines.errors import LlmTuiError
 
 _FALLBACK_BITS = 4.8
 """Bits per weight assumed for a curated entry with no size (about Q4_K_M)."""
@@ -69,6 +69,8 @@ class CatalogRow:
     heads: int | None = None
     kv_heads: int | None = None
     embedding_length: int | None = None
+    head_dim: int | None = None
+    weights_bytes: int | None = None
     has_chat_template: bool | None = None
     files: tuple[Path, ...] = ()
 
@@ -151,13 +153,15 @@ def row_shape(row: CatalogRow) -> ModelShape | None:
     """The memory shape of a row: exact from a local GGUF header, estimated from size and params otherwise."""
     if row.status != "ok" or row.source in ("ollama", "remote"):
         return None
-    if row.format == "gguf" and row.path is not None and row.source != "catalog":
-        from engines.catalog.gguf_header import read_gguf_header
-
-        try:
-            return ModelShape.from_gguf_header(read_gguf_header(row.path))
-        except BadModelFile:
-            return None
+    if row.weights_bytes:  # a GGUF read at discovery: its exact shape
+        return ModelShape(
+            weights_bytes=row.weights_bytes,
+            n_layers=row.layers,
+            n_kv_heads=row.kv_heads or row.heads,
+            head_dim=row.head_dim,
+            embedding_length=row.embedding_length,
+            n_heads=row.heads,
+        )
     if row.params:
         bits = row.size_bytes * 8 / row.params if row.size_bytes else _FALLBACK_BITS
         return ModelShape.from_params(
@@ -199,6 +203,8 @@ def _local_row(model: LocalModel, entry: CatalogEntry | None) -> CatalogRow:
         heads=model.heads,
         kv_heads=model.kv_heads,
         embedding_length=model.embedding_length,
+        head_dim=model.head_dim,
+        weights_bytes=model.weights_bytes,
         has_chat_template=model.has_chat_template,
         files=model.files,
     )

@@ -35,6 +35,9 @@ class LocalModel:
     heads: int | None = None
     kv_heads: int | None = None
     embedding_length: int | None = None
+    head_dim: int | None = None
+    weights_bytes: int | None = None
+    """Bytes of tensor data (GGUF): with the shape fields, what the fit check needs without reading the file again."""
     has_chat_template: bool | None = None
     dtype: str | None = None
     """The dominant safetensors dtype, e.g. "BF16"."""
