@@ -31,6 +31,11 @@ from tui.widgets.log_message import LogMessage
 if TYPE_CHECKING:
     from tui.widgets.message_view import MessageView
 
+PARKING_RETRIES = 100
+"""Times to look again for a place of a just-shown group or segment before parking gives up on it."""
+PARKING_RETRY_DELAY = 0.03
+"""Seconds between those looks (about a frame; a busy app may need many before it lays them out)."""
+
 
 def _views_of(messages: Sequence[LogMessage]) -> list[MessageView]:
     # Markdown and its parser load with the first message shown, not with the app.
@@ -84,6 +89,7 @@ class ChatLog(VerticalScroll, can_focus=True):
         self._first = 0
         self._paging = False
         self._parking_scheduled = False
+        self._parking_retries = 0
         self._width = 0
 
     # -- the model ---------------------------------------------------------------------------------------------
@@ -222,9 +228,13 @@ class ChatLog(VerticalScroll, can_focus=True):
                 revealed = True
             else:
                 revealed = view.park_segments(top, bottom) or revealed
-        if revealed:
-            # What was just shown has no place yet: look again after the next layout.
-            self._schedule_parking()
+        if revealed and self._parking_retries < PARKING_RETRIES:
+            # What was just shown has no place yet: look again after a layout has
+            # had time to run (bounded, in case the app is closing).
+            self._parking_retries += 1
+            self.set_timer(PARKING_RETRY_DELAY, self._schedule_parking, name="chat-parking")
+        else:
+            self._parking_retries = 0
 
     @property
     def following(self) -> bool:

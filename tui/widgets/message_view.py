@@ -321,7 +321,7 @@ class MessageView(BlankContent):
     def park_segments(self, top: int, bottom: int) -> bool:
         """Park the groups and segments outside screen rows top..bottom, rebuild those inside.
 
-        Returns True when a group was shown whose segments have no place yet (look again after a layout).
+        Returns True when a group or segment has no place yet (just shown: look again after a layout).
         """
         revealed = False
         for group in self.groups():
@@ -333,5 +333,5 @@ class MessageView(BlankContent):
                     group.unpark()
                     revealed = True
                 else:
-                    group.park_segments(top, bottom)
+                    revealed = group.park_segments(top, bottom) or revealed
         return revealed

@@ -198,11 +198,18 @@ class SegmentGroup(BlankContent):
             show_children(self)
             self.parked = False
 
-    def park_segments(self, top: int, bottom: int) -> None:
-        """Park the segments outside screen rows top..bottom, rebuild the parked ones inside."""
+    def park_segments(self, top: int, bottom: int) -> bool:
+        """Park the segments outside screen rows top..bottom, rebuild the parked ones inside.
+
+        Returns True when a parked segment has no place yet (just shown: look again after a layout).
+        """
+        unplaced = False
         for segment in self.segments():
             where = far(segment, top, bottom)
             if where:
                 segment.park()
             elif where is not None:
                 segment.unpark()
+            elif segment.parked:  # it has a fixed height, so it will have a place
+                unplaced = True
+        return unplaced
