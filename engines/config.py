@@ -432,6 +432,16 @@ def _holds_secret(value: object, key: str = "") -> bool:
     return False
 
 
+def check_document(document: Mapping[str, object], path: Path) -> None:
+    """Raise ConfigError naming the key when `document` (a parsed config file) holds an invalid value."""
+    _parse_document(_plain(document), str(path), Path(os.path.abspath(path)).parent, [])
+
+
+def holds_secret(document: Mapping[str, object]) -> bool:
+    """Whether a config document holds a token or key (its file must then be 0600)."""
+    return _holds_secret(document)
+
+
 def save_config(values: Mapping[str, object], path: Path) -> None:
     """Validate `values` and write them to `path` as TOML, atomically; mode 0600 when a secret is in them.
 

@@ -109,6 +109,8 @@ class Listing:
     rows: list[CatalogRow] = field(default_factory=list)
     statuses: list[str] = field(default_factory=list)
     n_ctx: int = 4096
+    resources: Resources | None = None
+    """The free memory and disk the fits were checked against (to check again at another context size)."""
 
 
 def build_listing(
@@ -137,7 +139,7 @@ def build_listing(
     if not local_only:
         here = {r.catalog_id for r in rows if r.catalog_id and r.status == "ok"}
         rows += [_entry_row(e) for e in entries if e.id not in here]
-    return Listing([with_fit(r, resources, ctx) for r in rows], list(found.statuses), ctx)
+    return Listing([with_fit(r, resources, ctx) for r in rows], list(found.statuses), ctx, resources)
 
 
 def with_fit(row: CatalogRow, resources: Resources, n_ctx: int) -> CatalogRow:
