@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from engines.catalog.fit import human_bytes
+from engines.catalog.fit import human_bytes, human_params
 from engines.catalog.listing import CatalogRow, Listing, build_listing, find_row, remove_local
 from engines.config import Config
 from engines.errors import LlmTuiError
@@ -83,14 +83,3 @@ def _cells(row: CatalogRow) -> tuple[str, ...]:
         str(row.context_length) if row.context_length else "-",
         status,
     )
-
-
-def human_params(params: int | None) -> str:
-    """268098176 -> "268M", 7_615_616_512 -> "7.6B"."""
-    if not params:
-        return "-"
-    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if params >= scale:
-            value = params / scale
-            return f"{value:.1f}{suffix}" if value < 10 else f"{value:.0f}{suffix}"
-    return str(params)

@@ -26,6 +26,13 @@ if TYPE_CHECKING:
     import argparse
 
 
+def _catalog_screen() -> Screen[None]:
+    # The catalog's discovery and fit code load when the screen is first opened, not with the app.
+    from tui.screens.catalog import CatalogScreen
+
+    return CatalogScreen()
+
+
 class LlmTuiApp(App[int]):
     """Find, run, watch and chat with local language models."""
 
@@ -33,6 +40,7 @@ class LlmTuiApp(App[int]):
     TITLE = "llm-tui"
     MODES = {
         "chat": ChatScreen,
+        "catalog": lambda: _catalog_screen(),
         **{name: partial(NotBuiltScreen, name) for name in PLANNED},
     }
     BINDINGS = [
@@ -75,11 +83,13 @@ class LlmTuiApp(App[int]):
     @work(thread=True, exclusive=True, group="launch")
     def launch_model(self, ref: str) -> None:
         """Load a model in a worker thread and make it the active instance."""
+
+        def progress(done: int, total: int) -> None:
+            self.post_message(LaunchProgress(ref, done, total))
+
         self.post_message(LaunchProgress(ref, 0, 0))
         try:
-            launched = self.runtime.launch(
-                ref, progress=lambda done, total: self.post_message(LaunchProgress(ref, done, total))
-            )
+            launched = self.runtime.launch(ref, progress=progress)
         except LlmTuiError as exc:
             self.post_message(LaunchFailed(ref, str(exc)))
         except Exception as exc:  # a bug or a native failure must not take the app down

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from engines.config import Config
@@ -13,12 +13,15 @@ from engines.store import Store
 
 if TYPE_CHECKING:
     from engines.adapters.base import Engine
+    from engines.catalog.listing import Listing
     from engines.catalog.packaged import Progress
     from engines.launch import Launched
     from engines.types import InstanceInfo, LaunchOptions
 
 EngineChoice = Callable[[str], "str | Engine | None"]
 """Maps a model reference to the engine to use (tests hand in a fake engine here)."""
+ListingSource = Callable[[Config, "int | None"], "Listing"]
+"""Builds the catalog listing for a context size (tests hand in fixed rows and free memory here)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +43,13 @@ class Runtime:
         manager: EngineManager | None = None,
         store: Store | None = None,
         engine_choice: EngineChoice | None = None,
+        listing: ListingSource | None = None,
     ) -> None:
         self.config = config
         self.manager = manager or EngineManager()
         self.store = store or Store(config.db_path)
         self._engine_choice = engine_choice
+        self._listing = listing
         self._lock = threading.Lock()
         self._active: ActiveModel | None = None
 
@@ -89,6 +94,23 @@ class Runtime:
         launched = launch(self.manager, ref, self.config, engine=chosen, options=options, progress=progress)
         self.set_active(launched)
         return launched
+
+    def catalog_listing(self, n_ctx: int | None = None) -> Listing:
+        """Every model here and in the catalog with fits at `n_ctx` (blocking: scans disks and daemons)."""
+        if self._listing is not None:
+            return self._listing(self.config, n_ctx)
+        from engines.catalog.listing import build_listing
+
+        return build_listing(self.config, n_ctx=n_ctx)
+
+    def set_alias(self, name: str, ref: str) -> None:
+        """Save alias `name` for `ref` in the config file in use (or the user's) and use it from now on."""
+        from engines.config import user_config_path
+        from engines.config_edit import set_alias
+
+        path = self.config.source or user_config_path()
+        aliases = set_alias(path, name, ref)
+        self.config = replace(self.config, aliases=aliases, source=path)
 
     def close(self) -> None:
         """Stop every instance and close the store."""

@@ -277,3 +277,14 @@ def human_bytes(n: int) -> str:
             value = n / scale
             return f"{value:.1f} {unit}" if unit in ("TB", "GB") else f"{value:.0f} {unit}"
     return f"{n} B"
+
+
+def human_params(params: int | None) -> str:
+    """268098176 -> "268M", 7_615_616_512 -> "7.6B"."""
+    if not params:
+        return "-"
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if params >= scale:
+            value = params / scale
+            return f"{value:.1f}{suffix}" if value < 10 else f"{value:.0f}{suffix}"
+    return str(params)

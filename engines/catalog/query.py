@@ -72,7 +72,9 @@ class RowIndex:
         narrowing = self._last is not None and _narrows(self._last_words, words)
         candidates = self._last if narrowing and self._last is not None else range(len(self.texts))
         texts = self.texts
-        hits = [i for i in candidates if all(w in texts[i] for w in words)]
+        hits = list(candidates)
+        for word in sorted(words, key=len, reverse=True):  # the longest word usually rules out the most
+            hits = [i for i in hits if word in texts[i]]
         self._last_words, self._last = words, hits
         rows = self.rows
         return [rows[i] for i in hits]

@@ -12,7 +12,7 @@ from engines.adapters.fake import FakeEngine
 from engines.config import load_config
 from engines.manager import Coalescing, EngineManager
 from tui.app import LlmTuiApp
-from tui.runtime import Runtime
+from tui.runtime import ListingSource, Runtime
 
 AppFactory = Callable[..., LlmTuiApp]
 
@@ -26,18 +26,35 @@ def fake_model(isolated_dirs: Path) -> Path:
 
 
 @pytest.fixture
+def models_dir(isolated_dirs: Path) -> Path:
+    """The models directory of make_app's config, holding the catalog fixture's files."""
+    from tests.tui.catalog_fixture import populate
+
+    folder = load_config(env={}, cwd=isolated_dirs).models_dir
+    folder.mkdir(parents=True)
+    populate(folder)
+    return folder
+
+
+@pytest.fixture
 def make_app(isolated_dirs: Path, fake_model: Path) -> AppFactory:
     """Build an app whose models all run on a FakeEngine configured by the test."""
     runtimes: list[Runtime] = []
 
-    def factory(*, engine: FakeEngine | None = None, screen: str = "chat", launch: bool = True) -> LlmTuiApp:
+    def factory(
+        *,
+        engine: FakeEngine | None = None,
+        screen: str = "chat",
+        launch: bool = True,
+        listing: ListingSource | None = None,
+    ) -> LlmTuiApp:
         config = load_config(env={}, cwd=isolated_dirs)
         chosen = engine or FakeEngine()
         # Coalescing off: each fake token is its own event, so tests see every step.
         # A scripted clock (10 ms per reading) makes the metrics under each reply reproducible.
         ticks = itertools.count()
         manager = EngineManager(coalescing=Coalescing(interval_s=0.0, max_chars=1), clock=lambda: next(ticks) * 0.01)
-        runtime = Runtime(config, manager=manager, engine_choice=lambda ref: chosen)
+        runtime = Runtime(config, manager=manager, engine_choice=lambda ref: chosen, listing=listing)
         runtimes.append(runtime)
         return LlmTuiApp(runtime, screen=screen, model=str(fake_model) if launch else None)
 

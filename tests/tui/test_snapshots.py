@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from textual.pilot import Pilot
 
 from engines.adapters.fake import FakeEngine
+from tests.tui.catalog_fixture import fixed_listing
 from tests.tui.conftest import AppFactory
-from tests.tui.test_chat_screen import chat, ready, send
+from tests.tui.test_chat_screen import chat, ready, send, until
+from tui.screens.catalog import CatalogScreen
 
 SIZES = [pytest.param((100, 30), id="100x30"), pytest.param((80, 24), id="80x24")]
 
@@ -69,6 +73,29 @@ def test_model_picker(snap_compare, make_app: AppFactory) -> None:  # type: igno
     assert snap_compare(make_app(launch=False), terminal_size=(100, 30), run_before=open_picker)
 
 
-@pytest.mark.parametrize("screen", ["catalog", "downloads", "instances", "gauges", "compare", "embeddings", "settings"])
+async def catalog_ready(pilot: Pilot[int], *keys: str) -> None:
+    screen = pilot.app.screen
+    assert isinstance(screen, CatalogScreen)
+    await until(pilot, lambda: screen.listing is not None, "the listing is built")
+    await pilot.press(*keys)
+    await settle(pilot)
+
+
+# The cursor stays off local files in these: their paths hold the test's temporary folder.
+CATALOG_VIEWS = {
+    "full": ("down",),
+    "filtered": ("slash", *"tiny", "down", "down"),
+    "detail_fit": ("slash", *"qwen-7b", "enter", "plus"),
+}
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("view", list(CATALOG_VIEWS))
+def test_catalog(snap_compare, make_app: AppFactory, models_dir: Path, view: str, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(screen="catalog", launch=False, listing=fixed_listing)
+    assert snap_compare(app, terminal_size=size, run_before=lambda pilot: catalog_ready(pilot, *CATALOG_VIEWS[view]))
+
+
+@pytest.mark.parametrize("screen", ["downloads", "instances", "gauges", "compare", "embeddings", "settings"])
 def test_screens_not_built_yet(snap_compare, make_app: AppFactory, screen: str) -> None:  # type: ignore[no-untyped-def]
     assert snap_compare(make_app(screen=screen, launch=False), terminal_size=(100, 30), run_before=settle)

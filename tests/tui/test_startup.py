@@ -9,7 +9,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "transformers", "llama_cpp", "pynvml", "huggingface_hub", "gguf", "numpy")
-DEFERRED = ("markdown_it", "tui.widgets.message_view", "tui.screens.modals.params", "engines.launch")
+DEFERRED = (
+    "markdown_it",
+    "tui.widgets.message_view",
+    "tui.screens.modals.params",
+    "engines.launch",
+    "tui.screens.catalog",
+    "engines.catalog.discover",
+    "ollama",
+)
 
 
 def loaded_after_import(module: str) -> list[str]:

@@ -274,7 +274,8 @@ class ChatScreen(Screen[None]):
 
         from tui.screens.modals.params import ParamsModal
 
-        self.app.push_screen(ParamsModal(session.system_prompt, session.params), done)
+        params = session.params or self.runtime.config.defaults
+        self.app.push_screen(ParamsModal(session.system_prompt, params), done)
 
     def action_pick_model(self) -> None:
         runtime = self.runtime
@@ -316,13 +317,13 @@ class ChatScreen(Screen[None]):
         if self.session is None:
             return
         session = self.session
-        from engines.export import default_export_name, export_session
+        from engines.export import ExportFormat, default_export_name, export_session
         from tui.screens.modals.text_prompt import TextPromptModal
 
         def done(path: str | None) -> None:
             if not path:
                 return
-            fmt = "json" if path.endswith(".json") else "markdown"
+            fmt: ExportFormat = "json" if path.endswith(".json") else "markdown"
             try:
                 written = export_session(self.store, session.id, Path(path).expanduser(), fmt)
             except (OSError, LlmTuiError) as exc:

@@ -10,7 +10,6 @@ from textual.widgets import Footer, Header, Static
 from tui.widgets.screen_bar import ScreenBar
 
 PLANNED: dict[str, str] = {
-    "catalog": "browse every model you can run, with a fit check before download and launch",
     "downloads": "a resumable, verified download queue for Hugging Face and Ollama",
     "instances": "running models with their device, memory, tokens/s and logs",
     "gauges": "live GPU, CPU, RAM and disk gauges",
@@ -19,7 +18,6 @@ PLANNED: dict[str, str] = {
     "settings": "edit config.toml from the app",
 }
 INSTEAD: dict[str, str] = {
-    "catalog": "Ctrl+L on the chat screen picks a built-in model or a GGUF file from the models directory.",
     "settings": "Edit config.toml (see its comments); `llm-tui --config PATH` selects another file.",
 }
 

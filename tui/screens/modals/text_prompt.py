@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -10,12 +13,23 @@ from textual.widgets import Input, Label
 
 
 class TextPromptModal(ModalScreen[str | None]):
-    """Returns the entered text (Enter), or None (Esc). Empty text is refused on the field."""
+    """Returns the entered text (Enter), or None (Esc).
+
+    Empty text is refused on the field, and so is text for which `check` returns a reason.
+    """
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, title: str, value: str = "", *, placeholder: str = "") -> None:
+    def __init__(
+        self,
+        title: str,
+        value: str = "",
+        *,
+        placeholder: str = "",
+        check: Callable[[str], str | None] | None = None,
+    ) -> None:
         super().__init__()
+        self.check = check
         self.title_text = title
         self.value = value
         self.placeholder = placeholder
@@ -29,6 +43,10 @@ class TextPromptModal(ModalScreen[str | None]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if not event.value.strip():
             self.query_one("#hint", Label).update("[b]It cannot be empty.[/b] Enter to accept, Esc to cancel")
+            return
+        problem = self.check(event.value) if self.check else None
+        if problem:
+            self.query_one("#hint", Label).update(f"[b]{escape(problem)}[/b]\nEnter to accept, Esc to cancel")
             return
         self.dismiss(event.value.strip())
 

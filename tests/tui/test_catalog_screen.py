@@ -1,0 +1,204 @@
+"""The catalog screen driven by keys: filter, sort, context size, delete with confirmation, alias, launch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+
+from engines.config import load_config
+from tests.tui.catalog_fixture import fixed_listing
+from tests.tui.conftest import AppFactory
+from tests.tui.test_chat_screen import run, until
+from tui.app import LlmTuiApp
+from tui.screens.catalog import CatalogScreen, parse_context
+from tui.screens.modals.confirm import ConfirmModal
+from tui.screens.modals.text_prompt import TextPromptModal
+from tui.widgets.model_table import ModelTable
+
+CatalogTest = Callable[[LlmTuiApp, CatalogScreen, Pilot[int]], object]
+
+
+def catalog_app(make_app: AppFactory) -> LlmTuiApp:
+    return make_app(screen="catalog", launch=False, listing=fixed_listing)
+
+
+def drive(app: LlmTuiApp, test: CatalogTest) -> None:
+    async def main() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, CatalogScreen)
+            await until(pilot, lambda: screen.listing is not None, "the listing is built")
+            await pilot.pause()
+            await test(app, screen, pilot)  # type: ignore[misc]
+
+    run(main())
+
+
+def shown(screen: CatalogScreen) -> list[str]:
+    return [row.id for row in screen.query_one(ModelTable).rows]
+
+
+def status(screen: CatalogScreen) -> str:
+    return str(screen.query_one("#catalog-status").render())
+
+
+def detail(screen: CatalogScreen) -> str:
+    return " ".join(str(w.render()) for w in screen.query("#detail-about, #detail-fit"))
+
+
+ALL = [
+    "broken",
+    "embed-small",
+    "ollama:llama3.2:1b",
+    "mixtral-8x22b-q4_k_m",
+    "my-finetune",
+    "qwen-7b-q4_k_m",
+    "tiny-1b-q4_k_m",
+    "tiny-1b-q8_0",
+]
+
+
+def test_lists_every_source_with_real_metadata_and_fit(make_app: AppFactory, models_dir: Path) -> None:
+    async def test(app: LlmTuiApp, screen: CatalogScreen, pilot: Pilot[int]) -> None:
+        assert shown(screen) == ALL
+        rows = {row.id: row for row in screen.query_one(ModelTable).rows}
+        assert rows["tiny-1b-q4_k_m"].source == "local" and rows["tiny-1b-q4_k_m"].layers == 16  # read from the file
+        assert rows["broken"].status == "broken" and "truncated" in (rows["broken"].error or "")
+        assert rows["mixtral-8x22b-q4_k_m"].fit is not None and not rows["mixtral-8x22b-q4_k_m"].fit.fits
+        assert "8 models · 4 here" in status(screen) and "Ollama at 127.0.0.1:11434: 1 model" in status(screen)
+        assert "truncated" in detail(screen)  # the cursor starts on the first row: the broken file
+
+    drive(catalog_app(make_app), test)
+
+
+def test_filter_as_you_type_then_move_and_clear(make_app: AppFactory, models_dir: Path) -> None:
+    async def test(app: LlmTuiApp, screen: CatalogScreen, pilot: Pilot[int]) -> None:
+        await pilot.press("slash")
+        assert screen.focused is screen.filter_input
+        seen = []
+        for key in "tiny":
+            await pilot.press(key)
+            seen.append(len(shown(screen)))
+        assert seen[-1] == 2 and seen == sorted(seen, reverse=True)
+        assert shown(screen) == ["tiny-1b-q4_k_m", "tiny-1b-q8_0"]
+        assert "2 of 8 models" in status(screen)
+        await pilot.press("space", "q", "8")
+        assert shown(screen) == ["tiny-1b-q8_0"]
+        await pilot.press("backspace", "backspace", "backspace", "down")  # Down leaves the filter for the list
+        assert screen.focused is screen.query_one(ModelTable)
+        assert screen.query_one(ModelTable).current is not None
+        assert screen.query_one(ModelTable).current.id == "tiny-1b-q8_0"  # type: ignore[union-attr]
+        await pilot.press("slash", *"zzz")
+        assert shown(screen) == [] and "No model matches" in detail(screen)
+        await pilot.press("escape")
+        assert shown(screen) == ALL and screen.filter_input.value == ""
+
+    drive(catalog_app(make_app), test)
+
+
+def test_sort_cycles_name_size_params_and_reverses(make_app: AppFactory, models_dir: Path) -> None:
+    async def test(app: LlmTuiApp, screen: CatalogScreen, pilot: Pilot[int]) -> None:
+        table = screen.query_one(ModelTable)
+        await pilot.press("s")
+        sizes = [row.size_bytes for row in table.rows]
+        assert sizes[0] == max(s for s in sizes if s) and "sorted by size ↓" in status(screen)
+        assert [s for s in sizes if s] == sorted((s for s in sizes if s), reverse=True)
+        await pilot.press("S")
+        sizes = [row.size_bytes for row in table.rows if row.size_bytes]
+        assert sizes == sorted(sizes) and "sorted by size ↑" in status(screen)
+        await pilot.press("s")
+        params = [row.params for row in table.rows]
+        assert table.rows[0].id == "mixtral-8x22b-q4_k_m" and params[-1] is None  # unknown counts go last
+        await pilot.press("s")
+        assert shown(screen) == ALL and "sorted by name ↑" in status(screen)
+        await pilot.click(ModelTable, offset=(82, 0))  # the Size header
+        assert "sorted by size ↓" in status(screen)
+
+    drive(catalog_app(make_app), test)
+
+
+def test_context_size_changes_every_fit_without_a_rescan(make_app: AppFactory, models_dir: Path) -> None:
+    async def test(app: LlmTuiApp, screen: CatalogScreen, pilot: Pilot[int]) -> None:
+        await pilot.press("slash", *"qwen-7b", "enter")
+        qwen = screen.query_one(ModelTable).current
+        assert qwen is not None and qwen.fit is not None and "Fit at 4,096 tokens" in detail(screen)
+        await pilot.press("plus", "plus", "plus")
+        after = screen.query_one(ModelTable).current
+        assert after is not None and after.fit is not None
+        assert "Fit at 32,768 tokens" in detail(screen) and "fit at 32,768 ctx" in status(screen)
+        assert after.fit.ram_bytes > qwen.fit.ram_bytes  # a bigger KV cache
+        await pilot.press("c")
+        assert isinstance(app.screen, TextPromptModal)
+        await pilot.press("ctrl+a", "ctrl+k", *"lots", "enter")
+        assert isinstance(app.screen, TextPromptModal)  # refused on the field
+        assert "not a number of tokens" in str(app.screen.query_one("#hint").render())
+        await pilot.press("ctrl+a", "ctrl+k", *"64k", "enter")
+        assert app.screen is screen and "Fit at 65,536 tokens" in detail(screen)
+        assert "trained for 32,768 tokens at most" in detail(screen)
+
+    drive(catalog_app(make_app), test)
+
+
+def test_delete_asks_first_and_only_deletes_local_files(make_app: AppFactory, models_dir: Path) -> None:
+    target = models_dir / "my-finetune.gguf"
+
+    async def test(app: LlmTuiApp, screen: CatalogScreen, pilot: Pilot[int]) -> None:
+        await pilot.press("slash", *"finetune", "enter", "delete")
+        assert isinstance(app.screen, ConfirmModal)
+        await pilot.press("n")
+        assert app.screen is screen and target.exists()
+        await pilot.press("delete")
+        assert isinstance(app.screen, ConfirmModal)
+        await pilot.press("y")
+        await until(pilot, lambda: not target.exists() and "my-finetune" not in shown(screen), "deleted and rescanned")
+        await pilot.press("escape", "slash", *"qwen-7b", "enter", "x")  # a catalog entry: nothing to delete
+        assert app.screen is screen
+        assert any("cannot be deleted here" in n.message for n in app._notifications)
+
+    drive(catalog_app(make_app), test)
+    assert (models_dir / "tiny-1b-q4_k_m.gguf").exists()
+
+
+def test_alias_is_saved_to_the_config_file_and_shown(
+    make_app: AppFactory, models_dir: Path, isolated_dirs: Path
+) -> None:
+    async def test(app: LlmTuiApp, screen: CatalogScreen, pilot: Pilot[int]) -> None:
+        await pilot.press("slash", *"qwen-7b", "enter", "a")
+        assert isinstance(app.screen, TextPromptModal)
+        await pilot.press(*"two words", "enter")
+        assert isinstance(app.screen, TextPromptModal) and "no spaces" in str(app.screen.query_one("#hint").render())
+        await pilot.press(*["backspace"] * 9, *"q7", "enter")
+        assert app.screen is screen
+        assert app.runtime.config.aliases["q7"] == "qwen-7b-q4_k_m" and "q7" in detail(screen)
+        path = app.runtime.config.source
+        assert path is not None and 'q7 = "qwen-7b-q4_k_m"' in path.read_text()
+
+    drive(catalog_app(make_app), test)
+    assert dict(load_config(env={}, cwd=isolated_dirs).aliases) == {"q7": "qwen-7b-q4_k_m"}
+
+
+def test_launch_opens_the_chat_and_download_says_how_meanwhile(make_app: AppFactory, models_dir: Path) -> None:
+    async def test(app: LlmTuiApp, screen: CatalogScreen, pilot: Pilot[int]) -> None:
+        await pilot.press("slash", *"qwen-7b", "enter", "d")
+        message = app._notifications and list(app._notifications)[-1].message
+        assert message and "huggingface-cli download org/qwen-GGUF qwen-7b-q4_k_m.gguf" in message
+        await pilot.press("escape", "slash", *"ollama", "enter", "enter")
+        assert "not built yet" in list(app._notifications)[-1].message and app.screen is screen
+        await pilot.press("escape", "slash", *"finetune", "enter", "enter")
+        await until(pilot, lambda: app.runtime.active is not None, "the model is launched")
+        assert app.current_mode == "chat"
+        assert app.runtime.active is not None and app.runtime.active.model_id == "my-finetune"
+
+    drive(catalog_app(make_app), test)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("8192", 8192), ("8k", 8192), ("32K", 32768), ("1,024", 1024), ("12", "256"), ("x", "not a number")],
+)
+def test_parse_context(text: str, expected: int | str) -> None:
+    value = parse_context(text)
+    assert value == expected if isinstance(expected, int) else expected in str(value)

@@ -1,0 +1,358 @@
+"""The catalog screen: every model here and in the curated catalog, filtered as you type, with a fit check.
+
+The list is built in a worker thread (discovery reads GGUF headers, the
+Hugging Face cache and the Ollama daemon); the screen itself only filters,
+sorts and draws. `/` filters, `s`/`S` sort, `+`/`-`/`c` change the context
+size the fit check assumes, Enter launches, `d` downloads, Delete deletes a
+local file (confirmed), `a` sets an alias.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, ClassVar
+
+from textual import events, on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Label, Static
+
+from engines.catalog.listing import CatalogRow, Listing, remove_local, with_fit
+from engines.catalog.query import SORT_KEYS, RowIndex, sort_rows
+from engines.errors import LlmTuiError
+from tui.widgets.model_detail import ModelDetail
+from tui.widgets.model_table import ModelTable
+from tui.widgets.screen_bar import ScreenBar
+
+if TYPE_CHECKING:
+    from tui.app import LlmTuiApp
+
+MIN_CTX, MAX_CTX = 256, 1 << 20
+
+
+class ListingReady(Message):
+    """A scan finished (in a worker thread)."""
+
+    def __init__(self, listing: Listing | None, error: str | None = None) -> None:
+        super().__init__()
+        self.listing = listing
+        self.error = error
+
+
+def parse_context(text: str) -> int | str:
+    """A context size typed by the user ("8192", "8k", "32K"), or the reason it is refused."""
+    raw = text.strip().lower().replace(",", "").replace("_", "")
+    scale = 1024 if raw.endswith("k") else 1
+    try:
+        value = int(raw.removesuffix("k")) * scale
+    except ValueError:
+        return f"{text.strip()!r} is not a number of tokens (examples: 4096, 8k)"
+    if not MIN_CTX <= value <= MAX_CTX:
+        return f"a context size is {MIN_CTX:,} to {MAX_CTX:,} tokens"
+    return value
+
+
+class CatalogScreen(Screen[None]):
+    """Find a model, see whether it fits, and launch, download, delete or alias it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "filter", "Filter"),
+        Binding("enter,l", "launch", "Launch", key_display="⏎"),
+        Binding("d", "download", "Download"),
+        Binding("delete,x", "delete", "Delete"),
+        Binding("a", "alias", "Alias", show=False),
+        Binding("s", "sort", "Sort"),
+        Binding("S", "reverse", "Reverse", show=False),
+        Binding("plus,equals_sign", "context(2)", "Context", key_display="+-"),
+        Binding("minus", "context(0.5)", "Context ÷2", show=False),
+        Binding("c", "type_context", "Ctx…", show=False),
+        Binding("f5,ctrl+r", "rescan", "Rescan", show=False),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(name="catalog")
+        self.listing: Listing | None = None
+        self.sort_key = "name"
+        self.descending = False
+        self.n_ctx: int | None = None
+        self._index = RowIndex.build([])
+        self._scanned = False
+
+    @property
+    def llm_app(self) -> LlmTuiApp:
+        from tui.app import LlmTuiApp
+
+        assert isinstance(self.app, LlmTuiApp)
+        return self.app
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="catalog-bar"):
+            yield Label("Filter ", id="catalog-filter-label")
+            yield Input(placeholder="/ to filter: name, family, quant, source…", id="catalog-filter")
+        yield Static("", id="catalog-status")
+        yield ModelTable(id="catalog-table")
+        yield ModelDetail(id="catalog-detail")
+        yield ScreenBar("catalog")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.table.focus()
+        self.rescan()
+
+    def on_screen_resume(self) -> None:
+        if self._scanned:  # back from the chat: a launch may have installed a model
+            self.rescan()
+
+    @property
+    def table(self) -> ModelTable:
+        return self.query_one(ModelTable)
+
+    @property
+    def filter_input(self) -> Input:
+        return self.query_one("#catalog-filter", Input)
+
+    # -- scanning -----------------------------------------------------------------------------------------
+
+    def rescan(self) -> None:
+        """Build the listing again in a worker (the table keeps showing the old one meanwhile)."""
+        self.query_one("#catalog-status", Static).update("Scanning the models directory, caches and servers…")
+        self._scan(self.n_ctx)
+
+    @work(thread=True, exclusive=True, group="catalog-scan")
+    def _scan(self, n_ctx: int | None) -> None:
+        try:
+            listing = self.llm_app.runtime.catalog_listing(n_ctx)
+        except Exception as exc:  # a bug in a scan must show up, not take the app down
+            self.post_message(ListingReady(None, f"{type(exc).__name__}: {exc}"))
+        else:
+            self.post_message(ListingReady(listing))
+
+    def on_listing_ready(self, message: ListingReady) -> None:
+        self._scanned = True
+        if message.listing is None:
+            self.notify(message.error or "unknown error", title="Could not scan models", severity="error", timeout=15)
+            self._show_status()
+            return
+        self.listing = message.listing
+        self.n_ctx = message.listing.n_ctx
+        self._reindex()
+
+    def _reindex(self) -> None:
+        """Sort every row, then show those the filter lets through, keeping the cursor on its model."""
+        rows = self.listing.rows if self.listing else []
+        self._index = RowIndex.build(sort_rows(rows, self.sort_key, descending=self.descending))
+        current = self.table.current
+        self.table.set_rows(self._index.filter(self.filter_input.value), keep=current.id if current else None)
+        self._show_status()
+
+    def _show_status(self) -> None:
+        total = len(self.listing.rows) if self.listing else 0
+        here = sum(1 for r in self.listing.rows if r.source != "catalog") if self.listing else 0
+        arrow = "↓" if self.descending else "↑"
+        parts = [
+            f"{len(self.table.rows)} of {total} models" if self.filter_input.value.strip() else f"{total} models",
+            f"{here} here",
+            f"sorted by {self.sort_key} {arrow}",
+            f"fit at {self.n_ctx or self.llm_app.runtime.config.n_ctx:,} ctx",
+        ]
+        statuses = self.listing.statuses if self.listing else []
+        self.query_one("#catalog-status", Static).update(" · ".join(parts + statuses))
+
+    # -- filter -------------------------------------------------------------------------------------------
+
+    @on(Input.Changed, "#catalog-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        current = self.table.current
+        self.table.set_rows(self._index.filter(event.value), keep=current.id if current else None)
+        self._show_status()
+
+    @on(Input.Submitted, "#catalog-filter")
+    def _filter_done(self) -> None:
+        self.table.focus()
+
+    def on_key(self, event: events.Key) -> None:
+        if self.focused is self.filter_input and event.key in ("down", "up", "pagedown", "pageup"):
+            self.table.focus()  # leave the filter as it is and move through what it lets through
+            if event.key in ("down", "up"):
+                self.table.action_cursor(1 if event.key == "down" else -1)
+            else:
+                self.table.action_page(1 if event.key == "pagedown" else -1)
+            event.stop()
+
+    def action_filter(self) -> None:
+        self.filter_input.focus()
+
+    def action_clear_filter(self) -> None:
+        if self.filter_input.value:
+            self.filter_input.value = ""  # Changed → the whole list again
+        self.table.focus()
+
+    # -- sort and context ---------------------------------------------------------------------------------
+
+    def action_sort(self) -> None:
+        self.sort_key = SORT_KEYS[(SORT_KEYS.index(self.sort_key) + 1) % len(SORT_KEYS)]
+        self.descending = self.sort_key != "name"  # biggest first is what people look for by size
+        self._reindex()
+
+    def action_reverse(self) -> None:
+        self.descending = not self.descending
+        self._reindex()
+
+    def on_model_table_header_clicked(self, event: ModelTable.HeaderClicked) -> None:
+        if event.sort_key == self.sort_key:
+            self.descending = not self.descending
+        else:
+            self.sort_key, self.descending = event.sort_key, event.sort_key != "name"
+        self._reindex()
+
+    def action_context(self, factor: float) -> None:
+        current = self.n_ctx or self.llm_app.runtime.config.n_ctx
+        self.set_context(max(MIN_CTX, min(MAX_CTX, int(current * factor))))
+
+    def action_type_context(self) -> None:
+        from tui.screens.modals.text_prompt import TextPromptModal
+
+        def done(text: str | None) -> None:
+            if text is not None:
+                value = parse_context(text)
+                if isinstance(value, int):
+                    self.set_context(value)
+
+        current = self.n_ctx or self.llm_app.runtime.config.n_ctx
+        check = lambda text: value if isinstance(value := parse_context(text), str) else None  # noqa: E731
+        self.app.push_screen(TextPromptModal("Context size for the fit check", str(current), check=check), done)
+
+    def set_context(self, n_ctx: int) -> None:
+        """Check every fit again at `n_ctx` tokens (arithmetic only: no rescan)."""
+        self.n_ctx = n_ctx
+        if self.listing is None or self.listing.resources is None:
+            self._show_status()
+            return
+        resources = self.listing.resources
+        self.listing = replace(
+            self.listing, rows=[with_fit(r, resources, n_ctx) for r in self.listing.rows], n_ctx=n_ctx
+        )
+        self._reindex()
+
+    # -- the detail pane ----------------------------------------------------------------------------------
+
+    def on_model_table_highlighted(self, event: ModelTable.Highlighted) -> None:
+        self._show_detail(event.row)
+
+    def _show_detail(self, row: CatalogRow | None) -> None:
+        n_ctx = self.n_ctx or self.llm_app.runtime.config.n_ctx
+        self.query_one(ModelDetail).show(row, n_ctx, self.llm_app.runtime.config.aliases)
+
+    # -- actions ------------------------------------------------------------------------------------------
+
+    def on_model_table_chosen(self, event: ModelTable.Chosen) -> None:
+        self.action_launch()
+
+    def action_launch(self) -> None:
+        row = self.table.current
+        if row is None:
+            return
+        if row.status != "ok":
+            self.notify(row.error or "unreadable file", title=f"{row.id} is broken", severity="error")
+        elif row.source in ("ollama", "remote"):
+            where = "the Ollama daemon" if row.source == "ollama" else "a remote endpoint"
+            self.notify(
+                f"Chatting with models served by {where} needs the {row.source} engine, which is not built yet.",
+                title="Not available yet",
+                severity="warning",
+            )
+        else:
+            self.llm_app.launch_model(str(row.path) if row.path else row.id)
+            self.app.switch_mode("chat")
+
+    def action_download(self) -> None:
+        row = self.table.current
+        if row is None:
+            return
+        if row.source != "catalog":
+            self.notify(f"{row.id} is already here ({row.source}).", title="Nothing to download")
+            return
+        models_dir = self.llm_app.runtime.config.models_dir
+        how = (
+            f"huggingface-cli download {row.repo} {row.file} --local-dir {models_dir}"
+            if row.repo and row.file
+            else f"ollama pull {row.id}"
+        )
+        self.notify(
+            f"The download queue is not built yet. Meanwhile run:\n{how}\nthen F5 here.",
+            title="Download not available yet",
+            severity="warning",
+            timeout=20,
+        )
+
+    def action_delete(self) -> None:
+        row = self.table.current
+        if row is None:
+            return
+        if not row.deletable:
+            why = {
+                "catalog": "it is a catalog entry, not a file here",
+                "hf-cache": "it lives in the Hugging Face cache: `huggingface-cli delete-cache` removes it",
+                "ollama": "the Ollama daemon holds it: `ollama rm` removes it",
+                "remote": "it is served by a remote endpoint",
+            }.get(row.source, "it is not in the models directory")
+            self.notify(f"{row.id} cannot be deleted here: {why}.", title="Not deleted", severity="warning")
+            return
+        from tui.screens.modals.confirm import ConfirmModal
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self._delete(row)
+
+        size = f" ({row.size_bytes:,} bytes)" if row.size_bytes else ""
+        question = f"Delete {row.path}{size} from the models directory? This cannot be undone."
+        self.app.push_screen(ConfirmModal(question, yes="Delete", no="Keep"), done)
+
+    @work(thread=True, exclusive=True, group="catalog-delete")
+    def _delete(self, row: CatalogRow) -> None:
+        try:
+            removed = remove_local(row, self.llm_app.runtime.config.models_dir)
+        except (LlmTuiError, OSError) as exc:
+            self.app.call_from_thread(self.notify, str(exc), title="Not deleted", severity="error", timeout=15)
+            return
+        names = ", ".join(p.name for p in removed) or "nothing (already gone)"
+        self.app.call_from_thread(self.notify, f"Removed {names}.", title=f"Deleted {row.id}")
+        self.app.call_from_thread(self.rescan)
+
+    def action_alias(self) -> None:
+        row = self.table.current
+        if row is None:
+            return
+        from engines.config_edit import check_alias_name
+        from tui.screens.modals.text_prompt import TextPromptModal
+
+        ref = str(row.path) if row.source != "catalog" and row.path and row.id != row.catalog_id else row.id
+
+        def check(text: str) -> str | None:
+            try:
+                check_alias_name(text)
+            except LlmTuiError as exc:
+                return str(exc)
+            return None
+
+        def done(name: str | None) -> None:
+            if name is None:
+                return
+            try:
+                self.llm_app.runtime.set_alias(name, ref)
+            except LlmTuiError as exc:
+                self.notify(str(exc), title="Alias not saved", severity="error", timeout=15)
+                return
+            self.notify(f"{name} → {ref} (saved in {self.llm_app.runtime.config.source})", title="Alias saved")
+            self._show_detail(self.table.current)
+
+        title = f"Alias for {row.id} (use it with --model and in the model picker)"
+        self.app.push_screen(TextPromptModal(title, placeholder="short name", check=check), done)
+
+    def action_rescan(self) -> None:
+        self.rescan()
