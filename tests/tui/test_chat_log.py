@@ -356,6 +356,27 @@ def test_far_segments_are_parked_and_rebuilt_near() -> None:
     run(test)
 
 
+def test_parking_right_after_a_scroll_uses_where_things_will_be() -> None:
+    """Parking can run after a scroll but before its reflow; the stale regions are shifted, not trusted."""
+
+    async def test(app: LogApp, log: ChatLog, pilot: Pilot[None]) -> None:
+        view = log.start_reply(1)
+        await pilot.pause()
+        await stream(view, reply_text(260), pilot, sizes=[900, 2500])
+        view.finish()
+        await until(pilot, lambda: view.groups()[0].parked, "the first group is parked")
+        bottom = round(log.scroll_offset.y)
+        assert log._layout_lag() == 0
+        log.scroll_to(y=0, animate=False, immediate=True)
+        assert log._layout_lag() == -bottom  # the regions still show the old position
+        log._update_parking()
+        assert not view.groups()[0].parked  # shown now, from where it will be
+        await until(pilot, lambda: view.segments()[0].query(MarkdownBlock), "the first segment is rebuilt")
+        assert log._layout_lag() == 0
+
+    run(test)
+
+
 def test_load_mounts_a_window_and_pages_in_older_messages() -> None:
     messages = [
         LogMessage(n, "user" if n % 2 == 0 else "assistant", f"Message number {n}.\n\n{PARAGRAPH}") for n in range(500)

@@ -215,7 +215,10 @@ class ChatLog(VerticalScroll, can_focus=True):
         from tui.widgets.segment import far
 
         margin = region.height
-        top, bottom = region.y - margin, region.bottom + margin
+        # The regions below come from the last layout, which may predate the latest scroll
+        # (this can run between a scroll and its reflow): shift the window by that lag.
+        lag = self._layout_lag()
+        top, bottom = region.y - margin + lag, region.bottom + margin + lag
         revealed = False
         for view in self._views:
             where = far(view, top, bottom)
@@ -228,13 +231,21 @@ class ChatLog(VerticalScroll, can_focus=True):
                 revealed = True
             else:
                 revealed = view.park_segments(top, bottom) or revealed
-        if revealed and self._parking_retries < PARKING_RETRIES:
-            # What was just shown has no place yet: look again after a layout has
-            # had time to run (bounded, in case the app is closing).
+        if (revealed or lag) and self._parking_retries < PARKING_RETRIES:
+            # What was just shown has no place yet, or the layout lagged: look again
+            # after a layout has had time to run (bounded, in case the app is closing).
             self._parking_retries += 1
             self.set_timer(PARKING_RETRY_DELAY, self._schedule_parking, name="chat-parking")
         else:
             self._parking_retries = 0
+
+    def _layout_lag(self) -> int:
+        """Rows by which the children's last laid-out regions trail the current scroll position."""
+        anchor = self._views[0]
+        if not anchor.region:
+            return 0
+        expected = self.scrollable_content_region.y + anchor.virtual_region.y - round(self.scroll_offset.y)
+        return anchor.region.y - expected
 
     @property
     def following(self) -> bool:
