@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     from engines.models_cli import add_parser as add_models_parser
 
     add_models_parser(sub, lambda p: _global_options(p, suppress=True))
+
+    from engines.gauges_cli import add_parser as add_gauges_parser
+
+    add_gauges_parser(sub, lambda p: _global_options(p, suppress=True))
     return parser
 
 
@@ -77,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from engines.models_cli import run_models
 
             return run_models(args, load(args))
+        if args.command == "gauges":
+            from engines.gauges_cli import run_gauges
+
+            return run_gauges(args, load(args))
         return run_app(args)
     except LlmTuiError as exc:
         if debug:
