@@ -1,17 +1,28 @@
-"""From a model reference to a running instance: resolve, pick an engine, start it."""
+"""From a model reference to a running instance: resolve, pick an engine, check memory, start it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from engines.adapters import registry
 from engines.adapters.base import Engine
+from engines.admission import Admission, Need, NotEnoughMemory, admit, gpu_index_of
 from engines.catalog.packaged import Progress
 from engines.catalog.resolve import resolve_model
 from engines.config import Config
-from engines.errors import EngineUnavailable
+from engines.errors import EngineUnavailable, InstanceNotFound, LlmTuiError
 from engines.manager import EngineManager
+from engines.telemetry.snapshot import Snapshot
 from engines.types import LaunchOptions, ModelSpec
+
+SnapshotSource = Callable[[], Snapshot | None]
+"""Where admission gets free memory from, e.g. TelemetryPoller.sample_now (None: telemetry has nothing yet)."""
+
+_SPLIT = re.compile(r"^(?P<stem>.+)-(?P<part>\d{5})-of-(?P<count>\d{5})\.gguf$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +32,8 @@ class Launched:
     run_id: str
     spec: ModelSpec
     engine: str
+    admission: Admission | None = None
+    """The memory check it passed (with its notes), None when no snapshot was given or the format has no estimate."""
 
 
 def pick_engine(spec: ModelSpec, requested: str | None) -> str:
@@ -59,9 +72,82 @@ def launch(
     engine: str | Engine | None = None,
     options: LaunchOptions | None = None,
     progress: Progress | None = None,
+    snapshot: SnapshotSource | None = None,
 ) -> Launched:
-    """Resolve `ref`, choose an engine and load the model; blocks until it is ready."""
+    """Resolve `ref`, choose an engine and load the model; blocks until it is ready.
+
+    With `snapshot`, memory is checked first: NotEnoughMemory carries the Admission, whose
+    `unload_run_ids` (when the verdict is UNLOAD) can be passed to `unload_and_launch`.
+    """
     spec = resolve_model(ref, models_dir=config.models_dir, aliases=config.aliases, progress=progress)
     chosen: str | Engine = engine if isinstance(engine, Engine) else pick_engine(spec, engine)
-    run_id = manager.start(spec, options or default_options(config), chosen)
-    return Launched(run_id, spec, chosen if isinstance(chosen, str) else chosen.name)
+    options = options or default_options(config)
+    admission = None
+    if snapshot is not None:
+        admission = check_memory(manager, spec, options, snapshot())
+        if admission is not None and not admission.admitted:
+            raise NotEnoughMemory(admission)
+    run_id = manager.start(spec, options, chosen)
+    return Launched(run_id, spec, chosen if isinstance(chosen, str) else chosen.name, admission)
+
+
+def unload_and_launch(
+    manager: EngineManager,
+    ref: str,
+    config: Config,
+    unload: Sequence[str],
+    *,
+    engine: str | Engine | None = None,
+    options: LaunchOptions | None = None,
+    progress: Progress | None = None,
+    snapshot: SnapshotSource | None = None,
+) -> Launched:
+    """Stop the instances in `unload` that are still idle (those busy again are kept), then `launch`.
+
+    Memory is checked again with a fresh snapshot, so a refusal still raises NotEnoughMemory.
+    """
+    for run_id in unload:
+        with contextlib.suppress(InstanceNotFound):  # already gone: stopped, or unloaded for being idle
+            manager.stop_if_idle(run_id, reason=f"unloaded to make room for {ref}")
+    return launch(manager, ref, config, engine=engine, options=options, progress=progress, snapshot=snapshot)
+
+
+def check_memory(
+    manager: EngineManager, spec: ModelSpec, options: LaunchOptions, snapshot: Snapshot | None
+) -> Admission | None:
+    """Admission for loading `spec` beside the manager's instances; None when its memory cannot be estimated."""
+    need = estimate_need(spec, options)
+    return None if need is None else admit(need, snapshot, manager.instances())
+
+
+def estimate_need(spec: ModelSpec, options: LaunchOptions) -> Need | None:
+    """RAM and VRAM that loading `spec` with `options` takes, from its GGUF header (None for other formats)."""
+    if spec.format != "gguf" or spec.path is None or not Path(spec.path).is_file():
+        return None
+    from engines.catalog.fit import ModelShape, estimate
+    from engines.catalog.gguf_header import read_gguf_header
+
+    try:
+        header = read_gguf_header(spec.path)
+        shape = ModelShape.from_gguf_header(header)
+        gpu = gpu_index_of(options.device)
+        layers = options.n_gpu_layers if gpu is not None else 0
+        count = header.metadata.get("split.count")
+        if type(count) is int and count > 1:
+            shape = replace(shape, weights_bytes=_split_weights(Path(spec.path), count, shape.weights_bytes))
+        est = estimate(shape, n_ctx=options.n_ctx, n_gpu_layers=layers)
+    except LlmTuiError:  # a bad file or value: the load reports it properly
+        return None
+    return Need.from_estimate(spec.id, est, gpu)
+
+
+def _split_weights(first: Path, count: int, first_weights: int) -> int:
+    """Tensor bytes of a split GGUF: the sizes of all its parts, or the first part's share times the count."""
+    match = _SPLIT.match(first.name)
+    if match is None:
+        return first_weights * count
+    stem = match["stem"]
+    parts = [first.with_name(f"{stem}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
+    if not all(p.is_file() for p in parts):
+        return first_weights * count
+    return first_weights + sum(p.stat().st_size for p in parts[1:])

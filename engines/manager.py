@@ -1,246 +1,37 @@
-"""EngineManager: models loaded on engines, each served by its own worker thread.
+"""EngineManager: models loaded on engines, each served by its own worker thread (see engines/instance.py).
 
-The token path: the engine's generator runs on the instance's worker thread;
-the worker hands the first token on at once (time to first token is what a
-user feels), then coalesces deltas for ~30 ms or ~512 characters so a fast
-engine does not flood the UI with one message per token.
+Idle unload: an instance launched with LaunchOptions.idle_unload_s is stopped by one reaper
+thread once it has had no request running or queued for that long; the reason is kept in the
+InstanceInfo the manager remembers for stopped instances (`stopped()`) and handed to `on_stopped`.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import itertools
-import queue
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
 
 from engines.adapters import registry
 from engines.adapters.base import Engine
 from engines.errors import InstanceNotFound, InstanceNotReady, LlmTuiError
+from engines.instance import Coalescing, Instance, StopWhen
 from engines.requests import EventSink, RequestHandle
-from engines.types import (
-    ChatMessage,
-    Delta,
-    Done,
-    Error,
-    Footprint,
-    InstanceInfo,
-    InstanceState,
-    LaunchOptions,
-    Metrics,
-    ModelSpec,
-    Params,
-    StreamEvent,
-    Usage,
-)
+from engines.types import ChatMessage, InstanceInfo, LaunchOptions, ModelSpec, Params
 
-_STOP = object()
+__all__ = ["Coalescing", "EngineManager", "Instance"]
 
+log = logging.getLogger(__name__)
 
-@dataclass(frozen=True, slots=True)
-class Coalescing:
-    """How the worker batches deltas before handing them on."""
-
-    interval_s: float = 0.030
-    max_chars: int = 512
-
-
-class Instance:
-    """A model loaded on an engine, with a request queue and one worker thread."""
-
-    def __init__(
-        self,
-        run_id: str,
-        spec: ModelSpec,
-        options: LaunchOptions,
-        engine: Engine,
-        coalescing: Coalescing,
-        clock: Callable[[], float] = time.perf_counter,
-    ):
-        self.run_id = run_id
-        self.clock = clock
-        self.spec = spec
-        self.options = options
-        self.engine = engine
-        self.coalescing = coalescing
-        self.state = InstanceState.LOADING
-        self.error: str | None = None
-        self.load_exception: BaseException | None = None
-        self.requests_served = 0
-        self.last_tokens_per_s: float | None = None
-        self.last_used = time.monotonic()
-        self.started_at = time.time()
-        self.footprint = Footprint()
-        self.current: RequestHandle | None = None
-        self.ready = threading.Event()
-        self._queue: queue.SimpleQueue[RequestHandle | object] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name=f"instance-{run_id}", daemon=True)
-
-    def start(self) -> None:
-        """Start the worker, which loads the model first."""
-        self._thread.start()
-
-    def info(self) -> InstanceInfo:
-        """A consistent snapshot for listings."""
-        with self._lock:
-            return InstanceInfo(
-                run_id=self.run_id,
-                model_id=self.spec.id,
-                engine=self.engine.name,
-                device=self.options.device,
-                state=self.state,
-                error=self.error,
-                requests_served=self.requests_served,
-                last_tokens_per_s=self.last_tokens_per_s,
-                started_at=self.started_at,
-                footprint=self.footprint,
-            )
-
-    def submit(self, handle: RequestHandle) -> None:
-        """Queue a request; it runs after those before it."""
-        with self._lock:
-            if self.state in (InstanceState.ERROR, InstanceState.STOPPING, InstanceState.STOPPED):
-                raise InstanceNotReady(f"instance {self.run_id} is {self.state.value}" + _detail(self.error))
-        self._queue.put(handle)
-
-    def stop(self, timeout: float | None) -> None:
-        """Cancel current and queued requests, unload the model, end the worker."""
-        with self._lock:
-            if self.state is InstanceState.STOPPED:
-                return
-            self.state = InstanceState.STOPPING
-            current = self.current
-        if current is not None:
-            current.cancel()
-        self._queue.put(_STOP)
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
-
-    def _set_state(self, state: InstanceState) -> None:
-        with self._lock:
-            if self.state is not InstanceState.STOPPING or state is InstanceState.STOPPED:
-                self.state = state
-
-    def _run(self) -> None:
-        try:
-            self._load()
-            if self.state is InstanceState.READY:
-                self._serve()
-        finally:
-            self._drain("instance stopped")
-            try:
-                self.engine.unload()
-            finally:
-                with self._lock:
-                    if self.state is not InstanceState.ERROR:
-                        self.state = InstanceState.STOPPED
-                self.ready.set()
-
-    def _load(self) -> None:
-        rss_before = _rss()
-        try:
-            self.engine.load(self.spec, self.options)
-        except BaseException as exc:  # the worker must report every failure, not die silently
-            with self._lock:
-                self.state = InstanceState.ERROR
-                self.error = _message(exc)
-                self.load_exception = exc
-            self.ready.set()
-            return
-        declared = self.engine.footprint()
-        measured = max(0, _rss() - rss_before)
-        with self._lock:
-            self.footprint = Footprint(ram_bytes=declared.ram_bytes or measured, vram_bytes=declared.vram_bytes)
-        self._set_state(InstanceState.READY)
-        self.ready.set()
-
-    def _serve(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _STOP or not isinstance(item, RequestHandle):
-                return
-            with self._lock:
-                self.current = item
-            if self.state is InstanceState.STOPPING:
-                item.deliver(Error("instance stopped before the request ran", kind="stopped"))
-                continue
-            self._set_state(InstanceState.BUSY)
-            final: StreamEvent = Error("the request ended unexpectedly", kind="internal")
-            try:
-                final = self._generate(item)
-            finally:
-                # The instance is ready again before the caller hears the reply is done,
-                # so whoever reacts to Done sees the instance as it now is.
-                with self._lock:
-                    self.current = None
-                    self.requests_served += 1
-                    self.last_used = time.monotonic()
-                self._set_state(InstanceState.READY)
-                item.deliver(final)
-
-    def _generate(self, handle: RequestHandle) -> StreamEvent:
-        """Stream deltas to the handle; return the final event (Done or Error) for the caller to deliver."""
-        clock = self.clock
-        started = clock()
-        queue_ms = (started - handle.submitted_at) * 1000.0
-        if handle.cancel_event.is_set():
-            return Done(Usage(), "cancelled", Metrics(0.0, 0.0, 0.0, queue_ms))
-        interval, max_chars = self.coalescing.interval_s, self.coalescing.max_chars
-        first_at: float | None = None
-        pending: list[str] = []
-        pending_chars = 0
-        last_flush = started
-        try:
-            for event in self.engine.chat(handle.messages, handle.params, handle.cancel_event, handle.session):
-                if isinstance(event, Delta):
-                    now = clock()
-                    if first_at is None:
-                        first_at = last_flush = now
-                        handle.deliver(event)
-                        continue
-                    pending.append(event.text)
-                    pending_chars += len(event.text)
-                    if now - last_flush >= interval or pending_chars >= max_chars:
-                        handle.deliver(Delta("".join(pending)))
-                        pending.clear()
-                        pending_chars = 0
-                        last_flush = now
-                    continue
-                if pending:
-                    handle.deliver(Delta("".join(pending)))
-                    pending.clear()
-                return self._finish(event, started, first_at, queue_ms) if isinstance(event, Done) else event
-            return Error("the engine ended the reply without saying it was done", kind="truncated")
-        except BaseException as exc:  # an engine failure ends this request, not the instance
-            if pending:
-                handle.deliver(Delta("".join(pending)))
-            return Error(_message(exc), kind=type(exc).__name__)
-
-    def _finish(self, done: Done, started: float, first_at: float | None, queue_ms: float) -> Done:
-        end = self.clock()
-        ttft = ((first_at or end) - started) * 1000.0
-        decode_tokens = done.usage.completion_tokens - 1
-        span = end - first_at if first_at is not None else 0.0
-        tps = decode_tokens / span if decode_tokens > 0 and span > 0 else 0.0
-        if tps:
-            with self._lock:
-                self.last_tokens_per_s = tps
-        return replace(done, metrics=Metrics(ttft, tps, (end - started) * 1000.0, queue_ms))
-
-    def _drain(self, reason: str) -> None:
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if isinstance(item, RequestHandle):
-                item.deliver(Error(reason, kind="stopped"))
+STOPPED_KEPT = 32
+"""Stopped instances remembered for `stopped()`, most recent last."""
 
 
 class EngineManager:
-    """Starts, lists and stops instances and routes requests to them."""
+    """Starts, lists and stops instances, routes requests to them and unloads the idle ones."""
 
     def __init__(
         self,
@@ -248,14 +39,29 @@ class EngineManager:
         coalescing: Coalescing | None = None,
         engine_factory: Callable[[str], Engine] = registry.create,
         clock: Callable[[], float] = time.perf_counter,
+        idle_clock: Callable[[], float] = time.monotonic,
+        reap_interval_s: float | None = 1.0,
+        on_stopped: Callable[[InstanceInfo], None] | None = None,
     ) -> None:
-        """`clock` times requests; tests give a scripted one so metrics are reproducible."""
+        """`clock` times requests and `idle_clock` measures idleness; tests give scripted ones.
+
+        `reap_interval_s` is how often the reaper thread looks for idle instances (None: no thread;
+        call `reap_idle()` yourself). `on_stopped` hears of every instance that stopped, on the thread
+        that stopped it (the reaper's, for idle unloads).
+        """
         self._coalescing = coalescing or Coalescing()
         self._clock = clock
+        self._idle_clock = idle_clock
         self._factory = engine_factory
         self._instances: dict[str, Instance] = {}
+        self._stopped: collections.deque[InstanceInfo] = collections.deque(maxlen=STOPPED_KEPT)
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
+        self._reap_interval_s = reap_interval_s
+        self._reaper: threading.Thread | None = None
+        self._closing = threading.Event()
+        self._wake = threading.Event()
+        self.on_stopped = on_stopped
 
     def start(
         self,
@@ -272,10 +78,13 @@ class EngineManager:
         """
         adapter = self._factory(engine) if isinstance(engine, str) else engine
         run_id = f"r{next(self._ids)}-{adapter.name}"
-        instance = Instance(run_id, spec, options or LaunchOptions(), adapter, self._coalescing, self._clock)
+        options = options or LaunchOptions()
+        instance = Instance(run_id, spec, options, adapter, self._coalescing, self._clock, self._idle_clock)
         with self._lock:
             self._instances[run_id] = instance
         instance.start()
+        if options.idle_unload_s is not None:
+            self._ensure_reaper()
         if wait:
             self.wait_ready(run_id, timeout)
         return run_id
@@ -306,17 +115,32 @@ class EngineManager:
         self._get(run_id).submit(handle)
         return handle
 
-    def stop(self, run_id: str, timeout: float | None = 30.0) -> None:
+    def stop(self, run_id: str, timeout: float | None = 30.0, *, reason: str = "stopped") -> None:
         """Cancel the instance's work, unload the model and forget the instance."""
-        instance = self._get(run_id)
-        instance.stop(timeout)
-        with self._lock:
-            self._instances.pop(run_id, None)
+        self._stop(self._get(run_id), timeout, reason, "always")
+
+    def stop_if_idle(self, run_id: str, *, reason: str, timeout: float | None = 30.0) -> bool:
+        """Stop the instance only if it is loaded with nothing running or queued; True when it was stopped."""
+        return self._stop(self._get(run_id), timeout, reason, "idle")
 
     def stop_all(self, timeout: float | None = 30.0) -> None:
         """Stop every instance."""
         for run_id in list(self._instances):
-            self.stop(run_id, timeout)
+            with contextlib.suppress(InstanceNotFound):  # the reaper got there first
+                self.stop(run_id, timeout)
+
+    def reap_idle(self) -> list[str]:
+        """Stop every instance idle past its idle_unload_s; return their run ids (the reaper thread calls this)."""
+        with self._lock:
+            current = list(self._instances.values())
+        reaped = []
+        for instance in current:
+            limit = instance.options.idle_unload_s
+            if limit is None or not instance.idle_expired():
+                continue
+            if self._stop(instance, 30.0, f"idle for {limit:g} s", "expired"):
+                reaped.append(instance.run_id)
+        return reaped
 
     def info(self, run_id: str) -> InstanceInfo:
         """A snapshot of one instance."""
@@ -328,15 +152,73 @@ class EngineManager:
             current = list(self._instances.values())
         return [i.info() for i in current]
 
+    def stopped(self) -> list[InstanceInfo]:
+        """The last instances that stopped (with their stop_reason), most recent last."""
+        with self._lock:
+            return list(self._stopped)
+
     def engine_of(self, run_id: str) -> Engine:
         """The adapter behind an instance (for engine-specific inspection in tests and benches)."""
         return self._get(run_id).engine
+
+    def close(self) -> None:
+        """Stop every instance and the reaper thread."""
+        self._closing.set()
+        self._wake.set()
+        self.stop_all()
+        reaper = self._reaper
+        if reaper is not None and reaper is not threading.current_thread():
+            reaper.join(5.0)
 
     def __enter__(self) -> EngineManager:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop_all()
+        self.close()
+
+    def _stop(self, instance: Instance, timeout: float | None, reason: str, when: StopWhen) -> bool:
+        if not instance.begin_stop(reason, when=when) and when != "always":
+            return False  # busy again, or already stopping: leave it to whoever stops it
+        instance.join(timeout)
+        with self._lock:
+            known = self._instances.pop(instance.run_id, None) is not None
+        if known:
+            info = instance.info()
+            with self._lock:
+                self._stopped.append(info)
+            if self.on_stopped is not None:
+                try:
+                    self.on_stopped(info)
+                except Exception:  # a listener's bug must not stop the reaper or a stop
+                    log.exception("on_stopped listener failed")
+        return True
+
+    def _ensure_reaper(self) -> None:
+        with self._lock:
+            if self._reaper is not None or self._reap_interval_s is None or self._closing.is_set():
+                self._wake.set()  # a new, possibly shorter, idle limit: look again now
+                return
+            self._reaper = threading.Thread(target=self._reap_loop, name="idle-reaper", daemon=True)
+        self._reaper.start()
+
+    def _reap_loop(self) -> None:
+        interval = self._reap_interval_s or 1.0
+        while not self._closing.is_set():
+            try:
+                self.reap_idle()
+            except Exception:  # keep reaping; one failed unload must not end idle unloading for good
+                log.exception("idle unload failed")
+            self._wake.wait(self._next_wait(interval))
+            self._wake.clear()
+
+    def _next_wait(self, interval: float) -> float:
+        """Until the soonest idle deadline, at most `interval` and at least 10 ms."""
+        soonest = interval
+        for info in self.instances():
+            limit = info.options.idle_unload_s
+            if limit is not None and info.idle:
+                soonest = min(soonest, limit - info.idle_s)
+        return max(0.01, soonest)
 
     def _get(self, run_id: str) -> Instance:
         with self._lock:
@@ -350,13 +232,3 @@ def _message(exc: BaseException) -> str:
     if isinstance(exc, LlmTuiError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def _detail(error: str | None) -> str:
-    return f": {error}" if error else ""
-
-
-def _rss() -> int:
-    import psutil
-
-    return int(psutil.Process().memory_info().rss)

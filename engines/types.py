@@ -155,7 +155,13 @@ class Footprint:
     """Memory an instance holds, in bytes (None when unknown)."""
 
     ram_bytes: int | None = None
+    """The larger of what the engine declares and what the process grew by while loading."""
     vram_bytes: int | None = None
+    """What the engine reports allocated on the GPU, else what it declares."""
+    measured_ram_bytes: int | None = None
+    """RSS growth of the process across the load; None when another load or unload overlapped it."""
+    mapped_bytes: int | None = None
+    """Part of the RSS growth that is file-backed (the mmap'd model file): page cache, not heap."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,3 +178,20 @@ class InstanceInfo:
     last_tokens_per_s: float | None = None
     started_at: float = 0.0
     footprint: Footprint = field(default_factory=Footprint)
+    options: LaunchOptions = field(default_factory=LaunchOptions)
+    """What it was launched with (n_ctx, n_gpu_layers, idle_unload_s...)."""
+    last_used_at: float = 0.0
+    """time.time() of the last request submitted or finished (or of the end of the load)."""
+    idle_s: float = 0.0
+    """Seconds since it was last used; 0 while loading, busy or holding queued requests."""
+    pending_requests: int = 0
+    """Requests running or queued on it."""
+    load_s: float | None = None
+    """How long the load took (None while loading)."""
+    stop_reason: str | None = None
+    """Why it stopped or is stopping ("idle for 300 s", "stopped"), None while it runs."""
+
+    @property
+    def idle(self) -> bool:
+        """Loaded and doing nothing: the only state in which it may be unloaded to make room."""
+        return self.state is InstanceState.READY and self.pending_requests == 0

@@ -73,3 +73,11 @@ class Engine(ABC):
     def footprint(self) -> Footprint:
         """Memory the loaded model holds, as far as the engine knows."""
         return Footprint()
+
+    def vram_in_use(self) -> int | None:
+        """GPU memory the backend reports allocated for this model (e.g. torch's reserved bytes), or None.
+
+        The manager prefers this to the VRAM `footprint` declares; attributing NVML's per-process
+        figures to instances is the UI's job.
+        """
+        return None

@@ -32,7 +32,7 @@ class FakeEngine(Engine):
     Knobs for tests (constructor arguments, never environment):
     `reply` fixes the reply text; `token_delay_s` paces tokens (waiting on the
     cancel event, so Stop still ends it at once); `gate` holds the first token
-    until a test sets it; `load_error` makes load() fail.
+    until a test sets it; `load_gate` holds the load; `load_error` makes load() fail.
     """
 
     name: ClassVar[str] = "fake"
@@ -47,11 +47,13 @@ class FakeEngine(Engine):
         gate: threading.Event | None = None,
         load_error: Exception | None = None,
         ram_bytes: int = 64 * 1024 * 1024,
+        load_gate: threading.Event | None = None,
     ) -> None:
         self.reply = reply
         self.token_delay_s = token_delay_s
         self.gate = gate
         self.load_error = load_error
+        self.load_gate = load_gate
         self.ram_bytes = ram_bytes
         self.spec: ModelSpec | None = None
         self.calls: list[list[ChatMessage]] = []
@@ -60,7 +62,9 @@ class FakeEngine(Engine):
         """Set when a chat call begins, so tests can wait for it instead of sleeping."""
 
     def load(self, spec: ModelSpec, options: LaunchOptions) -> None:
-        """Pretend to load; raise `load_error` if one was given."""
+        """Pretend to load (waiting for `load_gate` if given); raise `load_error` if one was given."""
+        if self.load_gate is not None:
+            self.load_gate.wait(30)
         if self.load_error is not None:
             raise self.load_error
         if spec.path is not None and not spec.path.exists():

@@ -1,0 +1,320 @@
+"""One model loaded on an engine, served by its own worker thread from a request queue.
+
+The token path: the engine's generator runs on the instance's worker thread;
+the worker hands the first token on at once (time to first token is what a
+user feels), then coalesces deltas for ~30 ms or ~512 characters so a fast
+engine does not flood the UI with one message per token.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from engines import footprint as mem
+from engines.adapters.base import Engine
+from engines.errors import InstanceNotReady, LlmTuiError
+from engines.requests import RequestHandle
+from engines.types import (
+    Delta,
+    Done,
+    Error,
+    Footprint,
+    InstanceInfo,
+    InstanceState,
+    LaunchOptions,
+    Metrics,
+    ModelSpec,
+    StreamEvent,
+    Usage,
+)
+
+_STOP = object()
+
+StopWhen = Literal["always", "idle", "expired"]
+
+
+@dataclass(frozen=True, slots=True)
+class Coalescing:
+    """How the worker batches deltas before handing them on."""
+
+    interval_s: float = 0.030
+    max_chars: int = 512
+
+
+class Instance:
+    """A model loaded on an engine, with a request queue and one worker thread.
+
+    `clock` times requests; `idle_clock` (monotonic seconds) decides how long the instance has been idle.
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        spec: ModelSpec,
+        options: LaunchOptions,
+        engine: Engine,
+        coalescing: Coalescing,
+        clock: Callable[[], float] = time.perf_counter,
+        idle_clock: Callable[[], float] = time.monotonic,
+    ):
+        self.run_id = run_id
+        self.clock = clock
+        self.idle_clock = idle_clock
+        self.spec = spec
+        self.options = options
+        self.engine = engine
+        self.coalescing = coalescing
+        self.state = InstanceState.LOADING
+        self.error: str | None = None
+        self.load_exception: BaseException | None = None
+        self.requests_served = 0
+        self.last_tokens_per_s: float | None = None
+        self.last_used = idle_clock()
+        self.last_used_at = self.started_at = time.time()
+        self.load_s: float | None = None
+        self.pending = 0
+        self.stop_reason: str | None = None
+        self.footprint = Footprint()
+        self.current: RequestHandle | None = None
+        self.ready = threading.Event()
+        self._queue: queue.SimpleQueue[RequestHandle | object] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name=f"instance-{run_id}", daemon=True)
+
+    def start(self) -> None:
+        """Start the worker, which loads the model first."""
+        self._thread.start()
+
+    def info(self) -> InstanceInfo:
+        """A consistent snapshot for listings."""
+        with self._lock:
+            return InstanceInfo(
+                run_id=self.run_id,
+                model_id=self.spec.id,
+                engine=self.engine.name,
+                device=self.options.device,
+                state=self.state,
+                error=self.error,
+                requests_served=self.requests_served,
+                last_tokens_per_s=self.last_tokens_per_s,
+                started_at=self.started_at,
+                footprint=self.footprint,
+                options=self.options,
+                last_used_at=self.last_used_at,
+                idle_s=self._idle_s(),
+                pending_requests=self.pending,
+                load_s=self.load_s,
+                stop_reason=self.stop_reason,
+            )
+
+    def submit(self, handle: RequestHandle) -> None:
+        """Queue a request; it runs after those before it."""
+        with self._lock:
+            if self.state in (InstanceState.ERROR, InstanceState.STOPPING, InstanceState.STOPPED):
+                raise InstanceNotReady(f"instance {self.run_id} is {self.state.value}" + _detail(self.error))
+            self.pending += 1
+            self._touch()
+            # Queued under the lock, so a request accepted here is always ahead of a stop's sentinel.
+            self._queue.put(handle)
+
+    def idle_expired(self) -> bool:
+        """Whether its idle_unload_s has run out (loaded, no request running or queued, unused that long)."""
+        with self._lock:
+            return self._may_stop("expired")
+
+    def begin_stop(self, reason: str, *, when: StopWhen = "always") -> bool:
+        """Mark the instance as stopping and cancel its work; False if it was already stopping or `when` fails.
+
+        `when`: "always"; "idle" (loaded, nothing running or queued); "expired" (idle past idle_unload_s).
+        The check and the change happen under one lock, so a request cannot slip in between.
+        """
+        with self._lock:
+            if self.state in (InstanceState.STOPPING, InstanceState.STOPPED) or not self._may_stop(when):
+                return False
+            self.stop_reason = reason
+            self.state = InstanceState.STOPPING
+            current = self.current
+        if current is not None:
+            current.cancel()
+        self._queue.put(_STOP)
+        return True
+
+    def join(self, timeout: float | None) -> None:
+        """Wait for the worker to unload the model and end."""
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def stop(self, timeout: float | None, reason: str = "stopped") -> None:
+        """Cancel current and queued requests, unload the model, end the worker."""
+        self.begin_stop(reason)
+        self.join(timeout)
+
+    def _may_stop(self, when: StopWhen) -> bool:
+        if when == "always":
+            return True
+        if self.state is not InstanceState.READY or self.pending:
+            return False
+        limit = self.options.idle_unload_s
+        return when == "idle" or (limit is not None and self._idle_s() >= limit)
+
+    def _idle_s(self) -> float:
+        if self.state is not InstanceState.READY or self.pending:
+            return 0.0
+        return max(0.0, self.idle_clock() - self.last_used)
+
+    def _touch(self) -> None:
+        self.last_used = self.idle_clock()
+        self.last_used_at = time.time()
+
+    def _set_state(self, state: InstanceState) -> None:
+        with self._lock:
+            if self.state is not InstanceState.STOPPING or state is InstanceState.STOPPED:
+                self.state = state
+
+    def _run(self) -> None:
+        try:
+            self._load()
+            if self.state is InstanceState.READY:
+                self._serve()
+        finally:
+            self._drain("instance stopped")
+            try:
+                mem.release(self.engine.unload)
+            finally:
+                with self._lock:
+                    if self.state is not InstanceState.ERROR:
+                        self.state = InstanceState.STOPPED
+                self.ready.set()
+
+    def _load(self) -> None:
+        began = time.perf_counter()
+        growth: mem.Growth | None = None
+        try:
+            growth = mem.measure(lambda: self.engine.load(self.spec, self.options))
+        except BaseException as exc:  # the worker must report every failure, not die silently
+            with self._lock:
+                self.state = InstanceState.ERROR
+                self.error = _message(exc)
+                self.load_exception = exc
+                self.load_s = time.perf_counter() - began
+            self.ready.set()
+            return
+        declared = self.engine.footprint()
+        measured = growth.rss_bytes if growth is not None else None
+        ram = max(declared.ram_bytes or 0, measured or 0)
+        vram = self.engine.vram_in_use()
+        with self._lock:
+            self.footprint = Footprint(
+                ram_bytes=ram if ram or declared.ram_bytes is not None or measured is not None else None,
+                vram_bytes=vram if vram is not None else declared.vram_bytes,
+                measured_ram_bytes=measured,
+                mapped_bytes=growth.mapped_bytes if growth is not None else None,
+            )
+            self.load_s = time.perf_counter() - began
+            self._touch()  # a slow load is not idle time
+        self._set_state(InstanceState.READY)
+        self.ready.set()
+
+    def _serve(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP or not isinstance(item, RequestHandle):
+                return
+            with self._lock:
+                self.current = item
+                stopping = self.state is InstanceState.STOPPING
+            if stopping:
+                self._finished(item, Error("instance stopped before the request ran", kind="stopped"), served=False)
+                continue
+            self._set_state(InstanceState.BUSY)
+            final: StreamEvent = Error("the request ended unexpectedly", kind="internal")
+            try:
+                final = self._generate(item)
+            finally:
+                self._finished(item, final)
+
+    def _finished(self, item: RequestHandle, final: StreamEvent, *, served: bool = True) -> None:
+        # The instance is ready again before the caller hears the reply is done,
+        # so whoever reacts to Done sees the instance as it now is.
+        with self._lock:
+            self.current = None
+            self.pending -= 1
+            self.requests_served += served
+            self._touch()
+        self._set_state(InstanceState.READY)
+        item.deliver(final)
+
+    def _generate(self, handle: RequestHandle) -> StreamEvent:
+        """Stream deltas to the handle; return the final event (Done or Error) for the caller to deliver."""
+        clock = self.clock
+        started = clock()
+        queue_ms = (started - handle.submitted_at) * 1000.0
+        if handle.cancel_event.is_set():
+            return Done(Usage(), "cancelled", Metrics(0.0, 0.0, 0.0, queue_ms))
+        interval, max_chars = self.coalescing.interval_s, self.coalescing.max_chars
+        first_at: float | None = None
+        pending: list[str] = []
+        pending_chars = 0
+        last_flush = started
+        try:
+            for event in self.engine.chat(handle.messages, handle.params, handle.cancel_event, handle.session):
+                if isinstance(event, Delta):
+                    now = clock()
+                    if first_at is None:
+                        first_at = last_flush = now
+                        handle.deliver(event)
+                        continue
+                    pending.append(event.text)
+                    pending_chars += len(event.text)
+                    if now - last_flush >= interval or pending_chars >= max_chars:
+                        handle.deliver(Delta("".join(pending)))
+                        pending.clear()
+                        pending_chars = 0
+                        last_flush = now
+                    continue
+                if pending:
+                    handle.deliver(Delta("".join(pending)))
+                    pending.clear()
+                return self._finish(event, started, first_at, queue_ms) if isinstance(event, Done) else event
+            return Error("the engine ended the reply without saying it was done", kind="truncated")
+        except BaseException as exc:  # an engine failure ends this request, not the instance
+            if pending:
+                handle.deliver(Delta("".join(pending)))
+            return Error(_message(exc), kind=type(exc).__name__)
+
+    def _finish(self, done: Done, started: float, first_at: float | None, queue_ms: float) -> Done:
+        end = self.clock()
+        ttft = ((first_at or end) - started) * 1000.0
+        decode_tokens = done.usage.completion_tokens - 1
+        span = end - first_at if first_at is not None else 0.0
+        tps = decode_tokens / span if decode_tokens > 0 and span > 0 else 0.0
+        if tps:
+            with self._lock:
+                self.last_tokens_per_s = tps
+        return replace(done, metrics=Metrics(ttft, tps, (end - started) * 1000.0, queue_ms))
+
+    def _drain(self, reason: str) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, RequestHandle):
+                with self._lock:
+                    self.pending -= 1
+                item.deliver(Error(reason, kind="stopped"))
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, LlmTuiError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _detail(error: str | None) -> str:
+    return f": {error}" if error else ""
