@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -16,7 +16,7 @@ from textual.screen import Screen
 from engines.config import Config
 from engines.errors import LlmTuiError
 from tui.commands import app_commands
-from tui.messages import LaunchFailed, LaunchProgress, ModelLaunched
+from tui.messages import LaunchFailed, LaunchProgress, LaunchRefused, ModelLaunched
 from tui.runtime import Runtime
 from tui.screens.chat import ChatScreen
 from tui.screens.placeholder import PLANNED, NotBuiltScreen
@@ -25,12 +25,28 @@ from tui.widgets.screen_bar import SCREEN_KEYS
 if TYPE_CHECKING:
     import argparse
 
+    from engines.types import LaunchOptions
+    from tui.screens.modals.launch import LaunchChoice, LaunchTarget
+
 
 def _catalog_screen() -> Screen[None]:
     # The catalog's discovery and fit code load when the screen is first opened, not with the app.
     from tui.screens.catalog import CatalogScreen
 
     return CatalogScreen()
+
+
+def _gauges_screen() -> Screen[None]:
+    # The telemetry widgets load when the screen is first opened, not with the app.
+    from tui.screens.gauges import GaugesScreen
+
+    return GaugesScreen()
+
+
+def _instances_screen() -> Screen[None]:
+    from tui.screens.instances import InstancesScreen
+
+    return InstancesScreen()
 
 
 class LlmTuiApp(App[int]):
@@ -41,6 +57,8 @@ class LlmTuiApp(App[int]):
     MODES = {
         "chat": ChatScreen,
         "catalog": lambda: _catalog_screen(),
+        "gauges": lambda: _gauges_screen(),
+        "instances": lambda: _instances_screen(),
         **{name: partial(NotBuiltScreen, name) for name in PLANNED},
     }
     BINDINGS = [
@@ -81,21 +99,55 @@ class LlmTuiApp(App[int]):
         self.sub_title = text
 
     @work(thread=True, exclusive=True, group="launch")
-    def launch_model(self, ref: str) -> None:
-        """Load a model in a worker thread and make it the active instance."""
+    def launch_model(
+        self, ref: str, engine: str | None = None, options: LaunchOptions | None = None, unload: Sequence[str] = ()
+    ) -> None:
+        """Load a model in a worker thread (after the memory check) and make it the active instance."""
+        from engines.admission import NotEnoughMemory
 
         def progress(done: int, total: int) -> None:
             self.post_message(LaunchProgress(ref, done, total))
 
         self.post_message(LaunchProgress(ref, 0, 0))
         try:
-            launched = self.runtime.launch(ref, progress=progress)
+            launched = self.runtime.launch(ref, engine=engine, options=options, progress=progress, unload=unload)
+        except NotEnoughMemory as exc:
+            self.post_message(LaunchRefused(ref, engine, options, exc.admission))
         except LlmTuiError as exc:
             self.post_message(LaunchFailed(ref, str(exc)))
         except Exception as exc:  # a bug or a native failure must not take the app down
             self.post_message(LaunchFailed(ref, f"{type(exc).__name__}: {exc}"))
         else:
             self.post_message(ModelLaunched(launched))
+
+    def on_launch_refused(self, message: LaunchRefused) -> None:
+        """Offer to unload the least recently used idle instances that make room, or say why it cannot fit."""
+        self.refresh_status()
+        admission = message.admission
+        if not admission.unload_run_ids:
+            self.notify(admission.reason, title=f"Not launched: {message.ref}", severity="error", timeout=20)
+            return
+        from tui.screens.modals.confirm import ConfirmModal
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.launch_model(message.ref, message.engine, message.options, admission.unload_run_ids)
+
+        question = f"{admission.reason}\n\nUnload and launch {message.ref}?"
+        self.push_screen(ConfirmModal(question, yes="Unload and launch", no="Cancel"), done)
+
+    def open_launch_dialog(self, target: LaunchTarget) -> None:
+        """Ask how to launch `target` (engine, device, context…, with a live fit check), then launch it."""
+        from engines.launch import default_options
+        from tui.screens.modals.launch import LaunchModal
+
+        def done(choice: LaunchChoice | None) -> None:
+            if choice is not None:
+                self.launch_model(choice.ref, choice.engine, choice.options)
+                self.switch_mode("chat")
+
+        base = default_options(self.runtime.config)
+        self.push_screen(LaunchModal(target, base, self.runtime.resources()), done)
 
     def on_launch_progress(self, message: LaunchProgress) -> None:
         if message.total:

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 
 if TYPE_CHECKING:
+    from engines.admission import Admission
     from engines.launch import Launched
-    from engines.types import StreamEvent
+    from engines.types import LaunchOptions, StreamEvent
 
 
 class ReplyEvent(Message):
@@ -35,6 +36,17 @@ class LaunchFailed(Message):
         super().__init__()
         self.ref = ref
         self.error = error
+
+
+class LaunchRefused(Message):
+    """Admission refused a launch; `admission` holds the numbers and the idle instances it could unload."""
+
+    def __init__(self, ref: str, engine: str | None, options: LaunchOptions | None, admission: Admission) -> None:
+        super().__init__()
+        self.ref = ref
+        self.engine = engine
+        self.options = options
+        self.admission = admission
 
 
 class LaunchProgress(Message):

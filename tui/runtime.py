@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -13,15 +14,28 @@ from engines.store import Store
 
 if TYPE_CHECKING:
     from engines.adapters.base import Engine
+    from engines.catalog.fit import Resources
     from engines.catalog.listing import Listing
     from engines.catalog.packaged import Progress
+    from engines.instance_log import InstanceLog
     from engines.launch import Launched
+    from engines.telemetry.poller import TelemetryPoller
+    from engines.telemetry.sources import GpuSource
     from engines.types import InstanceInfo, LaunchOptions
 
 EngineChoice = Callable[[str], "str | Engine | None"]
 """Maps a model reference to the engine to use (tests hand in a fake engine here)."""
 ListingSource = Callable[[Config, "int | None"], "Listing"]
 """Builds the catalog listing for a context size (tests hand in fixed rows and free memory here)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchRecord:
+    """What a launch asked for: enough to do it again."""
+
+    ref: str
+    engine: str | None
+    options: LaunchOptions | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +58,18 @@ class Runtime:
         store: Store | None = None,
         engine_choice: EngineChoice | None = None,
         listing: ListingSource | None = None,
+        gpu_source: Callable[[], GpuSource] | None = None,
     ) -> None:
         self.config = config
         self.manager = manager or EngineManager()
         self.store = store or Store(config.db_path)
         self._engine_choice = engine_choice
         self._listing = listing
+        self._gpu_source = gpu_source
+        self.launches: dict[str, LaunchRecord] = {}
+        """How each instance was launched (run id → ref, engine, options), to restart it."""
+        self.instance_log: InstanceLog | None = None
+        self._telemetry: TelemetryPoller | None = None
         self._lock = threading.Lock()
         self._active: ActiveModel | None = None
 
@@ -84,16 +104,41 @@ class Runtime:
         engine: str | None = None,
         options: LaunchOptions | None = None,
         progress: Progress | None = None,
+        unload: Sequence[str] = (),
     ) -> Launched:
-        """Resolve and load a model (blocking: call it from a worker thread)."""
-        chosen: str | Engine | None = engine
-        if chosen is None and self._engine_choice is not None:
-            chosen = self._engine_choice(ref)
-        from engines.launch import launch  # the catalog and adapter registry: not needed for the first frame
+        """Resolve and load a model after the memory check (blocking: call it from a worker thread).
 
-        launched = launch(self.manager, ref, self.config, engine=chosen, options=options, progress=progress)
+        `unload` names idle instances to stop first (what a NotEnoughMemory refusal offered).
+        Raises NotEnoughMemory with the numbers when the model does not fit beside what runs.
+        """
+        chosen: str | Engine | None = engine
+        if self._engine_choice is not None:  # tests: every model runs on the engine they hand in
+            chosen = self._engine_choice(ref) or engine
+        from engines.instance_log import install
+        from engines.launch import unload_and_launch  # the catalog and registry: not needed for the first frame
+
+        self.instance_log = install()
+        launched = unload_and_launch(
+            self.manager,
+            ref,
+            self.config,
+            unload,
+            engine=chosen,
+            options=options,
+            progress=progress,
+            snapshot=self.telemetry.sample_now,
+        )
+        with self._lock:
+            self.launches[launched.run_id] = LaunchRecord(ref, engine, options)
         self.set_active(launched)
         return launched
+
+    def resources(self) -> Resources:
+        """Free RAM, VRAM per GPU and disk now, from telemetry (a fresh sample if none was taken yet)."""
+        from engines.telemetry.resources import resources_from
+
+        poller = self.telemetry
+        return resources_from(poller.latest or poller.sample_now())
 
     def catalog_listing(self, n_ctx: int | None = None) -> Listing:
         """Every model here and in the catalog with fits at `n_ctx` (blocking: scans disks and daemons)."""
@@ -112,7 +157,43 @@ class Runtime:
         aliases = set_alias(path, name, ref)
         self.config = replace(self.config, aliases=aliases, source=path)
 
+    @property
+    def telemetry(self) -> TelemetryPoller:
+        """The one telemetry poller (GPUs and host), created and started on first use.
+
+        Screens read `latest` / `history()` or take `sample_now()`; it samples every
+        `telemetry_interval_s` in its own thread.
+        """
+        with self._lock:
+            if self._telemetry is None:
+                from engines.telemetry.poller import TelemetryPoller
+                from engines.telemetry.sources import PsutilSource
+
+                gpu = self._gpu_source() if self._gpu_source is not None else _open_gpu_source()
+                self._telemetry = TelemetryPoller(
+                    gpu,
+                    PsutilSource(self.config.models_dir),
+                    interval_s=self.config.telemetry_interval_s,
+                    pids=self._our_pids,
+                )
+                self._telemetry.start()
+            return self._telemetry
+
+    def _our_pids(self) -> dict[int, str]:
+        """Our instances run in this process: its GPU memory is theirs (named by run id)."""
+        running = [i.run_id for i in self.manager.instances() if i.state.value not in ("stopped", "error")]
+        return {os.getpid(): ", ".join(running)} if running else {}
+
     def close(self) -> None:
-        """Stop every instance and close the store."""
+        """Stop every instance and the telemetry poller, and close the store."""
+        if self._telemetry is not None:
+            self._telemetry.stop()
         self.manager.stop_all(timeout=10)
         self.store.close()
+
+
+def _open_gpu_source() -> GpuSource:
+    """NVML when it can be opened, else a source that says why there is no GPU."""
+    from engines.telemetry.nvml import open_gpu_source
+
+    return open_gpu_source()

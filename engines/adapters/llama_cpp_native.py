@@ -8,6 +8,7 @@ quoted when a load fails ("failed to load model" alone says nothing).
 from __future__ import annotations
 
 import ctypes
+import logging
 import sys
 from collections import deque
 from pathlib import Path
@@ -18,6 +19,7 @@ from engines.types import LaunchOptions
 
 INSTALL_HINT = "pip install 'llm-tui[llama]'"
 
+_c_log = logging.getLogger("llama_cpp.c")
 _log_tail: deque[str] = deque(maxlen=12)
 """Recent warning/error lines from llama.cpp's C log."""
 _log_sink: Any = None
@@ -42,8 +44,11 @@ def import_llama_cpp() -> Any:
         def sink(level: int, text: bytes | None, user_data: Any) -> None:
             # 2 = warning, 3 = error, 5 = continuation of the previous message.
             state["keep"] = level in (2, 3) or (level == 5 and state["keep"])
-            if state["keep"] and text:
-                _log_tail.append(text.decode("utf-8", "replace").rstrip())
+            line = text.decode("utf-8", "replace").rstrip() if text else ""
+            if state["keep"] and line:
+                _log_tail.append(line)
+            if line:  # every line, at debug level: the instance's log (engines/instance_log.py) keeps them
+                _c_log.debug("%s", line)
 
         _log_sink = llama_cpp.llama_log_callback(sink)
         llama_cpp.llama_log_set(_log_sink, ctypes.c_void_p(0))

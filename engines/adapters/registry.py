@@ -26,6 +26,8 @@ class EngineEntry:
     extra: str
     """The pip extra that installs it, as in `pip install 'llm-tui[extra]'`."""
     formats: tuple[str, ...]
+    options: tuple[str, ...] = ("device", "n_ctx", "n_gpu_layers", "n_threads", "lora_path", "idle_unload_s")
+    """The LaunchOptions fields this engine honours (the launch dialog offers only these)."""
 
     @property
     def install_hint(self) -> str:
@@ -37,7 +39,15 @@ ENGINES: dict[str, EngineEntry] = {
     e.name: e
     for e in (
         EngineEntry("llama.cpp", "engines.adapters.llama_cpp", "LlamaCppEngine", ("llama_cpp",), "llama", ("gguf",)),
-        EngineEntry("fake", "engines.adapters.fake", "FakeEngine", (), "dev", ("gguf", "hf", "fake")),
+        EngineEntry(
+            "fake",
+            "engines.adapters.fake",
+            "FakeEngine",
+            (),
+            "dev",
+            ("gguf", "hf", "fake"),
+            ("device", "n_ctx", "n_gpu_layers", "n_threads", "dtype", "quantization", "lora_path", "idle_unload_s"),
+        ),
     )
 }
 

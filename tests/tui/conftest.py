@@ -11,6 +11,7 @@ import pytest
 from engines.adapters.fake import FakeEngine
 from engines.config import load_config
 from engines.manager import Coalescing, EngineManager
+from engines.telemetry.sources import GpuSource
 from tui.app import LlmTuiApp
 from tui.runtime import ListingSource, Runtime
 
@@ -47,6 +48,7 @@ def make_app(isolated_dirs: Path, fake_model: Path) -> AppFactory:
         screen: str = "chat",
         launch: bool = True,
         listing: ListingSource | None = None,
+        gpu_source: Callable[[], GpuSource] | None = None,
     ) -> LlmTuiApp:
         config = load_config(env={}, cwd=isolated_dirs)
         chosen = engine or FakeEngine()
@@ -54,7 +56,9 @@ def make_app(isolated_dirs: Path, fake_model: Path) -> AppFactory:
         # A scripted clock (10 ms per reading) makes the metrics under each reply reproducible.
         ticks = itertools.count()
         manager = EngineManager(coalescing=Coalescing(interval_s=0.0, max_chars=1), clock=lambda: next(ticks) * 0.01)
-        runtime = Runtime(config, manager=manager, engine_choice=lambda ref: chosen, listing=listing)
+        runtime = Runtime(
+            config, manager=manager, engine_choice=lambda ref: chosen, listing=listing, gpu_source=gpu_source
+        )
         runtimes.append(runtime)
         return LlmTuiApp(runtime, screen=screen, model=str(fake_model) if launch else None)
 

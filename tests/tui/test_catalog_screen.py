@@ -15,6 +15,7 @@ from tests.tui.test_chat_screen import run, until
 from tui.app import LlmTuiApp
 from tui.screens.catalog import CatalogScreen, parse_context
 from tui.screens.modals.confirm import ConfirmModal
+from tui.screens.modals.launch import LaunchModal
 from tui.screens.modals.text_prompt import TextPromptModal
 from tui.widgets.model_table import ModelTable
 
@@ -180,7 +181,9 @@ def test_alias_is_saved_to_the_config_file_and_shown(
     assert dict(load_config(env={}, cwd=isolated_dirs).aliases) == {"q7": "qwen-7b-q4_k_m"}
 
 
-def test_launch_opens_the_chat_and_download_says_how_meanwhile(make_app: AppFactory, models_dir: Path) -> None:
+def test_launch_asks_how_then_opens_the_chat_and_download_says_how_meanwhile(
+    make_app: AppFactory, models_dir: Path
+) -> None:
     async def test(app: LlmTuiApp, screen: CatalogScreen, pilot: Pilot[int]) -> None:
         await pilot.press("slash", *"qwen-7b", "enter", "d")
         message = app._notifications and list(app._notifications)[-1].message
@@ -188,6 +191,8 @@ def test_launch_opens_the_chat_and_download_says_how_meanwhile(make_app: AppFact
         await pilot.press("escape", "slash", *"ollama", "enter", "enter")
         assert "not built yet" in list(app._notifications)[-1].message and app.screen is screen
         await pilot.press("escape", "slash", *"finetune", "enter", "enter")
+        assert isinstance(app.screen, LaunchModal)  # how to launch it: engine, device, context…
+        await pilot.press("ctrl+s")
         await until(pilot, lambda: app.runtime.active is not None, "the model is launched")
         assert app.current_mode == "chat"
         assert app.runtime.active is not None and app.runtime.active.model_id == "my-finetune"

@@ -274,9 +274,11 @@ def test_screen_keys_switch_and_unbuilt_screens_say_so(make_app: AppFactory) -> 
     async def go() -> None:
         app = make_app(launch=False)
         async with app.run_test(size=(100, 30)) as pilot:
-            await pilot.press("f5")
-            assert app.current_mode == "gauges"
+            await pilot.press("f3")
+            assert app.current_mode == "downloads"
             assert "not built yet" in str(app.screen.query_one(".not-built").render())
+            await pilot.press("f4")
+            assert app.current_mode == "instances"
             await pilot.press("f1")
             assert app.current_mode == "chat"
 

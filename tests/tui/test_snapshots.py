@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
 
 from engines.adapters.fake import FakeEngine
+from engines.telemetry.fake import GIB, FakeGpuSource, FakeProcess, default_gpus
+from engines.telemetry.sources import NoGpuSource
 from tests.tui.catalog_fixture import fixed_listing
 from tests.tui.conftest import AppFactory
 from tests.tui.test_chat_screen import chat, ready, send, until
+from tests.tui.test_gauges_screen import FIXED_HOST, install_poller, shown
+from tui.app import LlmTuiApp
 from tui.screens.catalog import CatalogScreen
 
 SIZES = [pytest.param((100, 30), id="100x30"), pytest.param((80, 24), id="80x24")]
@@ -96,6 +102,36 @@ def test_catalog(snap_compare, make_app: AppFactory, models_dir: Path, view: str
     assert snap_compare(app, terminal_size=size, run_before=lambda pilot: catalog_ready(pilot, *CATALOG_VIEWS[view]))
 
 
-@pytest.mark.parametrize("screen", ["downloads", "instances", "gauges", "compare", "embeddings", "settings"])
+@pytest.mark.parametrize("screen", ["downloads", "compare", "embeddings", "settings"])
 def test_screens_not_built_yet(snap_compare, make_app: AppFactory, screen: str) -> None:  # type: ignore[no-untyped-def]
     assert snap_compare(make_app(screen=screen, launch=False), terminal_size=(100, 30), run_before=settle)
+
+
+def gauges_app(make_app: AppFactory, gpus: bool) -> LlmTuiApp:
+    """The gauges screen after 40 scripted samples: two fake GPUs (one running our instance) or none."""
+    big, small = default_gpus()
+    steps = range(40)
+    script = [
+        {
+            0: replace(big, utilization_pct=round(60 + 35 * math.sin(i / 4)), memory_used_bytes=(6 + i // 4) * GIB),
+            1: replace(small, utilization_pct=float(i % 10 * 3)),
+        }
+        for i in steps
+    ]
+    hosts = [replace(FIXED_HOST, cpu_pct=20 + 15 * math.cos(i / 5), ram_used_bytes=(18 + i // 10) * GIB) for i in steps]
+    processes = [FakeProcess(0, 4242, 15 * GIB, "python3"), FakeProcess(0, 1337, 600 << 20, "Xorg")]
+    source = FakeGpuSource(processes=processes, script=script) if gpus else NoGpuSource("no NVIDIA GPU found")
+    app = make_app(screen="gauges", launch=False)
+    install_poller(app, source, host=hosts, pids=lambda: {4242: "run-1"}, interval_s=3600, samples=len(steps))
+    return app
+
+
+async def gauges_ready(pilot: Pilot[int]) -> None:
+    await shown(pilot)
+    await settle(pilot)
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("gpus", [pytest.param(True, id="two_gpus"), pytest.param(False, id="no_gpu")])
+def test_gauges(snap_compare, make_app: AppFactory, gpus: bool, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(gauges_app(make_app, gpus), terminal_size=size, run_before=gauges_ready)

@@ -15,6 +15,9 @@ DEFERRED = (
     "tui.screens.modals.params",
     "engines.launch",
     "tui.screens.catalog",
+    "tui.screens.gauges",
+    "tui.screens.instances",
+    "engines.telemetry.nvml",
     "engines.catalog.discover",
     "ollama",
 )

@@ -267,8 +267,12 @@ class CatalogScreen(Screen[None]):
                 severity="warning",
             )
         else:
-            self.llm_app.launch_model(str(row.path) if row.path else row.id)
-            self.app.switch_mode("chat")
+            from engines.catalog.listing import row_shape
+            from tui.screens.modals.launch import LaunchTarget
+
+            ref = str(row.path) if row.path else row.id
+            target = LaunchTarget(ref, row.name, row.format, row.engines, row_shape(row), row.context_length)
+            self.llm_app.open_launch_dialog(target)
 
     def action_download(self) -> None:
         row = self.table.current

@@ -11,8 +11,6 @@ from tui.widgets.screen_bar import ScreenBar
 
 PLANNED: dict[str, str] = {
     "downloads": "a resumable, verified download queue for Hugging Face and Ollama",
-    "instances": "running models with their device, memory, tokens/s and logs",
-    "gauges": "live GPU, CPU, RAM and disk gauges",
     "compare": "one prompt, two to four models side by side",
     "embeddings": "embed texts and compare them",
     "settings": "edit config.toml from the app",

@@ -1,0 +1,70 @@
+"""SVG snapshots of the instances screen and the launch dialog at 100x30 and 80x24."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+
+from engines.catalog.fit import ModelShape
+from engines.types import InstanceState
+from tests.tui.conftest import AppFactory
+from tests.tui.test_chat_screen import until
+from tests.tui.test_instances_screen import RESOURCES, start_four
+from tests.tui.test_snapshots import SIZES, settle
+from tui.app import LlmTuiApp
+from tui.screens.instances import InstancesScreen
+from tui.screens.modals.launch import LaunchTarget
+
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture
+def gates() -> Iterator[tuple[threading.Event, threading.Event]]:
+    load_gate, token_gate = threading.Event(), threading.Event()
+    yield load_gate, token_gate
+    load_gate.set()
+    token_gate.set()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_instances_in_every_state(  # type: ignore[no-untyped-def]
+    snap_compare, make_app: AppFactory, fake_model: Path, gates: tuple[threading.Event, threading.Event], size
+) -> None:
+    async def show(pilot: Pilot[int]) -> None:
+        app = pilot.app
+        assert isinstance(app, LlmTuiApp)
+        ids = start_four(app, fake_model, gates)
+        manager = app.runtime.manager
+        await until(pilot, lambda: manager.info(ids[-1]).state is InstanceState.ERROR, "the load fails")
+        await until(pilot, lambda: manager.info(ids[1]).state is InstanceState.BUSY, "busy")
+        for age, run_id in zip((3700, 125, 4, 9), ids, strict=True):
+            manager._get(run_id).started_at = NOW - age  # fixed uptimes for the picture
+        screen = app.screen
+        assert isinstance(screen, InstancesScreen)
+        screen.clock = lambda: NOW  # type: ignore[method-assign]
+        screen.refresh_table()
+        await settle(pilot)
+
+    app = make_app(screen="instances", launch=False)
+    assert snap_compare(app, terminal_size=size, run_before=show)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_launch_dialog(snap_compare, make_app: AppFactory, fake_model: Path, size) -> None:  # type: ignore[no-untyped-def]
+    target = LaunchTarget("qwen-7b-q4_k_m", "Qwen 2.5 7B Instruct", "gguf", ("llama.cpp", "transformers"))
+    target = LaunchTarget(
+        target.ref, target.name, target.format, target.engines, ModelShape.from_params(7_600_000_000, 4.8), 32768
+    )
+
+    async def show(pilot: Pilot[int]) -> None:
+        app = pilot.app
+        assert isinstance(app, LlmTuiApp)
+        app.runtime.resources = lambda: RESOURCES  # type: ignore[method-assign]
+        app.open_launch_dialog(target)
+        await settle(pilot)
+
+    assert snap_compare(make_app(launch=False), terminal_size=size, run_before=show)

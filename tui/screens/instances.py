@@ -1,0 +1,255 @@
+"""The instances screen: every loaded model with its engine, device, state, memory, speed and age.
+
+The table is read from the engine manager once a second (a lock-protected
+snapshot per instance, no waiting on engines). Enter opens the chat with the
+selected instance, `s` stops it (a load in progress is cancelled), `r`
+restarts it with the same options, `l` shows its log, `n` goes to the catalog
+to launch another.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from engines.catalog.fit import human_bytes
+from engines.types import InstanceInfo, InstanceState
+from tui.widgets.screen_bar import ScreenBar
+
+if TYPE_CHECKING:
+    from tui.app import LlmTuiApp
+
+COLUMNS = ("Run", "Model", "Engine", "Device", "State", "RAM", "VRAM", "tok/s", "Reqs", "Up", "Idle")
+STATE_COLOUR = {
+    InstanceState.LOADING: "warning",
+    InstanceState.READY: "success",
+    InstanceState.BUSY: "accent",
+    InstanceState.ERROR: "error",
+}
+"""Theme colour of each state (the others use the default text colour)."""
+
+
+def duration(seconds: float | None) -> str:
+    """3 s, 4 m, 2 h 5 m, 3 d — as wide as a table cell allows."""
+    if seconds is None:
+        return "-"
+    s = int(max(0, seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} m"
+    if s < 86400:
+        return f"{s // 3600} h {s % 3600 // 60} m"
+    return f"{s // 86400} d"
+
+
+def cells(info: InstanceInfo, now: float, active: str | None, colours: dict[str, str]) -> tuple[str | Text, ...]:
+    """One table row for an instance (the active one marked with ▶); `colours` are the theme's variables."""
+    state = info.state.value
+    progress = getattr(info, "load_progress", None)
+    if info.state is InstanceState.LOADING and progress is not None:
+        state = f"loading {progress:.0%}"
+    idle = getattr(info, "idle_s", None)
+    return (
+        ("▶ " if info.run_id == active else "  ") + info.run_id,
+        info.model_id,
+        info.engine,
+        info.device,
+        Text(state, style=colours.get(STATE_COLOUR.get(info.state, ""), "")),
+        human_bytes(info.footprint.ram_bytes) if info.footprint.ram_bytes else "-",
+        human_bytes(info.footprint.vram_bytes) if info.footprint.vram_bytes else "-",
+        f"{info.last_tokens_per_s:.1f}" if info.last_tokens_per_s else "-",
+        str(info.requests_served),
+        duration(now - info.started_at if info.started_at else None),
+        duration(idle) if info.state is InstanceState.READY else "-",
+    )
+
+
+class InstanceTable(DataTable[str | Text]):
+    """Rows of instances; Home and End go to the first and last row."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("home", "scroll_top", "First", show=False),
+        Binding("end", "scroll_bottom", "Last", show=False),
+    ]
+
+
+class InstancesScreen(Screen[None]):
+    """Running models: watch them, chat with one, stop or restart them, read their logs."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter,c", "open_chat", "Chat", key_display="⏎"),
+        Binding("s,delete", "stop", "Stop"),
+        Binding("r", "restart", "Restart"),
+        Binding("l", "show_log", "Log"),
+        Binding("n", "launch_new", "Launch…"),
+    ]
+
+    DEFAULT_CSS = """
+    #instances-status { height: 1; padding: 0 1; color: $text-muted; background: $boost; }
+    #instances-table { height: 1fr; }
+    #instances-detail { height: auto; max-height: 6; padding: 0 1; border-top: solid $primary-muted; }
+    """
+    clock = staticmethod(time.time)
+    """Wall time for uptimes (tests fix it)."""
+
+    def __init__(self) -> None:
+        super().__init__(name="instances")
+        self._shown: list[InstanceInfo] = []
+
+    @property
+    def llm_app(self) -> LlmTuiApp:
+        from tui.app import LlmTuiApp
+
+        assert isinstance(self.app, LlmTuiApp)
+        return self.app
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="instances-status")
+        yield InstanceTable(id="instances-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="instances-detail")
+        yield ScreenBar("instances")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.table
+        for title in COLUMNS:
+            table.add_column(title, key=title)
+        table.focus()
+        self.refresh_table()
+        self.set_interval(1.0, self.refresh_table)
+
+    @property
+    def table(self) -> InstanceTable:
+        return self.query_one(InstanceTable)
+
+    @property
+    def selected(self) -> InstanceInfo | None:
+        row = self.table.cursor_row
+        return self._shown[row] if 0 <= row < len(self._shown) else None
+
+    def refresh_table(self) -> None:
+        """Re-read every instance; keep the cursor on the same run id."""
+        infos = [i for i in self.llm_app.runtime.manager.instances() if i.state is not InstanceState.STOPPED]
+        keep = self.selected.run_id if self.selected else None
+        row = self.table.cursor_row
+        active = self.llm_app.runtime.active
+        now = self.clock()
+        colours = self.app.theme_variables
+        table = self.table
+        if [i.run_id for i in infos] != [i.run_id for i in self._shown]:
+            table.clear()
+            for info in infos:
+                table.add_row(*cells(info, now, active.run_id if active else None, colours), key=info.run_id)
+            ids = [i.run_id for i in infos]
+            # The same instance if it is still there, else the row that took its place.
+            table.move_cursor(row=ids.index(keep) if keep in ids else min(row, len(ids) - 1))
+        else:
+            for info in infos:
+                for column, value in zip(
+                    COLUMNS, cells(info, now, active.run_id if active else None, colours), strict=True
+                ):
+                    table.update_cell(info.run_id, column, value)
+        self._shown = infos
+        self._show_status(infos)
+        self._show_detail()
+
+    def _show_status(self, infos: list[InstanceInfo]) -> None:
+        ram = sum(i.footprint.ram_bytes or 0 for i in infos)
+        vram = sum(i.footprint.vram_bytes or 0 for i in infos)
+        if not infos:
+            text = "No model is loaded. n or F2 opens the catalog to launch one."
+        else:
+            text = f"{len(infos)} instance{'s' if len(infos) != 1 else ''} · RAM {human_bytes(ram)}"
+            if vram:
+                text += f" · VRAM {human_bytes(vram)}"
+        self.query_one("#instances-status", Static).update(text)
+
+    def _show_detail(self) -> None:
+        info = self.selected
+        detail = self.query_one("#instances-detail", Static)
+        if info is None:
+            detail.update("")
+            return
+        record = self.llm_app.runtime.launches.get(info.run_id)
+        lines = [f"[b]{info.model_id}[/b] on {info.engine} · {info.device}"]
+        if record is not None and record.options is not None:
+            o = record.options
+            lines.append(f"context {o.n_ctx:,} · GPU layers {o.n_gpu_layers} · threads {o.n_threads or 'auto'}")
+        if info.error:
+            lines.append(f"[$text-error]{info.error}[/]")
+        reason = getattr(info, "stop_reason", None)
+        if reason:
+            lines.append(f"[dim]{reason}[/dim]")
+        detail.update("\n".join(lines))
+
+    def on_data_table_row_highlighted(self) -> None:
+        self._show_detail()
+
+    def on_data_table_row_selected(self) -> None:
+        self.action_open_chat()  # Enter on a row (the table takes Enter before the screen's binding)
+
+    # -- actions ------------------------------------------------------------------------------------------
+
+    def action_open_chat(self) -> None:
+        info = self.selected
+        if info is None:
+            return
+        if info.state not in (InstanceState.READY, InstanceState.BUSY):
+            self.notify(f"{info.run_id} is {info.state.value}; it can chat once it is ready.", severity="warning")
+            return
+        self.llm_app.set_active_instance(info.run_id)
+        self.app.switch_mode("chat")
+
+    def action_stop(self) -> None:
+        info = self.selected
+        if info is not None:
+            self._stop(info.run_id)
+            self.notify(f"Stopping {info.run_id} ({info.model_id})…", title="Stop")
+
+    def _stop(self, run_id: str) -> None:
+        manager = self.llm_app.runtime.manager
+
+        def stop() -> None:
+            manager.stop(run_id, timeout=30)
+            self.app.call_from_thread(self.llm_app.refresh_status)
+
+        self.run_worker(stop, thread=True, group=f"stop-{run_id}", exit_on_error=False)
+
+    def action_restart(self) -> None:
+        info = self.selected
+        if info is None:
+            return
+        record = self.llm_app.runtime.launches.get(info.run_id)
+        if record is None:
+            self.notify(f"{info.run_id} was not launched from this app; launch it again from the catalog.")
+            return
+        manager, app = self.llm_app.runtime.manager, self.llm_app
+
+        def restart() -> None:
+            manager.stop(info.run_id, timeout=30)
+            app.call_from_thread(app.launch_model, record.ref, record.engine, record.options)
+
+        self.run_worker(restart, thread=True, group=f"restart-{info.run_id}", exit_on_error=False)
+        self.notify(f"Restarting {info.model_id}…", title="Restart")
+
+    def action_show_log(self) -> None:
+        info = self.selected
+        if info is None:
+            return
+        from tui.screens.modals.log_view import LogModal
+
+        log = self.llm_app.runtime.instance_log
+        lines = log.lines(info.run_id) if log is not None else []
+        self.app.push_screen(LogModal(f"Log of {info.run_id} · {info.model_id}", lines))
+
+    def action_launch_new(self) -> None:
+        self.app.switch_mode("catalog")
+        self.notify("Pick a model and press Enter to choose how to launch it.", title="Launch")

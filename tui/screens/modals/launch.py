@@ -1,0 +1,258 @@
+"""The launch dialog: engine, device, context, GPU layers, threads, dtype, quantization, LoRA, idle unload.
+
+Only engines that can load the model's format are offered; those not installed
+are listed with the extra that installs them. Fields the chosen engine does
+not honour are disabled. The fit check follows every change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Grid, Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select, Static
+
+from engines.adapters import registry
+from engines.catalog.fit import ModelShape, Resources, fit
+from engines.errors import BadRequest
+from engines.types import LaunchOptions
+
+DTYPES = ("auto", "float16", "bfloat16", "float32")
+QUANTIZATIONS = ("none", "8bit", "4bit")
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchTarget:
+    """What is being launched: the reference to load, what it is, and its memory shape if known."""
+
+    ref: str
+    name: str
+    format: str
+    engines: tuple[str, ...] = ()
+    shape: ModelShape | None = None
+    context_length: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchChoice:
+    """What the dialog returns."""
+
+    ref: str
+    engine: str
+    options: LaunchOptions
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOption:
+    name: str
+    usable: bool
+    note: str
+    """Why it cannot be used ("pip install 'llm-tui[llama]'", "not built yet"), or ""."""
+
+
+def engine_options(target: LaunchTarget) -> list[EngineOption]:
+    """Registered engines that load the format (installed first), then the catalog's engines not built yet."""
+    out = []
+    for name in registry.engines_for_format(target.format):
+        entry = registry.entry(name)
+        installed = registry.is_installed(name)
+        out.append(EngineOption(name, installed, "" if installed else entry.install_hint))
+    known = {o.name for o in out}
+    out += [EngineOption(e, False, "not built yet") for e in target.engines if e not in known and e != "fake"]
+    return sorted(out, key=lambda o: not o.usable)
+
+
+def devices(resources: Resources) -> list[tuple[str, str]]:
+    """(label, value) for the device list: CPU, auto, and each GPU telemetry sees."""
+    out = [("CPU only", "cpu"), ("auto (GPU if any)", "auto")]
+    out += [(f"GPU {g.index} ({g.free_bytes / 1e9:.1f} GB free)", f"cuda:{g.index}") for g in resources.gpus]
+    return out
+
+
+def read_options(values: Mapping[str, str], base: LaunchOptions, allowed: Sequence[str]) -> LaunchOptions:
+    """LaunchOptions from the dialog's texts; BadRequest names the field and what it takes."""
+
+    def whole(name: str, label: str, low: int, high: int) -> int | None:
+        text = values.get(name, "").strip()
+        if not text:
+            return None
+        try:
+            value = int(text.replace(",", "").replace("_", ""))
+        except ValueError:
+            raise BadRequest(f"{label}: {text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise BadRequest(f"{label}: {value} is outside {low}…{high}")
+        return value
+
+    n_ctx = whole("n_ctx", "Context", 256, 1 << 20) or base.n_ctx
+    layers = whole("n_gpu_layers", "GPU layers", -1, 10_000)
+    threads = whole("n_threads", "Threads", 1, 1024)
+    idle_min = whole("idle_unload_min", "Idle unload (minutes)", 1, 7 * 24 * 60)
+    lora_text = values.get("lora_path", "").strip()
+    lora = Path(lora_text).expanduser() if lora_text and "lora_path" in allowed else None
+    if lora is not None and not lora.is_file():
+        raise BadRequest(f"LoRA adapter: no such file {lora}")
+    device = values.get("device", base.device) or "cpu"
+    gpu_layers = 0 if device == "cpu" else (layers if layers is not None else base.n_gpu_layers or -1)
+    dtype = values.get("dtype", "auto")
+    quant = values.get("quantization", "none")
+    if quant != "none" and "quantization" in allowed and device == "cpu":
+        raise BadRequest("Quantization: 4/8-bit loading needs a CUDA GPU (bitsandbytes); choose a GPU device")
+    return replace(
+        base,
+        n_ctx=n_ctx,
+        device=device,
+        n_gpu_layers=gpu_layers if "n_gpu_layers" in allowed else 0,
+        n_threads=threads if "n_threads" in allowed else None,
+        dtype=None if dtype == "auto" or "dtype" not in allowed else dtype,
+        quantization=None if quant == "none" or "quantization" not in allowed else quant,
+        lora_path=lora,
+        idle_unload_s=None if idle_min is None else idle_min * 60.0,
+    )
+
+
+class LaunchModal(ModalScreen[LaunchChoice | None]):
+    """Choose how to load a model; Enter or ctrl+s launches, Esc cancels."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+s", "launch", "Launch"),
+    ]
+    DEFAULT_CSS = """
+    #launch-grid { grid-size: 4; grid-columns: 14 1fr 14 1fr; grid-rows: 1; grid-gutter: 0 1; height: auto; }
+    #launch-grid > Label { padding: 0 0 0 1; color: $text-muted; }
+    #launch-grid > Input { border: none; height: 1; padding: 0 1; background: $boost; }
+    #launch-grid > Input:focus { background: $surface-lighten-1; }
+    #launch-grid > Select { height: 1; }
+    #launch-grid > Select > SelectCurrent { border: none; height: 1; padding: 0 1; }
+    #launch-fit { margin-top: 1; height: auto; }
+    """
+
+    def __init__(self, target: LaunchTarget, base: LaunchOptions, resources: Resources) -> None:
+        super().__init__()
+        self.target = target
+        self.base = base
+        self.resources = resources
+        self.engines = engine_options(target)
+
+    def compose(self) -> ComposeResult:
+        usable = [o for o in self.engines if o.usable]
+        with Vertical(classes="dialog wide", id="launch-dialog"):
+            yield Label(f"Launch {self.target.name}", classes="dialog-title")
+            with Grid(id="launch-grid"):
+                yield Label("Engine")
+                yield Select(
+                    [(o.name, o.name) for o in usable],
+                    value=usable[0].name if usable else Select.BLANK,
+                    allow_blank=not usable,
+                    id="engine",
+                )
+                yield Label("Device")
+                yield Select(devices(self.resources), value=self.base.device, allow_blank=False, id="device")
+                yield Label("Context")
+                yield Input(str(self.base.n_ctx), id="n_ctx", placeholder="tokens")
+                yield Label("GPU layers")
+                yield Input(str(self.base.n_gpu_layers or ""), id="n_gpu_layers", placeholder="-1 = all")
+                yield Label("Threads")
+                yield Input(str(self.base.n_threads or ""), id="n_threads", placeholder="empty = physical cores")
+                yield Label("Dtype")
+                yield Select([(d, d) for d in DTYPES], value="auto", allow_blank=False, id="dtype")
+                yield Label("Quantization")
+                yield Select([(q, q) for q in QUANTIZATIONS], value="none", allow_blank=False, id="quantization")
+                yield Label("LoRA adapter")
+                yield Input("", id="lora_path", placeholder="path to a LoRA file (optional)")
+                yield Label("Idle unload")
+                yield Input("", id="idle_unload_min", placeholder="minutes; empty = never")
+            unusable = [f"{o.name}: {o.note}" for o in self.engines if not o.usable]
+            if unusable:
+                yield Label("Other engines · " + " · ".join(unusable), classes="dialog-hint", id="other-engines")
+            yield Static("", id="launch-fit")
+            yield Label("", id="error", classes="dialog-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Launch (ctrl+s)", variant="primary", id="launch", disabled=not usable)
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self._update()
+
+    @on(Select.Changed)
+    @on(Input.Changed)
+    def _changed(self) -> None:
+        self._update()
+
+    def _values(self) -> dict[str, str]:
+        values = {i.id or "": i.value for i in self.query(Input)}
+        for select in self.query(Select):
+            values[select.id or ""] = "" if select.value is Select.BLANK else str(select.value)
+        return values
+
+    def _allowed(self) -> tuple[str, ...]:
+        engine = self._values().get("engine", "")
+        return registry.entry(engine).options if engine else ()
+
+    def _update(self) -> None:
+        """Enable the fields the engine honours, and show the fit for the current values."""
+        allowed = self._allowed()
+        for field in ("n_gpu_layers", "n_threads", "dtype", "quantization", "lora_path", "idle_unload_s"):
+            widget_id = "idle_unload_min" if field == "idle_unload_s" else field
+            self.query_one(f"#{widget_id}").disabled = field not in allowed
+        fit_view = self.query_one("#launch-fit", Static)
+        error = self.query_one("#error", Label)
+        try:
+            options = read_options(self._values(), self.base, allowed)
+        except BadRequest as exc:
+            error.update(str(exc))
+            fit_view.update("")
+            return
+        error.update("")
+        self.query_one("#n_gpu_layers").disabled = "n_gpu_layers" not in allowed or options.device == "cpu"
+        fit_view.update(self._fit_text(options))
+
+    def _fit_text(self, options: LaunchOptions) -> str:
+        if self.target.shape is None:
+            return "[dim]Fit: the size of this model is not known here; nothing to check.[/dim]"
+        resources = self.resources
+        if options.device == "cpu":
+            resources = replace(resources, gpus=())
+        elif options.device.startswith("cuda:"):
+            index = int(options.device.removeprefix("cuda:"))
+            resources = replace(resources, gpus=tuple(g for g in resources.gpus if g.index == index))
+        result = fit(self.target.shape, resources, n_ctx=options.n_ctx)
+        colour = "$text-success" if result.fits else "$text-warning"
+        lines = [f"[b]Fit[/b] [{colour}]{'✓' if result.fits else '✗'} {result.verdict}[/]", result.summary]
+        if self.target.context_length and options.n_ctx > self.target.context_length:
+            lines.append(f"[$text-warning]trained for {self.target.context_length:,} tokens at most[/]")
+        return "\n".join(lines)
+
+    @on(Button.Pressed, "#launch")
+    def _launch_pressed(self) -> None:
+        self.action_launch()
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel_pressed(self) -> None:
+        self.action_cancel()
+
+    def on_input_submitted(self) -> None:
+        self.action_launch()
+
+    def action_launch(self) -> None:
+        values = self._values()
+        if not values.get("engine"):
+            self.query_one("#error", Label).update("No engine that can load this model is installed.")
+            return
+        try:
+            options = read_options(values, self.base, self._allowed())
+        except BadRequest as exc:
+            self.query_one("#error", Label).update(str(exc))
+            return
+        self.dismiss(LaunchChoice(self.target.ref, values["engine"], options))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
