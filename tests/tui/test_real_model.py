@@ -55,6 +55,14 @@ def test_real_model_chat_by_keys(gemma_path: Path, isolated_dirs: Path) -> None:
             assert view is not None and view.text == reply.content
             assert "tok/s" in view.footer
 
+            # The instance's own log holds what llama.cpp said while loading it (its C log, on its thread).
+            active = app.runtime.active
+            assert active is not None and app.runtime.instance_log is not None
+            lines = app.runtime.instance_log.lines(active.run_id)
+            assert any("gemma" in line.lower() or "llama" in line.lower() for line in lines), lines[:5]
+            footprint = app.runtime.manager.info(active.run_id).footprint
+            assert footprint.ram_bytes and footprint.ram_bytes > 100 * 10**6
+
             # Copy the reply: the terminal gets it as an OSC 52 sequence (works over SSH).
             driver = app._driver
             assert driver is not None

@@ -42,7 +42,10 @@ def test_instances_in_every_state(  # type: ignore[no-untyped-def]
         await until(pilot, lambda: manager.info(ids[-1]).state is InstanceState.ERROR, "the load fails")
         await until(pilot, lambda: manager.info(ids[1]).state is InstanceState.BUSY, "busy")
         for age, run_id in zip((3700, 125, 4, 9), ids, strict=True):
-            manager._get(run_id).started_at = NOW - age  # fixed uptimes for the picture
+            instance = manager._get(run_id)  # fixed uptimes and idle times for the picture
+            instance.started_at = NOW - age
+            instance.idle_clock = lambda: NOW
+            instance.last_used = NOW - 95
         screen = app.screen
         assert isinstance(screen, InstancesScreen)
         screen.clock = lambda: NOW  # type: ignore[method-assign]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -52,10 +53,10 @@ def duration(seconds: float | None) -> str:
 def cells(info: InstanceInfo, now: float, active: str | None, colours: dict[str, str]) -> tuple[str | Text, ...]:
     """One table row for an instance (the active one marked with ▶); `colours` are the theme's variables."""
     state = info.state.value
-    progress = getattr(info, "load_progress", None)
-    if info.state is InstanceState.LOADING and progress is not None:
-        state = f"loading {progress:.0%}"
-    idle = getattr(info, "idle_s", None)
+    if info.state is InstanceState.LOADING and info.started_at:
+        state = f"loading {duration(now - info.started_at)}"  # engines report no load fraction yet
+    elif info.state is InstanceState.BUSY and info.pending_requests > 1:
+        state = f"busy +{info.pending_requests - 1}"
     return (
         ("▶ " if info.run_id == active else "  ") + info.run_id,
         info.model_id,
@@ -67,7 +68,7 @@ def cells(info: InstanceInfo, now: float, active: str | None, colours: dict[str,
         f"{info.last_tokens_per_s:.1f}" if info.last_tokens_per_s else "-",
         str(info.requests_served),
         duration(now - info.started_at if info.started_at else None),
-        duration(idle) if info.state is InstanceState.READY else "-",
+        duration(info.idle_s) if info.state is InstanceState.READY else "-",
     )
 
 
@@ -178,16 +179,15 @@ class InstancesScreen(Screen[None]):
         if info is None:
             detail.update("")
             return
-        record = self.llm_app.runtime.launches.get(info.run_id)
-        lines = [f"[b]{info.model_id}[/b] on {info.engine} · {info.device}"]
-        if record is not None and record.options is not None:
-            o = record.options
-            lines.append(f"context {o.n_ctx:,} · GPU layers {o.n_gpu_layers} · threads {o.n_threads or 'auto'}")
+        lines = [f"[b]{escape(info.model_id)}[/b] on {info.engine} · {escape(info.device)}"]
+        o = info.options
+        lines.append(f"context {o.n_ctx:,} · GPU layers {o.n_gpu_layers} · threads {o.n_threads or 'auto'}")
         if info.error:
-            lines.append(f"[$text-error]{info.error}[/]")
-        reason = getattr(info, "stop_reason", None)
-        if reason:
-            lines.append(f"[dim]{reason}[/dim]")
+            lines.append(f"[$text-error]{escape(info.error)}[/]")
+        if info.load_s is not None and info.load_s >= 1:  # worth saying only when it was slow
+            lines.append(f"[dim]loaded in {info.load_s:.1f} s[/dim]")
+        if info.options.idle_unload_s:
+            lines.append(f"[dim]unloads after {duration(info.options.idle_unload_s)} idle[/dim]")
         detail.update("\n".join(lines))
 
     def on_data_table_row_highlighted(self) -> None:
