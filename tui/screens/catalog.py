@@ -10,25 +10,22 @@ local file (confirmed), `a` sets an alias.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Static
 
 from engines.catalog.listing import CatalogRow, Listing, remove_local, with_fit
 from engines.catalog.query import SORT_KEYS, RowIndex, sort_rows
 from engines.errors import LlmTuiError
+from tui.screens.app_screen import AppScreen
 from tui.widgets.model_detail import ModelDetail
 from tui.widgets.model_table import ModelTable
 from tui.widgets.screen_bar import ScreenBar
-
-if TYPE_CHECKING:
-    from tui.app import LlmTuiApp
 
 MIN_CTX, MAX_CTX = 256, 1 << 20
 
@@ -55,7 +52,7 @@ def parse_context(text: str) -> int | str:
     return value
 
 
-class CatalogScreen(Screen[None]):
+class CatalogScreen(AppScreen):
     """Find a model, see whether it fits, and launch, download, delete or alias it."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -81,13 +78,6 @@ class CatalogScreen(Screen[None]):
         self.n_ctx: int | None = None
         self._index = RowIndex.build([])
         self._scanned = False
-
-    @property
-    def llm_app(self) -> LlmTuiApp:
-        from tui.app import LlmTuiApp
-
-        assert isinstance(self.app, LlmTuiApp)
-        return self.app
 
     def compose(self) -> ComposeResult:
         yield Header()

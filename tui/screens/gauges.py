@@ -15,11 +15,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.content import Content
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Header
 
 from engines.telemetry.snapshot import GpuProcess, Snapshot
+from tui.screens.app_screen import AppScreen
 from tui.widgets.gauges import Readout
 from tui.widgets.gpu_panel import GpuPanel
 from tui.widgets.host_panel import HostPanel
@@ -27,10 +27,9 @@ from tui.widgets.screen_bar import ScreenBar
 
 if TYPE_CHECKING:
     from engines.telemetry.poller import TelemetryPoller
-    from tui.app import LlmTuiApp
 
 
-class GaugesScreen(Screen[None]):
+class GaugesScreen(AppScreen):
     """Live GPU and host gauges with short history sparklines."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -48,13 +47,6 @@ class GaugesScreen(Screen[None]):
         self._models: dict[str, str | None] = {}
         self.failure: Content | None = None
         """Why telemetry could not start, if it could not."""
-
-    @property
-    def llm_app(self) -> LlmTuiApp:
-        from tui.app import LlmTuiApp
-
-        assert isinstance(self.app, LlmTuiApp)
-        return self.app
 
     def compose(self) -> ComposeResult:
         yield Header()

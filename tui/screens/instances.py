@@ -10,21 +10,18 @@ to launch another.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from engines.catalog.fit import human_bytes
 from engines.types import InstanceInfo, InstanceState
+from tui.screens.app_screen import AppScreen
 from tui.widgets.screen_bar import ScreenBar
-
-if TYPE_CHECKING:
-    from tui.app import LlmTuiApp
 
 COLUMNS = ("Run", "Model", "Engine", "Device", "State", "RAM", "VRAM", "tok/s", "Reqs", "Up", "Idle")
 STATE_COLOUR = {
@@ -81,7 +78,7 @@ class InstanceTable(DataTable[str | Text]):
     ]
 
 
-class InstancesScreen(Screen[None]):
+class InstancesScreen(AppScreen):
     """Running models: watch them, chat with one, stop or restart them, read their logs."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -103,13 +100,6 @@ class InstancesScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__(name="instances")
         self._shown: list[InstanceInfo] = []
-
-    @property
-    def llm_app(self) -> LlmTuiApp:
-        from tui.app import LlmTuiApp
-
-        assert isinstance(self.app, LlmTuiApp)
-        return self.app
 
     def compose(self) -> ComposeResult:
         yield Header()
