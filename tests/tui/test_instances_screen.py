@@ -179,3 +179,34 @@ def test_read_options_follows_device_and_engine() -> None:
 
 def test_duration() -> None:
     assert [duration(s) for s in (None, 5, 125, 7300, 90000)] == ["-", "5 s", "2 m", "2 h 1 m", "1 d"]
+
+
+def test_n_picks_a_model_then_asks_how_to_launch_it(make_app: AppFactory, tmp_path: Path) -> None:
+    from tests.engines.gguf_corpus import write_gguf
+    from tui.screens.modals.model_picker import ModelPickerModal
+
+    model = write_gguf(tmp_path / "picked.gguf", "llama", context_length=8192)
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF\x03\x00")
+    app = make_app(screen="instances", launch=False)
+
+    async def test(app: LlmTuiApp, pilot: Pilot[int]) -> None:
+        app.runtime.resources = lambda: RESOURCES  # type: ignore[method-assign]
+        await pilot.press("n")
+        assert isinstance(app.screen, ModelPickerModal)
+        app.screen.query_one("#model-query", Input).value = str(broken)
+        await pilot.press("enter")
+        await until(pilot, lambda: any("Cannot launch" in (n.title or "") for n in app._notifications), "refused")
+        assert isinstance(app.screen, InstancesScreen)
+
+        await pilot.press("n")
+        app.screen.query_one("#model-query", Input).value = str(model)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, LaunchModal), "the launch dialog")
+        assert "Launch picked" in str(app.screen.query_one(".dialog-title").render())
+        assert "fits in RAM" in str(app.screen.query_one("#launch-fit").render())  # the shape came from its header
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: app.runtime.active is not None, "launched")
+        assert app.runtime.active is not None and app.runtime.active.model_id == "picked"
+
+    drive(app, test)

@@ -3,8 +3,8 @@
 The table is read from the engine manager once a second (a lock-protected
 snapshot per instance, no waiting on engines). Enter opens the chat with the
 selected instance, `s` stops it (a load in progress is cancelled), `r`
-restarts it with the same options, `l` shows its log, `n` goes to the catalog
-to launch another.
+restarts it with the same options, `l` shows its log, `n` picks a model and opens
+the launch dialog.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ from typing import ClassVar
 
 from rich.markup import escape
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Header, Static
 
 from engines.catalog.fit import human_bytes
+from engines.errors import LlmTuiError
 from engines.types import InstanceInfo, InstanceState
 from tui.screens.app_screen import AppScreen
 from tui.widgets.screen_bar import ScreenBar
@@ -241,5 +243,30 @@ class InstancesScreen(AppScreen):
         self.app.push_screen(LogModal(f"Log of {info.run_id} · {info.model_id}", lines))
 
     def action_launch_new(self) -> None:
-        self.app.switch_mode("catalog")
-        self.notify("Pick a model and press Enter to choose how to launch it.", title="Launch")
+        """Pick a model (catalog id, alias, GGUF path, or a running instance), then the launch dialog."""
+        from tui.screens.modals.model_picker import ModelChoice, ModelPickerModal
+
+        def done(choice: ModelChoice | None) -> None:
+            if choice is None:
+                return
+            if choice.run_id is not None:
+                self.llm_app.set_active_instance(choice.run_id)
+                self.app.switch_mode("chat")
+            elif choice.ref is not None:
+                self._prepare_launch(choice.ref)
+
+        config = self.runtime.config
+        instances = self.runtime.manager.instances()
+        self.app.push_screen(ModelPickerModal(instances, config.models_dir, dict(config.aliases)), done)
+
+    @work(thread=True, exclusive=True, group="prepare-launch")
+    def _prepare_launch(self, ref: str) -> None:
+        """Find what `ref` is (the catalog scan reads headers: off the UI thread), then open the dialog."""
+        from tui.screens.modals.launch import launch_target
+
+        try:
+            target = launch_target(ref, self.runtime)
+        except LlmTuiError as exc:
+            self.app.call_from_thread(self.notify, str(exc), title=f"Cannot launch {ref}", severity="error")
+            return
+        self.app.call_from_thread(self.llm_app.open_launch_dialog, target)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -21,8 +21,11 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from engines.adapters import registry
 from engines.catalog.fit import ModelShape, Resources, fit
-from engines.errors import BadRequest
+from engines.errors import BadRequest, ModelNotFound
 from engines.types import LaunchOptions
+
+if TYPE_CHECKING:
+    from tui.runtime import Runtime
 
 DTYPES = ("auto", "float16", "bfloat16", "float32")
 QUANTIZATIONS = ("none", "8bit", "4bit")
@@ -55,6 +58,33 @@ class EngineOption:
     usable: bool
     note: str
     """Why it cannot be used ("pip install 'llm-tui[llama]'", "not built yet"), or ""."""
+
+
+def launch_target(ref: str, runtime: Runtime) -> LaunchTarget:
+    """What `ref` (catalog id, alias, or a model file or folder) is, with its shape. Blocking: scans the catalog.
+
+    Raises ModelNotFound naming what was looked for.
+    """
+    from engines.catalog.gguf_header import read_gguf_header
+    from engines.catalog.listing import find_row, row_shape
+
+    target = ref
+    seen = {ref}
+    while target in runtime.config.aliases and runtime.config.aliases[target] not in seen:
+        target = runtime.config.aliases[target]
+        seen.add(target)
+    row = find_row(runtime.catalog_listing(), target)
+    if row is not None:
+        launch_ref = str(row.path) if row.path and row.source != "catalog" else row.id
+        return LaunchTarget(launch_ref, row.name, row.format, row.engines, row_shape(row), row.context_length)
+    path = Path(target).expanduser()
+    if path.is_file():
+        header = read_gguf_header(path)  # BadModelFile says what is wrong with it
+        shape = ModelShape.from_gguf_header(header)
+        return LaunchTarget(str(path), path.stem, "gguf", ("llama.cpp",), shape, header.context_length)
+    if path.is_dir():
+        return LaunchTarget(str(path), path.name, "hf", ("transformers",))
+    raise ModelNotFound(f"{ref!r} is not a catalog id, an alias, or a model file or folder")
 
 
 def engine_options(target: LaunchTarget) -> list[EngineOption]:
