@@ -1,0 +1,362 @@
+"""One resumable, verified HTTP file transfer: Range from a `.part` file, sha256 while streaming, atomic rename."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from engines.downloads.names import part_path
+from engines.downloads.pacing import Meter, TokenBucket, TransferProgress, default_backoff
+from engines.downloads.part_file import DiskFull, PartFile, PartInUse
+from engines.errors import DownloadError
+
+if TYPE_CHECKING:  # httpx is imported where used: importing it pulls in rich when that is installed
+    import httpx
+
+__all__ = [
+    "DiskFull",
+    "DownloadAuthError",
+    "DownloadCancelled",
+    "DownloadNotFound",
+    "PartInUse",
+    "TransferFailed",
+    "TransferProgress",
+    "TransferResult",
+    "VerificationFailed",
+    "default_backoff",
+    "download_file",
+]
+
+log = logging.getLogger(__name__)
+
+_SECRET_HEADERS = ("authorization", "cookie", "proxy-authorization")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_CONTENT_RANGE_RE = re.compile(r"^bytes\s+(\d+)-(\d+)/(\d+|\*)$")
+_MAX_REDIRECTS = 10
+
+
+class DownloadAuthError(DownloadError):
+    """The server refused our credentials (401/403); retrying will not help."""
+
+
+class DownloadNotFound(DownloadError):
+    """The server has no such file (404)."""
+
+
+class VerificationFailed(DownloadError):
+    """The downloaded bytes do not match the expected size or sha256; the `.part` was deleted."""
+
+    def __init__(self, what: str, expected: str, got: str) -> None:
+        self.what = what
+        self.expected = expected
+        self.got = got
+        super().__init__(f"{what} mismatch: expected {expected}, got {got}; the partial file was deleted")
+
+
+class DownloadCancelled(DownloadError):
+    """The download was cancelled; the `.part` file is kept so it can resume."""
+
+
+class TransferFailed(DownloadError):
+    """The transfer kept failing (stalls, dropped connections, server errors) until the retries ran out."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransferResult:
+    """A finished, verified transfer."""
+
+    path: Path
+    size: int
+    sha256: str
+    resumed_from: int
+    attempts: int
+    elapsed_s: float
+
+
+class _Retry(Exception):
+    """Internal: this attempt failed in a way worth retrying."""
+
+
+class _Restart(Exception):
+    """Internal: the `.part` was discarded; ask again from byte 0 at once."""
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return (url.scheme, url.host, url.port)
+
+
+def _shown(url: httpx.URL) -> str:
+    """A URL for messages: no query string (signed CDN URLs) and no user info."""
+    return str(url.copy_with(query=None, fragment=None, username=None, password=None))
+
+
+def download_file(
+    url: str,
+    target: Path,
+    *,
+    expected_sha256: str | None = None,
+    expected_size: int | None = None,
+    headers: Mapping[str, str] | None = None,
+    progress: Callable[[TransferProgress], None] | None = None,
+    cancel: threading.Event | None = None,
+    stall_timeout_s: float = 30.0,
+    max_retries: int = 5,
+    client: httpx.Client | None = None,
+    bandwidth_cap: int | None = None,
+    backoff: Callable[[int], float] = default_backoff,
+) -> TransferResult:
+    """Download `url` to `target` via a resumable `.part` file, verify size and sha256, then rename into place.
+
+    `headers` may carry credentials: they go only to the URL's own origin, never to a redirect target on another
+    host. Raises a `DownloadError` subclass; the `.part` is kept for resume except after a verification failure.
+    """
+    if expected_sha256 is not None:
+        expected_sha256 = expected_sha256.lower()
+        if not _SHA256_RE.match(expected_sha256):
+            raise DownloadError("the expected sha256 is not 64 hexadecimal digits")
+    secrets = [v for k, v in (headers or {}).items() if k.lower() in _SECRET_HEADERS and v]
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    meter = Meter(progress, 0, expected_size)
+    part = PartFile(part_path(target, url), meter.add)
+    import httpx
+
+    http = client or httpx.Client()
+    try:
+        job = _Job(url, target, part, http, dict(headers or {}), secrets, cancel or threading.Event(), meter)
+        job.bucket = TokenBucket(bandwidth_cap) if bandwidth_cap else None
+        job.timeout = httpx.Timeout(stall_timeout_s)
+        job.prepare(expected_size)
+        resumed_from = part.size
+        attempts = job.run(max_retries, backoff)
+        job.verify(expected_sha256, expected_size)
+        part.sync()
+    finally:
+        part.close()
+        if client is None:
+            http.close()
+    os.replace(part.path, target)
+    _fsync_dir(target.parent)
+    elapsed = time.monotonic() - started
+    return TransferResult(target, part.size, part.digest.hexdigest(), resumed_from, attempts, elapsed)
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every platform can open a folder
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+class _Job:
+    """The state of one transfer across its attempts: the open `.part`, its size and running hash."""
+
+    def __init__(
+        self,
+        url: str,
+        target: Path,
+        part: PartFile,
+        http: httpx.Client,
+        headers: dict[str, str],
+        secrets: list[str],
+        cancel: threading.Event,
+        meter: Meter,
+    ) -> None:
+        import httpx
+
+        self.url = httpx.URL(url)
+        self.target, self.part, self.http, self.meter = target, part, http, meter
+        self.headers, self.secrets, self.cancel = headers, secrets, cancel
+        self.timeout = httpx.Timeout(30.0)
+        self.bucket: TokenBucket | None = None
+        self.expected_size: int | None = None
+        self.total: int | None = None
+
+    @property
+    def size(self) -> int:
+        return self.part.size
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+            if " " in secret:  # "Bearer hf_x": the bare token must go too
+                text = text.replace(secret.split(" ", 1)[1], "***")
+        return text
+
+    def prepare(self, expected_size: int | None) -> None:
+        """Drop a `.part` longer than the file and check that the rest fits on the disk."""
+        self.expected_size = self.total = expected_size
+        if expected_size is not None and self.size > expected_size:
+            self.truncate()
+        self.meter.reset(self.size)
+        if expected_size is not None:
+            need = expected_size - self.size
+            free = shutil.disk_usage(self.part.path.parent).free
+            if need > free:
+                raise DiskFull(
+                    f"not enough disk space for {self.target.name}: needs {need} more bytes, "
+                    f"{free} free in {self.part.path.parent}; free some space and resume"
+                )
+
+    def truncate(self) -> None:
+        self.part.truncate()
+        self.meter.reset(0)
+
+    def run(self, max_retries: int, backoff: Callable[[int], float]) -> int:
+        """Attempt the transfer until it completes; returns the number of requests made."""
+        failures = attempts = 0
+        while True:
+            if self.cancel.is_set():
+                raise DownloadCancelled(f"download of {self.target.name} cancelled; the partial file is kept")
+            attempts += 1
+            before = self.size
+            try:
+                self.attempt()
+                self.meter.emit()
+                return attempts
+            except _Restart:
+                failures += 1  # a server that keeps lying about ranges must not loop forever
+                if failures > max_retries:
+                    raise TransferFailed(f"{_shown(self.url)} kept sending the wrong byte range") from None
+                continue
+            except _Retry as exc:
+                failures = 0 if self.size > before else failures + 1
+                if failures > max_retries:
+                    raise TransferFailed(
+                        f"download of {self.target.name} failed after {max_retries} retries: {exc}; "
+                        "the partial file is kept, retry later to resume"
+                    ) from None
+                delay = backoff(max(failures, 1))
+                log.info("download of %s: %s; retrying in %.1f s", self.target.name, exc, delay)
+                self.cancel.wait(delay)
+
+    def attempt(self) -> None:
+        """One request (following redirects) and the streaming of its body into the `.part`."""
+        with self.open() as response:
+            status = response.status_code
+            if status == 416 and self.size > 0:
+                if self.check_complete(response):
+                    return
+                self.truncate()
+                raise _Restart
+            if status == 206 and self.size > 0:
+                match = _CONTENT_RANGE_RE.match(response.headers.get("content-range", "").strip())
+                if match is None or int(match.group(1)) != self.size:
+                    log.warning("download of %s: wrong Content-Range; restarting from 0", self.target.name)
+                    self.truncate()
+                    raise _Restart
+                if match.group(3) != "*":
+                    self.total = int(match.group(3))
+            elif status == 200:
+                if self.size > 0:  # the server ignored Range: start over with this full body
+                    log.warning("download of %s: server ignored Range; restarting from 0", self.target.name)
+                    self.truncate()
+                length = response.headers.get("content-length")
+                self.total = int(length) if length and length.isdigit() else self.expected_size
+            else:
+                self.fail_status(response)
+            self.check_total()
+            encoding = response.headers.get("content-encoding", "identity").lower()
+            if encoding not in ("identity", ""):
+                raise DownloadError(f"{_shown(response.url)} sent compressed bytes ({encoding}); cannot resume those")
+            self.meter.total = self.total
+            self.stream(response.iter_raw())
+        if self.total is not None and self.size < self.total:
+            raise _Retry(f"connection closed at {self.size} of {self.total} bytes")
+
+    def check_complete(self, response: httpx.Response) -> bool:
+        """416 on a resume: complete when the server's size (or the expected one) equals the `.part` size."""
+        match = re.match(r"^bytes\s+\*/(\d+)$", response.headers.get("content-range", "").strip())
+        known = int(match.group(1)) if match else self.expected_size
+        return known is None or known == self.size
+
+    def check_total(self) -> None:
+        if self.expected_size is not None and self.total is not None and self.total != self.expected_size:
+            raise DownloadError(
+                f"{_shown(self.url)} has {self.total} bytes but {self.expected_size} were expected; "
+                "the file on the server changed or the metadata is stale"
+            )
+
+    def fail_status(self, response: httpx.Response) -> None:
+        status, where = response.status_code, _shown(response.url)
+        if status in (401, 403):
+            raise DownloadAuthError(
+                f"access denied (HTTP {status}) for {where}: check your token, or accept the model's terms on its page"
+            )
+        if status == 404:
+            raise DownloadNotFound(f"not found (HTTP 404): {where}; check the repository, revision and file name")
+        if status >= 500 or status in (408, 429):
+            raise _Retry(f"server error HTTP {status}")
+        raise DownloadError(f"unexpected HTTP {status} from {where}")
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator[httpx.Response]:
+        """Send the GET, following redirects by hand so credentials never reach another origin."""
+        import httpx
+
+        url, send_secrets = self.url, True
+        for _ in range(_MAX_REDIRECTS + 1):
+            headers = {"Accept-Encoding": "identity"}
+            headers.update(self.headers)
+            if self.size > 0:
+                headers["Range"] = f"bytes={self.size}-"
+            if not send_secrets:
+                headers = {k: v for k, v in headers.items() if k.lower() not in _SECRET_HEADERS}
+            request = self.http.build_request("GET", url, headers=headers, timeout=self.timeout)
+            if not send_secrets:  # also whatever the caller's client adds by default
+                for name in _SECRET_HEADERS:
+                    request.headers.pop(name, None)
+            try:
+                response = self.http.send(request, stream=True, follow_redirects=False)
+            except httpx.TransportError as exc:
+                raise _Retry(self.redact(f"{type(exc).__name__}: {exc}")) from None
+            if response.is_redirect and "location" in response.headers:
+                url = url.join(response.headers["location"])
+                response.close()
+                send_secrets = send_secrets and _origin(url) == _origin(self.url)
+                continue
+            try:
+                yield response
+            except httpx.TransportError as exc:
+                raise _Retry(self.redact(f"{type(exc).__name__}: {exc}")) from None
+            finally:
+                response.close()
+            return
+        raise DownloadError(f"too many redirects for {_shown(self.url)}")
+
+    def stream(self, chunks: Iterator[bytes]) -> None:
+        """Hand the body to the writer thread; `self.size` and the digest are exact again on return."""
+        try:
+            for chunk in chunks:
+                self.part.put(chunk)
+                if self.bucket is not None:
+                    self.bucket.take(len(chunk), self.cancel)
+                if self.cancel.is_set():
+                    raise DownloadCancelled(f"download of {self.target.name} cancelled; the partial file is kept")
+        finally:
+            self.part.settle()  # a write error outranks whatever stopped the stream
+
+    def verify(self, expected_sha256: str | None, expected_size: int | None) -> None:
+        """Check size and hash; a mismatch deletes the `.part`, a match syncs it to disk."""
+        got = self.part.digest.hexdigest()
+        failure: VerificationFailed | None = None
+        if expected_size is not None and self.size != expected_size:
+            failure = VerificationFailed(f"size of {self.target.name}", f"{expected_size} bytes", f"{self.size} bytes")
+        elif expected_sha256 is not None and got != expected_sha256:
+            failure = VerificationFailed(f"sha256 of {self.target.name}", expected_sha256, got)
+        if failure is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.part.path)
+            raise failure
