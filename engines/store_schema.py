@@ -76,7 +76,33 @@ def _m001_chat(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_m001_chat,)
+def _m002_downloads(conn: sqlite3.Connection) -> None:
+    """The download queue: one row per file to fetch, with its progress and outcome."""
+    conn.execute(
+        """CREATE TABLE downloads (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL CHECK (source IN ('hf', 'ollama', 'url')),
+            repo TEXT,
+            file TEXT,
+            revision TEXT,
+            url TEXT,
+            target_path TEXT NOT NULL,
+            total_bytes INTEGER,
+            done_bytes INTEGER NOT NULL DEFAULT 0,
+            sha256 TEXT,
+            status TEXT NOT NULL CHECK (status IN
+                ('pending', 'downloading', 'paused', 'completed', 'failed', 'cancelled')),
+            error TEXT,
+            speed_bps REAL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            finished_at REAL
+        )"""
+    )
+    conn.execute("CREATE INDEX downloads_by_status ON downloads (status, id)")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_m001_chat, _m002_downloads)
 """Migration N (1-based) brings a file from user_version N-1 to N."""
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -43,6 +43,12 @@ def _gauges_screen() -> Screen[None]:
     return GaugesScreen()
 
 
+def _downloads_screen() -> Screen[None]:
+    from tui.screens.downloads import DownloadsScreen
+
+    return DownloadsScreen()
+
+
 def _instances_screen() -> Screen[None]:
     from tui.screens.instances import InstancesScreen
 
@@ -59,11 +65,13 @@ class LlmTuiApp(App[int]):
         "catalog": lambda: _catalog_screen(),
         "gauges": lambda: _gauges_screen(),
         "instances": lambda: _instances_screen(),
+        "downloads": lambda: _downloads_screen(),
         **{name: partial(NotBuiltScreen, name) for name in PLANNED},
     }
     BINDINGS = [
         # Shown by each screen's ScreenBar rather than the footer, which keeps the screen's own keys.
-        *(Binding(key, f"switch_mode('{mode}')", label, show=False) for key, mode, label in SCREEN_KEYS),
+        # Priority: a focused text area must not swallow them (TextArea binds F6/F7 to select line/all).
+        *(Binding(key, f"switch_mode('{mode}')", label, show=False, priority=True) for key, mode, label in SCREEN_KEYS),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
     ]
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from engines.catalog.fit import Resources
     from engines.catalog.listing import Listing
     from engines.catalog.packaged import Progress
+    from engines.downloads.queue import DownloadQueue, Transfer
     from engines.instance_log import InstanceLog
     from engines.launch import Launched
     from engines.telemetry.poller import TelemetryPoller
@@ -59,6 +60,7 @@ class Runtime:
         engine_choice: EngineChoice | None = None,
         listing: ListingSource | None = None,
         gpu_source: Callable[[], GpuSource] | None = None,
+        transfer: Transfer | None = None,
     ) -> None:
         self.config = config
         self.manager = manager or EngineManager()
@@ -70,6 +72,8 @@ class Runtime:
         """How each instance was launched (run id → ref, engine, options), to restart it."""
         self.instance_log: InstanceLog | None = None
         self._telemetry: TelemetryPoller | None = None
+        self._downloads: DownloadQueue | None = None
+        self._transfer = transfer
         self._lock = threading.Lock()
         self._active: ActiveModel | None = None
 
@@ -158,6 +162,25 @@ class Runtime:
         self.config = replace(self.config, aliases=aliases, source=path)
 
     @property
+    def downloads(self) -> DownloadQueue:
+        """The download queue (tasks in the store), created on first use.
+
+        Tasks a restart interrupted come back paused.
+        """
+        with self._lock:
+            if self._downloads is None:
+                from engines.downloads.queue import HF_ENDPOINT, DownloadQueue, QueueSettings
+                from engines.downloads.tasks import DownloadTasks
+
+                config = self.config
+                settings = QueueSettings(
+                    hf_endpoint=config.hf_endpoint or HF_ENDPOINT,
+                    hf_token=config.hf_token.reveal() if config.hf_token else None,
+                )
+                self._downloads = DownloadQueue(DownloadTasks(self.store), settings, transfer=self._transfer)
+            return self._downloads
+
+    @property
     def telemetry(self) -> TelemetryPoller:
         """The one telemetry poller (GPUs and host), created and started on first use.
 
@@ -185,7 +208,9 @@ class Runtime:
         return {os.getpid(): ", ".join(running)} if running else {}
 
     def close(self) -> None:
-        """Stop every instance and the telemetry poller, and close the store."""
+        """Stop downloads (they resume next time), every instance and the telemetry poller; close the store."""
+        if self._downloads is not None:
+            self._downloads.close()
         if self._telemetry is not None:
             self._telemetry.stop()
         self.manager.stop_all(timeout=10)

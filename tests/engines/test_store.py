@@ -118,7 +118,7 @@ def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path, monkeyp
     Store(path).close()
 
     def broken(conn: sqlite3.Connection) -> None:
-        conn.execute("CREATE TABLE downloads (id INTEGER PRIMARY KEY)")
+        conn.execute("CREATE TABLE future_things (id INTEGER PRIMARY KEY)")
         raise RuntimeError("migration bug")
 
     monkeypatch.setattr(store_schema, "MIGRATIONS", (*store_schema.MIGRATIONS, broken))
@@ -127,7 +127,7 @@ def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path, monkeyp
         Store(path)
     with contextlib.closing(sqlite3.connect(path)) as raw:
         assert raw.execute("PRAGMA user_version").fetchone()[0] == LATEST_VERSION
-        assert raw.execute("SELECT count(*) FROM sqlite_master WHERE name = 'downloads'").fetchone()[0] == 0
+        assert raw.execute("SELECT count(*) FROM sqlite_master WHERE name = 'future_things'").fetchone()[0] == 0
 
 
 def test_role_check_rejects_tool(store: Store) -> None:

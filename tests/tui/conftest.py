@@ -10,12 +10,19 @@ import pytest
 
 from engines.adapters.fake import FakeEngine
 from engines.config import load_config
+from engines.downloads.queue import Transfer
+from engines.errors import LlmTuiError
 from engines.manager import Coalescing, EngineManager
 from engines.telemetry.sources import GpuSource
 from tui.app import LlmTuiApp
 from tui.runtime import ListingSource, Runtime
 
 AppFactory = Callable[..., LlmTuiApp]
+
+
+def offline_transfer(url: str, target: Path, **_: object) -> object:
+    """Tests never reach the network: a queued download fails at once, saying so."""
+    raise LlmTuiError(f"no network in tests ({url})")
 
 
 @pytest.fixture
@@ -49,6 +56,7 @@ def make_app(isolated_dirs: Path, fake_model: Path) -> AppFactory:
         launch: bool = True,
         listing: ListingSource | None = None,
         gpu_source: Callable[[], GpuSource] | None = None,
+        transfer: Transfer | None = None,
     ) -> LlmTuiApp:
         config = load_config(env={}, cwd=isolated_dirs)
         chosen = engine or FakeEngine()
@@ -57,7 +65,12 @@ def make_app(isolated_dirs: Path, fake_model: Path) -> AppFactory:
         ticks = itertools.count()
         manager = EngineManager(coalescing=Coalescing(interval_s=0.0, max_chars=1), clock=lambda: next(ticks) * 0.01)
         runtime = Runtime(
-            config, manager=manager, engine_choice=lambda ref: chosen, listing=listing, gpu_source=gpu_source
+            config,
+            manager=manager,
+            engine_choice=lambda ref: chosen,
+            listing=listing,
+            gpu_source=gpu_source,
+            transfer=transfer or offline_transfer,
         )
         runtimes.append(runtime)
         return LlmTuiApp(runtime, screen=screen, model=str(fake_model) if launch else None)

@@ -181,13 +181,16 @@ def test_alias_is_saved_to_the_config_file_and_shown(
     assert dict(load_config(env={}, cwd=isolated_dirs).aliases) == {"q7": "qwen-7b-q4_k_m"}
 
 
-def test_launch_asks_how_then_opens_the_chat_and_download_says_how_meanwhile(
+def test_launch_asks_how_then_opens_the_chat_and_download_queues_the_file(
     make_app: AppFactory, models_dir: Path
 ) -> None:
     async def test(app: LlmTuiApp, screen: CatalogScreen, pilot: Pilot[int]) -> None:
         await pilot.press("slash", *"qwen-7b", "enter", "d")
-        message = app._notifications and list(app._notifications)[-1].message
-        assert message and "huggingface-cli download org/qwen-GGUF qwen-7b-q4_k_m.gguf" in message
+        (task,) = app.runtime.downloads.tasks.all()
+        assert (task.source, task.repo, task.file) == ("hf", "org/qwen-GGUF", "qwen-7b-q4_k_m.gguf")
+        assert task.target_path == app.runtime.config.models_dir / "qwen-7b-q4_k_m.gguf"
+        assert task.total_bytes == 4_700_000_000
+        assert "Download queued" in (list(app._notifications)[-1].title or "")
         await pilot.press("escape", "slash", *"ollama", "enter", "enter")
         assert "not built yet" in list(app._notifications)[-1].message and app.screen is screen
         await pilot.press("escape", "slash", *"finetune", "enter", "enter")

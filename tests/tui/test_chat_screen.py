@@ -274,8 +274,8 @@ def test_screen_keys_switch_and_unbuilt_screens_say_so(make_app: AppFactory) -> 
     async def go() -> None:
         app = make_app(launch=False)
         async with app.run_test(size=(100, 30)) as pilot:
-            await pilot.press("f3")
-            assert app.current_mode == "downloads"
+            await pilot.press("f6")
+            assert app.current_mode == "compare"
             assert "not built yet" in str(app.screen.query_one(".not-built").render())
             await pilot.press("f4")
             assert app.current_mode == "instances"

@@ -66,7 +66,7 @@ class CatalogScreen(AppScreen):
         Binding("plus,equals_sign", "context(2)", "Context", key_display="+-"),
         Binding("minus", "context(0.5)", "Context ÷2", show=False),
         Binding("c", "type_context", "Ctx…", show=False),
-        Binding("f5,ctrl+r", "rescan", "Rescan", show=False),
+        Binding("ctrl+r", "rescan", "Rescan", show=False),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
@@ -271,18 +271,34 @@ class CatalogScreen(AppScreen):
         if row.source != "catalog":
             self.notify(f"{row.id} is already here ({row.source}).", title="Nothing to download")
             return
-        models_dir = self.llm_app.runtime.config.models_dir
-        how = (
-            f"huggingface-cli download {row.repo} {row.file} --local-dir {models_dir}"
-            if row.repo and row.file
-            else f"ollama pull {row.id}"
-        )
-        self.notify(
-            f"The download queue is not built yet. Meanwhile run:\n{how}\nthen F5 here.",
-            title="Download not available yet",
-            severity="warning",
-            timeout=20,
-        )
+        if not (row.repo and row.file):
+            # Whole-repo (safetensors) and Ollama pulls come with their sources in the downloads issue.
+            self.notify(
+                f"{row.id} is a whole Hugging Face repo ({row.repo}); the queue fetches single files for now. "
+                f"Meanwhile: huggingface-cli download {row.repo} --local-dir {self.runtime.config.models_dir}",
+                title="Not queued",
+                severity="warning",
+                timeout=20,
+            )
+            return
+        from engines.catalog.builtin import find_entry
+        from engines.downloads.names import safe_join
+
+        entry = find_entry(row.catalog_id or row.id)
+        try:
+            target = safe_join(self.runtime.config.models_dir, row.file)
+            self.runtime.downloads.add(
+                "hf",
+                target,
+                repo=row.repo,
+                file=row.file,
+                total_bytes=row.size_bytes,
+                sha256=entry.sha256 if entry else None,
+            )
+        except LlmTuiError as exc:
+            self.notify(str(exc), title="Not queued", severity="error")
+            return
+        self.notify(f"{row.repo}/{row.file} → {target}", title="Download queued (F3 to watch)")
 
     def action_delete(self) -> None:
         row = self.table.current

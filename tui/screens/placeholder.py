@@ -10,7 +10,6 @@ from textual.widgets import Footer, Header, Static
 from tui.widgets.screen_bar import ScreenBar
 
 PLANNED: dict[str, str] = {
-    "downloads": "a resumable, verified download queue for Hugging Face and Ollama",
     "compare": "one prompt, two to four models side by side",
     "embeddings": "embed texts and compare them",
     "settings": "edit config.toml from the app",

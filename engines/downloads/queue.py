@@ -1,0 +1,223 @@
+"""The download queue runner: up to N transfers at once, pause / resume / cancel / retry, state in SQLite.
+
+Tasks live in `DownloadTasks` (so a restart finds them); this runner starts
+pending ones up to the concurrency limit, each on its own thread, writes their
+progress about once a second and tells a listener whenever anything changed.
+Pausing or cancelling sets the transfer's cancel event: the `.part` file stays
+for resume (cancel may delete it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from engines.downloads.tasks import DownloadTask, DownloadTasks, TaskStatus
+from engines.errors import BadRequest, LlmTuiError
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY_S = 1.0
+"""How often a running transfer's progress is written to the database."""
+HF_ENDPOINT = "https://huggingface.co"
+
+
+class Transfer(Protocol):
+    """engines.downloads.transfer.download_file, or a fake in tests."""
+
+    def __call__(
+        self,
+        url: str,
+        target: Path,
+        *,
+        expected_sha256: str | None = ...,
+        expected_size: int | None = ...,
+        headers: Mapping[str, str] | None = ...,
+        progress: Callable[[Any], None] | None = ...,
+        cancel: threading.Event | None = ...,
+    ) -> object: ...
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    """How the queue runs."""
+
+    concurrency: int = 2
+    hf_endpoint: str = HF_ENDPOINT
+    hf_token: str | None = None
+    resume_on_start: bool = False
+
+
+def hf_url(endpoint: str, repo: str, file: str, revision: str | None) -> str:
+    """The `resolve/` URL huggingface_hub downloads a file from."""
+    return f"{endpoint.rstrip('/')}/{repo}/resolve/{revision or 'main'}/{file}"
+
+
+class DownloadQueue:
+    """Runs the tasks of a DownloadTasks table; every method is safe from any thread."""
+
+    def __init__(
+        self,
+        tasks: DownloadTasks,
+        settings: QueueSettings | None = None,
+        *,
+        transfer: Transfer | None = None,
+        on_change: Callable[[int], None] | None = None,
+    ) -> None:
+        self.tasks = tasks
+        self.settings = settings or QueueSettings()
+        if self.settings.concurrency < 1:
+            raise BadRequest(f"download concurrency must be at least 1, got {self.settings.concurrency}")
+        self._transfer = transfer
+        self.on_change = on_change
+        self._lock = threading.Lock()
+        self._running: dict[int, tuple[threading.Thread, threading.Event]] = {}
+        self._closed = False
+        self.recovered = tasks.recover(resume=self.settings.resume_on_start)
+        """Tasks a previous run left downloading (now paused, or pending when resuming by themselves)."""
+
+    # -- commands ---------------------------------------------------------------------------------------------
+
+    def add(self, source: str, target: Path, **fields: Any) -> DownloadTask:
+        """Queue a file and start it when a slot is free."""
+        task = self.tasks.add(source, target, **fields)
+        self._changed(task.id)
+        self.pump()
+        return task
+
+    def pause(self, task_id: int) -> None:
+        """Stop a running or pending task, keeping its `.part` for resume."""
+        self._stop(task_id, TaskStatus.PAUSED)
+
+    def resume(self, task_id: int) -> None:
+        """Queue a paused, failed or cancelled task again (it continues from its `.part`)."""
+        self.tasks.set_status(task_id, TaskStatus.PENDING)
+        self._changed(task_id)
+        self.pump()
+
+    retry = resume
+
+    def cancel(self, task_id: int, *, delete_part: bool = False) -> None:
+        """Cancel a task; with delete_part its partial file goes too."""
+        self._stop(task_id, TaskStatus.CANCELLED)
+        if delete_part:
+            task = self.tasks.get(task_id)
+            for part in task.target_path.parent.glob(f"{task.target_path.name}.*.part"):
+                with contextlib.suppress(FileNotFoundError):
+                    part.unlink()
+
+    def clear_finished(self) -> int:
+        count = self.tasks.clear_finished()
+        self._changed(0)
+        return count
+
+    def pump(self) -> None:
+        """Start pending tasks while there are free slots."""
+        while True:
+            with self._lock:
+                if self._closed or len(self._running) >= self.settings.concurrency:
+                    return
+                task = self.tasks.next_pending()
+                if task is None:
+                    return
+                self.tasks.set_status(task.id, TaskStatus.DOWNLOADING)
+                cancel = threading.Event()
+                thread = threading.Thread(target=self._run, args=(task, cancel), name=f"download-{task.id}")
+                self._running[task.id] = (thread, cancel)
+            self._changed(task.id)
+            thread.start()
+
+    def running(self) -> list[int]:
+        with self._lock:
+            return list(self._running)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop every transfer; tasks stay 'downloading' in the database, so the next start recovers them."""
+        with self._lock:
+            self._closed = True
+            running = list(self._running.values())
+        for _, cancel in running:
+            cancel.set()
+        for thread, _ in running:
+            thread.join(timeout)
+
+    # -- internals ----------------------------------------------------------------------------------------
+
+    def _stop(self, task_id: int, status: TaskStatus) -> None:
+        with self._lock:
+            entry = self._running.get(task_id)
+            self.tasks.set_status(task_id, status)  # before the thread sees the cancel: it must not mark it failed
+        if entry is not None:
+            entry[1].set()
+        self._changed(task_id)
+
+    def _url_and_headers(self, task: DownloadTask) -> tuple[str, dict[str, str]]:
+        if task.source == "hf" and task.repo and task.file:
+            headers = {"Authorization": f"Bearer {self.settings.hf_token}"} if self.settings.hf_token else {}
+            return hf_url(self.settings.hf_endpoint, task.repo, task.file, task.revision), headers
+        if task.source == "url" and task.url:
+            return task.url, {}
+        raise BadRequest(f"download task {task.id} ({task.source}) has nothing to fetch from")
+
+    def _run(self, task: DownloadTask, cancel: threading.Event) -> None:
+        last_write = 0.0
+
+        def progress(p: Any) -> None:
+            nonlocal last_write
+            now = time.monotonic()
+            if now - last_write >= PROGRESS_EVERY_S:
+                last_write = now
+                self.tasks.record_progress(task.id, p.bytes_done, p.total, p.speed_bps)
+                self._changed(task.id)
+
+        error: str | None = None
+        try:
+            url, headers = self._url_and_headers(task)
+            transfer = self._transfer or _default_transfer()
+            result = transfer(
+                url,
+                task.target_path,
+                expected_sha256=task.sha256,
+                expected_size=task.total_bytes,
+                headers=headers,
+                progress=progress,
+                cancel=cancel,
+            )
+            size = getattr(result, "size", task.total_bytes)
+            self.tasks.record_progress(task.id, size or 0, size, None)
+        except LlmTuiError as exc:
+            error = str(exc)
+        except Exception as exc:  # a bug must fail the task, not kill the queue silently
+            log.exception("download task %s", task.id)
+            error = f"{type(exc).__name__}: {exc}"
+        with self._lock:
+            self._running.pop(task.id, None)
+            current = self.tasks.get(task.id).status
+            # Not paused or cancelled meanwhile, and not stopped by close(): that leaves it for the next start.
+            if current is TaskStatus.DOWNLOADING and not self._closed:
+                if error is None:
+                    self.tasks.set_status(task.id, TaskStatus.COMPLETED)
+                else:
+                    self.tasks.set_status(task.id, TaskStatus.FAILED, error)
+        if not self._closed:
+            self._changed(task.id)
+            self.pump()
+
+    def _changed(self, task_id: int) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change(task_id)
+            except Exception:  # a listener's bug must not stop downloads
+                log.exception("download listener failed")
+
+
+def _default_transfer() -> Transfer:
+    from engines.downloads.transfer import download_file
+
+    return download_file

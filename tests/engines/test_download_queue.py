@@ -1,0 +1,200 @@
+"""The queue runner with a scripted transfer: concurrency limit, pause/resume, cancel, failure, restart."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engines.downloads.queue import DownloadQueue, QueueSettings, hf_url
+from engines.downloads.tasks import DownloadTasks, TaskStatus
+from engines.errors import LlmTuiError
+from engines.store import Store
+
+
+@dataclass
+class Progress:
+    bytes_done: int
+    total: int | None
+    speed_bps: float
+    eta_s: float | None = None
+
+
+class Cancelled(LlmTuiError):
+    pass
+
+
+class ScriptedTransfer:
+    """Writes the file in steps, each released by a test; records the calls; can fail on demand."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Path, Mapping[str, str]]] = []
+        self.release = threading.Event()
+        self.fail: dict[str, str] = {}
+        self.active = 0
+        self.peak = 0
+        self._lock = threading.Lock()
+
+    def __call__(
+        self,
+        url: str,
+        target: Path,
+        *,
+        expected_sha256: str | None = None,
+        expected_size: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        progress: Callable[[Any], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> object:
+        with self._lock:
+            self.calls.append((url, target, dict(headers or {})))
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        try:
+            if progress:
+                progress(Progress(10, 100, 5.0))
+            while not self.release.is_set():
+                if cancel is not None and cancel.wait(0.01):
+                    raise Cancelled("cancelled")
+            if url in self.fail:
+                raise LlmTuiError(self.fail[url])
+            target.write_bytes(b"x" * 100)
+            return type("Result", (), {"size": 100})()
+        finally:
+            with self._lock:
+                self.active -= 1
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store(tmp_path / "db.sqlite") as s:
+        yield s
+
+
+def statuses(tasks: DownloadTasks) -> list[str]:
+    return [t.status.value for t in tasks.all()]
+
+
+def test_at_most_n_run_at_once_and_the_rest_follow(store: Store, tmp_path: Path) -> None:
+    transfer = ScriptedTransfer()
+    changes: list[int] = []
+    queue = DownloadQueue(
+        DownloadTasks(store),
+        QueueSettings(concurrency=2, hf_token="hf_secret"),
+        transfer=transfer,
+        on_change=changes.append,
+    )
+    for n in range(3):
+        queue.add("hf", tmp_path / f"m{n}.gguf", repo="org/m", file=f"m{n}.gguf")
+    wait_for(lambda: len(transfer.calls) == 2, "two transfers")
+    assert statuses(queue.tasks) == ["downloading", "downloading", "pending"]
+    url, target, headers = transfer.calls[0]
+    assert target == tmp_path / "m0.gguf"
+    assert (
+        url
+        == hf_url("https://huggingface.co", "org/m", "m0.gguf", None)
+        == "https://huggingface.co/org/m/resolve/main/m0.gguf"
+    )
+    assert headers == {"Authorization": "Bearer hf_secret"}
+    transfer.release.set()
+    wait_for(lambda: statuses(queue.tasks) == ["completed"] * 3, "all three complete")
+    assert transfer.peak == 2 and (tmp_path / "m2.gguf").stat().st_size == 100
+    assert queue.tasks.get(1).done_bytes == 100 and changes
+    queue.close()
+
+
+def test_pause_resume_cancel_and_a_failure_with_its_reason(store: Store, tmp_path: Path) -> None:
+    transfer = ScriptedTransfer()
+    queue = DownloadQueue(DownloadTasks(store), QueueSettings(concurrency=1), transfer=transfer)
+    a = queue.add("url", tmp_path / "a.gguf", url="http://127.0.0.1:9/a")
+    b = queue.add("url", tmp_path / "b.gguf", url="http://127.0.0.1:9/b")
+    wait_for(lambda: len(transfer.calls) == 1, "a starts")
+    queue.pause(a.id)
+    wait_for(lambda: queue.tasks.get(b.id).status is TaskStatus.DOWNLOADING, "b takes the free slot")
+    assert queue.tasks.get(a.id).status is TaskStatus.PAUSED  # not failed, though its transfer raised
+    queue.cancel(b.id)
+    wait_for(lambda: queue.running() == [], "b stopped")
+    assert queue.tasks.get(b.id).status is TaskStatus.CANCELLED
+    transfer.fail["http://127.0.0.1:9/a"] = "sha256 mismatch: expected ab…, got cd…"
+    transfer.release.set()
+    queue.resume(a.id)
+    wait_for(lambda: queue.tasks.get(a.id).status is TaskStatus.FAILED, "a fails")
+    assert "sha256 mismatch" in (queue.tasks.get(a.id).error or "")
+    del transfer.fail["http://127.0.0.1:9/a"]
+    queue.retry(a.id)
+    wait_for(lambda: queue.tasks.get(a.id).status is TaskStatus.COMPLETED, "a completes on retry")
+    assert queue.clear_finished() == 2 and queue.tasks.all() == []
+    queue.close()
+
+
+def test_cancel_can_delete_the_partial_file(store: Store, tmp_path: Path) -> None:
+    transfer = ScriptedTransfer()
+    queue = DownloadQueue(DownloadTasks(store), transfer=transfer)
+    task = queue.add("url", tmp_path / "c.gguf", url="http://127.0.0.1:9/c")
+    part = tmp_path / "c.gguf.0123abcd.part"
+    part.write_bytes(b"half")
+    queue.cancel(task.id, delete_part=True)
+    assert not part.exists()
+    queue.close()
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_tasks_interrupted_by_a_restart_come_back_and_complete(tmp_path: Path, resume: bool) -> None:
+    path = tmp_path / "db.sqlite"
+    first = ScriptedTransfer()
+    with Store(path) as store:
+        queue = DownloadQueue(DownloadTasks(store), transfer=first)
+        task = queue.add("url", tmp_path / "r.gguf", url="http://127.0.0.1:9/r")
+        wait_for(lambda: len(first.calls) == 1, "started")
+        queue.close()  # quit mid-transfer: the row stays 'downloading'
+    second = ScriptedTransfer()
+    second.release.set()
+    with Store(path) as store:
+        queue = DownloadQueue(DownloadTasks(store), QueueSettings(resume_on_start=resume), transfer=second)
+        assert queue.recovered == [task.id]
+        if resume:
+            queue.pump()
+        else:
+            assert queue.tasks.get(task.id).status is TaskStatus.PAUSED
+            queue.resume(task.id)
+        wait_for(lambda: queue.tasks.get(task.id).status is TaskStatus.COMPLETED, "completed after restart")
+        queue.close()
+
+
+def test_the_real_transfer_through_the_queue_from_a_fake_hub(store: Store, tmp_path: Path) -> None:
+    """hf tasks become resolve/ URLs with the token; a dropped connection resumes; a bad hash fails the task."""
+    import hashlib
+    import os
+
+    from tests.engines.fake_hub import FakeHub, Fault
+
+    data = os.urandom(300_000)
+    good = hashlib.sha256(data).hexdigest()
+    with FakeHub() as hub:
+        hub.add("/org/m-GGUF/resolve/main/m.gguf", data, Fault(drop_after=100_000))
+        hub.add("/org/m-GGUF/resolve/main/bad.gguf", data)
+        settings = QueueSettings(hf_endpoint=hub.url(""), hf_token="hf_secret")
+        queue = DownloadQueue(DownloadTasks(store), settings)
+        ok = queue.add("hf", tmp_path / "m.gguf", repo="org/m-GGUF", file="m.gguf", total_bytes=len(data), sha256=good)
+        bad = queue.add("hf", tmp_path / "bad.gguf", repo="org/m-GGUF", file="bad.gguf", sha256="0" * 64)
+        wait_for(lambda: not queue.running() and queue.tasks.next_pending() is None, "both finished")
+        assert queue.tasks.get(ok.id).status is TaskStatus.COMPLETED
+        assert (tmp_path / "m.gguf").read_bytes() == data
+        failed = queue.tasks.get(bad.id)
+        assert failed.status is TaskStatus.FAILED and "sha256" in (failed.error or "")
+        assert not (tmp_path / "bad.gguf").exists()
+        assert hub.requests and all(r.headers.get("authorization") == "Bearer hf_secret" for r in hub.requests)
+        queue.close()

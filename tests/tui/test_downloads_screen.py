@@ -1,0 +1,150 @@
+"""The downloads screen driven by keys: add, pause, resume, cancel (keeping or deleting the part), clear."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from engines.downloads.tasks import TaskStatus
+from engines.errors import LlmTuiError
+from tests.tui.conftest import AppFactory
+from tests.tui.test_chat_screen import run, until
+from tui.app import LlmTuiApp
+from tui.screens.downloads import DownloadsScreen, parse_addition
+from tui.screens.modals.confirm import ConfirmModal
+from tui.screens.modals.text_prompt import TextPromptModal
+
+
+class HeldTransfer:
+    """Reports some progress, then waits until released or cancelled."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.urls: list[str] = []
+
+    def __call__(
+        self,
+        url: str,
+        target: Path,
+        *,
+        progress: Callable[[Any], None] | None = None,
+        cancel: threading.Event | None = None,
+        **_: Mapping[str, str] | str | int | None,
+    ) -> object:
+        self.urls.append(url)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        while not self.release.wait(0.01):
+            if cancel is not None and cancel.is_set():
+                raise LlmTuiError("cancelled")
+        target.write_bytes(b"done")
+        return None
+
+
+@pytest.fixture
+def held() -> Iterator[HeldTransfer]:
+    transfer = HeldTransfer()
+    yield transfer
+    transfer.release.set()
+
+
+def drive(app: LlmTuiApp, test: Callable[[LlmTuiApp, DownloadsScreen, Pilot[int]], Any]) -> None:
+    async def main() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            screen = app.screen
+            assert isinstance(screen, DownloadsScreen)
+            await test(app, screen, pilot)
+
+    run(main())
+
+
+def status_of(app: LlmTuiApp, task_id: int) -> TaskStatus:
+    return app.runtime.downloads.tasks.get(task_id).status
+
+
+def test_add_pause_resume_cancel_and_clear_by_keys(make_app: AppFactory, held: HeldTransfer) -> None:
+    app = make_app(screen="downloads", launch=False, transfer=held)
+
+    async def test(app: LlmTuiApp, screen: DownloadsScreen, pilot: Pilot[int]) -> None:
+        assert "Nothing queued" in str(screen.query_one("#downloads-status").render())
+        await pilot.press("a")
+        assert isinstance(app.screen, TextPromptModal)
+        await pilot.press(*"not a download", "enter")
+        assert isinstance(app.screen, TextPromptModal)  # refused on the field
+        await pilot.press("ctrl+a", "ctrl+k", *"org/tiny-GGUF tiny-q4.gguf", "enter")
+        await until(pilot, lambda: held.urls != [], "the transfer starts")
+        assert held.urls == ["https://huggingface.co/org/tiny-GGUF/resolve/main/tiny-q4.gguf"]
+        (task,) = app.runtime.downloads.tasks.all()
+        assert task.target_path == app.runtime.config.models_dir / "tiny-q4.gguf"
+        screen.refresh_table()
+        assert "1 downloading" in str(screen.query_one("#downloads-status").render())
+
+        await pilot.press("p")
+        await until(pilot, lambda: status_of(app, task.id) is TaskStatus.PAUSED, "paused")
+        await pilot.press("r")
+        await until(pilot, lambda: len(held.urls) == 2, "resumed")
+        part = task.target_path.with_name("tiny-q4.gguf.abcdef12.part")
+        part.parent.mkdir(parents=True, exist_ok=True)
+        part.write_bytes(b"half")
+        await pilot.press("c")
+        assert isinstance(app.screen, ConfirmModal)
+        await pilot.press("n")  # keep the partial file
+        await until(pilot, lambda: status_of(app, task.id) is TaskStatus.CANCELLED, "cancelled")
+        assert part.exists()
+        await pilot.press("r")  # a cancelled download can be started again
+        await until(pilot, lambda: len(held.urls) == 3, "restarted")
+        held.release.set()
+        await until(pilot, lambda: status_of(app, task.id) is TaskStatus.COMPLETED, "completed")
+        assert task.target_path.read_bytes() == b"done"
+        await pilot.press("x")
+        await until(pilot, lambda: app.runtime.downloads.tasks.all() == [], "cleared")
+
+    drive(app, test)
+
+
+def test_cancel_can_delete_the_partial_file(make_app: AppFactory, held: HeldTransfer) -> None:
+    app = make_app(screen="downloads", launch=False, transfer=held)
+
+    async def test(app: LlmTuiApp, screen: DownloadsScreen, pilot: Pilot[int]) -> None:
+        target = app.runtime.config.models_dir / "x.gguf"
+        task = app.runtime.downloads.add("url", target, url="http://127.0.0.1:9/x.gguf")
+        part = target.with_name("x.gguf.0badc0de.part")
+        part.parent.mkdir(parents=True, exist_ok=True)
+        part.write_bytes(b"half")
+        screen.refresh_table()
+        await pilot.press("c", "y")
+        await until(pilot, lambda: status_of(app, task.id) is TaskStatus.CANCELLED, "cancelled")
+        assert not part.exists()
+
+    drive(app, test)
+
+
+def test_a_failed_download_shows_why(make_app: AppFactory) -> None:
+    app = make_app(screen="downloads", launch=False)  # the default test transfer fails: no network
+
+    async def test(app: LlmTuiApp, screen: DownloadsScreen, pilot: Pilot[int]) -> None:
+        task = app.runtime.downloads.add("url", app.runtime.config.models_dir / "y.gguf", url="http://127.0.0.1:9/y")
+        await until(pilot, lambda: status_of(app, task.id) is TaskStatus.FAILED, "failed")
+        screen.refresh_table()
+        await pilot.pause()
+        assert "no network in tests" in str(screen.query_one("#downloads-detail").render())
+
+    drive(app, test)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("org/name file.gguf", ("hf", {"repo": "org/name", "file": "file.gguf"})),
+        ("https://example.org/a.gguf", ("url", {"url": "https://example.org/a.gguf"})),
+    ],
+)
+def test_parse_addition(text: str, expected: tuple[str, dict[str, str]]) -> None:
+    assert parse_addition(text) == expected
+    with pytest.raises(ValueError, match=r"org/name file\.gguf"):
+        parse_addition("just-a-name")

@@ -1,0 +1,235 @@
+"""The downloads screen: the queue with progress, speed, ETA and status; pause, resume, cancel, retry, add.
+
+Tasks live in SQLite (a restart brings interrupted ones back paused); the
+table is re-read twice a second while the screen is shown. `a` adds a file
+(`org/repo file.gguf` or a URL), `p` pauses, `r` resumes or retries, `c`
+cancels (asking whether to delete the partial file), `x` clears finished ones.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.markup import escape
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import DataTable, Footer, Header, Static
+
+from engines.catalog.fit import human_bytes
+from engines.downloads.tasks import DownloadTask, TaskStatus
+from engines.errors import LlmTuiError
+from tui.screens.app_screen import AppScreen
+from tui.widgets.screen_bar import ScreenBar
+
+COLUMNS = ("ID", "File", "Status", "Progress", "Size", "Speed", "ETA")
+BAR_WIDTH = 8
+STATUS_COLOUR = {
+    TaskStatus.DOWNLOADING: "accent",
+    TaskStatus.COMPLETED: "success",
+    TaskStatus.FAILED: "error",
+    TaskStatus.PAUSED: "warning",
+}
+
+
+def progress_bar(task: DownloadTask) -> str:
+    """▰▰▰▱▱▱ 48% (or the bytes so far when the size is unknown)."""
+    fraction = task.fraction
+    if fraction is None:
+        return human_bytes(task.done_bytes) if task.done_bytes else "-"
+    filled = round(min(1.0, fraction) * BAR_WIDTH)
+    return "▰" * filled + "▱" * (BAR_WIDTH - filled) + f" {fraction:4.0%}"
+
+
+def eta(task: DownloadTask) -> str:
+    if task.status is not TaskStatus.DOWNLOADING or not task.speed_bps or not task.total_bytes:
+        return "-"
+    seconds = max(0, task.total_bytes - task.done_bytes) / task.speed_bps
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} m"
+
+
+def parse_addition(text: str) -> tuple[str, dict[str, str]]:
+    """("hf", repo/file) from "org/repo file.gguf", ("url", url) from a URL; BadRequest-style message otherwise."""
+    parts = text.split()
+    if len(parts) == 1 and parts[0].startswith(("https://", "http://")):
+        return "url", {"url": parts[0]}
+    if len(parts) == 2 and parts[0].count("/") == 1:
+        return "hf", {"repo": parts[0], "file": parts[1]}
+    raise ValueError("type a Hugging Face repo and a file (org/name file.gguf) or an http(s) URL")
+
+
+class DownloadsScreen(AppScreen):
+    """The download queue."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("a", "add", "Add"),
+        Binding("p", "pause", "Pause"),
+        Binding("r", "resume", "Resume/retry"),
+        Binding("c", "cancel", "Cancel"),
+        Binding("x", "clear", "Clear finished"),
+    ]
+    DEFAULT_CSS = """
+    #downloads-status { height: 1; padding: 0 1; color: $text-muted; background: $boost; }
+    #downloads-table { height: 1fr; }
+    #downloads-detail { height: auto; max-height: 4; padding: 0 1; border-top: solid $primary-muted; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__(name="downloads")
+        self._shown: list[DownloadTask] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="downloads-status")
+        yield DataTable(id="downloads-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="downloads-detail")
+        yield ScreenBar("downloads")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.table
+        for title in COLUMNS:
+            table.add_column(title, key=title)
+        table.focus()
+        self.refresh_table()
+        self.set_interval(0.5, self.refresh_table)
+
+    @property
+    def table(self) -> DataTable[str | Text]:
+        return self.query_one("#downloads-table", DataTable)
+
+    @property
+    def selected(self) -> DownloadTask | None:
+        row = self.table.cursor_row
+        return self._shown[row] if 0 <= row < len(self._shown) else None
+
+    def refresh_table(self) -> None:
+        if not self.is_current:
+            return
+        tasks = self.runtime.downloads.tasks.all()
+        colours = self.app.theme_variables
+        table = self.table
+        keep = self.selected.id if self.selected else None
+        rows = [self._cells(t, colours) for t in tasks]
+        if [t.id for t in tasks] != [t.id for t in self._shown]:
+            row = table.cursor_row
+            table.clear()
+            for task, cells in zip(tasks, rows, strict=True):
+                table.add_row(*cells, key=str(task.id))
+            ids = [t.id for t in tasks]
+            if ids:
+                table.move_cursor(row=ids.index(keep) if keep in ids else min(row, len(ids) - 1))
+        else:
+            for task, cells in zip(tasks, rows, strict=True):
+                for column, value in zip(COLUMNS, cells, strict=True):
+                    table.update_cell(str(task.id), column, value)
+        self._shown = tasks
+        active = sum(1 for t in tasks if t.status is TaskStatus.DOWNLOADING)
+        queued = sum(1 for t in tasks if t.status is TaskStatus.PENDING)
+        status = (
+            f"{active} downloading · {queued} queued · {len(tasks)} in the list"
+            if tasks
+            else ("Nothing queued. `a` adds a file; `d` on a catalog row queues that model.")
+        )
+        self.query_one("#downloads-status", Static).update(status)
+        self._show_detail()
+
+    @staticmethod
+    def _cells(task: DownloadTask, colours: dict[str, str]) -> tuple[str | Text, ...]:
+        speed = f"{human_bytes(int(task.speed_bps))}/s" if task.speed_bps else "-"
+        return (
+            str(task.id),
+            task.file or task.target_path.name,
+            Text(task.status.value, style=colours.get(STATUS_COLOUR.get(task.status, ""), "")),
+            progress_bar(task),
+            human_bytes(task.total_bytes) if task.total_bytes else "-",
+            speed,
+            eta(task),
+        )
+
+    def _show_detail(self) -> None:
+        task = self.selected
+        lines = []
+        if task is not None:
+            models_dir = self.runtime.config.models_dir
+            where = "the models directory" if task.target_path.parent == models_dir else str(task.target_path.parent)
+            lines.append(f"{escape(task.label)} → {escape(where)}")
+        if task is not None and task.error:
+            lines.append(f"[$text-error]{escape(task.error)}[/]")
+        self.query_one("#downloads-detail", Static).update("\n".join(lines))
+
+    def on_data_table_row_highlighted(self) -> None:
+        self._show_detail()
+
+    # -- actions ------------------------------------------------------------------------------------------
+
+    def _act(self, action: str) -> None:
+        task = self.selected
+        if task is None:
+            return
+        queue = self.runtime.downloads
+        try:
+            if action == "pause":
+                queue.pause(task.id)
+            else:
+                queue.resume(task.id)
+        except LlmTuiError as exc:
+            self.notify(str(exc), title="Not possible", severity="warning")
+        self.refresh_table()
+
+    def action_pause(self) -> None:
+        self._act("pause")
+
+    def action_resume(self) -> None:
+        self._act("resume")
+
+    def action_cancel(self) -> None:
+        task = self.selected
+        if task is None or task.status in (TaskStatus.COMPLETED, TaskStatus.CANCELLED):
+            return
+        from tui.screens.modals.confirm import ConfirmModal
+
+        def done(delete: bool | None) -> None:
+            try:
+                self.runtime.downloads.cancel(task.id, delete_part=bool(delete))
+            except LlmTuiError as exc:
+                self.notify(str(exc), title="Not cancelled", severity="warning")
+            self.refresh_table()
+
+        question = f"Cancel {task.label}. Delete its partial file too? (Keep it to resume later.)"
+        self.app.push_screen(ConfirmModal(question, yes="Delete", no="Keep"), done)
+
+    def action_clear(self) -> None:
+        count = self.runtime.downloads.clear_finished()
+        self.notify(f"Cleared {count} finished download{'s' if count != 1 else ''}.")
+        self.refresh_table()
+
+    def action_add(self) -> None:
+        from tui.screens.modals.text_prompt import TextPromptModal
+
+        def check(text: str) -> str | None:
+            try:
+                parse_addition(text)
+            except ValueError as exc:
+                return str(exc)
+            return None
+
+        def done(text: str | None) -> None:
+            if text is not None:
+                source, fields = parse_addition(text)
+                self.queue_file(source, fields)
+
+        prompt = TextPromptModal("Download", placeholder="org/name file.gguf   or   https://…", check=check)
+        self.app.push_screen(prompt, done)
+
+    def queue_file(self, source: str, fields: dict[str, str]) -> None:
+        """Add a file to the queue, into the models directory."""
+        from engines.downloads.names import safe_join
+
+        name = fields.get("file") or fields.get("url", "").rstrip("/").rsplit("/", 1)[-1].split("?")[0]
+        try:
+            target = safe_join(self.runtime.config.models_dir, name)
+            self.runtime.downloads.add(source, target, **fields)
+        except LlmTuiError as exc:  # an unsafe name, a file already queued
+            self.notify(str(exc), title="Not queued", severity="error")
+        self.refresh_table()
