@@ -14,12 +14,13 @@ from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import Footer, Header, Static
 
 from engines.catalog.fit import human_bytes
 from engines.downloads.tasks import DownloadTask, TaskStatus
 from engines.errors import LlmTuiError
 from tui.screens.app_screen import AppScreen
+from tui.widgets.live_table import LiveTable
 from tui.widgets.screen_bar import ScreenBar
 
 COLUMNS = ("ID", "File", "Status", "Progress", "Size", "Speed", "ETA")
@@ -81,22 +82,19 @@ class DownloadsScreen(AppScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="downloads-status")
-        yield DataTable(id="downloads-table", cursor_type="row", zebra_stripes=True)
+        yield LiveTable(COLUMNS, id="downloads-table")
         yield Static("", id="downloads-detail")
         yield ScreenBar("downloads")
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.table
-        for title in COLUMNS:
-            table.add_column(title, key=title)
-        table.focus()
+        self.table.focus()
         self.refresh_table()
         self.set_interval(0.5, self.refresh_table)
 
     @property
-    def table(self) -> DataTable[str | Text]:
-        return self.query_one("#downloads-table", DataTable)
+    def table(self) -> LiveTable:
+        return self.query_one(LiveTable)
 
     @property
     def selected(self) -> DownloadTask | None:
@@ -108,21 +106,7 @@ class DownloadsScreen(AppScreen):
             return
         tasks = self.runtime.downloads.tasks.all()
         colours = self.app.theme_variables
-        table = self.table
-        keep = self.selected.id if self.selected else None
-        rows = [self._cells(t, colours) for t in tasks]
-        if [t.id for t in tasks] != [t.id for t in self._shown]:
-            row = table.cursor_row
-            table.clear()
-            for task, cells in zip(tasks, rows, strict=True):
-                table.add_row(*cells, key=str(task.id))
-            ids = [t.id for t in tasks]
-            if ids:
-                table.move_cursor(row=ids.index(keep) if keep in ids else min(row, len(ids) - 1))
-        else:
-            for task, cells in zip(tasks, rows, strict=True):
-                for column, value in zip(COLUMNS, cells, strict=True):
-                    table.update_cell(str(task.id), column, value)
+        self.table.show([(str(t.id), self._cells(t, colours)) for t in tasks])
         self._shown = tasks
         active = sum(1 for t in tasks if t.status is TaskStatus.DOWNLOADING)
         queued = sum(1 for t in tasks if t.status is TaskStatus.PENDING)

@@ -17,12 +17,13 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import Footer, Header, Static
 
 from engines.catalog.fit import human_bytes
 from engines.errors import LlmTuiError
 from engines.types import InstanceInfo, InstanceState
 from tui.screens.app_screen import AppScreen
+from tui.widgets.live_table import LiveTable
 from tui.widgets.screen_bar import ScreenBar
 
 COLUMNS = ("Run", "Model", "Engine", "Device", "State", "RAM", "VRAM", "tok/s", "Reqs", "Up", "Idle")
@@ -71,15 +72,6 @@ def cells(info: InstanceInfo, now: float, active: str | None, colours: dict[str,
     )
 
 
-class InstanceTable(DataTable[str | Text]):
-    """Rows of instances; Home and End go to the first and last row."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("home", "scroll_top", "First", show=False),
-        Binding("end", "scroll_bottom", "Last", show=False),
-    ]
-
-
 class InstancesScreen(AppScreen):
     """Running models: watch them, chat with one, stop or restart them, read their logs."""
 
@@ -106,22 +98,19 @@ class InstancesScreen(AppScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="instances-status")
-        yield InstanceTable(id="instances-table", cursor_type="row", zebra_stripes=True)
+        yield LiveTable(COLUMNS, id="instances-table")
         yield Static("", id="instances-detail")
         yield ScreenBar("instances")
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.table
-        for title in COLUMNS:
-            table.add_column(title, key=title)
-        table.focus()
+        self.table.focus()
         self.refresh_table()
         self.set_interval(1.0, self.refresh_table)
 
     @property
-    def table(self) -> InstanceTable:
-        return self.query_one(InstanceTable)
+    def table(self) -> LiveTable:
+        return self.query_one(LiveTable)
 
     @property
     def selected(self) -> InstanceInfo | None:
@@ -131,25 +120,11 @@ class InstancesScreen(AppScreen):
     def refresh_table(self) -> None:
         """Re-read every instance; keep the cursor on the same run id."""
         infos = [i for i in self.llm_app.runtime.manager.instances() if i.state is not InstanceState.STOPPED]
-        keep = self.selected.run_id if self.selected else None
-        row = self.table.cursor_row
-        active = self.llm_app.runtime.active
+        active = self.runtime.active
         now = self.clock()
         colours = self.app.theme_variables
-        table = self.table
-        if [i.run_id for i in infos] != [i.run_id for i in self._shown]:
-            table.clear()
-            for info in infos:
-                table.add_row(*cells(info, now, active.run_id if active else None, colours), key=info.run_id)
-            ids = [i.run_id for i in infos]
-            # The same instance if it is still there, else the row that took its place.
-            table.move_cursor(row=ids.index(keep) if keep in ids else min(row, len(ids) - 1))
-        else:
-            for info in infos:
-                for column, value in zip(
-                    COLUMNS, cells(info, now, active.run_id if active else None, colours), strict=True
-                ):
-                    table.update_cell(info.run_id, column, value)
+        active_id = active.run_id if active else None
+        self.table.show([(i.run_id, cells(i, now, active_id, colours)) for i in infos])
         self._shown = infos
         self._show_status(infos)
         self._show_detail()
