@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from engines.catalog.fit import Resources
     from engines.catalog.listing import Listing
     from engines.catalog.packaged import Progress
-    from engines.downloads.queue import DownloadQueue, Transfer
+    from engines.downloads.queue import DescribeHub, DownloadQueue, Transfer
     from engines.instance_log import InstanceLog
     from engines.launch import Launched
     from engines.telemetry.poller import TelemetryPoller
@@ -61,6 +61,7 @@ class Runtime:
         listing: ListingSource | None = None,
         gpu_source: Callable[[], GpuSource] | None = None,
         transfer: Transfer | None = None,
+        describe_hub: DescribeHub | None = None,
     ) -> None:
         self.config = config
         self.manager = manager or EngineManager()
@@ -74,6 +75,7 @@ class Runtime:
         self._telemetry: TelemetryPoller | None = None
         self._downloads: DownloadQueue | None = None
         self._transfer = transfer
+        self._describe_hub = describe_hub
         self._lock = threading.Lock()
         self._active: ActiveModel | None = None
 
@@ -177,7 +179,9 @@ class Runtime:
                     hf_endpoint=config.hf_endpoint or HF_ENDPOINT,
                     hf_token=config.hf_token.reveal() if config.hf_token else None,
                 )
-                self._downloads = DownloadQueue(DownloadTasks(self.store), settings, transfer=self._transfer)
+                self._downloads = DownloadQueue(
+                    DownloadTasks(self.store), settings, transfer=self._transfer, describe_hub=self._describe_hub
+                )
             return self._downloads
 
     @property

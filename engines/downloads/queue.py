@@ -44,6 +44,21 @@ class Transfer(Protocol):
     ) -> object: ...
 
 
+class HubInfo(Protocol):
+    """What the Hub says about a file (engines.downloads.hf_source.HubFile)."""
+
+    @property
+    def size(self) -> int | None: ...
+    @property
+    def sha256(self) -> str | None: ...
+    @property
+    def commit(self) -> str | None: ...
+
+
+DescribeHub = Callable[..., HubInfo]
+"""engines.downloads.hf_source.hub_file, or a fake in tests."""
+
+
 @dataclass(frozen=True, slots=True)
 class QueueSettings:
     """How the queue runs."""
@@ -68,6 +83,7 @@ class DownloadQueue:
         settings: QueueSettings | None = None,
         *,
         transfer: Transfer | None = None,
+        describe_hub: DescribeHub | None = None,
         on_change: Callable[[int], None] | None = None,
     ) -> None:
         self.tasks = tasks
@@ -75,6 +91,7 @@ class DownloadQueue:
         if self.settings.concurrency < 1:
             raise BadRequest(f"download concurrency must be at least 1, got {self.settings.concurrency}")
         self._transfer = transfer
+        self._describe_hub = describe_hub
         self.on_change = on_change
         self._lock = threading.Lock()
         self._running: dict[int, tuple[threading.Thread, threading.Event]] = {}
@@ -157,6 +174,22 @@ class DownloadQueue:
             entry[1].set()
         self._changed(task_id)
 
+    def _describe(self, task: DownloadTask) -> DownloadTask:
+        """For a Hub file missing its size or hash, ask the Hub first and pin the commit (resumes then
+        fetch the same bytes even if the branch moves)."""
+        if task.source != "hf" or not (task.repo and task.file) or (task.sha256 and task.total_bytes and task.revision):
+            return task
+        describe = self._describe_hub or _default_describe()
+        info = describe(
+            task.repo,
+            task.file,
+            revision=task.revision,
+            endpoint=self.settings.hf_endpoint,
+            token=self.settings.hf_token,
+        )
+        self.tasks.set_expected(task.id, total_bytes=info.size, sha256=info.sha256, revision=info.commit)
+        return self.tasks.get(task.id)
+
     def _url_and_headers(self, task: DownloadTask) -> tuple[str, dict[str, str]]:
         if task.source == "hf" and task.repo and task.file:
             headers = {"Authorization": f"Bearer {self.settings.hf_token}"} if self.settings.hf_token else {}
@@ -178,6 +211,7 @@ class DownloadQueue:
 
         error: str | None = None
         try:
+            task = self._describe(task)
             url, headers = self._url_and_headers(task)
             transfer = self._transfer or _default_transfer()
             result = transfer(
@@ -215,6 +249,12 @@ class DownloadQueue:
                 self.on_change(task_id)
             except Exception:  # a listener's bug must not stop downloads
                 log.exception("download listener failed")
+
+
+def _default_describe() -> DescribeHub:
+    from engines.downloads.hf_source import hub_file
+
+    return hub_file
 
 
 def _default_transfer() -> Transfer:

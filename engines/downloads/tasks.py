@@ -185,6 +185,15 @@ class DownloadTasks:
                 (done_bytes, total_bytes, speed_bps, time.time(), task_id),
             )
 
+    def set_expected(self, task_id: int, *, total_bytes: int | None, sha256: str | None, revision: str | None) -> None:
+        """Fill in what the server said the file is (known values are kept): size, hash, the commit it is at."""
+        with self.store._write() as conn:
+            conn.execute(
+                "UPDATE downloads SET total_bytes = COALESCE(total_bytes, ?), sha256 = COALESCE(sha256, ?),"
+                " revision = COALESCE(revision, ?), updated_at = ? WHERE id = ?",
+                (total_bytes, sha256, revision, time.time(), task_id),
+            )
+
     def recover(self, *, resume: bool) -> list[int]:
         """After a restart: tasks left 'downloading' become pending (resume=True) or paused; returns their ids."""
         status = TaskStatus.PENDING if resume else TaskStatus.PAUSED

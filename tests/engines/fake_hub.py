@@ -9,6 +9,7 @@ Run as a script (`python -m tests.engines.fake_hub FILE`) it serves FILE at /fil
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 import sys
 import threading
@@ -135,6 +136,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
         self.send_body(served, fault, start)
+
+    def do_HEAD(self) -> None:
+        """What the Hub answers huggingface_hub's metadata request with: commit, LFS sha256 and size."""
+        hub = self.owner
+        hub.requests.append(Recorded("HEAD", self.path, {k.lower(): v for k, v in self.headers.items()}))
+        served = hub.files.get(self.path)
+        if served is None:
+            self.answer(404, {"X-Error-Code": "EntryNotFound"})
+            return
+        if served.default.status is not None:
+            self.answer(served.default.status)
+            return
+        self.send_response(200)
+        self.send_header("X-Repo-Commit", "c0ffee" * 6 + "c0ff")
+        self.send_header("X-Linked-Etag", '"' + hashlib.sha256(served.data).hexdigest() + '"')
+        self.send_header("X-Linked-Size", str(len(served.data)))
+        self.send_header("Content-Length", str(len(served.data)))
+        self.end_headers()
 
     def send_body(self, served: Served, fault: Fault, start: int) -> None:
         body = bytearray(served.data[start:]) if fault.corrupt_at is not None else memoryview(served.data)[start:]

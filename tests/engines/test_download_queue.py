@@ -70,6 +70,18 @@ class ScriptedTransfer:
                 self.active -= 1
 
 
+@dataclass(frozen=True)
+class HubInfo:
+    size: int | None
+    sha256: str | None
+    commit: str | None
+
+
+def describe(repo: str, file: str, **_: object) -> HubInfo:
+    """The Hub's answer for every file: 100 bytes at commit abc123 (no LFS hash)."""
+    return HubInfo(100, None, "abc123")
+
+
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -95,6 +107,7 @@ def test_at_most_n_run_at_once_and_the_rest_follow(store: Store, tmp_path: Path)
         DownloadTasks(store),
         QueueSettings(concurrency=2, hf_token="hf_secret"),
         transfer=transfer,
+        describe_hub=describe,
         on_change=changes.append,
     )
     for n in range(3):
@@ -103,11 +116,10 @@ def test_at_most_n_run_at_once_and_the_rest_follow(store: Store, tmp_path: Path)
     assert statuses(queue.tasks) == ["downloading", "downloading", "pending"]
     url, target, headers = transfer.calls[0]
     assert target == tmp_path / "m0.gguf"
-    assert (
-        url
-        == hf_url("https://huggingface.co", "org/m", "m0.gguf", None)
-        == "https://huggingface.co/org/m/resolve/main/m0.gguf"
-    )
+    # Asked the Hub first, then fetched at the commit it named (the bytes cannot change under a resume).
+    assert url == hf_url("https://huggingface.co", "org/m", "m0.gguf", "abc123")
+    assert url == "https://huggingface.co/org/m/resolve/abc123/m0.gguf"
+    assert queue.tasks.get(1).total_bytes == 100 and queue.tasks.get(1).revision == "abc123"
     assert headers == {"Authorization": "Bearer hf_secret"}
     transfer.release.set()
     wait_for(lambda: statuses(queue.tasks) == ["completed"] * 3, "all three complete")
@@ -184,13 +196,23 @@ def test_the_real_transfer_through_the_queue_from_a_fake_hub(store: Store, tmp_p
     data = os.urandom(300_000)
     good = hashlib.sha256(data).hexdigest()
     with FakeHub() as hub:
-        hub.add("/org/m-GGUF/resolve/main/m.gguf", data, Fault(drop_after=100_000))
+        commit = "c0ffee" * 6 + "c0ff"  # what the fake hub's metadata answer names
+        hub.add("/org/m-GGUF/resolve/main/m.gguf", data)
+        hub.add(f"/org/m-GGUF/resolve/{commit}/m.gguf", data, Fault(drop_after=100_000))
         hub.add("/org/m-GGUF/resolve/main/bad.gguf", data)
+        hub.add(f"/org/m-GGUF/resolve/{commit}/bad.gguf", data)
+        hub.add("/org/m-GGUF/resolve/main/nolfs.gguf", data)
+        hub.add(f"/org/m-GGUF/resolve/{commit}/nolfs.gguf", data)
         settings = QueueSettings(hf_endpoint=hub.url(""), hf_token="hf_secret")
         queue = DownloadQueue(DownloadTasks(store), settings)
         ok = queue.add("hf", tmp_path / "m.gguf", repo="org/m-GGUF", file="m.gguf", total_bytes=len(data), sha256=good)
         bad = queue.add("hf", tmp_path / "bad.gguf", repo="org/m-GGUF", file="bad.gguf", sha256="0" * 64)
-        wait_for(lambda: not queue.running() and queue.tasks.next_pending() is None, "both finished")
+        # Added with no size or hash: the Hub's metadata (LFS sha256, size, commit) fills them in first.
+        described = queue.add("hf", tmp_path / "nolfs.gguf", repo="org/m-GGUF", file="nolfs.gguf")
+        wait_for(lambda: not queue.running() and queue.tasks.next_pending() is None, "all finished")
+        filled = queue.tasks.get(described.id)
+        assert filled.status is TaskStatus.COMPLETED
+        assert (filled.sha256, filled.total_bytes, filled.revision) == (good, len(data), commit)
         assert queue.tasks.get(ok.id).status is TaskStatus.COMPLETED
         assert (tmp_path / "m.gguf").read_bytes() == data
         failed = queue.tasks.get(bad.id)

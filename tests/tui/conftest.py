@@ -5,12 +5,13 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from engines.adapters.fake import FakeEngine
 from engines.config import load_config
-from engines.downloads.queue import Transfer
+from engines.downloads.queue import DescribeHub, Transfer
 from engines.errors import LlmTuiError
 from engines.manager import Coalescing, EngineManager
 from engines.telemetry.sources import GpuSource
@@ -20,9 +21,9 @@ from tui.runtime import ListingSource, Runtime
 AppFactory = Callable[..., LlmTuiApp]
 
 
-def offline_transfer(url: str, target: Path, **_: object) -> object:
-    """Tests never reach the network: a queued download fails at once, saying so."""
-    raise LlmTuiError(f"no network in tests ({url})")
+def offline_transfer(*args: object, **_: object) -> Any:
+    """Tests never reach the network: a queued download (or asking the Hub about it) fails at once, saying so."""
+    raise LlmTuiError(f"no network in tests ({', '.join(map(str, args))})")
 
 
 @pytest.fixture
@@ -57,6 +58,7 @@ def make_app(isolated_dirs: Path, fake_model: Path) -> AppFactory:
         listing: ListingSource | None = None,
         gpu_source: Callable[[], GpuSource] | None = None,
         transfer: Transfer | None = None,
+        describe_hub: DescribeHub | None = None,
     ) -> LlmTuiApp:
         config = load_config(env={}, cwd=isolated_dirs)
         chosen = engine or FakeEngine()
@@ -71,6 +73,7 @@ def make_app(isolated_dirs: Path, fake_model: Path) -> AppFactory:
             listing=listing,
             gpu_source=gpu_source,
             transfer=transfer or offline_transfer,
+            describe_hub=describe_hub or offline_transfer,
         )
         runtimes.append(runtime)
         return LlmTuiApp(runtime, screen=screen, model=str(fake_model) if launch else None)

@@ -68,7 +68,9 @@ def status_of(app: LlmTuiApp, task_id: int) -> TaskStatus:
 
 
 def test_add_pause_resume_cancel_and_clear_by_keys(make_app: AppFactory, held: HeldTransfer) -> None:
-    app = make_app(screen="downloads", launch=False, transfer=held)
+    from tests.engines.test_download_queue import describe
+
+    app = make_app(screen="downloads", launch=False, transfer=held, describe_hub=describe)
 
     async def test(app: LlmTuiApp, screen: DownloadsScreen, pilot: Pilot[int]) -> None:
         assert "Nothing queued" in str(screen.query_one("#downloads-status").render())
@@ -78,7 +80,7 @@ def test_add_pause_resume_cancel_and_clear_by_keys(make_app: AppFactory, held: H
         assert isinstance(app.screen, TextPromptModal)  # refused on the field
         await pilot.press("ctrl+a", "ctrl+k", *"org/tiny-GGUF tiny-q4.gguf", "enter")
         await until(pilot, lambda: held.urls != [], "the transfer starts")
-        assert held.urls == ["https://huggingface.co/org/tiny-GGUF/resolve/main/tiny-q4.gguf"]
+        assert held.urls == ["https://huggingface.co/org/tiny-GGUF/resolve/abc123/tiny-q4.gguf"]  # pinned commit
         (task,) = app.runtime.downloads.tasks.all()
         assert task.target_path == app.runtime.config.models_dir / "tiny-q4.gguf"
         screen.refresh_table()

@@ -1,0 +1,58 @@
+"""What the Hugging Face Hub says about a file before we fetch it: size, sha256 and the commit, via huggingface_hub.
+
+huggingface_hub knows the Hub's endpoints, `HF_ENDPOINT` mirrors and token
+handling; the transfer itself stays ours (resumable, verified). LFS files
+carry their sha256 as the linked ETag, so a download from the Hub is checked
+against the hash the Hub holds even when the catalog has none.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from engines.downloads.transfer import DownloadAuthError, DownloadNotFound
+from engines.errors import DownloadError
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class HubFile:
+    """A file on the Hub at one commit."""
+
+    url: str
+    size: int | None
+    sha256: str | None
+    """None for files not in LFS (their ETag is a git blob id, not a sha256)."""
+    commit: str | None
+
+
+def hub_file(repo: str, file: str, *, revision: str | None, endpoint: str, token: str | None) -> HubFile:
+    """Ask the Hub (or a mirror) about `file` in `repo`; raises DownloadNotFound / DownloadAuthError / DownloadError."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    url = hf_hub_url(repo, file, revision=revision, endpoint=endpoint)
+    where = f"{repo}/{file}" + (f"@{revision}" if revision else "")
+    try:
+        meta = get_hf_file_metadata(url, token=token or False, endpoint=endpoint)
+    except GatedRepoError:
+        raise DownloadAuthError(f"{repo} is gated: accept its licence on the Hub and set hf_token") from None
+    except (RepositoryNotFoundError, EntryNotFoundError, RevisionNotFoundError):
+        raise DownloadNotFound(f"{where} is not on {endpoint} (or is private: set hf_token)") from None
+    except HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else None
+        if status in (401, 403):
+            raise DownloadAuthError(f"{endpoint} refused {where} (HTTP {status}): check hf_token") from None
+        raise DownloadError(f"{endpoint} could not describe {where} (HTTP {status})") from None
+    except OSError as exc:  # connection refused, DNS, timeout
+        raise DownloadError(f"cannot reach {endpoint}: {type(exc).__name__}") from None
+    etag = (meta.etag or "").strip('"').lower()
+    return HubFile(url=url, size=meta.size, sha256=etag if _SHA256.match(etag) else None, commit=meta.commit_hash)
