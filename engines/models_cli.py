@@ -18,7 +18,7 @@ def add_parser(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
     global_options: Callable[[argparse.ArgumentParser], None],
 ) -> None:
-    """Register `models list` and `models rm` under `sub`."""
+    """Register `models list`, `models rm` and `models pull` under `sub`."""
     models = sub.add_parser("models", help="list the models here and in the catalog; delete local ones")
     actions = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="every model with metadata and a fit verdict")
@@ -28,12 +28,19 @@ def add_parser(
     rm = actions.add_parser("rm", help="delete a local model's file(s) from the models directory")
     rm.add_argument("id", metavar="ID", help="the id `models list` shows (or the catalog id of a local file)")
     rm.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    for parser in (models, listing, rm):
+    from engines.pull_cli import add_pull_parser
+
+    pull = add_pull_parser(actions)
+    for parser in (models, listing, rm, pull):
         global_options(parser)
 
 
 def run_models(args: argparse.Namespace, config: Config, out: TextIO = sys.stdout) -> int:
-    """Run `models list` or `models rm`."""
+    """Run `models list`, `models rm` or `models pull`."""
+    if args.models_command == "pull":
+        from engines.pull_cli import run_pull
+
+        return run_pull(args, config)
     if args.models_command == "list":
         listing = build_listing(config, local_only=args.local, n_ctx=args.n_ctx)
         for status in listing.statuses:

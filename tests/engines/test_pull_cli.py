@@ -1,0 +1,81 @@
+"""`llm-tui models pull` against a fake Hub: SIGKILLed mid-download and run again, it finishes verified."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.engines.fake_hub import FakeHub, Fault
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMIT = "c0ffee" * 6 + "c0ff"  # what the fake hub's metadata answer names
+
+
+def pull_cmd(tmp: Path, *args: str) -> tuple[list[str], dict[str, str]]:
+    models = tmp / "models"
+    (tmp / "config.toml").write_text(f'models_dir = "{models}"\n')
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp),
+        "XDG_CONFIG_HOME": str(tmp / "config"),
+        "XDG_DATA_HOME": str(tmp / "data"),
+        "XDG_CACHE_HOME": str(tmp / "cache"),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_TOKEN": "hf_secret_token",
+    }
+    cmd = [sys.executable, "-m", "engines.cli", "--config", str(tmp / "config.toml"), "models", "pull", *args]
+    return cmd, env
+
+
+def parts(models: Path) -> list[Path]:
+    return list(models.glob("*.part")) if models.exists() else []
+
+
+def test_killed_pulls_resume_and_finish_with_the_right_sha256(tmp_path: Path) -> None:
+    data = os.urandom(1_500_000)
+    slow = Fault(throttle_bps=400_000)
+    with FakeHub() as hub:
+        hub.add("/org/tiny-GGUF/resolve/main/tiny.gguf", data)
+        hub.add(f"/org/tiny-GGUF/resolve/{COMMIT}/tiny.gguf", data, default=slow)
+        cmd, env = pull_cmd(tmp_path, "org/tiny-GGUF", "--file", "tiny.gguf")
+        env["HF_ENDPOINT"] = hub.url("")
+        models = tmp_path / "models"
+        final = models / "tiny.gguf"
+        sizes = []
+        for _ in range(2):  # killed twice at different points
+            child = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            floor = sizes[-1] if sizes else 0
+            deadline = time.monotonic() + 30
+            while not any(p.stat().st_size > floor + 200_000 for p in parts(models)):
+                assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
+                assert time.monotonic() < deadline, "the part never grew"
+                time.sleep(0.05)
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+            assert not final.exists()  # never a partial file at the final path
+            (part,) = parts(models)
+            sizes.append(part.stat().st_size)
+        assert sizes[1] > sizes[0]
+        done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == str(final)
+        assert hashlib.sha256(final.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
+        assert "verified" in done.stderr and "resumed at" in done.stderr
+        assert parts(models) == []
+        assert "hf_secret_token" not in done.stderr
+        assert all(r.headers.get("authorization") == "Bearer hf_secret_token" for r in hub.requests)
+
+
+def test_a_missing_file_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    with FakeHub() as hub:
+        cmd, env = pull_cmd(tmp_path, "org/none-GGUF", "--file", "none.gguf")
+        env["HF_ENDPOINT"] = hub.url("")
+        result = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.startswith("llm-tui: ") and "org/none-GGUF/none.gguf is not on" in result.stderr
+    assert "hf_secret_token" not in result.stderr and result.stderr.count("\n") == 1
