@@ -420,15 +420,16 @@ def _plain(value: object) -> Any:
     return value
 
 
-def _holds_secret(value: object, key: str = "") -> bool:
+def holds_secret(value: object, key: str = "") -> bool:
+    """Whether a config value or document holds a token or key (its file must then be 0600)."""
     if isinstance(value, Secret) or (key in ("hf_token", "api_key") and value):
         return True
     if isinstance(value, RemoteEndpoint):
         return value.api_key is not None
     if isinstance(value, Mapping):
-        return any(_holds_secret(v, str(k)) for k, v in value.items())
+        return any(holds_secret(v, str(k)) for k, v in value.items())
     if isinstance(value, list | tuple):
-        return any(_holds_secret(v) for v in value)
+        return any(holds_secret(v) for v in value)
     return False
 
 
@@ -437,17 +438,10 @@ def check_document(document: Mapping[str, object], path: Path) -> None:
     _parse_document(_plain(document), str(path), Path(os.path.abspath(path)).parent, [])
 
 
-def holds_secret(document: Mapping[str, object]) -> bool:
-    """Whether a config document holds a token or key (its file must then be 0600)."""
-    return _holds_secret(document)
-
-
 def save_config(values: Mapping[str, object], path: Path) -> None:
     """Validate `values` and write them to `path` as TOML, atomically; mode 0600 when a secret is in them.
 
     Raises ConfigError for an invalid value (nothing is written then).
     """
-    document = _plain(values)
-    _parse_document(document, str(path), Path(os.path.abspath(path)).parent, [])
-    data = tomli_w.dumps(document).encode()
-    atomic_write(path, data, private=_holds_secret(values))
+    check_document(values, path)
+    atomic_write(path, tomli_w.dumps(_plain(values)).encode(), private=holds_secret(values))

@@ -27,13 +27,7 @@ def resolve_model(
     Raises ModelNotFound with suggestions when nothing matches.
     """
     aliases = aliases or {}
-    seen: list[str] = []
-    while ref in aliases:
-        if ref in seen or len(seen) >= _MAX_ALIAS_DEPTH:
-            raise ModelNotFound(f"alias loop: {' -> '.join([*seen, ref])}")
-        seen.append(ref)
-        ref = aliases[ref]
-
+    ref = follow_aliases(ref, aliases)
     entry = find_entry(ref)
     if entry is not None:
         return spec_for_entry(entry, models_dir, progress)
@@ -46,6 +40,17 @@ def resolve_model(
     if path.suffix == ".gguf" or "/" in ref:
         raise ModelNotFound(f"no such model file: {path}")
     raise ModelNotFound(_not_found_message(ref, aliases))
+
+
+def follow_aliases(ref: str, aliases: Mapping[str, str]) -> str:
+    """What an alias (or an alias of an alias) stands for; `ref` itself when it is no alias."""
+    seen: list[str] = []
+    while ref in aliases:
+        if ref in seen or len(seen) >= _MAX_ALIAS_DEPTH:
+            raise ModelNotFound(f"alias loop: {' -> '.join([*seen, ref])}")
+        seen.append(ref)
+        ref = aliases[ref]
+    return ref
 
 
 def spec_for_entry(entry: CatalogEntry, models_dir: Path, progress: Progress | None = None) -> ModelSpec:

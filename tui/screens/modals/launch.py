@@ -67,12 +67,9 @@ def launch_target(ref: str, runtime: Runtime) -> LaunchTarget:
     """
     from engines.catalog.gguf_header import read_gguf_header
     from engines.catalog.listing import find_row, row_shape
+    from engines.catalog.resolve import follow_aliases
 
-    target = ref
-    seen = {ref}
-    while target in runtime.config.aliases and runtime.config.aliases[target] not in seen:
-        target = runtime.config.aliases[target]
-        seen.add(target)
+    target = follow_aliases(ref, runtime.config.aliases)
     row = find_row(runtime.catalog_listing(), target)
     if row is not None:
         launch_ref = str(row.path) if row.path and row.source != "catalog" else row.id
