@@ -8,9 +8,7 @@ repr, str and logs never show them.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -22,44 +20,28 @@ import platformdirs
 import tomli_w
 
 from engines.atomic import atomic_write
+from engines.config_tables import RemoteEndpoint, file_value, parse_aliases, parse_defaults, parse_endpoints
 from engines.config_values import (
     Invalid,
     Parse,
+    parse_bool,
     parse_float,
     parse_int,
     parse_ollama,
     parse_path,
+    parse_rate,
     parse_secret,
     parse_text,
     parse_url,
     resolve_path,
 )
-from engines.errors import BadRequest, ConfigError
+from engines.errors import ConfigError
 from engines.secret import MASK, Secret
 from engines.types import Params
 
 APP_NAME = "llm-tui"
 CONFIG_ENV = "LLM_TUI_CONFIG"
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteEndpoint:
-    """An OpenAI-compatible server (vLLM, llama-server, another llm-tui serve...)."""
-
-    name: str
-    url: str
-    api_key_env: str | None = None
-    """Name of the environment variable that holds the key."""
-    api_key: Secret | None = None
-    """A key written in the file itself (the file is then saved with mode 0600)."""
-
-    def resolve_api_key(self, env: Mapping[str, str]) -> Secret | None:
-        """The key from the file, else from the variable api_key_env names in `env`, else None."""
-        if self.api_key is not None:
-            return self.api_key
-        value = env.get(self.api_key_env, "").strip() if self.api_key_env else ""
-        return Secret(value) if value else None
 
 
 def _empty_mapping() -> Mapping[str, str]:
@@ -82,6 +64,11 @@ class Config:
     gpu_memory_fraction: float = 0.9
     telemetry_interval_s: float = 1.0
     theme: str = "textual-dark"
+    download_concurrency: int = 2
+    download_bandwidth_cap: int | None = None
+    """Bytes per second over all downloads; None = no cap."""
+    downloads_resume_on_start: bool = False
+    """Whether downloads interrupted by a quit or crash start again by themselves (else they wait, paused)."""
     aliases: Mapping[str, str] = field(default_factory=_empty_mapping)
     remote_endpoints: tuple[RemoteEndpoint, ...] = ()
     defaults: Params = field(default_factory=Params)
@@ -165,6 +152,9 @@ _KEYS: dict[str, _Key] = {
         parse_float(lambda v: v > 0, "a positive number of seconds"), ("LLM_TUI_TELEMETRY_INTERVAL_S",)
     ),
     "theme": _Key(parse_text, ("LLM_TUI_THEME",)),
+    "download_concurrency": _Key(parse_int(1, "an integer of at least 1"), ("LLM_TUI_DOWNLOAD_CONCURRENCY",)),
+    "download_bandwidth_cap": _Key(parse_rate, ("LLM_TUI_DOWNLOAD_BANDWIDTH_CAP",)),
+    "downloads_resume_on_start": _Key(parse_bool, ("LLM_TUI_DOWNLOADS_RESUME_ON_START",)),
 }
 SCALAR_KEYS: tuple[str, ...] = tuple(_KEYS)
 ENV_VARS: tuple[str, ...] = (CONFIG_ENV, *(name for key in _KEYS.values() for name in key.env))
@@ -173,20 +163,6 @@ ENV_VARS: tuple[str, ...] = (CONFIG_ENV, *(name for key in _KEYS.values() for na
 def flag_name(key: str) -> str:
     """The command-line option that sets a config key, as named in error messages."""
     return _KEYS[key].flag or "--" + key.replace("_", "-")
-
-
-def _show(raw: object) -> str:
-    text = json.dumps(raw) if isinstance(raw, str | bool) else repr(raw)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _file_value(parse: Parse, raw: object, base: Path, where: str) -> Any:
-    """Parse one value from a file; `where` is "PATH: key"."""
-    try:
-        return parse(raw, base)
-    except Invalid as exc:
-        got = f", got {_show(raw)}" if exc.show else ""
-        raise ConfigError(f"{where} must be {exc.expected}{got}") from None
 
 
 def _text_value(parse: Parse, raw: object, base: Path, source: str) -> Any:
@@ -200,101 +176,22 @@ def _text_value(parse: Parse, raw: object, base: Path, source: str) -> Any:
 
 # --- the file schema: scalars, [aliases], [[remote_endpoints]], [defaults] ---
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_PARAMS: dict[str, Parse] = {
-    "temperature": parse_float(lambda v: True, "a number"),
-    "top_p": parse_float(lambda v: True, "a number"),
-    "top_k": parse_int(None, "an integer"),
-    "repetition_penalty": parse_float(lambda v: True, "a number"),
-    "max_tokens": parse_int(None, "an integer"),
-    "seed": parse_int(None, "an integer"),
-}
-
 
 def _parse_document(doc: Mapping[str, object], label: str, base: Path, warnings: list[str]) -> dict[str, Any]:
     """Validate a parsed TOML document; return values by key and add non-fatal problems to `warnings`."""
     values: dict[str, Any] = {}
     for key, raw in doc.items():
         if key in _KEYS:
-            values[key] = _file_value(_KEYS[key].parse, raw, base, f"{label}: {key}")
+            values[key] = file_value(_KEYS[key].parse, raw, base, f"{label}: {key}")
         elif key == "aliases":
-            values[key] = _parse_aliases(raw, label)
+            values[key] = parse_aliases(raw, label)
         elif key == "remote_endpoints":
-            values[key] = _parse_endpoints(raw, label, warnings)
+            values[key] = parse_endpoints(raw, label, warnings)
         elif key == "defaults":
-            values[key] = _parse_defaults(raw, label, warnings)
+            values[key] = parse_defaults(raw, label, warnings)
         else:
             warnings.append(f"{label}: unknown key {key!r} ignored")
     return values
-
-
-def _table(raw: object, where: str, what: str) -> Mapping[str, object]:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where} must be a table ({what}), got {_show(raw)}")
-    return raw
-
-
-def _parse_aliases(raw: object, label: str) -> dict[str, str]:
-    table = _table(raw, f"{label}: aliases", 'name = "model reference"')
-    out: dict[str, str] = {}
-    for name, ref in table.items():
-        if not name.strip():
-            raise ConfigError(f"{label}: aliases: an alias name must not be empty")
-        out[name] = _file_value(parse_text, ref, Path(), f"{label}: aliases.{name}")
-    return out
-
-
-def _parse_endpoints(raw: object, label: str, warnings: list[str]) -> tuple[RemoteEndpoint, ...]:
-    if not isinstance(raw, list | tuple):
-        raise ConfigError(f"{label}: remote_endpoints must be an array of tables ([[remote_endpoints]])")
-    out: list[RemoteEndpoint] = []
-    for i, item in enumerate(raw):
-        where = f"{label}: remote_endpoints[{i}]"
-        table = _table(item, where, "name, url, api_key_env, api_key")
-        for key in table:
-            if key not in ("name", "url", "api_key_env", "api_key"):
-                warnings.append(f"{where}: unknown key {key!r} ignored")
-        for key in ("name", "url"):
-            if key not in table:
-                raise ConfigError(f"{where}: {key} is required")
-        name = _file_value(parse_text, table["name"], Path(), f"{where}.name")
-        if any(e.name == name for e in out):
-            raise ConfigError(f"{where}.name: {name!r} is used by another endpoint; names must be unique")
-        env_name = table.get("api_key_env")
-        if env_name is not None and (not isinstance(env_name, str) or not _ENV_NAME.match(env_name)):
-            raise ConfigError(f"{where}.api_key_env must be an environment variable name, got {_show(env_name)}")
-        api_key = table.get("api_key")
-        out.append(
-            RemoteEndpoint(
-                name=name,
-                url=_file_value(parse_url, table["url"], Path(), f"{where}.url"),
-                api_key_env=env_name,
-                api_key=None if api_key is None else _file_value(parse_secret, api_key, Path(), f"{where}.api_key"),
-            )
-        )
-    return tuple(out)
-
-
-def _parse_defaults(raw: object, label: str, warnings: list[str]) -> Params:
-    table = _table(raw, f"{label}: defaults", "default sampling parameters")
-    kwargs: dict[str, Any] = {}
-    for key, value in table.items():
-        where = f"{label}: defaults.{key}"
-        if key in _PARAMS:
-            kwargs[key] = _file_value(_PARAMS[key], value, Path(), where)
-        elif key == "stop":
-            stops = [value] if isinstance(value, str) else value
-            if not isinstance(stops, list | tuple) or not all(isinstance(s, str) for s in stops):
-                raise ConfigError(f"{where} must be a list of strings, got {_show(value)}")
-            kwargs[key] = tuple(stops)
-        else:
-            warnings.append(f"{label}: defaults: unknown key {key!r} ignored")
-    params = Params(**kwargs)
-    try:
-        params.validate()
-    except BadRequest as exc:
-        raise ConfigError(f"{label}: defaults: {exc}") from None
-    return params
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

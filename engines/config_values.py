@@ -6,6 +6,7 @@ import contextlib
 import ipaddress
 import math
 import os
+import re
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
@@ -146,3 +147,31 @@ def parse_ollama(raw: object, base: Path) -> str:
         return normalize_ollama_host(raw if isinstance(raw, str) else "")
     except ValueError:
         raise Invalid("an Ollama address such as http://127.0.0.1:11434, host:port or host") from None
+
+
+def parse_bool(raw: object, base: Path) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in _BOOLS:
+        return _BOOLS[raw.strip().lower()]
+    raise Invalid("true or false")
+
+
+_BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+_RATE_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "ki": 1024, "mi": 1024**2, "gi": 1024**3}
+_RATE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmg]i?)?b?(?:/s)?$")
+
+
+def parse_rate(raw: object, base: Path) -> int | None:
+    """A bandwidth cap in bytes per second: 5000000, "5M", "5MB/s", "512KiB/s"; 0, "off" or "none" = no cap."""
+    expected = 'bytes per second, such as 5000000, "5MB/s" or "512KiB/s" (0 or "off" for no cap)'
+    if isinstance(raw, bool):
+        raise Invalid(expected)
+    text = str(raw).strip().lower() if isinstance(raw, int | float | str) else ""
+    if text in ("off", "none"):
+        return None
+    match = _RATE.match(text)
+    if match is None:
+        raise Invalid(expected)
+    rate = int(float(match.group(1)) * _RATE_UNITS[match.group(2) or ""])
+    return rate or None

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import pickle
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -515,3 +516,33 @@ def test_config_can_be_built_directly() -> None:
     aliases["c"] = "d"
     assert dict(config.aliases) == {"a": "b"}
     assert config == Config(models_dir=base, data_dir=base, cache_dir=base, aliases={"a": "b"}, warnings=("w",))
+
+
+def test_download_settings_from_file_and_environment(isolated_dirs: Path) -> None:
+    (isolated_dirs / "config.toml").write_text(
+        'download_concurrency = 4\ndownload_bandwidth_cap = "5MB/s"\ndownloads_resume_on_start = true\n'
+    )
+    config = load_config(env={})
+    assert (config.download_concurrency, config.download_bandwidth_cap, config.downloads_resume_on_start) == (
+        4,
+        5_000_000,
+        True,
+    )
+    env = {"LLM_TUI_DOWNLOAD_BANDWIDTH_CAP": "512KiB/s", "LLM_TUI_DOWNLOADS_RESUME_ON_START": "no"}
+    config = load_config(env=env)
+    assert (config.download_bandwidth_cap, config.downloads_resume_on_start) == (524_288, False)
+    assert load_config(env={"LLM_TUI_DOWNLOAD_BANDWIDTH_CAP": "off"}).download_bandwidth_cap is None
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("download_concurrency = 0", "download_concurrency must be an integer of at least 1, got 0"),
+        ('download_bandwidth_cap = "fast"', "download_bandwidth_cap must be bytes per second, such as 5000000"),
+        ('downloads_resume_on_start = "maybe"', 'downloads_resume_on_start must be true or false, got "maybe"'),
+    ],
+)
+def test_bad_download_settings_are_refused_with_the_key(isolated_dirs: Path, line: str, message: str) -> None:
+    (isolated_dirs / "config.toml").write_text(line + "\n")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(env={})
