@@ -102,7 +102,13 @@ def _m002_downloads(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX downloads_by_status ON downloads (status, id)")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_m001_chat, _m002_downloads)
+def _m003_download_owner(conn: sqlite3.Connection) -> None:
+    """Which process runs a download ("pid:start-time"): a second llm-tui on the same database must not take
+    another live process's transfers for interrupted ones."""
+    conn.execute("ALTER TABLE downloads ADD COLUMN owner TEXT")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_m001_chat, _m002_downloads, _m003_download_owner)
 """Migration N (1-based) brings a file from user_version N-1 to N."""
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -93,6 +93,23 @@ class LlmTuiApp(App[int]):
         self.switch_mode(self.start_screen)
         if self.start_model:
             self.launch_model(self.start_model)
+        self.resume_downloads()
+
+    @work(thread=True, group="downloads")
+    def resume_downloads(self) -> None:
+        """Pick up the download queue a previous run left: queued files start, interrupted ones are said."""
+        try:
+            recovered = self.runtime.resume_downloads()
+        except LlmTuiError as exc:
+            self.notify(f"the download queue could not be opened: {exc}", severity="error")
+            return
+        if not recovered:
+            return
+        files = f"{len(recovered)} download{'s' if len(recovered) > 1 else ''}"
+        if self.runtime.config.downloads_resume_on_start:
+            self.notify(f"resuming {files} the last run left unfinished")
+        else:
+            self.notify(f"{files} the last run left unfinished are paused: F3, then r to resume", timeout=10)
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

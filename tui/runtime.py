@@ -171,18 +171,28 @@ class Runtime:
         """
         with self._lock:
             if self._downloads is None:
-                from engines.downloads.queue import HF_ENDPOINT, DownloadQueue, QueueSettings
+                from engines.downloads.queue import DownloadQueue, QueueSettings
                 from engines.downloads.tasks import DownloadTasks
 
-                config = self.config
-                settings = QueueSettings(
-                    hf_endpoint=config.hf_endpoint or HF_ENDPOINT,
-                    hf_token=config.hf_token.reveal() if config.hf_token else None,
-                )
+                settings = QueueSettings.from_config(self.config)
                 self._downloads = DownloadQueue(
                     DownloadTasks(self.store), settings, transfer=self._transfer, describe_hub=self._describe_hub
                 )
             return self._downloads
+
+    def resume_downloads(self) -> list[int]:
+        """At start: if the queue has work left, open it and start what may run.
+
+        Returns the tasks a previous run left downloading: paused now, or
+        queued again when `downloads_resume_on_start` is set.
+        """
+        from engines.downloads.tasks import DownloadTasks
+
+        if not DownloadTasks(self.store).unfinished():
+            return []
+        queue = self.downloads
+        queue.pump()
+        return queue.recovered
 
     @property
     def telemetry(self) -> TelemetryPoller:

@@ -26,22 +26,29 @@ def default_backoff(attempt: int) -> float:
 
 
 class TokenBucket:
-    """Bandwidth cap: lets `rate` bytes per second through, with a burst of a quarter second."""
+    """Bandwidth cap: lets `rate` bytes per second through, with a burst of a quarter second.
+
+    One bucket may be shared by several transfers (the queue's cap is over all of them): the
+    accounting is under a lock, the waiting is not.
+    """
 
     def __init__(self, rate: int) -> None:
         self.rate = float(rate)
         self.capacity = max(self.rate / 4, 1.0)
         self.tokens = self.capacity
         self.stamp = time.monotonic()
+        self._lock = threading.Lock()
 
     def take(self, n: int, cancel: threading.Event) -> None:
         """Account for `n` bytes, sleeping (or until cancelled) while in debt."""
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        self.tokens -= n
-        if self.tokens < 0:
-            cancel.wait(-self.tokens / self.rate)
+        with self._lock:
+            now = time.monotonic()
+            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            self.tokens -= n
+            debt = -self.tokens
+        if debt > 0:
+            cancel.wait(debt / self.rate)
 
 
 class Meter:

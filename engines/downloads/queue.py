@@ -16,10 +16,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from engines.downloads.pacing import TokenBucket
 from engines.downloads.tasks import DownloadTask, DownloadTasks, TaskStatus
 from engines.errors import BadRequest, LlmTuiError
+
+if TYPE_CHECKING:
+    from engines.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,7 @@ class Transfer(Protocol):
         headers: Mapping[str, str] | None = ...,
         progress: Callable[[Any], None] | None = ...,
         cancel: threading.Event | None = ...,
+        bandwidth_cap: TokenBucket | None = ...,
     ) -> object: ...
 
 
@@ -67,6 +72,18 @@ class QueueSettings:
     hf_endpoint: str = HF_ENDPOINT
     hf_token: str | None = None
     resume_on_start: bool = False
+    bandwidth_cap: int | None = None
+    """Bytes per second over all running transfers together; None = no cap."""
+
+    @classmethod
+    def from_config(cls, config: Config) -> QueueSettings:
+        return cls(
+            concurrency=config.download_concurrency,
+            hf_endpoint=config.hf_endpoint or HF_ENDPOINT,
+            hf_token=config.hf_token.reveal() if config.hf_token else None,
+            resume_on_start=config.downloads_resume_on_start,
+            bandwidth_cap=config.download_bandwidth_cap,
+        )
 
 
 def hf_url(endpoint: str, repo: str, file: str, revision: str | None) -> str:
@@ -93,6 +110,9 @@ class DownloadQueue:
         self._transfer = transfer
         self._describe_hub = describe_hub
         self.on_change = on_change
+        cap = self.settings.bandwidth_cap
+        self._extra: dict[str, Any] = {"bandwidth_cap": TokenBucket(cap)} if cap else {}
+        """Passed to every transfer: one bucket for all, so the cap holds however many run at once."""
         self._lock = threading.Lock()
         self._running: dict[int, tuple[threading.Thread, threading.Event]] = {}
         self._closed = False
@@ -143,7 +163,7 @@ class DownloadQueue:
                 task = self.tasks.next_pending()
                 if task is None:
                     return
-                self.tasks.set_status(task.id, TaskStatus.DOWNLOADING)
+                self.tasks.claim(task.id)
                 cancel = threading.Event()
                 thread = threading.Thread(target=self._run, args=(task, cancel), name=f"download-{task.id}")
                 self._running[task.id] = (thread, cancel)
@@ -159,10 +179,12 @@ class DownloadQueue:
         with self._lock:
             self._closed = True
             running = list(self._running.values())
+            ids = list(self._running)
         for _, cancel in running:
             cancel.set()
         for thread, _ in running:
             thread.join(timeout)
+        self.tasks.disown(ids)
 
     # -- internals ----------------------------------------------------------------------------------------
 
@@ -222,6 +244,7 @@ class DownloadQueue:
                 headers=headers,
                 progress=progress,
                 cancel=cancel,
+                **self._extra,
             )
             size = getattr(result, "size", task.total_bytes)
             self.tasks.record_progress(task.id, size or 0, size, None)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psutil
+
 from engines.errors import BadRequest, LlmTuiError
 
 if TYPE_CHECKING:
@@ -44,6 +46,21 @@ _NEXT: dict[TaskStatus, frozenset[TaskStatus]] = {
 """Which status may follow which (retry and resume go back to pending)."""
 
 
+def process_token(pid: int | None = None) -> str:
+    """"pid:start-time" of a process: unlike a bare pid, it is not reused by a later process."""
+    process = psutil.Process(pid)
+    return f"{process.pid}:{process.create_time():.2f}"
+
+
+def owner_alive(token: str | None) -> bool:
+    """Whether the process a process_token() names is still running."""
+    pid, _, _ = (token or "").partition(":")
+    try:
+        return pid.isdigit() and process_token(int(pid)) == token
+    except psutil.Error:  # gone, or not ours to look at
+        return False
+
+
 class TaskNotFound(LlmTuiError):
     """No download task has that id."""
 
@@ -69,6 +86,8 @@ class DownloadTask:
     created_at: float = 0.0
     updated_at: float = 0.0
     finished_at: float | None = None
+    owner: str | None = None
+    """The process downloading it ("pid:start-time"), while it is downloading."""
 
     @property
     def label(self) -> str:
@@ -100,6 +119,7 @@ def _task(row: sqlite3.Row) -> DownloadTask:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         finished_at=row["finished_at"],
+        owner=row["owner"],
     )
 
 
@@ -152,6 +172,12 @@ class DownloadTasks:
         with self.store._read() as conn:
             return [_task(r) for r in conn.execute("SELECT * FROM downloads ORDER BY id").fetchall()]
 
+    def unfinished(self) -> int:
+        """How many tasks wait to run or were left running (a start-up checks this before opening the queue)."""
+        with self.store._read() as conn:
+            row = conn.execute("SELECT COUNT(*) FROM downloads WHERE status IN ('pending', 'downloading')").fetchone()
+        return int(row[0])
+
     def next_pending(self) -> DownloadTask | None:
         """The oldest pending task."""
         with self.store._read() as conn:
@@ -194,14 +220,30 @@ class DownloadTasks:
                 (total_bytes, sha256, revision, time.time(), task_id),
             )
 
+    def claim(self, task_id: int) -> DownloadTask:
+        """Mark a task downloading by this process (so another llm-tui on the same database leaves it alone)."""
+        task = self.set_status(task_id, TaskStatus.DOWNLOADING)
+        with self.store._write() as conn:
+            conn.execute("UPDATE downloads SET owner = ? WHERE id = ?", (process_token(), task_id))
+        return task
+
+    def disown(self, task_ids: list[int]) -> None:
+        """This process stops downloading these (it is quitting): the next start recovers them."""
+        if not task_ids:
+            return
+        with self.store._write() as conn:
+            conn.executemany("UPDATE downloads SET owner = NULL WHERE id = ?", [(i,) for i in task_ids])
+
     def recover(self, *, resume: bool) -> list[int]:
-        """After a restart: tasks left 'downloading' become pending (resume=True) or paused; returns their ids."""
+        """After a restart: tasks left 'downloading' by a process that is gone become pending (resume=True) or
+        paused; returns their ids. Tasks another live process is downloading are left to it."""
         status = TaskStatus.PENDING if resume else TaskStatus.PAUSED
         with self.store._write() as conn:
-            ids = [r["id"] for r in conn.execute("SELECT id FROM downloads WHERE status = 'downloading'")]
-            conn.execute(
-                "UPDATE downloads SET status = ?, speed_bps = NULL, updated_at = ? WHERE status = 'downloading'",
-                (status.value, time.time()),
+            rows = conn.execute("SELECT id, owner FROM downloads WHERE status = 'downloading'").fetchall()
+            ids = [r["id"] for r in rows if not owner_alive(r["owner"])]
+            conn.executemany(
+                "UPDATE downloads SET status = ?, speed_bps = NULL, updated_at = ? WHERE id = ?",
+                [(status.value, time.time(), task_id) for task_id in ids],
             )
         return ids
 

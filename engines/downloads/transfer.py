@@ -111,7 +111,7 @@ def download_file(
     stall_timeout_s: float = 30.0,
     max_retries: int = 5,
     client: httpx.Client | None = None,
-    bandwidth_cap: int | None = None,
+    bandwidth_cap: int | TokenBucket | None = None,
     backoff: Callable[[int], float] = default_backoff,
 ) -> TransferResult:
     """Download `url` to `target` via a resumable `.part` file, verify size and sha256, then rename into place.
@@ -134,7 +134,9 @@ def download_file(
     http = client or httpx.Client()
     try:
         job = _Job(url, target, part, http, dict(headers or {}), secrets, cancel or threading.Event(), meter)
-        job.bucket = TokenBucket(bandwidth_cap) if bandwidth_cap else None
+        # A shared TokenBucket caps several transfers together (the queue's cap is over all of them).
+        job.bucket = TokenBucket(bandwidth_cap) if isinstance(bandwidth_cap, int) and bandwidth_cap else None
+        job.bucket = bandwidth_cap if isinstance(bandwidth_cap, TokenBucket) else job.bucket
         job.timeout = httpx.Timeout(stall_timeout_s)
         job.prepare(expected_size)
         resumed_from = part.size

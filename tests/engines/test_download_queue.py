@@ -220,3 +220,30 @@ def test_the_real_transfer_through_the_queue_from_a_fake_hub(store: Store, tmp_p
         assert not (tmp_path / "bad.gguf").exists()
         assert hub.requests and all(r.headers.get("authorization") == "Bearer hf_secret" for r in hub.requests)
         queue.close()
+
+
+def test_settings_come_from_the_config_and_one_bandwidth_cap_covers_every_transfer(tmp_path: Path) -> None:
+    from engines.config import load_config
+    from engines.downloads.pacing import TokenBucket
+
+    (tmp_path / "config.toml").write_text(
+        'download_concurrency = 3\ndownload_bandwidth_cap = "2MB/s"\ndownloads_resume_on_start = true\n'
+    )
+    settings = QueueSettings.from_config(load_config(env={}, cwd=tmp_path))
+    assert (settings.concurrency, settings.bandwidth_cap, settings.resume_on_start) == (3, 2_000_000, True)
+    buckets: list[object] = []
+
+    def transfer(url: str, target: Path, **kwargs: Any) -> object:
+        buckets.append(kwargs.get("bandwidth_cap"))
+        target.write_bytes(b"x")
+        return None
+
+    with Store(tmp_path / "db.sqlite") as store:
+        queue = DownloadQueue(DownloadTasks(store), settings, transfer=transfer)
+        for name in "abc":
+            queue.add("url", tmp_path / f"{name}.gguf", url=f"http://127.0.0.1:9/{name}")
+        wait_for(lambda: len(buckets) == 3 and not queue.running(), "all three ran")
+        queue.close()
+    first = buckets[0]
+    assert isinstance(first, TokenBucket) and first.rate == 2_000_000
+    assert all(b is first for b in buckets)  # shared: the cap is over all of them, not per file

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from engines.downloads.tasks import DownloadTasks, TaskNotFound, TaskStatus
+from engines.downloads.tasks import DownloadTasks, TaskNotFound, TaskStatus, owner_alive, process_token
 from engines.errors import BadRequest
 from engines.store import Store
 from engines.store_schema import _m001_chat
@@ -67,6 +69,31 @@ def test_a_restart_brings_interrupted_tasks_back(tmp_path: Path, resume: bool, e
         if not resume:
             tasks.set_status(running.id, TaskStatus.CANCELLED)  # a paused one may be cancelled
         assert tasks.clear_finished() == (0 if resume else 1)
+
+
+def test_a_second_llm_tui_leaves_a_live_process_s_downloads_alone(tmp_path: Path) -> None:
+    """Two apps on one database: the second one's start-up must not take the first's running transfers for
+    interrupted ones. Only tasks whose process is gone (or was never recorded) are recovered."""
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    try:
+        with Store(tmp_path / "db.sqlite") as store:
+            tasks = DownloadTasks(store)
+            ids = [tasks.add("url", tmp_path / f"{n}.gguf", url=f"http://127.0.0.1:9/{n}").id for n in "abcd"]
+            for task_id in ids:
+                tasks.claim(task_id)
+            assert tasks.get(ids[0]).owner == process_token()
+            owners = [process_token(live.pid), f"{dead.stdout.strip()}:1.00", None]
+            with store._write() as conn:
+                conn.executemany("UPDATE downloads SET owner = ? WHERE id = ?", zip(owners, ids[1:], strict=True))
+            assert owner_alive(process_token()) and owner_alive(process_token(live.pid))
+            assert tasks.recover(resume=False) == ids[2:]  # a dead process's task and one nobody owns
+            assert [tasks.get(i).status for i in ids] == [TaskStatus.DOWNLOADING] * 2 + [TaskStatus.PAUSED] * 2
+            tasks.disown(ids[:1])  # this process quits: its task is recovered next time
+            assert tasks.recover(resume=True) == ids[:1]
+    finally:
+        live.kill()
+        live.wait()
 
 
 def test_an_existing_chat_database_gains_the_queue_and_keeps_its_chats(tmp_path: Path) -> None:

@@ -150,3 +150,59 @@ def test_parse_addition(text: str, expected: tuple[str, dict[str, str]]) -> None
     assert parse_addition(text) == expected
     with pytest.raises(ValueError, match=r"org/name file\.gguf"):
         parse_addition("just-a-name")
+
+
+@pytest.mark.parametrize("resume_on_start", [False, True])
+def test_a_restart_brings_an_interrupted_download_back_and_it_completes_from_its_part(
+    make_app: AppFactory, isolated_dirs: Path, resume_on_start: bool
+) -> None:
+    """Quit mid-download; the next start finds the task paused (r resumes it) or, when configured, resumes by
+    itself; either way the rest comes with a Range request from the `.part`, and the file verifies."""
+    import hashlib
+    import os
+
+    from engines.downloads.hf_source import hub_file
+    from engines.downloads.transfer import download_file
+    from tests.engines.fake_hub import FakeHub, Fault
+
+    data = os.urandom(1_000_000)
+    with FakeHub() as hub:
+        commit = "c0ffee" * 6 + "c0ff"
+        hub.add("/org/m-GGUF/resolve/main/m.gguf", data)
+        served = hub.add(f"/org/m-GGUF/resolve/{commit}/m.gguf", data, Fault(throttle_bps=400_000))
+        served.milestone = 300_000
+        settings = f'hf_endpoint = "{hub.url("")}"\n'
+        if resume_on_start:
+            settings += "downloads_resume_on_start = true\n"
+        (isolated_dirs / "config.toml").write_text(settings)
+
+        first = make_app(screen="downloads", launch=False, transfer=download_file, describe_hub=hub_file)
+
+        async def start(app: LlmTuiApp, screen: DownloadsScreen, pilot: Pilot[int]) -> None:
+            await pilot.press("a", *"org/m-GGUF m.gguf", "enter")
+            await until(pilot, served.reached.is_set, "part of the file arrives")
+
+        drive(first, start)
+        first.runtime.close()  # what quitting does: the transfer stops, the row stays 'downloading'
+        target = first.runtime.config.models_dir / "m.gguf"
+        (part,) = target.parent.glob("m.gguf.*.part")
+        kept = part.stat().st_size
+        assert 0 < kept < len(data) and not target.exists()
+
+        second = make_app(screen="downloads", launch=False, transfer=download_file, describe_hub=hub_file)
+
+        async def finish(app: LlmTuiApp, screen: DownloadsScreen, pilot: Pilot[int]) -> None:
+            tasks = app.runtime.downloads.tasks
+            await until(pilot, lambda: app.runtime.downloads.recovered != [], "the queue is reopened at start")
+            (task,) = tasks.all()
+            if not resume_on_start:
+                await until(pilot, lambda: tasks.get(task.id).status is TaskStatus.PAUSED, "paused by the restart")
+                assert any("paused" in n.message for n in app._notifications)
+                screen.refresh_table()
+                await pilot.press("r")
+            await until(pilot, lambda: tasks.get(task.id).status is TaskStatus.COMPLETED, "completed", timeout=30)
+
+        drive(second, finish)
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
+    ranges = [r.headers.get("range") for r in hub.requests if r.method == "GET"]
+    assert ranges[0] is None and ranges[-1] is not None and int(ranges[-1][6:-1]) >= kept  # "bytes=N-"
