@@ -20,7 +20,8 @@ import platformdirs
 import tomli_w
 
 from engines.atomic import atomic_write
-from engines.config_tables import RemoteEndpoint, file_value, parse_aliases, parse_defaults, parse_endpoints
+from engines.config_tables import RemoteEndpoint as RemoteEndpoint  # part of this module's API
+from engines.config_tables import file_value, parse_aliases, parse_defaults, parse_endpoints
 from engines.config_values import (
     Invalid,
     Parse,

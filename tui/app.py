@@ -16,7 +16,7 @@ from textual.screen import Screen
 from engines.config import Config
 from engines.errors import LlmTuiError
 from tui.commands import app_commands
-from tui.messages import LaunchFailed, LaunchProgress, LaunchRefused, ModelLaunched
+from tui.messages import DownloadFinished, LaunchFailed, LaunchProgress, LaunchRefused, ModelLaunched
 from tui.runtime import Runtime
 from tui.screens.chat import ChatScreen
 from tui.screens.placeholder import PLANNED, NotBuiltScreen
@@ -25,6 +25,7 @@ from tui.widgets.screen_bar import SCREEN_KEYS
 if TYPE_CHECKING:
     import argparse
 
+    from engines.downloads.tasks import DownloadTask
     from engines.types import LaunchOptions
     from tui.screens.modals.launch import LaunchChoice, LaunchTarget
 
@@ -93,7 +94,11 @@ class LlmTuiApp(App[int]):
         self.switch_mode(self.start_screen)
         if self.start_model:
             self.launch_model(self.start_model)
+        self.runtime.download_finished = self._download_finished
         self.resume_downloads()
+
+    def _download_finished(self, task: DownloadTask) -> None:
+        self.post_message(DownloadFinished(task))  # from the download's thread
 
     @work(thread=True, group="downloads")
     def resume_downloads(self) -> None:
@@ -144,6 +149,18 @@ class LlmTuiApp(App[int]):
             self.post_message(LaunchFailed(ref, f"{type(exc).__name__}: {exc}"))
         else:
             self.post_message(ModelLaunched(launched))
+
+    def on_download_finished(self, message: DownloadFinished) -> None:
+        """Say so; a completed model shows in the catalog at once (it rescans when it is the screen shown)."""
+        task = message.task
+        name = task.file or task.target_path.name
+        if task.error is not None:
+            self.notify(f"download of {name} failed: {task.error}", severity="error", timeout=10)
+            return
+        self.notify(f"downloaded {name}")
+        rescan = getattr(self.screen, "rescan", None) if self.screen.name == "catalog" else None
+        if rescan is not None:
+            rescan()
 
     def on_launch_refused(self, message: LaunchRefused) -> None:
         """Offer to unload the least recently used idle instances that make room, or say why it cannot fit."""

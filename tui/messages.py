@@ -8,6 +8,7 @@ from textual.message import Message
 
 if TYPE_CHECKING:
     from engines.admission import Admission
+    from engines.downloads.tasks import DownloadTask
     from engines.launch import Launched
     from engines.types import LaunchOptions, StreamEvent
 
@@ -57,3 +58,11 @@ class LaunchProgress(Message):
         self.ref = ref
         self.done = done
         self.total = total
+
+
+class DownloadFinished(Message):
+    """A download ended: completed (its file is in place) or failed (`task.error` says why)."""
+
+    def __init__(self, task: DownloadTask) -> None:
+        super().__init__()
+        self.task = task

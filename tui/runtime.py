@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from engines.catalog.listing import Listing
     from engines.catalog.packaged import Progress
     from engines.downloads.queue import DescribeHub, DownloadQueue, Transfer
+    from engines.downloads.tasks import DownloadTask
     from engines.instance_log import InstanceLog
     from engines.launch import Launched
     from engines.telemetry.poller import TelemetryPoller
@@ -74,6 +75,8 @@ class Runtime:
         self.instance_log: InstanceLog | None = None
         self._telemetry: TelemetryPoller | None = None
         self._downloads: DownloadQueue | None = None
+        self.download_finished: Callable[[DownloadTask], None] = lambda task: None
+        """Told (from a download's thread) when a download completes or fails; the app sets it."""
         self._transfer = transfer
         self._describe_hub = describe_hub
         self._lock = threading.Lock()
@@ -176,7 +179,11 @@ class Runtime:
 
                 settings = QueueSettings.from_config(self.config)
                 self._downloads = DownloadQueue(
-                    DownloadTasks(self.store), settings, transfer=self._transfer, describe_hub=self._describe_hub
+                    DownloadTasks(self.store),
+                    settings,
+                    transfer=self._transfer,
+                    describe_hub=self._describe_hub,
+                    on_finish=lambda task: self.download_finished(task),
                 )
             return self._downloads
 

@@ -102,6 +102,7 @@ class DownloadQueue:
         transfer: Transfer | None = None,
         describe_hub: DescribeHub | None = None,
         on_change: Callable[[int], None] | None = None,
+        on_finish: Callable[[DownloadTask], None] | None = None,
     ) -> None:
         self.tasks = tasks
         self.settings = settings or QueueSettings()
@@ -110,6 +111,8 @@ class DownloadQueue:
         self._transfer = transfer
         self._describe_hub = describe_hub
         self.on_change = on_change
+        self.on_finish = on_finish
+        """Called (from the transfer's thread) when a task completes or fails."""
         cap = self.settings.bandwidth_cap
         self._extra: dict[str, Any] = {"bandwidth_cap": TokenBucket(cap)} if cap else {}
         """Passed to every transfer: one bucket for all, so the cap holds however many run at once."""
@@ -257,21 +260,28 @@ class DownloadQueue:
             self._running.pop(task.id, None)
             current = self.tasks.get(task.id).status
             # Not paused or cancelled meanwhile, and not stopped by close(): that leaves it for the next start.
+            finished = None
             if current is TaskStatus.DOWNLOADING and not self._closed:
                 if error is None:
-                    self.tasks.set_status(task.id, TaskStatus.COMPLETED)
+                    finished = self.tasks.set_status(task.id, TaskStatus.COMPLETED)
                 else:
-                    self.tasks.set_status(task.id, TaskStatus.FAILED, error)
+                    finished = self.tasks.set_status(task.id, TaskStatus.FAILED, error)
         if not self._closed:
             self._changed(task.id)
+            if finished is not None and self.on_finish is not None:
+                self._notify(self.on_finish, finished)
             self.pump()
 
     def _changed(self, task_id: int) -> None:
         if self.on_change is not None:
-            try:
-                self.on_change(task_id)
-            except Exception:  # a listener's bug must not stop downloads
-                log.exception("download listener failed")
+            self._notify(self.on_change, task_id)
+
+    @staticmethod
+    def _notify(listener: Callable[[Any], None], value: object) -> None:
+        try:
+            listener(value)
+        except Exception:  # a listener's bug must not stop downloads
+            log.exception("download listener failed")
 
 
 def _default_describe() -> DescribeHub:

@@ -9,6 +9,7 @@ import pytest
 from textual.pilot import Pilot
 
 from engines.config import load_config
+from tests.engines.test_download_queue import describe
 from tests.tui.catalog_fixture import fixed_listing
 from tests.tui.conftest import AppFactory
 from tests.tui.test_chat_screen import run, until
@@ -190,7 +191,7 @@ def test_launch_asks_how_then_opens_the_chat_and_download_queues_the_file(
         assert (task.source, task.repo, task.file) == ("hf", "org/qwen-GGUF", "qwen-7b-q4_k_m.gguf")
         assert task.target_path == app.runtime.config.models_dir / "qwen-7b-q4_k_m.gguf"
         assert task.total_bytes == 4_700_000_000
-        assert "Download queued" in (list(app._notifications)[-1].title or "")
+        assert any("Download queued" in (n.title or "") for n in app._notifications)
         await pilot.press("escape", "slash", *"ollama", "enter", "enter")
         assert "not built yet" in list(app._notifications)[-1].message and app.screen is screen
         await pilot.press("escape", "slash", *"finetune", "enter", "enter")
@@ -210,3 +211,26 @@ def test_launch_asks_how_then_opens_the_chat_and_download_queues_the_file(
 def test_parse_context(text: str, expected: int | str) -> None:
     value = parse_context(text)
     assert value == expected if isinstance(expected, int) else expected in str(value)
+
+
+def test_a_download_that_completes_shows_in_the_catalog_at_once(make_app: AppFactory, models_dir: Path) -> None:
+    """`d` on a downloadable row; when the file lands, the catalog (still on screen) lists it as local."""
+    from tests.engines.gguf_corpus import write_gguf
+
+    def transfer(url: str, target: Path, **_: object) -> object:
+        write_gguf(target, "qwen2", name="Qwen 7B", context_length=32768, blocks=4)
+        return None
+
+    app = make_app(screen="catalog", launch=False, listing=fixed_listing, transfer=transfer, describe_hub=describe)
+
+    def row(screen: CatalogScreen) -> str | None:
+        return next((r.source for r in screen.query_one(ModelTable).rows if r.id == "qwen-7b-q4_k_m"), None)
+
+    async def test(app: LlmTuiApp, screen: CatalogScreen, pilot: Pilot[int]) -> None:
+        assert row(screen) == "catalog"  # not on disk yet: a curated entry to download
+        await pilot.press("slash", *"qwen-7b", "enter", "d")
+        await until(pilot, lambda: row(screen) == "local", "the finished file is listed as local")
+        assert any(n.message == "downloaded qwen-7b-q4_k_m.gguf" for n in app._notifications)
+        assert app.screen is screen
+
+    drive(app, test)
