@@ -74,6 +74,7 @@ class QueueSettings:
     resume_on_start: bool = False
     bandwidth_cap: int | None = None
     """Bytes per second over all running transfers together; None = no cap."""
+    ollama_host: str = "http://127.0.0.1:11434"
 
     @classmethod
     def from_config(cls, config: Config) -> QueueSettings:
@@ -83,7 +84,14 @@ class QueueSettings:
             hf_token=config.hf_token.reveal() if config.hf_token else None,
             resume_on_start=config.downloads_resume_on_start,
             bandwidth_cap=config.download_bandwidth_cap,
+            ollama_host=config.ollama_host,
         )
+
+
+def ollama_target(name: str) -> Path:
+    """What an Ollama task's target_path holds: the daemon keeps the model, so a name, not a file
+    (it still makes a second task for the same model a duplicate)."""
+    return Path(f"ollama:{name}")
 
 
 def hf_url(endpoint: str, repo: str, file: str, revision: str | None) -> str:
@@ -101,6 +109,7 @@ class DownloadQueue:
         *,
         transfer: Transfer | None = None,
         describe_hub: DescribeHub | None = None,
+        pull_ollama: Callable[..., object] | None = None,
         on_change: Callable[[int], None] | None = None,
         on_finish: Callable[[DownloadTask], None] | None = None,
     ) -> None:
@@ -110,6 +119,7 @@ class DownloadQueue:
             raise BadRequest(f"download concurrency must be at least 1, got {self.settings.concurrency}")
         self._transfer = transfer
         self._describe_hub = describe_hub
+        self._pull = pull_ollama
         self.on_change = on_change
         self.on_finish = on_finish
         """Called (from the transfer's thread) when a task completes or fails."""
@@ -146,8 +156,8 @@ class DownloadQueue:
     def cancel(self, task_id: int, *, delete_part: bool = False) -> None:
         """Cancel a task; with delete_part its partial file goes too."""
         self._stop(task_id, TaskStatus.CANCELLED)
-        if delete_part:
-            task = self.tasks.get(task_id)
+        task = self.tasks.get(task_id)
+        if delete_part and task.source != "ollama":  # the daemon keeps (and cleans) its own partial blobs
             for part in task.target_path.parent.glob(f"{task.target_path.name}.*.part"):
                 with contextlib.suppress(FileNotFoundError):
                     part.unlink()
@@ -236,21 +246,10 @@ class DownloadQueue:
 
         error: str | None = None
         try:
-            task = self._describe(task)
-            url, headers = self._url_and_headers(task)
-            transfer = self._transfer or _default_transfer()
-            result = transfer(
-                url,
-                task.target_path,
-                expected_sha256=task.sha256,
-                expected_size=task.total_bytes,
-                headers=headers,
-                progress=progress,
-                cancel=cancel,
-                **self._extra,
-            )
-            size = getattr(result, "size", task.total_bytes)
-            self.tasks.record_progress(task.id, size or 0, size, None)
+            if task.source == "ollama":
+                self._pull_ollama(task, progress, cancel)
+            else:
+                self._fetch_file(task, progress, cancel)
         except LlmTuiError as exc:
             error = str(exc)
         except Exception as exc:  # a bug must fail the task, not kill the queue silently
@@ -272,6 +271,31 @@ class DownloadQueue:
                 self._notify(self.on_finish, finished)
             self.pump()
 
+    def _fetch_file(self, task: DownloadTask, progress: Callable[[Any], None], cancel: threading.Event) -> None:
+        """A Hub file or a URL, through our resumable, verified transfer."""
+        task = self._describe(task)
+        url, headers = self._url_and_headers(task)
+        transfer = self._transfer or _default_transfer()
+        result = transfer(
+            url,
+            task.target_path,
+            expected_sha256=task.sha256,
+            expected_size=task.total_bytes,
+            headers=headers,
+            progress=progress,
+            cancel=cancel,
+            **self._extra,
+        )
+        size = getattr(result, "size", task.total_bytes)
+        self.tasks.record_progress(task.id, size or 0, size, None)
+
+    def _pull_ollama(self, task: DownloadTask, progress: Callable[[Any], None], cancel: threading.Event) -> None:
+        """Ask the Ollama daemon to pull the model (it keeps partial blobs: a resume is pulling again)."""
+        pull = self._pull or _default_pull()
+        result = pull(task.repo or "", host=self.settings.ollama_host, progress=progress, cancel=cancel)
+        total = getattr(result, "total_bytes", None)
+        self.tasks.record_progress(task.id, total or 0, total, None)
+
     def _changed(self, task_id: int) -> None:
         if self.on_change is not None:
             self._notify(self.on_change, task_id)
@@ -282,6 +306,12 @@ class DownloadQueue:
             listener(value)
         except Exception:  # a listener's bug must not stop downloads
             log.exception("download listener failed")
+
+
+def _default_pull() -> Callable[..., object]:
+    from engines.downloads.ollama_source import pull_model
+
+    return pull_model
 
 
 def _default_describe() -> DescribeHub:

@@ -247,3 +247,36 @@ def test_settings_come_from_the_config_and_one_bandwidth_cap_covers_every_transf
     first = buckets[0]
     assert isinstance(first, TokenBucket) and first.rate == 2_000_000
     assert all(b is first for b in buckets)  # shared: the cap is over all of them, not per file
+
+
+def test_ollama_models_are_pulled_through_the_daemon_paused_resumed_and_failed_with_its_words(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queue drives a (fake) Ollama daemon: progress lands in the table, pause hangs up, resume pulls again
+    from where the daemon stopped, and an error mid-pull fails the task with the daemon's text."""
+    from engines.downloads.queue import ollama_target
+    from tests.engines.fake_ollama import FakeOllama, PullFault
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with FakeOllama(step=1000) as fake:
+        model = fake.add("qwen2.5:0.5b", [3000, 9000], PullFault(hold_after=5000))
+        fake.add("broken:1b", [4000], PullFault(error_after=2000, error="max retries exceeded: unexpected EOF"))
+        queue = DownloadQueue(DownloadTasks(store), QueueSettings(ollama_host=fake.host))
+        task = queue.add("ollama", ollama_target("qwen2.5:0.5b"), repo="qwen2.5:0.5b")
+        assert fake.held.wait(5)
+        queue.pause(task.id)
+        assert fake.disconnected.wait(5)
+        wait_for(lambda: not queue.running(), "the pull thread ends")
+        assert queue.tasks.get(task.id).status is TaskStatus.PAUSED and sum(model.have) == 5000
+        queue.resume(task.id)
+        wait_for(lambda: queue.tasks.get(task.id).status is TaskStatus.COMPLETED, "pulled")
+        done = queue.tasks.get(task.id)
+        assert (done.done_bytes, done.total_bytes) == (12_000, 12_000) and model.pulls == 2 and model.pulled
+        bad = queue.add("ollama", ollama_target("broken:1b"), repo="broken:1b")
+        wait_for(lambda: queue.tasks.get(bad.id).status is TaskStatus.FAILED, "failed")
+        assert queue.tasks.get(bad.id).error == "ollama: max retries exceeded: unexpected EOF"
+        with pytest.raises(LlmTuiError, match="already in the download queue"):
+            queue.resume(bad.id)
+            queue.add("ollama", ollama_target("broken:1b"), repo="broken:1b")
+        queue.close()

@@ -79,3 +79,27 @@ def test_a_missing_file_is_one_line_and_exit_1(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("llm-tui: ") and "org/none-GGUF/none.gguf is not on" in result.stderr
     assert "hf_secret_token" not in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_ollama_pull_streams_through_the_daemon_and_its_error_is_one_line(tmp_path: Path) -> None:
+    from tests.engines.fake_ollama import FakeOllama, PullFault
+
+    with FakeOllama(step=100_000) as fake:
+        fake.add("qwen2.5:0.5b", [1_000_000, 3_000_000])
+        fake.add("broken:1b", [400_000], PullFault(error_after=200_000, error="max retries exceeded: unexpected EOF"))
+        cmd, env = pull_cmd(tmp_path, "ollama:qwen2.5:0.5b")
+        env["OLLAMA_HOST"] = fake.host
+        done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == "ollama:qwen2.5:0.5b\n"
+        assert done.stderr.startswith("qwen2.5:0.5b: 4 MB in 2 layers pulled by Ollama (digest ")
+
+        cmd, env = pull_cmd(tmp_path, "ollama:broken:1b")
+        env["OLLAMA_HOST"] = fake.host
+        failed = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 1 and failed.stdout == ""
+    assert failed.stderr == "llm-tui: error: ollama: max retries exceeded: unexpected EOF\n"
+
+    cmd, env = pull_cmd(tmp_path, "ollama:qwen2.5", "--file", "x.gguf")
+    refused = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "--file, --revision and --to are for Hugging Face pulls" in refused.stderr

@@ -144,6 +144,8 @@ def test_a_failed_download_shows_why(make_app: AppFactory) -> None:
     [
         ("org/name file.gguf", ("hf", {"repo": "org/name", "file": "file.gguf"})),
         ("https://example.org/a.gguf", ("url", {"url": "https://example.org/a.gguf"})),
+        ("ollama:qwen2.5", ("ollama", {"repo": "qwen2.5:latest"})),
+        ("  ollama:library/qwen2.5:0.5b ", ("ollama", {"repo": "library/qwen2.5:0.5b"})),
     ],
 )
 def test_parse_addition(text: str, expected: tuple[str, dict[str, str]]) -> None:
@@ -206,3 +208,34 @@ def test_a_restart_brings_an_interrupted_download_back_and_it_completes_from_its
     assert hashlib.sha256(target.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
     ranges = [r.headers.get("range") for r in hub.requests if r.method == "GET"]
     assert ranges[0] is None and ranges[-1] is not None and int(ranges[-1][6:-1]) >= kept  # "bytes=N-"
+
+
+def test_bad_ollama_names_are_refused_on_the_field() -> None:
+    with pytest.raises(ValueError, match=r"invalid Ollama model name 'ollama:\.\./x'"):
+        parse_addition("ollama:../x")
+
+
+def test_an_ollama_model_is_pulled_through_the_daemon_from_the_screen(
+    make_app: AppFactory, isolated_dirs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.engines.fake_ollama import FakeOllama
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with FakeOllama(step=1000) as fake:
+        model = fake.add("qwen2.5:0.5b", [2000, 7000])
+        (isolated_dirs / "config.toml").write_text(f'ollama_host = "{fake.host}"\n')
+        app = make_app(screen="downloads", launch=False)
+
+        async def test(app: LlmTuiApp, screen: DownloadsScreen, pilot: Pilot[int]) -> None:
+            await pilot.press("a", *"ollama:qwen2.5:0.5b", "enter")
+            await until(pilot, lambda: model.pulled, "the daemon pulled it")
+            (task,) = app.runtime.downloads.tasks.all()
+            await until(pilot, lambda: status_of(app, task.id) is TaskStatus.COMPLETED, "completed")
+            screen.refresh_table()
+            await pilot.pause()
+            assert f"qwen2.5:0.5b → Ollama at {fake.host}" in str(screen.query_one("#downloads-detail").render())
+            assert app.runtime.downloads.tasks.get(task.id).total_bytes == 9000
+            assert any(n.message == "downloaded ollama:qwen2.5:0.5b" for n in app._notifications)
+
+        drive(app, test)

@@ -50,13 +50,21 @@ def eta(task: DownloadTask) -> str:
 
 
 def parse_addition(text: str) -> tuple[str, dict[str, str]]:
-    """("hf", repo/file) from "org/repo file.gguf", ("url", url) from a URL; BadRequest-style message otherwise."""
+    """("hf", repo/file) from "org/repo file.gguf", ("url", url) from a URL, ("ollama", name) from
+    "ollama:NAME[:TAG]"; ValueError saying what to type otherwise."""
     parts = text.split()
+    if len(parts) == 1 and parts[0].lower().startswith("ollama:"):
+        from engines.downloads.ollama_source import normalise_name
+
+        try:
+            return "ollama", {"repo": normalise_name(parts[0])}
+        except LlmTuiError as exc:
+            raise ValueError(str(exc)) from None
     if len(parts) == 1 and parts[0].startswith(("https://", "http://")):
         return "url", {"url": parts[0]}
     if len(parts) == 2 and parts[0].count("/") == 1:
         return "hf", {"repo": parts[0], "file": parts[1]}
-    raise ValueError("type a Hugging Face repo and a file (org/name file.gguf) or an http(s) URL")
+    raise ValueError("type a Hugging Face repo and a file (org/name file.gguf), ollama:NAME[:TAG] or an http(s) URL")
 
 
 class DownloadsScreen(AppScreen):
@@ -137,6 +145,8 @@ class DownloadsScreen(AppScreen):
         if task is not None:
             models_dir = self.runtime.config.models_dir
             where = "the models directory" if task.target_path.parent == models_dir else str(task.target_path.parent)
+            if task.source == "ollama":
+                where = f"Ollama at {self.runtime.config.ollama_host}"
             lines.append(f"{escape(task.label)} → {escape(where)}")
         if task is not None and task.error:
             lines.append(f"[$text-error]{escape(task.error)}[/]")
@@ -180,6 +190,9 @@ class DownloadsScreen(AppScreen):
                 self.notify(str(exc), title="Not cancelled", severity="warning")
             self.refresh_table()
 
+        if task.source == "ollama":  # the daemon keeps its partial blobs; pulling again resumes
+            done(False)
+            return
         question = f"Cancel {task.label}. Delete its partial file too? (Keep it to resume later.)"
         self.app.push_screen(ConfirmModal(question, yes="Delete", no="Keep"), done)
 
@@ -203,7 +216,8 @@ class DownloadsScreen(AppScreen):
                 source, fields = parse_addition(text)
                 self.queue_file(source, fields)
 
-        prompt = TextPromptModal("Download", placeholder="org/name file.gguf   or   https://…", check=check)
+        hint = "org/name file.gguf   ollama:name:tag   https://…"
+        prompt = TextPromptModal("Download", placeholder=hint, check=check)
         self.app.push_screen(prompt, done)
 
     def queue_file(self, source: str, fields: dict[str, str]) -> None:
@@ -212,7 +226,12 @@ class DownloadsScreen(AppScreen):
 
         name = fields.get("file") or fields.get("url", "").rstrip("/").rsplit("/", 1)[-1].split("?")[0]
         try:
-            target = safe_join(self.runtime.config.models_dir, name)
+            if source == "ollama":
+                from engines.downloads.queue import ollama_target
+
+                target = ollama_target(fields["repo"])
+            else:
+                target = safe_join(self.runtime.config.models_dir, name)
             self.runtime.downloads.add(source, target, **fields)
         except LlmTuiError as exc:  # an unsafe name, a file already queued
             self.notify(str(exc), title="Not queued", severity="error")
