@@ -47,7 +47,7 @@ _NEXT: dict[TaskStatus, frozenset[TaskStatus]] = {
 
 
 def process_token(pid: int | None = None) -> str:
-    """"pid:start-time" of a process: unlike a bare pid, it is not reused by a later process."""
+    """The process as `pid:start-time`: unlike a bare pid, it is not reused by a later process."""
     process = psutil.Process(pid)
     return f"{process.pid}:{process.create_time():.2f}"
 
