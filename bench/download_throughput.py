@@ -2,8 +2,9 @@
 
 Both fetch the same ~200 MB of random bytes from the fake hub on 127.0.0.1, run in a separate process so
 the server does not share our GIL. Runs alternate and the best of each is reported; target ratio >= 0.9.
+`--link-mbps 1000` makes the server send at about that many megabits per second, as a real link would.
 
-Usage: python bench/download_throughput.py [--mb 200] [--rounds 3]
+Usage: python bench/download_throughput.py [--mb 200] [--rounds 3] [--link-mbps N]
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mb", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--link-mbps", type=int, default=0, help="server send rate in Mbit/s (0: as fast as it can)")
     args = parser.parse_args()
     size = args.mb * 1_000_000
     with tempfile.TemporaryDirectory(prefix="llm-tui-bench-") as tmp:
@@ -50,8 +52,16 @@ def main() -> int:
         source.write_bytes(data)
         sha = hashlib.sha256(data).hexdigest()
         del data
+        rate = args.link_mbps * 125_000 or None
+        serve = (
+            "import sys; from pathlib import Path; from tests.engines.fake_hub import FakeHub, Fault\n"
+            "with FakeHub() as hub:\n"
+            f"    hub.add('/file', Path(sys.argv[1]).read_bytes(), default=Fault(throttle_bps={rate}))\n"
+            "    print(hub.port, flush=True)\n"
+            "    hub.stopping.wait()\n"
+        )
         server = subprocess.Popen(
-            [sys.executable, "-m", "tests.engines.fake_hub", str(source)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", serve, str(source)], cwd=ROOT, stdout=subprocess.PIPE, text=True
         )
         try:
             assert server.stdout is not None
@@ -84,7 +94,8 @@ def main() -> int:
             server.kill()
             server.wait()
     ours, base, durable, nosync = (size / min(times) / 1e6 for times in (ours_s, plain_s, durable_s, nosync_s))
-    print(f"payload            {args.mb} MB over 127.0.0.1, best of {args.rounds}")
+    link = f", server capped at {args.link_mbps} Mbit/s" if args.link_mbps else ", server unthrottled"
+    print(f"payload            {args.mb} MB over 127.0.0.1{link}, best of {args.rounds}")
     print(f"plain httpx        {base:8.1f} MB/s")
     print(f"plain httpx+fsync  {durable:8.1f} MB/s")
     print(f"download_file      {ours:8.1f} MB/s  (sha256 + .part + fsync + rename)")
