@@ -11,9 +11,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from engines.downloads.transfer import DownloadAuthError, DownloadNotFound
-from engines.errors import DownloadError
-
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -31,28 +28,12 @@ class HubFile:
 def hub_file(repo: str, file: str, *, revision: str | None, endpoint: str, token: str | None) -> HubFile:
     """Ask the Hub (or a mirror) about `file` in `repo`; raises DownloadNotFound / DownloadAuthError / DownloadError."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        GatedRepoError,
-        HfHubHTTPError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+
+    from engines.downloads.hf_repo import hub_errors
 
     url = hf_hub_url(repo, file, revision=revision, endpoint=endpoint)
     where = f"{repo}/{file}" + (f"@{revision}" if revision else "")
-    try:
+    with hub_errors(endpoint, repo, where):
         meta = get_hf_file_metadata(url, token=token or False, endpoint=endpoint)
-    except GatedRepoError:
-        raise DownloadAuthError(f"{repo} is gated: accept its licence on the Hub and set hf_token") from None
-    except (RepositoryNotFoundError, EntryNotFoundError, RevisionNotFoundError):
-        raise DownloadNotFound(f"{where} is not on {endpoint} (or is private: set hf_token)") from None
-    except HfHubHTTPError as exc:
-        status = exc.response.status_code if exc.response is not None else None
-        if status in (401, 403):
-            raise DownloadAuthError(f"{endpoint} refused {where} (HTTP {status}): check hf_token") from None
-        raise DownloadError(f"{endpoint} could not describe {where} (HTTP {status})") from None
-    except OSError as exc:  # connection refused, DNS, timeout
-        raise DownloadError(f"cannot reach {endpoint}: {type(exc).__name__}") from None
     etag = (meta.etag or "").strip('"').lower()
     return HubFile(url=url, size=meta.size, sha256=etag if _SHA256.match(etag) else None, commit=meta.commit_hash)
