@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, TextIO
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 from engines.catalog.fit import human_bytes
 from engines.config import Config
 from engines.errors import BadRequest
 from engines.progress_line import ProgressLine
+
+if TYPE_CHECKING:
+    from engines.downloads.hf_repo import RepoFile, RepoListing
 
 
 def add_pull_parser(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -25,7 +30,13 @@ def add_pull_parser(actions: argparse._SubParsersAction[argparse.ArgumentParser]
         "pull", help="download model files from the Hugging Face Hub, or an Ollama model (resumable, verified)"
     )
     pull.add_argument("ref", metavar="MODEL", help="a catalog id, a Hub repo id (org/name), or ollama:NAME[:TAG]")
-    pull.add_argument("--file", action="append", default=[], metavar="NAME", help="a file in the repo (repeatable)")
+    pull.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a file (or glob) in the repo; repeatable; default: every file",
+    )
     pull.add_argument("--revision", help="branch, tag or commit (default: main)")
     pull.add_argument("--to", choices=("models", "cache"), default="models", help="where to put it (default: models)")
     return pull
@@ -34,39 +45,82 @@ def add_pull_parser(actions: argparse._SubParsersAction[argparse.ArgumentParser]
 def run_pull(args: argparse.Namespace, config: Config, err: TextIO = sys.stderr) -> int:
     """Download and verify each file; progress on stderr, each final path on stdout."""
     from engines.catalog.builtin import find_entry
+    from engines.downloads.hf_repo import list_repo
+    from engines.downloads.queue import HF_ENDPOINT
 
     if args.ref.lower().startswith("ollama:"):
         if args.file or args.revision or args.to != "models":
             raise BadRequest("--file, --revision and --to are for Hugging Face pulls; Ollama keeps its own models")
         return _pull_ollama(args.ref, config, err)
-    if args.to == "cache":
-        raise BadRequest("--to cache (the Hugging Face cache layout) is not supported yet; files go to models_dir")
-    for repo, file, expected in _what(args, find_entry):
-        _pull_one(repo, file, expected, args.revision, config, err)
+    repo, patterns, expected, whole = _what(args, find_entry)
+    endpoint = config.hf_endpoint or HF_ENDPOINT
+    token = config.hf_token.reveal() if config.hf_token else None
+    listing = list_repo(repo, revision=args.revision, endpoint=endpoint, token=token)
+    files = _pick(listing, patterns)
+    for file in files:
+        if expected and file.sha256 and expected != file.sha256:
+            hub, ours = file.sha256[:12], expected[:12]
+            raise BadRequest(f"the Hub's {repo}/{file.path} (sha256 {hub}…) is not the catalog's ({ours}…)")
+        pull = _Pull(listing, file, endpoint, token, err)
+        if args.to == "cache":
+            pull.into_cache(args.revision)
+        else:
+            folder = config.models_dir / repo.split("/")[-1] if whole else config.models_dir
+            pull.into(folder)
     return 0
 
 
-def _pull_one(repo: str, file: str, expected: str | None, revision: str | None, config: Config, err: TextIO) -> None:
-    from engines.downloads.hf_source import hub_file
-    from engines.downloads.names import safe_join
-    from engines.downloads.queue import HF_ENDPOINT, hf_url
-    from engines.downloads.transfer import download_file
+def _pick(listing: RepoListing, patterns: Sequence[str]) -> list[RepoFile]:
+    """The files to fetch; every --file must name (or match) at least one."""
+    from engines.downloads.hf_repo import pick_files
 
-    endpoint = config.hf_endpoint or HF_ENDPOINT
-    token = config.hf_token.reveal() if config.hf_token else None
-    info = hub_file(repo, file, revision=revision, endpoint=endpoint, token=token)
-    target = safe_join(config.models_dir, file)
-    if expected and info.sha256 and expected != info.sha256:
-        hub, ours = info.sha256[:12], expected[:12]
-        raise BadRequest(f"the Hub's {repo}/{file} (sha256 {hub}…) is not the catalog's ({ours}…)")
-    line = ProgressLine(file, err)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    url = hf_url(endpoint, repo, file, info.commit or revision)  # pinned: a resume gets the same bytes
-    sha256 = expected or info.sha256
-    result = download_file(url, target, expected_sha256=sha256, expected_size=info.size, headers=headers, progress=line)
-    resumed = f", resumed at {human_bytes(result.resumed_from)}" if result.resumed_from else ""
-    line.finish(f"{human_bytes(result.size)} verified (sha256 {result.sha256[:12]}…){resumed}")
-    print(result.path)
+    for pattern in patterns:
+        if not pick_files(listing, [pattern]):
+            raise BadRequest(f"{listing.repo} has no file {pattern!r} at commit {listing.commit[:12]}")
+    files = pick_files(listing, patterns)
+    if not files:
+        raise BadRequest(f"{listing.repo} has no files at commit {listing.commit[:12]}")
+    return files
+
+
+class _Pull:
+    """One Hub file: fetched pinned to the listing's commit, verified, renamed into place; its path on stdout."""
+
+    def __init__(self, listing: RepoListing, file: RepoFile, endpoint: str, token: str | None, err: TextIO) -> None:
+        self.listing, self.file, self.err = listing, file, err
+        self.endpoint, self.token = endpoint, token
+
+    def into(self, folder: Path) -> None:
+        from engines.downloads.names import safe_join
+
+        print(self.fetch(safe_join(folder, self.file.path)))
+
+    def into_cache(self, revision: str | None) -> None:
+        """The Hugging Face cache layout: blobs/<etag>, then snapshots/<commit>/<path> pointing at it."""
+        from engines.downloads.hf_cache import hub_cache_dir, link_into_snapshot, placement
+
+        repo, commit, etag = self.listing.repo, self.listing.commit, self.file.etag
+        if etag is None:
+            raise BadRequest(f"the Hub gave no sha256 or blob id for {repo}/{self.file.path}: it cannot be cached")
+        where = placement(hub_cache_dir(), repo, commit=commit, path=self.file.path, etag=etag, revision=revision)
+        if not where.blob.is_file():  # a blob the cache already has (another revision, hf_hub_download) is reused
+            self.fetch(where.blob)
+        print(link_into_snapshot(where, commit=commit))
+
+    def fetch(self, target: Path) -> Path:
+        from engines.downloads.queue import hf_url
+        from engines.downloads.transfer import download_file
+
+        file = self.file
+        line = ProgressLine(file.path, self.err)
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        url = hf_url(self.endpoint, self.listing.repo, file.path, self.listing.commit)  # a resume gets the same bytes
+        result = download_file(
+            url, target, expected_sha256=file.sha256, expected_size=file.size, headers=headers, progress=line
+        )
+        resumed = f", resumed at {human_bytes(result.resumed_from)}" if result.resumed_from else ""
+        line.finish(f"{human_bytes(result.size)} verified (sha256 {result.sha256[:12]}…){resumed}")
+        return result.path
 
 
 def _pull_ollama(ref: str, config: Config, err: TextIO) -> int:
@@ -81,19 +135,18 @@ def _pull_ollama(ref: str, config: Config, err: TextIO) -> int:
     return 0
 
 
-def _what(args: argparse.Namespace, find_entry: Any) -> list[tuple[str, str, str | None]]:
-    """(repo, file, expected sha256) for each file: a repo id with --file names, or a catalog id."""
-    if args.file:
-        if args.ref.count("/") != 1:
-            raise BadRequest(f"{args.ref!r} is not a Hub repo id (org/name)")
-        return [(args.ref, file, None) for file in args.file]
+def _what(args: argparse.Namespace, find_entry: Any) -> tuple[str, list[str], str | None, bool]:
+    """(repo, --file patterns, the catalog's sha256, whole repo?) from a repo id or a catalog id."""
+    if args.ref.count("/") == 1 and find_entry(args.ref) is None:
+        return args.ref, list(args.file), None, not args.file
     entry = find_entry(args.ref)
     if entry is None:
-        if args.ref.count("/") == 1:
-            raise BadRequest(
-                f"name the file(s) to fetch from {args.ref}: --file NAME (whole repos are not supported yet)"
-            )
-        raise BadRequest(f"{args.ref!r} is not a catalog id; give a Hub repo id and --file NAME")
-    if not entry.repo or not entry.file:
-        raise BadRequest(f"{entry.id} is a whole repo ({entry.repo}); `models pull` fetches single files for now")
-    return [(entry.repo, entry.file, entry.sha256)]
+        raise BadRequest(f"{args.ref!r} is not a catalog id, a Hub repo id (org/name) or ollama:NAME")
+    if not entry.repo:
+        hint = f"; try ollama:{entry.ollama}" if entry.ollama else ""
+        raise BadRequest(f"the catalog names no Hugging Face repo for {entry.id}{hint}")
+    if args.file:
+        return entry.repo, list(args.file), None, False
+    if entry.file:
+        return entry.repo, [entry.file], entry.sha256, False
+    return entry.repo, [], None, True

@@ -73,6 +73,10 @@ class CatalogRow:
     weights_bytes: int | None = None
     has_chat_template: bool | None = None
     files: tuple[Path, ...] = ()
+    sha256: str | None = None
+    """The curated file's sha256, for a download to be checked against."""
+    ollama: str | None = None
+    """The Ollama registry name of a curated model (`d`… or pull it with Ollama)."""
 
     @property
     def deletable(self) -> bool:
@@ -229,6 +233,8 @@ def _entry_row(entry: CatalogEntry) -> CatalogRow:
         license=entry.license,
         repo=entry.repo,
         file=entry.file,
+        sha256=entry.sha256,
+        ollama=entry.ollama,
     )
 
 

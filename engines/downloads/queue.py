@@ -13,7 +13,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -24,6 +24,7 @@ from engines.errors import BadRequest, LlmTuiError
 
 if TYPE_CHECKING:
     from engines.config import Config
+    from engines.downloads.hf_repo import RepoListing
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ class DownloadQueue:
         transfer: Transfer | None = None,
         describe_hub: DescribeHub | None = None,
         pull_ollama: Callable[..., object] | None = None,
+        list_repo: Callable[..., RepoListing] | None = None,
         on_change: Callable[[int], None] | None = None,
         on_finish: Callable[[DownloadTask], None] | None = None,
     ) -> None:
@@ -120,6 +122,7 @@ class DownloadQueue:
         self._transfer = transfer
         self._describe_hub = describe_hub
         self._pull = pull_ollama
+        self._list_repo = list_repo
         self.on_change = on_change
         self.on_finish = on_finish
         """Called (from the transfer's thread) when a task completes or fails."""
@@ -140,6 +143,33 @@ class DownloadQueue:
         self._changed(task.id)
         self.pump()
         return task
+
+    def add_repo(
+        self, repo: str, folder: Path, *, revision: str | None = None, patterns: Sequence[str] = ()
+    ) -> list[DownloadTask]:
+        """Queue every file of a Hub repo (or those matching the glob `patterns`) under `folder`, all pinned to
+        the one commit the listing names, each with its size and LFS sha256. Blocks on the Hub: call it from a
+        worker. Files already in the queue are left as they are."""
+        from engines.downloads.hf_repo import pick_files
+        from engines.downloads.names import safe_join
+
+        list_repo = self._list_repo or _default_list_repo()
+        listing = list_repo(repo, revision=revision, endpoint=self.settings.hf_endpoint, token=self.settings.hf_token)
+        files = pick_files(listing, patterns)
+        if not files:
+            wanted = f" matching {', '.join(patterns)}" if patterns else ""
+            raise BadRequest(f"{repo} has no files{wanted} at commit {listing.commit[:12]}")
+        added = []
+        for file in files:
+            target = safe_join(folder, file.path)
+            pinned = {"repo": repo, "file": file.path, "revision": listing.commit}
+            try:
+                added.append(self.tasks.add("hf", target, total_bytes=file.size, sha256=file.sha256, **pinned))
+            except BadRequest:  # already queued: that task stays
+                continue
+        self._changed(0)
+        self.pump()
+        return added
 
     def pause(self, task_id: int) -> None:
         """Stop a running or pending task, keeping its `.part` for resume."""
@@ -306,6 +336,12 @@ class DownloadQueue:
             listener(value)
         except Exception:  # a listener's bug must not stop downloads
             log.exception("download listener failed")
+
+
+def _default_list_repo() -> Callable[..., RepoListing]:
+    from engines.downloads.hf_repo import list_repo
+
+    return list_repo
 
 
 def _default_pull() -> Callable[..., object]:

@@ -40,8 +40,8 @@ def test_killed_pulls_resume_and_finish_with_the_right_sha256(tmp_path: Path) ->
     data = os.urandom(1_500_000)
     slow = Fault(throttle_bps=400_000)
     with FakeHub() as hub:
-        hub.add("/org/tiny-GGUF/resolve/main/tiny.gguf", data)
-        hub.add(f"/org/tiny-GGUF/resolve/{COMMIT}/tiny.gguf", data, default=slow)
+        hub.add_repo("org/tiny-GGUF", {"tiny.gguf": data, "README.md": b"# tiny"})
+        hub.files[hub.resolve_path("org/tiny-GGUF", "tiny.gguf", COMMIT)].default = slow
         cmd, env = pull_cmd(tmp_path, "org/tiny-GGUF", "--file", "tiny.gguf")
         env["HF_ENDPOINT"] = hub.url("")
         models = tmp_path / "models"
@@ -77,7 +77,7 @@ def test_a_missing_file_is_one_line_and_exit_1(tmp_path: Path) -> None:
         env["HF_ENDPOINT"] = hub.url("")
         result = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
-    assert result.stderr.startswith("llm-tui: ") and "org/none-GGUF/none.gguf is not on" in result.stderr
+    assert result.stderr.startswith("llm-tui: ") and "org/none-GGUF is not on" in result.stderr
     assert "hf_secret_token" not in result.stderr and result.stderr.count("\n") == 1
 
 
@@ -103,3 +103,42 @@ def test_ollama_pull_streams_through_the_daemon_and_its_error_is_one_line(tmp_pa
     cmd, env = pull_cmd(tmp_path, "ollama:qwen2.5", "--file", "x.gguf")
     refused = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1 and "--file, --revision and --to are for Hugging Face pulls" in refused.stderr
+
+
+def test_a_whole_repo_into_models_dir_and_files_into_the_hugging_face_cache(tmp_path: Path) -> None:
+    """No --file: every file of the repo into models_dir/<name>/; --to cache: the layout huggingface_hub reads."""
+    weights, config = os.urandom(300_000), b'{"model_type": "bert"}'
+    with FakeHub() as hub:
+        hub.add_repo(
+            "org/embed",
+            {"model.safetensors": weights, "config.json": config, "sub/vocab.txt": b"a\nb"},
+            lfs=["model.safetensors"],
+        )
+        cmd, env = pull_cmd(tmp_path, "org/embed")
+        env["HF_ENDPOINT"] = hub.endpoint
+        whole = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert whole.returncode == 0, whole.stderr
+        folder = tmp_path / "models" / "embed"
+        assert sorted(whole.stdout.split()) == sorted(
+            str(folder / p) for p in ("model.safetensors", "config.json", "sub/vocab.txt")
+        )
+        assert (folder / "model.safetensors").read_bytes() == weights and (folder / "sub/vocab.txt").exists()
+
+        cache = tmp_path / "hf-cache"
+        cmd, env = pull_cmd(tmp_path, "org/embed", "--file", "*.json", "--file", "model.safetensors", "--to", "cache")
+        env.update(HF_ENDPOINT=hub.endpoint, HF_HUB_CACHE=str(cache))
+        cached = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert cached.returncode == 0, cached.stderr
+        from huggingface_hub import scan_cache_dir, try_to_load_from_cache
+
+        for name, data in (("config.json", config), ("model.safetensors", weights)):
+            found = try_to_load_from_cache("org/embed", name, cache_dir=cache)
+            assert isinstance(found, str) and Path(found).read_bytes() == data and found in cached.stdout
+        assert try_to_load_from_cache("org/embed", "sub/vocab.txt", cache_dir=cache) is None  # not asked for
+        (info,) = scan_cache_dir(cache).repos
+        assert info.repo_id == "org/embed" and info.size_on_disk == len(weights) + len(config)
+
+        cmd, env = pull_cmd(tmp_path, "org/embed", "--file", "missing.bin")
+        env["HF_ENDPOINT"] = hub.endpoint
+        missing = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and "org/embed has no file 'missing.bin' at commit c0ffeec0ffee" in missing.stderr

@@ -31,13 +31,14 @@ def entry(id: str, name: str, family: str, params: float, size: float, quant: st
         file=f"{id}.gguf" if fmt == "gguf" else None,
         license="apache-2.0",
         kind=str(kw.pop("kind", "instruct")),
+        ollama=str(kw["ollama"]) if "ollama" in kw else None,
     )
 
 
 ENTRIES = (
     entry("tiny-1b-q4_k_m", "Tiny 1B", "tiny", 1.1, 0.67, "Q4_K_M"),
     entry("tiny-1b-q8_0", "Tiny 1B Q8", "tiny", 1.1, 1.17, "Q8_0"),
-    entry("qwen-7b-q4_k_m", "Qwen 7B", "qwen", 7.6, 4.7, "Q4_K_M", ctx=32768),
+    entry("qwen-7b-q4_k_m", "Qwen 7B", "qwen", 7.6, 4.7, "Q4_K_M", ctx=32768, ollama="qwen2.5:7b"),
     entry("mixtral-8x22b-q4_k_m", "Mixtral 8x22B", "mixtral", 141, 85.6, "Q4_K_M", ctx=65536),
     entry("embed-small", "Embed Small", "bert", 0.137, 0.27, None, format="hf", ctx=512, kind="embedding"),
 )

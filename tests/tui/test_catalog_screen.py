@@ -234,3 +234,56 @@ def test_a_download_that_completes_shows_in_the_catalog_at_once(make_app: AppFac
         assert app.screen is screen
 
     drive(app, test)
+
+
+def test_o_pulls_a_curated_model_with_ollama_and_refuses_rows_without_one(
+    make_app: AppFactory, models_dir: Path
+) -> None:
+    async def test(app: LlmTuiApp, screen: CatalogScreen, pilot: Pilot[int]) -> None:
+        await pilot.press("slash", *"qwen-7b", "enter", "o")
+        (task,) = app.runtime.downloads.tasks.all()
+        assert (task.source, task.repo, str(task.target_path)) == ("ollama", "qwen2.5:7b", "ollama:qwen2.5:7b")
+        assert any("ollama:qwen2.5:7b → Ollama at" in n.message for n in app._notifications)
+        await pilot.press("escape", "slash", *"mixtral", "enter", "o")
+        assert "names no Ollama build" in list(app._notifications)[-1].message
+        await pilot.press("escape", "slash", *"finetune", "enter", "o")
+        assert "it is already here" in list(app._notifications)[-1].message
+        assert len(app.runtime.downloads.tasks.all()) == 1
+
+    drive(catalog_app(make_app), test)
+
+
+def test_d_on_a_whole_repo_model_lists_it_on_the_hub_and_queues_every_file_pinned(
+    make_app: AppFactory, models_dir: Path, isolated_dirs: Path
+) -> None:
+    import hashlib
+    import os
+
+    from engines.downloads.hf_source import hub_file
+    from engines.downloads.tasks import TaskStatus
+    from engines.downloads.transfer import download_file
+    from tests.engines.fake_hub import DEFAULT_COMMIT, FakeHub
+
+    weights = os.urandom(200_000)
+    files = {"model.safetensors": weights, "config.json": b'{"model_type": "bert"}', "tokenizer.json": b"{}"}
+    with FakeHub() as hub:
+        hub.add_repo("org/Embed-Small", files, lfs=["model.safetensors"])
+        (isolated_dirs / "config.toml").write_text(f'hf_endpoint = "{hub.endpoint}"\n')
+        app = make_app(
+            screen="catalog", launch=False, listing=fixed_listing, transfer=download_file, describe_hub=hub_file
+        )
+
+        async def test(app: LlmTuiApp, screen: CatalogScreen, pilot: Pilot[int]) -> None:
+            await pilot.press("slash", *"embed", "enter", "d")
+            tasks = app.runtime.downloads.tasks
+            await until(pilot, lambda: len(tasks.all()) == 3, "every file of the repo is queued")
+            assert {t.revision for t in tasks.all()} == {DEFAULT_COMMIT}
+            lfs = next(t for t in tasks.all() if t.file == "model.safetensors")
+            assert lfs.sha256 == hashlib.sha256(weights).hexdigest() and lfs.total_bytes == len(weights)
+            done = {TaskStatus.COMPLETED}
+            await until(pilot, lambda: {t.status for t in tasks.all()} == done, "all downloaded", timeout=30)
+            assert any("3 files of org/Embed-Small" in n.message for n in app._notifications)
+
+        drive(app, test)
+    folder = models_dir / "Embed-Small"
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == files

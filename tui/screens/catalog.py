@@ -59,6 +59,7 @@ class CatalogScreen(AppScreen):
         Binding("slash", "filter", "Filter"),
         Binding("enter,l", "launch", "Launch", key_display="⏎"),
         Binding("d", "download", "Download"),
+        Binding("o", "pull_ollama", "Pull with Ollama", show=False),
         Binding("delete,x", "delete", "Delete"),
         Binding("a", "alias", "Alias", show=False),
         Binding("s", "sort", "Sort"),
@@ -265,40 +266,16 @@ class CatalogScreen(AppScreen):
             self.llm_app.open_launch_dialog(target)
 
     def action_download(self) -> None:
-        row = self.table.current
-        if row is None:
-            return
-        if row.source != "catalog":
-            self.notify(f"{row.id} is already here ({row.source}).", title="Nothing to download")
-            return
-        if not (row.repo and row.file):
-            # Whole-repo (safetensors) and Ollama pulls come with their sources in the downloads issue.
-            self.notify(
-                f"{row.id} is a whole Hugging Face repo ({row.repo}); the queue fetches single files for now. "
-                f"Meanwhile: huggingface-cli download {row.repo} --local-dir {self.runtime.config.models_dir}",
-                title="Not queued",
-                severity="warning",
-                timeout=20,
-            )
-            return
-        from engines.catalog.builtin import find_entry
-        from engines.downloads.names import safe_join
+        from tui.screens.catalog_download import download_row
 
-        entry = find_entry(row.catalog_id or row.id)
-        try:
-            target = safe_join(self.runtime.config.models_dir, row.file)
-            self.runtime.downloads.add(
-                "hf",
-                target,
-                repo=row.repo,
-                file=row.file,
-                total_bytes=row.size_bytes,
-                sha256=entry.sha256 if entry else None,
-            )
-        except LlmTuiError as exc:
-            self.notify(str(exc), title="Not queued", severity="error")
-            return
-        self.notify(f"{row.repo}/{row.file} → {target}", title="Download queued (F3 to watch)")
+        if (row := self.table.current) is not None:
+            download_row(self, row)
+
+    def action_pull_ollama(self) -> None:
+        from tui.screens.catalog_download import pull_row_with_ollama
+
+        if (row := self.table.current) is not None:
+            pull_row_with_ollama(self, row)
 
     def action_delete(self) -> None:
         row = self.table.current
