@@ -104,8 +104,10 @@ def _m002_downloads(conn: sqlite3.Connection) -> None:
 
 def _m003_download_owner(conn: sqlite3.Connection) -> None:
     """Which process runs a download ("pid:start-time"): a second llm-tui on the same database must not take
-    another live process's transfers for interrupted ones."""
+    another live process's transfers for interrupted ones. And, for a file fetched into the Hugging Face cache,
+    the ref (branch or tag) its snapshot is recorded under; NULL for files in models_dir."""
     conn.execute("ALTER TABLE downloads ADD COLUMN owner TEXT")
+    conn.execute("ALTER TABLE downloads ADD COLUMN cache_ref TEXT")
 
 
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_m001_chat, _m002_downloads, _m003_download_owner)

@@ -145,11 +145,19 @@ class DownloadQueue:
         return task
 
     def add_repo(
-        self, repo: str, folder: Path, *, revision: str | None = None, patterns: Sequence[str] = ()
+        self,
+        repo: str,
+        folder: Path | None,
+        *,
+        revision: str | None = None,
+        patterns: Sequence[str] = (),
+        cache_dir: Path | None = None,
     ) -> list[DownloadTask]:
-        """Queue every file of a Hub repo (or those matching the glob `patterns`) under `folder`, all pinned to
-        the one commit the listing names, each with its size and LFS sha256. Blocks on the Hub: call it from a
-        worker. Files already in the queue are left as they are."""
+        """Queue every file of a Hub repo (or those matching the glob `patterns`), all pinned to the one commit the
+        listing names, each with its size and LFS sha256: under `folder`, or with `folder` None into the Hugging
+        Face cache (`cache_dir`, default huggingface_hub's). Blocks on the Hub: call it from a worker. Files
+        already in the queue are left as they are."""
+        from engines.downloads.hf_cache import hub_cache_dir, placement
         from engines.downloads.hf_repo import pick_files
         from engines.downloads.names import safe_join
 
@@ -159,14 +167,31 @@ class DownloadQueue:
         if not files:
             wanted = f" matching {', '.join(patterns)}" if patterns else ""
             raise BadRequest(f"{repo} has no files{wanted} at commit {listing.commit[:12]}")
+        ref = revision or "main"
         added = []
         for file in files:
-            target = safe_join(folder, file.path)
             pinned = {"repo": repo, "file": file.path, "revision": listing.commit}
+            if folder is not None:
+                target, cache_ref = safe_join(folder, file.path), None
+            elif file.etag is None:
+                raise BadRequest(f"the Hub gave no sha256 or blob id for {repo}/{file.path}: it cannot be cached")
+            else:
+                where = placement(
+                    cache_dir or hub_cache_dir(),
+                    repo,
+                    commit=listing.commit,
+                    path=file.path,
+                    etag=file.etag,
+                    revision=ref,
+                )
+                target, cache_ref = where.blob, ref
             try:
-                added.append(self.tasks.add("hf", target, total_bytes=file.size, sha256=file.sha256, **pinned))
+                task = self.tasks.add(
+                    "hf", target, total_bytes=file.size, sha256=file.sha256, cache_ref=cache_ref, **pinned
+                )
             except BadRequest:  # already queued: that task stays
                 continue
+            added.append(task)
         self._changed(0)
         self.pump()
         return added
@@ -304,6 +329,11 @@ class DownloadQueue:
     def _fetch_file(self, task: DownloadTask, progress: Callable[[Any], None], cancel: threading.Event) -> None:
         """A Hub file or a URL, through our resumable, verified transfer."""
         task = self._describe(task)
+        if task.cache_ref is not None and task.target_path.is_file():  # blobs are named by content: already here
+            size = task.target_path.stat().st_size
+            self.tasks.record_progress(task.id, size, size, None)
+            _link_into_cache(task)
+            return
         url, headers = self._url_and_headers(task)
         transfer = self._transfer or _default_transfer()
         result = transfer(
@@ -318,6 +348,8 @@ class DownloadQueue:
         )
         size = getattr(result, "size", task.total_bytes)
         self.tasks.record_progress(task.id, size or 0, size, None)
+        if task.cache_ref is not None:
+            _link_into_cache(task)
 
     def _pull_ollama(self, task: DownloadTask, progress: Callable[[Any], None], cancel: threading.Event) -> None:
         """Ask the Ollama daemon to pull the model (it keeps partial blobs: a resume is pulling again)."""
@@ -336,6 +368,18 @@ class DownloadQueue:
             listener(value)
         except Exception:  # a listener's bug must not stop downloads
             log.exception("download listener failed")
+
+
+def _link_into_cache(task: DownloadTask) -> None:
+    """A blob fetched into the Hugging Face cache: its snapshot pointer and ref, so huggingface_hub finds it."""
+    from engines.downloads.hf_cache import link_into_snapshot, placement
+
+    blob, commit = task.target_path, task.revision or ""
+    cache_dir = blob.parent.parent.parent  # <cache>/models--org--name/blobs/<etag>
+    where = placement(
+        cache_dir, task.repo or "", commit=commit, path=task.file or "", etag=blob.name, revision=task.cache_ref
+    )
+    link_into_snapshot(where, commit=commit)
 
 
 def _default_list_repo() -> Callable[..., RepoListing]:

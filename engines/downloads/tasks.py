@@ -88,6 +88,8 @@ class DownloadTask:
     finished_at: float | None = None
     owner: str | None = None
     """The process downloading it ("pid:start-time"), while it is downloading."""
+    cache_ref: str | None = None
+    """Set for a file fetched into the Hugging Face cache (target_path is its blob): the ref to record."""
 
     @property
     def label(self) -> str:
@@ -120,6 +122,7 @@ def _task(row: sqlite3.Row) -> DownloadTask:
         updated_at=row["updated_at"],
         finished_at=row["finished_at"],
         owner=row["owner"],
+        cache_ref=row["cache_ref"],
     )
 
 
@@ -140,6 +143,7 @@ class DownloadTasks:
         url: str | None = None,
         total_bytes: int | None = None,
         sha256: str | None = None,
+        cache_ref: str | None = None,
     ) -> DownloadTask:
         """Queue a file as pending; refuses a second live task for the same target."""
         if source not in ("hf", "ollama", "url"):
@@ -154,8 +158,8 @@ class DownloadTasks:
                 raise BadRequest(f"{target_path} is already in the download queue (task {live['id']})")
             cur = conn.execute(
                 "INSERT INTO downloads (source, repo, file, revision, url, target_path, total_bytes, sha256,"
-                " status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
-                (source, repo, file, revision, url, str(target_path), total_bytes, sha256, now, now),
+                " cache_ref, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                (source, repo, file, revision, url, str(target_path), total_bytes, sha256, cache_ref, now, now),
             )
             task_id = int(cur.lastrowid or 0)
         return self.get(task_id)

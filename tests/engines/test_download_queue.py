@@ -280,3 +280,33 @@ def test_ollama_models_are_pulled_through_the_daemon_paused_resumed_and_failed_w
             queue.resume(bad.id)
             queue.add("ollama", ollama_target("broken:1b"), repo="broken:1b")
         queue.close()
+
+
+def test_a_repo_queued_into_the_hugging_face_cache_is_found_by_huggingface_hub(store: Store, tmp_path: Path) -> None:
+    import os
+
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    from tests.engines.fake_hub import DEFAULT_COMMIT, FakeHub
+
+    weights, config = os.urandom(150_000), b'{"model_type": "bert"}'
+    cache = tmp_path / "hub"
+    with FakeHub() as hub:
+        hub.add_repo("org/embed", {"model.safetensors": weights, "config.json": config}, lfs=["model.safetensors"])
+        queue = DownloadQueue(DownloadTasks(store), QueueSettings(hf_endpoint=hub.endpoint))
+        added = queue.add_repo("org/embed", None, cache_dir=cache)
+        assert {t.cache_ref for t in added} == {"main"} and all(t.target_path.parent.name == "blobs" for t in added)
+        wait_for(lambda: {t.status for t in queue.tasks.all()} == {TaskStatus.COMPLETED}, "both fetched")
+        for name, data in (("model.safetensors", weights), ("config.json", config)):
+            found = try_to_load_from_cache("org/embed", name, cache_dir=cache)
+            assert isinstance(found, str) and f"snapshots/{DEFAULT_COMMIT}/{name}" in found
+            assert Path(found).read_bytes() == data
+        assert Path(hf_hub_download("org/embed", "config.json", cache_dir=cache, local_files_only=True)).exists()
+        gets = sum(1 for r in hub.requests if r.method == "GET" and "/resolve/" in r.path)
+        queue.tasks.clear_finished()
+        assert queue.add_repo("org/embed", None, cache_dir=cache, patterns=["*.json"])  # queued again...
+        wait_for(lambda: {t.status for t in queue.tasks.all()} == {TaskStatus.COMPLETED}, "linked")
+        assert sum(1 for r in hub.requests if r.method == "GET" and "/resolve/" in r.path) == gets  # ...not fetched
+        with pytest.raises(LlmTuiError, match=r"org/embed has no files matching \*\.bin at commit c0ffeec0ffee"):
+            queue.add_repo("org/embed", tmp_path / "models", patterns=["*.bin"])
+        queue.close()

@@ -15,7 +15,7 @@ from engines.errors import LlmTuiError
 from tests.tui.conftest import AppFactory
 from tests.tui.test_chat_screen import run, until
 from tui.app import LlmTuiApp
-from tui.screens.downloads import DownloadsScreen, parse_addition
+from tui.screens.downloads import Addition, DownloadsScreen, parse_addition
 from tui.screens.modals.confirm import ConfirmModal
 from tui.screens.modals.text_prompt import TextPromptModal
 
@@ -142,72 +142,28 @@ def test_a_failed_download_shows_why(make_app: AppFactory) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("org/name file.gguf", ("hf", {"repo": "org/name", "file": "file.gguf"})),
-        ("https://example.org/a.gguf", ("url", {"url": "https://example.org/a.gguf"})),
-        ("ollama:qwen2.5", ("ollama", {"repo": "qwen2.5:latest"})),
-        ("  ollama:library/qwen2.5:0.5b ", ("ollama", {"repo": "library/qwen2.5:0.5b"})),
+        ("org/name file.gguf", Addition("hf", repo="org/name", file="file.gguf")),
+        ("https://example.org/a.gguf", Addition("url", url="https://example.org/a.gguf")),
+        ("ollama:qwen2.5", Addition("ollama", repo="qwen2.5:latest")),
+        ("  ollama:library/qwen2.5:0.5b ", Addition("ollama", repo="library/qwen2.5:0.5b")),
+        ("org/name", Addition("hf-repo", repo="org/name")),
+        (
+            "org/name *.json model.safetensors",
+            Addition("hf-repo", repo="org/name", patterns=("*.json", "model.safetensors")),
+        ),
+        ("org/name a.gguf --to cache", Addition("hf-repo", repo="org/name", patterns=("a.gguf",), to_cache=True)),
+        ("org/name --to cache", Addition("hf-repo", repo="org/name", to_cache=True)),
+        ("org/name a.gguf --to models", Addition("hf", repo="org/name", file="a.gguf")),
     ],
 )
-def test_parse_addition(text: str, expected: tuple[str, dict[str, str]]) -> None:
+def test_parse_addition(text: str, expected: Addition) -> None:
     assert parse_addition(text) == expected
-    with pytest.raises(ValueError, match=r"org/name file\.gguf"):
-        parse_addition("just-a-name")
 
 
-@pytest.mark.parametrize("resume_on_start", [False, True])
-def test_a_restart_brings_an_interrupted_download_back_and_it_completes_from_its_part(
-    make_app: AppFactory, isolated_dirs: Path, resume_on_start: bool
-) -> None:
-    """Quit mid-download; the next start finds the task paused (r resumes it) or, when configured, resumes by
-    itself; either way the rest comes with a Range request from the `.part`, and the file verifies."""
-    import hashlib
-    import os
-
-    from engines.downloads.hf_source import hub_file
-    from engines.downloads.transfer import download_file
-    from tests.engines.fake_hub import FakeHub, Fault
-
-    data = os.urandom(1_000_000)
-    with FakeHub() as hub:
-        commit = "c0ffee" * 6 + "c0ff"
-        hub.add("/org/m-GGUF/resolve/main/m.gguf", data)
-        served = hub.add(f"/org/m-GGUF/resolve/{commit}/m.gguf", data, Fault(throttle_bps=400_000))
-        served.milestone = 300_000
-        settings = f'hf_endpoint = "{hub.url("")}"\n'
-        if resume_on_start:
-            settings += "downloads_resume_on_start = true\n"
-        (isolated_dirs / "config.toml").write_text(settings)
-
-        first = make_app(screen="downloads", launch=False, transfer=download_file, describe_hub=hub_file)
-
-        async def start(app: LlmTuiApp, screen: DownloadsScreen, pilot: Pilot[int]) -> None:
-            await pilot.press("a", *"org/m-GGUF m.gguf", "enter")
-            await until(pilot, served.reached.is_set, "part of the file arrives")
-
-        drive(first, start)
-        first.runtime.close()  # what quitting does: the transfer stops, the row stays 'downloading'
-        target = first.runtime.config.models_dir / "m.gguf"
-        (part,) = target.parent.glob("m.gguf.*.part")
-        kept = part.stat().st_size
-        assert 0 < kept < len(data) and not target.exists()
-
-        second = make_app(screen="downloads", launch=False, transfer=download_file, describe_hub=hub_file)
-
-        async def finish(app: LlmTuiApp, screen: DownloadsScreen, pilot: Pilot[int]) -> None:
-            tasks = app.runtime.downloads.tasks
-            await until(pilot, lambda: app.runtime.downloads.recovered != [], "the queue is reopened at start")
-            (task,) = tasks.all()
-            if not resume_on_start:
-                await until(pilot, lambda: tasks.get(task.id).status is TaskStatus.PAUSED, "paused by the restart")
-                assert any("paused" in n.message for n in app._notifications)
-                screen.refresh_table()
-                await pilot.press("r")
-            await until(pilot, lambda: tasks.get(task.id).status is TaskStatus.COMPLETED, "completed", timeout=30)
-
-        drive(second, finish)
-    assert hashlib.sha256(target.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
-    ranges = [r.headers.get("range") for r in hub.requests if r.method == "GET"]
-    assert ranges[0] is None and ranges[-1] is not None and int(ranges[-1][6:-1]) >= kept  # "bytes=N-"
+@pytest.mark.parametrize("text", ["just-a-name", "org/name --to", "org/name a --to elsewhere", "a/b/c x", ""])
+def test_bad_additions_say_what_to_type(text: str) -> None:
+    with pytest.raises(ValueError, match=r"type one of: org/name \[file\.gguf"):
+        parse_addition(text)
 
 
 def test_bad_ollama_names_are_refused_on_the_field() -> None:
@@ -239,3 +195,37 @@ def test_an_ollama_model_is_pulled_through_the_daemon_from_the_screen(
             assert any(n.message == "downloaded ollama:qwen2.5:0.5b" for n in app._notifications)
 
         drive(app, test)
+
+
+def test_a_repo_typed_with_to_cache_lands_in_the_hugging_face_cache(
+    make_app: AppFactory, isolated_dirs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import try_to_load_from_cache
+
+    from engines.downloads import hf_cache
+    from engines.downloads.hf_source import hub_file
+    from engines.downloads.transfer import download_file
+    from tests.engines.fake_hub import FakeHub
+
+    cache = isolated_dirs / "hf-hub"
+    monkeypatch.setattr(hf_cache, "hub_cache_dir", lambda: cache)
+    with FakeHub() as hub:
+        hub.add_repo("org/embed", {"model.safetensors": b"w" * 5000, "config.json": b"{}"}, lfs=["model.safetensors"])
+        (isolated_dirs / "config.toml").write_text(f'hf_endpoint = "{hub.endpoint}"\n')
+        app = make_app(screen="downloads", launch=False, transfer=download_file, describe_hub=hub_file)
+
+        async def test(app: LlmTuiApp, screen: DownloadsScreen, pilot: Pilot[int]) -> None:
+            await pilot.press("a", *"org/embed *.safetensors --to cache", "enter")
+            tasks = app.runtime.downloads.tasks
+            await until(pilot, lambda: len(tasks.all()) == 1, "the matching file is queued")
+            (task,) = tasks.all()
+            await until(pilot, lambda: tasks.get(task.id).status is TaskStatus.COMPLETED, "fetched")
+            assert any("1 file of org/embed → the Hugging Face cache" in n.message for n in app._notifications)
+            screen.refresh_table()
+            await pilot.pause()
+            assert f"the Hugging Face cache ({cache}, main)" in str(screen.query_one("#downloads-detail").render())
+
+        drive(app, test)
+    found = try_to_load_from_cache("org/embed", "model.safetensors", cache_dir=cache)
+    assert isinstance(found, str) and Path(found).read_bytes() == b"w" * 5000
+    assert try_to_load_from_cache("org/embed", "config.json", cache_dir=cache) is None

@@ -8,6 +8,7 @@ first, so it is queued from a worker thread; its files go to
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from engines.errors import LlmTuiError
@@ -30,7 +31,7 @@ def download_row(screen: AppScreen, row: CatalogRow) -> None:
         return
     if not row.file:
         screen.notify(f"Asking the Hub which files {row.repo} holds…", title="Whole repo")
-        screen.run_worker(lambda: _queue_repo(screen, row.repo or ""), thread=True, group="catalog-download")
+        screen.run_worker(lambda: queue_repo(screen, row.repo or ""), thread=True, group="catalog-download")
         return
     from engines.downloads.names import safe_join
 
@@ -45,18 +46,20 @@ def download_row(screen: AppScreen, row: CatalogRow) -> None:
     screen.notify(f"{row.repo}/{row.file} → {target}", title=QUEUED)
 
 
-def _queue_repo(screen: AppScreen, repo: str) -> None:
-    """In a worker: list the repo on the Hub and queue each file."""
+def queue_repo(screen: AppScreen, repo: str, patterns: Sequence[str] = (), *, to_cache: bool = False) -> None:
+    """In a worker: list the repo on the Hub and queue its files (or those matching `patterns`), under
+    `models_dir/<repo name>/` or into the Hugging Face cache."""
     runtime = screen.runtime
-    folder = runtime.config.models_dir / repo.split("/")[-1]
+    folder = None if to_cache else runtime.config.models_dir / repo.split("/")[-1]
     try:
-        tasks = runtime.downloads.add_repo(repo, folder)
+        tasks = runtime.downloads.add_repo(repo, folder, patterns=patterns)
     except LlmTuiError as exc:
         screen.app.call_from_thread(screen.notify, str(exc), title="Not queued", severity="error", timeout=15)
         return
-    what = f"{len(tasks)} file{'s' if len(tasks) != 1 else ''} of {repo} → {folder}"
+    where = "the Hugging Face cache" if folder is None else str(folder)
+    what = f"{len(tasks)} file{'s' if len(tasks) != 1 else ''} of {repo} → {where}"
     if not tasks:
-        what = f"every file of {repo} is already in the queue"
+        what = f"those files of {repo} are already in the queue"
     screen.app.call_from_thread(screen.notify, what, title=QUEUED)
 
 

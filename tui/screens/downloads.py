@@ -8,6 +8,7 @@ cancels (asking whether to delete the partial file), `x` clears finished ones.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 from rich.markup import escape
@@ -49,22 +50,42 @@ def eta(task: DownloadTask) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} m"
 
 
-def parse_addition(text: str) -> tuple[str, dict[str, str]]:
-    """("hf", repo/file) from "org/repo file.gguf", ("url", url) from a URL, ("ollama", name) from
-    "ollama:NAME[:TAG]"; ValueError saying what to type otherwise."""
+@dataclass(frozen=True, slots=True)
+class Addition:
+    """What the `a` prompt asked for."""
+
+    source: str
+    """hf (one file) | hf-repo (a listing first: a whole repo, globs, or into the cache) | ollama | url."""
+    repo: str | None = None
+    file: str | None = None
+    url: str | None = None
+    patterns: tuple[str, ...] = ()
+    to_cache: bool = False
+
+
+ADD_HINT = "org/name [file.gguf | *.safetensors …] [--to cache]   ollama:name:tag   https://…"
+
+
+def parse_addition(text: str) -> Addition:
+    """Read the `a` prompt; ValueError saying what to type otherwise."""
     parts = text.split()
     if len(parts) == 1 and parts[0].lower().startswith("ollama:"):
         from engines.downloads.ollama_source import normalise_name
 
         try:
-            return "ollama", {"repo": normalise_name(parts[0])}
+            return Addition("ollama", repo=normalise_name(parts[0]))
         except LlmTuiError as exc:
             raise ValueError(str(exc)) from None
     if len(parts) == 1 and parts[0].startswith(("https://", "http://")):
-        return "url", {"url": parts[0]}
-    if len(parts) == 2 and parts[0].count("/") == 1:
-        return "hf", {"repo": parts[0], "file": parts[1]}
-    raise ValueError("type a Hugging Face repo and a file (org/name file.gguf), ollama:NAME[:TAG] or an http(s) URL")
+        return Addition("url", url=parts[0])
+    to_cache = parts[-2:] == ["--to", "cache"]
+    parts = parts[:-2] if to_cache or parts[-2:] == ["--to", "models"] else parts
+    if not parts or parts[0].count("/") != 1 or any(p.startswith("-") for p in parts):
+        raise ValueError(f"type one of: {ADD_HINT}")
+    repo, names = parts[0], tuple(parts[1:])
+    if len(names) == 1 and not to_cache and not any(c in names[0] for c in "*?["):
+        return Addition("hf", repo=repo, file=names[0])
+    return Addition("hf-repo", repo=repo, patterns=names, to_cache=to_cache)
 
 
 class DownloadsScreen(AppScreen):
@@ -147,6 +168,8 @@ class DownloadsScreen(AppScreen):
             where = "the models directory" if task.target_path.parent == models_dir else str(task.target_path.parent)
             if task.source == "ollama":
                 where = f"Ollama at {self.runtime.config.ollama_host}"
+            elif task.cache_ref is not None:  # target_path is <cache>/models--org--name/blobs/<etag>
+                where = f"the Hugging Face cache ({task.target_path.parent.parent.parent}, {task.cache_ref})"
             lines.append(f"{escape(task.label)} → {escape(where)}")
         if task is not None and task.error:
             lines.append(f"[$text-error]{escape(task.error)}[/]")
@@ -213,26 +236,32 @@ class DownloadsScreen(AppScreen):
 
         def done(text: str | None) -> None:
             if text is not None:
-                source, fields = parse_addition(text)
-                self.queue_file(source, fields)
+                self.queue_addition(parse_addition(text))
 
-        hint = "org/name file.gguf   ollama:name:tag   https://…"
-        prompt = TextPromptModal("Download", placeholder=hint, check=check)
-        self.app.push_screen(prompt, done)
+        self.app.push_screen(TextPromptModal("Download", placeholder=ADD_HINT, check=check), done)
 
-    def queue_file(self, source: str, fields: dict[str, str]) -> None:
-        """Add a file to the queue, into the models directory."""
+    def queue_addition(self, addition: Addition) -> None:
+        """Add what the prompt asked for: one file into the models directory at once, an Ollama pull, or (after
+        the Hub lists the repo, in a worker) a repo's files."""
         from engines.downloads.names import safe_join
+        from engines.downloads.queue import ollama_target
 
-        name = fields.get("file") or fields.get("url", "").rstrip("/").rsplit("/", 1)[-1].split("?")[0]
+        downloads = self.runtime.downloads
         try:
-            if source == "ollama":
-                from engines.downloads.queue import ollama_target
+            if addition.source == "hf-repo":
+                from tui.screens.catalog_download import queue_repo
 
-                target = ollama_target(fields["repo"])
+                repo, patterns = addition.repo or "", addition.patterns
+                self.notify(f"Asking the Hub which files {repo} holds…", title="Listing")
+                self.run_worker(lambda: queue_repo(self, repo, patterns, to_cache=addition.to_cache), thread=True)
+            elif addition.source == "ollama":
+                downloads.add("ollama", ollama_target(addition.repo or ""), repo=addition.repo)
+            elif addition.source == "hf":
+                target = safe_join(self.runtime.config.models_dir, addition.file or "")
+                downloads.add("hf", target, repo=addition.repo, file=addition.file)
             else:
-                target = safe_join(self.runtime.config.models_dir, name)
-            self.runtime.downloads.add(source, target, **fields)
+                name = (addition.url or "").rstrip("/").rsplit("/", 1)[-1].split("?")[0]
+                downloads.add("url", safe_join(self.runtime.config.models_dir, name), url=addition.url)
         except LlmTuiError as exc:  # an unsafe name, a file already queued
             self.notify(str(exc), title="Not queued", severity="error")
         self.refresh_table()
