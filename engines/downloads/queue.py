@@ -330,8 +330,8 @@ class DownloadQueue:
         """A Hub file or a URL, through our resumable, verified transfer."""
         task = self._describe(task)
         if task.cache_ref is not None and task.target_path.is_file():  # blobs are named by content: already here
-            size = task.target_path.stat().st_size
-            self.tasks.record_progress(task.id, size, size, None)
+            have = task.target_path.stat().st_size
+            self.tasks.record_progress(task.id, have, have, None)
             _link_into_cache(task)
             return
         url, headers = self._url_and_headers(task)
