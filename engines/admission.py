@@ -15,7 +15,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from engines.catalog.fit import Estimate, human_bytes
+from engines.catalog.fit import Estimate, human_bytes, human_duration
 from engines.errors import InsufficientMemory
 from engines.telemetry.snapshot import Snapshot
 from engines.types import InstanceInfo, InstanceState
@@ -246,13 +246,5 @@ def _listing(offered: Sequence[Unload]) -> str:
         held = [human_bytes(u.ram_bytes)] if u.ram_bytes else []
         if u.vram_bytes:
             held.append(f"{human_bytes(u.vram_bytes)} on GPU {u.gpu_index}")
-        items.append(f"{u.model_id} ({u.run_id}, idle {_duration(u.idle_s)}, {' + '.join(held) or '0 B'})")
+        items.append(f"{u.model_id} ({u.run_id}, idle {human_duration(u.idle_s)}, {' + '.join(held) or '0 B'})")
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"

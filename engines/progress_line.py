@@ -10,7 +10,7 @@ import shutil
 import time
 from typing import TextIO
 
-from engines.catalog.fit import human_bytes
+from engines.catalog.fit import human_bytes, human_duration
 from engines.downloads.pacing import TransferProgress
 
 BAR = 20
@@ -25,16 +25,8 @@ def describe(p: TransferProgress, width: int = BAR) -> str:
     fraction = min(1.0, p.bytes_done / p.total)
     filled = int(fraction * width)
     bar = "#" * filled + "." * (width - filled)
-    eta = f"  ETA {_duration(p.eta_s)}" if p.eta_s is not None and p.speed_bps > 0 else ""
+    eta = f"  ETA {human_duration(p.eta_s)}" if p.eta_s is not None and p.speed_bps > 0 else ""
     return f"[{bar}] {fraction:4.0%}  {human_bytes(p.bytes_done)}/{human_bytes(p.total)}  {speed}{eta}"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 class ProgressLine:

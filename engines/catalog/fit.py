@@ -279,6 +279,15 @@ def human_bytes(n: int) -> str:
     return f"{n} B"
 
 
+def human_duration(seconds: float) -> str:
+    """42 s, 12 min, 2.5 h: an idle time or an ETA as people say it."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def human_params(params: int | None) -> str:
     """268098176 -> "268M", 7_615_616_512 -> "7.6B"."""
     if not params:

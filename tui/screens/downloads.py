@@ -17,7 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Footer, Header, Static
 
-from engines.catalog.fit import human_bytes
+from engines.catalog.fit import human_bytes, human_duration
 from engines.downloads.tasks import DownloadTask, TaskStatus
 from engines.errors import LlmTuiError
 from tui.screens.app_screen import AppScreen
@@ -46,8 +46,7 @@ def progress_bar(task: DownloadTask) -> str:
 def eta(task: DownloadTask) -> str:
     if task.status is not TaskStatus.DOWNLOADING or not task.speed_bps or not task.total_bytes:
         return "-"
-    seconds = max(0, task.total_bytes - task.done_bytes) / task.speed_bps
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} m"
+    return human_duration(max(0, task.total_bytes - task.done_bytes) / task.speed_bps)
 
 
 @dataclass(frozen=True, slots=True)
