@@ -33,8 +33,10 @@ MIN_CTX, MAX_CTX = 256, 1 << 20
 class ListingReady(Message):
     """A scan finished (in a worker thread)."""
 
-    def __init__(self, listing: Listing | None, error: str | None = None) -> None:
+    def __init__(self, scan: int, listing: Listing | None, error: str | None = None) -> None:
         super().__init__()
+        self.scan = scan
+        """Which rescan() this answers: an older scan that finishes late must not replace a newer listing."""
         self.listing = listing
         self.error = error
 
@@ -79,6 +81,7 @@ class CatalogScreen(AppScreen):
         self.n_ctx: int | None = None
         self._index = RowIndex.build([])
         self._scanned = False
+        self._scans = 0
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -112,18 +115,21 @@ class CatalogScreen(AppScreen):
     def rescan(self) -> None:
         """Build the listing again in a worker (the table keeps showing the old one meanwhile)."""
         self.query_one("#catalog-status", Static).update("Scanning the models directory, caches and servers…")
-        self._scan(self.n_ctx)
+        self._scans += 1
+        self._scan(self._scans, self.n_ctx)
 
     @work(thread=True, exclusive=True, group="catalog-scan")
-    def _scan(self, n_ctx: int | None) -> None:
+    def _scan(self, scan: int, n_ctx: int | None) -> None:
         try:
             listing = self.llm_app.runtime.catalog_listing(n_ctx)
         except Exception as exc:  # a bug in a scan must show up, not take the app down
-            self.post_message(ListingReady(None, f"{type(exc).__name__}: {exc}"))
+            self.post_message(ListingReady(scan, None, f"{type(exc).__name__}: {exc}"))
         else:
-            self.post_message(ListingReady(listing))
+            self.post_message(ListingReady(scan, listing))
 
     def on_listing_ready(self, message: ListingReady) -> None:
+        if message.scan != self._scans:  # a thread worker cannot be stopped; its stale answer is dropped
+            return
         self._scanned = True
         if message.listing is None:
             self.notify(message.error or "unknown error", title="Could not scan models", severity="error", timeout=15)
