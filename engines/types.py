@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from engines.secret import Secret
+
 Role = Literal["system", "user", "assistant"]
 ROLES: tuple[Role, ...] = ("system", "user", "assistant")
 FinishReason = Literal["stop", "length", "cancelled"]
@@ -41,6 +43,8 @@ class ChatMessage:
 
     role: Role
     content: str
+    images: tuple[bytes, ...] = ()
+    """Image files (PNG, JPEG, WebP, GIF bytes) attached to a user message, for vision engines."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,8 @@ class Params:
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    json_schema: str | None = None
+    """A JSON Schema (as JSON text) the reply must follow; engines without JSON_SCHEMA refuse it."""
 
     def validate(self) -> None:
         """Raise BadRequest for values no engine accepts."""
@@ -71,6 +77,25 @@ class Params:
             raise BadRequest(f"max_tokens must be at least 1, got {self.max_tokens}")
         if any(s == "" for s in self.stop):
             raise BadRequest("stop sequences must not be empty")
+        if self.json_schema is not None:
+            schema_of(self)
+
+
+def schema_of(params: Params) -> dict[str, object] | None:
+    """The JSON schema `params` asks for, parsed; BadRequest when it is not a JSON object."""
+    import json
+
+    from engines.errors import BadRequest
+
+    if params.json_schema is None:
+        return None
+    try:
+        schema = json.loads(params.json_schema)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"the JSON schema is not valid JSON: {exc}") from None
+    if not isinstance(schema, dict):
+        raise BadRequest("the JSON schema must be a JSON object")
+    return schema
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +111,13 @@ class ModelSpec:
     context_length: int | None = None
     stop: tuple[str, ...] = ()
     """Stop sequences every request to this model uses (the template's turn marker)."""
+    endpoint: str | None = None
+    """The server that runs it (format "ollama": the Ollama host; "remote": the OpenAI-compatible base URL,
+    ending in /v1)."""
+    served_name: str | None = None
+    """The model's name on that server ("qwen2.5:0.5b"); `id` is what the user typed ("ollama:qwen2.5:0.5b")."""
+    api_key: Secret | None = field(default=None, repr=False)
+    """The remote endpoint's key; a Secret, so it never shows in a repr, a log or an error."""
 
 
 @dataclass(frozen=True, slots=True)

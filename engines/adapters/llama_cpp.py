@@ -24,6 +24,7 @@ from engines.adapters.llama_cpp_native import INSTALL_HINT, clear_log, import_ll
 from engines.adapters.llama_cpp_prefix import PrefixCache
 from engines.chat_template import compile_template, render_chat
 from engines.errors import BadModelFile, BadRequest, EngineUnavailable, InstanceNotReady, ModelNotFound
+from engines.stop_text import split_at_stop
 from engines.types import (
     Capability,
     ChatMessage,
@@ -237,7 +238,7 @@ class LlamaCppEngine(Engine):
                     leading = not text
                 if text:
                     if stops:
-                        emit, held, stopped = _split_at_stop(held + text, stops)
+                        emit, held, stopped = split_at_stop(held + text, stops)
                         if emit:
                             yield Delta(emit)
                         if stopped:
@@ -328,24 +329,6 @@ class LlamaCppEngine(Engine):
         import platformdirs
 
         return platformdirs.user_cache_path("llm-tui")
-
-
-def _split_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str, bool]:
-    """Split `text` into (safe to emit, held back as a possible stop prefix, a stop was reached)."""
-    cut = -1
-    for stop in stops:
-        i = text.find(stop)
-        if i >= 0 and (cut < 0 or i < cut):
-            cut = i
-    if cut >= 0:
-        return text[:cut], "", True
-    hold = 0
-    for stop in stops:
-        for k in range(min(len(stop) - 1, len(text)), hold, -1):
-            if text.endswith(stop[:k]):
-                hold = k
-                break
-    return text[: len(text) - hold], text[len(text) - hold :], False
 
 
 def _physical_cores() -> int:

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from engines.adapters import registry
-from engines.adapters.llama_cpp import LlamaCppEngine, _split_at_stop
+from engines.adapters.llama_cpp import LlamaCppEngine
 from engines.chat_template import load_builtin_template
 from engines.errors import BadModelFile, BadRequest, EngineUnavailable
+from engines.stop_text import split_at_stop
 from engines.types import ChatMessage, Delta, Done, LaunchOptions, ModelSpec, Params, StreamEvent, Usage
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python missing")
@@ -99,11 +100,11 @@ def test_characters_split_across_byte_tokens_arrive_whole(engine: LlamaCppEngine
 
 
 def test_stop_prefix_is_held_back_until_decided() -> None:
-    assert _split_at_stop("hello wor", ("world",)) == ("hello ", "wor", False)
-    assert _split_at_stop("hello world!", ("world",)) == ("hello ", "", True)
-    assert _split_at_stop("a<|e", ("<|end|>", "xyz")) == ("a", "<|e", False)
-    assert _split_at_stop("abcd", ("c", "bc")) == ("a", "", True)  # the earliest-starting stop wins
-    assert _split_at_stop("plain", ("zz",)) == ("plain", "", False)
+    assert split_at_stop("hello wor", ("world",)) == ("hello ", "wor", False)
+    assert split_at_stop("hello world!", ("world",)) == ("hello ", "", True)
+    assert split_at_stop("a<|e", ("<|end|>", "xyz")) == ("a", "<|e", False)
+    assert split_at_stop("abcd", ("c", "bc")) == ("a", "", True)  # the earliest-starting stop wins
+    assert split_at_stop("plain", ("zz",)) == ("plain", "", False)
 
 
 @pytest.mark.real_model
