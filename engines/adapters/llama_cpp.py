@@ -55,7 +55,9 @@ class LlamaCppEngine(Engine):
     """
 
     name: ClassVar[str] = "llama.cpp"
-    capabilities: ClassVar[Capability] = Capability.CHAT | Capability.STREAM | Capability.EMBED | Capability.LORA
+    capabilities: ClassVar[Capability] = (
+        Capability.CHAT | Capability.STREAM | Capability.EMBED | Capability.LORA | Capability.JSON_SCHEMA
+    )
     formats: ClassVar[tuple[str, ...]] = ("gguf",)
 
     def __init__(
@@ -216,6 +218,7 @@ class LlamaCppEngine(Engine):
             temp=temperature,
             repeat_penalty=1.0 if params.repetition_penalty is None else params.repetition_penalty,
             reset=False,
+            grammar=self._grammar(params),
         )
         pieces, piece_of = self._pieces, self._piece
         decode = codecs.getincrementaldecoder("utf-8")("replace").decode
@@ -256,6 +259,15 @@ class LlamaCppEngine(Engine):
         if held and not hit_stop:
             yield Delta(held)  # a character cut in half by max_tokens or Stop is dropped, never shown broken
         yield Done(Usage(n_prompt, completion), finish_reason=finish)
+
+    def _grammar(self, params: Params) -> Any:
+        """The GBNF grammar that makes every sampled token keep the reply valid for the JSON schema, or None."""
+        if params.json_schema is None:
+            return None
+        try:
+            return self._lib.LlamaGrammar.from_json_schema(params.json_schema, verbose=False)
+        except Exception as exc:  # llama.cpp's converter rejects what it cannot express
+            raise BadRequest(f"llama.cpp cannot follow this JSON schema: {exc}") from None
 
     def tokenize_prompt(self, messages: Sequence[ChatMessage]) -> list[int]:
         """The prompt tokens for `messages`: rendered template, special tokens parsed, exactly one BOS."""
