@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+from pathlib import Path
 from typing import TextIO, TypeVar
 
 from engines.catalog.packaged import Progress
 from engines.config import Config
 from engines.errors import BadRequest
+from engines.images import read_image
 from engines.launch import default_options, launch
 from engines.manager import EngineManager
 from engines.requests import RequestHandle
-from engines.types import ChatMessage, Delta, Done, Error, ModelSpec, Params
+from engines.types import ChatMessage, Delta, Done, Error, ModelSpec, Params, schema_of
 
 _SESSION = "cli"
 T = TypeVar("T")
@@ -29,12 +32,18 @@ def run_chat(args: argparse.Namespace, config: Config) -> int:
         prompt = sys.stdin.read()
         if not prompt.strip():
             raise BadRequest("no prompt: give PROMPT or pipe text on stdin")
+    ref: str | ModelSpec = args.model
+    if args.endpoint:
+        from engines.catalog.resolve_remote import endpoint_spec
+
+        ref = endpoint_spec(args.endpoint, args.model, os.environ, args.api_key_env)
+    images = tuple(read_image(Path(p)) for p in args.image)
     with EngineManager() as manager:
         if interactive:
             print(f"llm-tui: loading {args.model}...", file=sys.stderr)
         launched = launch(
             manager,
-            args.model,
+            ref,
             config,
             engine=args.engine,
             options=default_options(config, seed=params.seed),
@@ -43,8 +52,9 @@ def run_chat(args: argparse.Namespace, config: Config) -> int:
         run_id, spec, engine = launched.run_id, launched.spec, launched.engine
         messages = [ChatMessage("system", args.system)] if args.system else []
         if not interactive:
-            messages.append(ChatMessage("user", prompt))
-            return _reply(manager.submit(run_id, messages, params, session=_SESSION), args, spec, engine)[0]
+            messages.append(ChatMessage("user", prompt, images))
+            status, text = _reply(manager.submit(run_id, messages, params, session=_SESSION), args, spec, engine)
+            return _check_schema(status, text, params)
         return _repl(manager, run_id, messages, params, args, spec, engine)
 
 
@@ -59,9 +69,32 @@ def build_params(args: argparse.Namespace, config: Config) -> Params:
         max_tokens=_pick(args.max_tokens, d.max_tokens),
         stop=tuple(args.stop) or d.stop,
         seed=_pick(args.seed, d.seed),
+        json_schema=_read_schema(args.json_schema) if args.json_schema else None,
     )
     params.validate()
     return params
+
+
+def _read_schema(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"--json-schema: cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _check_schema(status: int, text: str, params: Params) -> int:
+    """A reply asked to follow a JSON schema is checked; what does not follow it is an error (exit 1)."""
+    schema = schema_of(params)
+    if status != 0 or schema is None:
+        return status
+    from engines.structured import ReplyNotValid, check_reply
+
+    try:
+        check_reply(text, schema)
+    except ReplyNotValid as exc:
+        print(f"llm-tui: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _repl(

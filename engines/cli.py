@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--threads", type=int, metavar="N", help="CPU threads for inference")
     chat.add_argument("--n-gpu-layers", type=int, metavar="N", help="layers to offload to the GPU (-1 = all)")
     chat.add_argument("--stats", action="store_true", help="print one JSON line of metrics to stderr after the reply")
+    chat.add_argument("--json-schema", metavar="FILE", help="a JSON Schema the reply must follow (checked after it)")
+    chat.add_argument("--image", action="append", default=[], metavar="PATH", help="attach an image (repeatable)")
+    chat.add_argument("--endpoint", metavar="URL", help="an OpenAI-compatible server; MODEL is its model name")
+    chat.add_argument(
+        "--api-key-env", metavar="NAME", default="OPENAI_API_KEY", help="variable holding the --endpoint key"
+    )
 
     from engines.models_cli import add_parser as add_models_parser
 

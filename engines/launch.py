@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -64,9 +65,21 @@ def default_options(config: Config, seed: int | None = None) -> LaunchOptions:
     )
 
 
+def resolve_ref(ref: str, config: Config, progress: Progress | None = None) -> ModelSpec:
+    """What a reference names: an Ollama or remote model, else a catalog id, alias or path."""
+    from engines.catalog.resolve import follow_aliases
+    from engines.catalog.resolve_remote import remote_spec
+
+    target = follow_aliases(ref, config.aliases)
+    remote = remote_spec(target, config, os.environ)
+    if remote is not None:
+        return remote
+    return resolve_model(ref, models_dir=config.models_dir, aliases=config.aliases, progress=progress)
+
+
 def launch(
     manager: EngineManager,
-    ref: str,
+    ref: str | ModelSpec,
     config: Config,
     *,
     engine: str | Engine | None = None,
@@ -74,12 +87,12 @@ def launch(
     progress: Progress | None = None,
     snapshot: SnapshotSource | None = None,
 ) -> Launched:
-    """Resolve `ref`, choose an engine and load the model; blocks until it is ready.
+    """Resolve `ref` (or take the spec given), choose an engine and load the model; blocks until it is ready.
 
     With `snapshot`, memory is checked first: NotEnoughMemory carries the Admission, whose
     `unload_run_ids` (when the verdict is UNLOAD) can be passed to `unload_and_launch`.
     """
-    spec = resolve_model(ref, models_dir=config.models_dir, aliases=config.aliases, progress=progress)
+    spec = ref if isinstance(ref, ModelSpec) else resolve_ref(ref, config, progress)
     chosen: str | Engine = engine if isinstance(engine, Engine) else pick_engine(spec, engine)
     options = options or default_options(config)
     admission = None

@@ -20,7 +20,7 @@ from engines.adapters.base import Engine
 from engines.errors import InstanceNotFound, InstanceNotReady, LlmTuiError
 from engines.instance import Coalescing, Instance, StopWhen
 from engines.requests import EventSink, RequestHandle
-from engines.types import ChatMessage, InstanceInfo, LaunchOptions, ModelSpec, Params
+from engines.types import Capability, ChatMessage, InstanceInfo, LaunchOptions, ModelSpec, Params
 
 __all__ = ["Coalescing", "EngineManager", "Instance"]
 
@@ -111,8 +111,13 @@ class EngineManager:
         """Queue a chat request on an instance; events come through the handle or `sink`."""
         params = params or Params()
         params.validate()
+        instance = self._get(run_id)
+        if params.json_schema is not None:  # refused here, with the engine named, not deep in its worker
+            instance.engine.require(Capability.JSON_SCHEMA)
+        if any(m.images for m in messages):
+            instance.engine.require(Capability.VISION)
         handle = RequestHandle(run_id, list(messages), params, session=session, sink=sink, submitted_at=self._clock())
-        self._get(run_id).submit(handle)
+        instance.submit(handle)
         return handle
 
     def stop(self, run_id: str, timeout: float | None = 30.0, *, reason: str = "stopped") -> None:

@@ -168,3 +168,58 @@ def test_interactive_chat_on_a_terminal_keeps_the_conversation(model_file: Path)
     stats = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     # The second turn carries the first question and answer with it.
     assert len(stats) == 2 and stats[1]["prompt_tokens"] > stats[0]["prompt_tokens"] + 4
+
+
+@pytest.mark.real_model
+def test_real_gemma_json_schema_reply_validates(isolated_dirs: Path, gemma_path: Path) -> None:
+    schema = isolated_dirs / "schema.json"
+    schema.write_text(
+        json.dumps(
+            {
+                "type": "object",
+                "properties": {"name": {"type": "string", "maxLength": 20}},
+                "required": ["name"],
+                "additionalProperties": False,
+            }
+        )
+    )
+    env = {"LLM_TUI_MODELS_DIR": str(gemma_path.parent), "LLM_TUI_N_THREADS": "2"}
+    result = run_cli(
+        "chat",
+        "gemma-3-270m",
+        "Name a color.",
+        "--json-schema",
+        str(schema),
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "48",
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert set(json.loads(result.stdout)) == {"name"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--json-schema", "{schema}"], "the fake engine does not support json_schema"),
+        (["--json-schema", "{bad}"], "the JSON schema must be a JSON object"),
+        (["--json-schema", "/no/such/schema.json"], "--json-schema: cannot read /no/such/schema.json"),
+        (["--image", "{image}"], "the fake engine does not support vision"),
+        (["--image", "{schema}"], "is not a PNG, JPEG, GIF or WebP image"),
+        (["--image", "/no/such.png"], "no such image file: /no/such.png"),
+    ],
+)
+def test_what_the_engine_cannot_do_is_refused_by_name(
+    model_file: Path, extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = model_file.parent
+    (folder / "s.json").write_text('{"type": "object"}')
+    (folder / "bad.json").write_text("[1, 2]")
+    (folder / "i.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    names = {"{schema}": str(folder / "s.json"), "{bad}": str(folder / "bad.json"), "{image}": str(folder / "i.png")}
+    status = main(["chat", str(model_file), "hi", "--engine", "fake", *[names.get(a, a) for a in extra]])
+    assert status == 1
+    err = capsys.readouterr().err
+    assert err.startswith("llm-tui: error: ") and message in err and err.count("\n") == 1
