@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_models_parser(sub, lambda p: _global_options(p, suppress=True))
 
+    from engines.embed_cli import add_parser as add_embed_parser
+
+    add_embed_parser(sub, lambda p: _global_options(p, suppress=True))
+
     from engines.gauges_cli import add_parser as add_gauges_parser
 
     add_gauges_parser(sub, lambda p: _global_options(p, suppress=True))
@@ -87,6 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from engines.models_cli import run_models
 
             return run_models(args, load(args))
+        if args.command == "embed":
+            from engines.embed_cli import run_embed
+
+            return run_embed(args, load(args))
         if args.command == "gauges":
             from engines.gauges_cli import run_gauges
 

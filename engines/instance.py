@@ -18,7 +18,7 @@ from typing import Literal
 from engines import footprint as mem
 from engines.adapters.base import Engine
 from engines.errors import InstanceNotReady, LlmTuiError
-from engines.requests import RequestHandle
+from engines.requests import EmbedJob, RequestHandle
 from engines.types import (
     Delta,
     Done,
@@ -112,7 +112,7 @@ class Instance:
                 stop_reason=self.stop_reason,
             )
 
-    def submit(self, handle: RequestHandle) -> None:
+    def submit(self, handle: RequestHandle | EmbedJob) -> None:
         """Queue a request; it runs after those before it."""
         with self._lock:
             if self.state in (InstanceState.ERROR, InstanceState.STOPPING, InstanceState.STOPPED):
@@ -223,6 +223,9 @@ class Instance:
     def _serve(self) -> None:
         while True:
             item = self._queue.get()
+            if isinstance(item, EmbedJob):
+                self._embed(item)
+                continue
             if item is _STOP or not isinstance(item, RequestHandle):
                 return
             with self._lock:
@@ -237,6 +240,26 @@ class Instance:
                 final = self._generate(item)
             finally:
                 self._finished(item, final)
+
+    def _embed(self, job: EmbedJob) -> None:
+        with self._lock:
+            stopping = self.state is InstanceState.STOPPING
+        if stopping:
+            job.error = InstanceNotReady("instance stopped before the request ran")
+        else:
+            self._set_state(InstanceState.BUSY)
+            started = time.perf_counter()
+            try:
+                job.vectors = self.engine.embed(job.texts)
+            except BaseException as exc:  # handed to the caller, like a chat request's Error
+                job.error = exc
+            job.elapsed_ms = (time.perf_counter() - started) * 1000.0
+        with self._lock:
+            self.pending -= 1
+            self.requests_served += not stopping
+            self._touch()
+        self._set_state(InstanceState.READY)
+        job.done.set()
 
     def _finished(self, item: RequestHandle, final: StreamEvent, *, served: bool = True) -> None:
         # The instance is ready again before the caller hears the reply is done,
@@ -304,10 +327,14 @@ class Instance:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if isinstance(item, RequestHandle):
+            if isinstance(item, RequestHandle | EmbedJob):
                 with self._lock:
                     self.pending -= 1
+            if isinstance(item, RequestHandle):
                 item.deliver(Error(reason, kind="stopped"))
+            elif isinstance(item, EmbedJob):
+                item.error = InstanceNotReady(reason)
+                item.done.set()
 
 
 def _message(exc: BaseException) -> str:

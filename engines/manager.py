@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 
 from engines.adapters import registry
 from engines.adapters.base import Engine
-from engines.errors import InstanceNotFound, InstanceNotReady, LlmTuiError
+from engines.errors import BadRequest, InstanceNotFound, InstanceNotReady, LlmTuiError
 from engines.instance import Coalescing, Instance, StopWhen
-from engines.requests import EventSink, RequestHandle
+from engines.requests import EmbedJob, EventSink, RequestHandle
 from engines.types import Capability, ChatMessage, InstanceInfo, LaunchOptions, ModelSpec, Params
 
 __all__ = ["Coalescing", "EngineManager", "Instance"]
@@ -119,6 +119,18 @@ class EngineManager:
         handle = RequestHandle(run_id, list(messages), params, session=session, sink=sink, submitted_at=self._clock())
         instance.submit(handle)
         return handle
+
+    def embed(self, run_id: str, texts: Sequence[str], timeout: float | None = 300.0) -> EmbedJob:
+        """Embed `texts` on an instance (queued behind its chat requests); the finished job holds the vectors and
+        the time the engine took. Raises CapabilityNotSupported when the engine cannot embed."""
+        if not texts:
+            raise BadRequest("give at least one text to embed")
+        instance = self._get(run_id)
+        instance.engine.require(Capability.EMBED)
+        job = EmbedJob(list(texts))
+        instance.submit(job)
+        job.result(timeout)
+        return job
 
     def stop(self, run_id: str, timeout: float | None = 30.0, *, reason: str = "stopped") -> None:
         """Cancel the instance's work, unload the model and forget the instance."""

@@ -89,3 +89,22 @@ class RequestHandle:
             else:
                 return ChatResult("".join(parts), None, event)
         return ChatResult("".join(parts), None, None)
+
+
+@dataclass(eq=False)
+class EmbedJob:
+    """Texts to embed on an instance's worker (an engine is used from one thread at a time)."""
+
+    texts: Sequence[str]
+    vectors: list[list[float]] | None = None
+    error: BaseException | None = None
+    elapsed_ms: float = 0.0
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def result(self, timeout: float | None) -> list[list[float]]:
+        """The vectors, in the order of the texts; raises what the engine raised."""
+        if not self.done.wait(timeout):
+            raise LlmTuiError(f"embedding did not finish within {timeout} s")
+        if self.error is not None:
+            raise self.error
+        return self.vectors or []

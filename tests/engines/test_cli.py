@@ -223,3 +223,27 @@ def test_what_the_engine_cannot_do_is_refused_by_name(
     assert status == 1
     err = capsys.readouterr().err
     assert err.startswith("llm-tui: error: ") and message in err and err.count("\n") == 1
+
+
+def test_embed_prints_vectors_in_text_order(model_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["embed", str(model_file), "abc", "zz", "--engine", "fake"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["engine"], out["dimensions"], len(out["embeddings"])) == ("fake", 26, 2)
+    assert out["embeddings"][0][:3] == [1.0, 1.0, 1.0] and out["embeddings"][1][25] == 2.0
+
+
+def test_embed_reads_stdin_and_refuses_nothing(model_file: Path) -> None:
+    result = run_cli("embed", str(model_file), "--engine", "fake", stdin="one\n\ntwo\n")
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)["embeddings"]) == 2
+    empty = run_cli("embed", str(model_file), "--engine", "fake", stdin="\n")
+    assert empty.returncode == 1 and "nothing to embed" in empty.stderr
+
+
+@pytest.mark.real_model
+def test_real_gemma_embeddings(isolated_dirs: Path, gemma_path: Path) -> None:
+    env = {"LLM_TUI_MODELS_DIR": str(gemma_path.parent), "LLM_TUI_N_THREADS": "2"}
+    result = run_cli("embed", "gemma-3-270m", "a red apple", "a green pear", env=env)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["engine"] == "llama.cpp" and out["dimensions"] == 640 and len(out["embeddings"]) == 2

@@ -229,3 +229,23 @@ def test_instance_is_ready_again_when_done_arrives(manager: EngineManager) -> No
     assert manager.submit(run_id, ask("q"), sink=sink).wait(10)
     assert states == [InstanceState.READY]
     assert manager.info(run_id).requests_served == 1
+
+
+def test_embeddings_run_on_the_instance_worker_and_need_the_capability(manager: EngineManager) -> None:
+    from engines.errors import BadRequest, CapabilityNotSupported
+    from engines.types import Capability
+
+    class NoEmbed(FakeEngine):
+        capabilities = Capability.CHAT | Capability.STREAM
+
+    run_id = manager.start(SPEC, engine=FakeEngine())
+    manager.wait_ready(run_id, 10)
+    job = manager.embed(run_id, ["ab", "b"])
+    assert job.vectors is not None and [v[:2] for v in job.vectors] == [[1.0, 1.0], [0.0, 1.0]]
+    assert job.elapsed_ms >= 0 and manager.info(run_id).requests_served == 1
+    with pytest.raises(BadRequest, match="at least one text"):
+        manager.embed(run_id, [])
+    other = manager.start(SPEC, engine=NoEmbed())
+    manager.wait_ready(other, 10)
+    with pytest.raises(CapabilityNotSupported, match="the fake engine does not support embed"):
+        manager.embed(other, ["x"])
