@@ -50,6 +50,12 @@ def _downloads_screen() -> Screen[None]:
     return DownloadsScreen()
 
 
+def _embeddings_screen() -> Screen[None]:
+    from tui.screens.embeddings import EmbeddingsScreen
+
+    return EmbeddingsScreen()
+
+
 def _instances_screen() -> Screen[None]:
     from tui.screens.instances import InstancesScreen
 
@@ -67,6 +73,7 @@ class LlmTuiApp(App[int]):
         "gauges": lambda: _gauges_screen(),
         "instances": lambda: _instances_screen(),
         "downloads": lambda: _downloads_screen(),
+        "embeddings": lambda: _embeddings_screen(),
         **{name: partial(NotBuiltScreen, name) for name in PLANNED},
     }
     BINDINGS = [

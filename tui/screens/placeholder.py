@@ -11,7 +11,6 @@ from tui.widgets.screen_bar import ScreenBar
 
 PLANNED: dict[str, str] = {
     "compare": "one prompt, two to four models side by side",
-    "embeddings": "embed texts and compare them",
     "settings": "edit config.toml from the app",
 }
 INSTEAD: dict[str, str] = {
