@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from engines.requests import RequestHandle
 from engines.store import ReplyWriter, SessionRecord, TurnMetrics
-from engines.types import Delta, Done, Error, Params, StreamEvent
+from engines.types import Delta, Done, Error, Params, StreamEvent, schema_of
 from tui.messages import ReplyEvent
 
 if TYPE_CHECKING:
@@ -65,6 +65,8 @@ class ChatTurn:
             if isinstance(event, Done):
                 status = "cancelled" if event.finish_reason == "cancelled" else "complete"
                 footer = metrics_line(TurnMetrics.from_done(event))
+                if status == "complete":
+                    footer += schema_note(self.handle.params, self.writer.text)
                 view.finish(footer=footer, status=status)
             elif isinstance(event, Error):
                 view.set_error(event.message)
@@ -84,3 +86,17 @@ def metrics_line(metrics: TurnMetrics) -> str:
     elif metrics.finish_reason == "cancelled":
         parts.append("stopped")
     return " · ".join(parts)
+
+
+def schema_note(params: Params, text: str) -> str:
+    """For a reply asked to follow a JSON schema: whether it does, and if not, the first thing wrong."""
+    schema = schema_of(params)
+    if schema is None:
+        return ""
+    from engines.structured import ReplyNotValid, check_reply
+
+    try:
+        check_reply(text, schema)
+    except ReplyNotValid as exc:
+        return f" · ✗ {exc}"
+    return " · ✓ JSON follows the schema"

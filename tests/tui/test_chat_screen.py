@@ -292,3 +292,39 @@ def test_start_screen_option(make_app: AppFactory) -> None:
             assert app.current_mode == "settings"
 
     run(go())
+
+
+def test_json_output_mode_sends_the_schema_and_checks_each_reply(make_app: AppFactory) -> None:
+    """Ctrl+O: turn JSON output on and give a schema; replies are then marked as following it or not."""
+    from engines.types import Capability
+
+    class JsonEngine(FakeEngine):
+        capabilities = FakeEngine.capabilities | Capability.JSON_SCHEMA
+
+    engine = JsonEngine(reply='{"n": 1}')
+
+    async def go() -> None:
+        app = make_app(engine=engine)
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = await ready(pilot)
+            await pilot.press("ctrl+o")
+            await pilot.pause()
+            app.screen.query_one("#json-mode").focus()
+            await pilot.press("space", "ctrl+s")
+            await pilot.pause()
+            assert "type a JSON Schema, or turn JSON output off" in str(app.screen.query_one("#error").render())
+            await pilot.press("tab")  # from the switch to the schema
+            await pilot.press(*'{"type": "object", "required": ["n"]}', "ctrl+s")
+            await pilot.pause()
+            assert screen.session is not None and screen.session.params is not None
+            assert screen.session.params.json_schema == '{"type": "object", "required": ["n"]}'
+            await send(pilot, "count")
+            log = screen.query_one(ChatLog)
+            reply = log.reply(log.messages[-1].key)
+            assert reply is not None and reply.footer.endswith("✓ JSON follows the schema")
+            engine.reply = '{"m": 2}'
+            await send(pilot, "again")
+            reply = log.reply(log.messages[-1].key)
+            assert reply is not None and "✗ the reply does not follow the schema" in reply.footer
+
+    run(go())

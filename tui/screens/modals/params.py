@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, Vertical
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, TextArea
+from textual.widgets import Button, Input, Label, Switch, TextArea
 
 from engines.errors import BadRequest
 from engines.types import Params
@@ -47,17 +47,24 @@ class ParamsModal(ModalScreen[SessionSettings | None]):
         self.params = params
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog wide"):
+        with Vertical(classes="dialog wide", id="params-dialog"):
             yield Label("Chat settings", classes="dialog-title")
-            yield Label("System prompt")
-            yield TextArea(self.system_prompt, id="system", soft_wrap=True, tab_behavior="focus", compact=True)
-            with Grid(id="param-grid"):
-                for name, label, hint in _FIELDS:
-                    value = getattr(self.params, name)
-                    yield Label(label)
-                    yield Input("" if value is None else str(value), placeholder=hint, id=name)
-                yield Label("Stop sequences")
-                yield Input(_stops_text(self.params.stop), placeholder=r"comma-separated; \n for newline", id="stop")
+            with VerticalScroll(id="params-body", can_focus=False):
+                yield Label("System prompt")
+                yield TextArea(self.system_prompt, id="system", soft_wrap=True, tab_behavior="focus", compact=True)
+                with Grid(id="param-grid"):
+                    for name, label, hint in _FIELDS:
+                        value = getattr(self.params, name)
+                        yield Label(label)
+                        yield Input("" if value is None else str(value), placeholder=hint, id=name, compact=True)
+                    yield Label("Stop sequences")
+                    stops = _stops_text(self.params.stop)
+                    yield Input(stops, placeholder=r"comma-separated; \n for newline", id="stop", compact=True)
+                with Horizontal(id="json-bar"):
+                    yield Switch(self.params.json_schema is not None, id="json-mode")
+                    yield Label("JSON output: replies must follow this JSON Schema")
+                schema = self.params.json_schema or ""
+                yield TextArea(schema, id="schema", language="json", tab_behavior="focus", compact=True)
             yield Label("", id="error", classes="dialog-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save (ctrl+s)", variant="primary", id="save")
@@ -97,7 +104,12 @@ class ParamsModal(ModalScreen[SessionSettings | None]):
                 kind = "a whole number" if name in _INTS else "a number"
                 raise BadRequest(f"{label}: {text!r} is not {kind}") from None
         stops = parse_stops(self.query_one("#stop", Input).value)
-        params = Params(stop=stops, **values)  # type: ignore[arg-type]
+        schema = None
+        if self.query_one("#json-mode", Switch).value:
+            schema = self.query_one("#schema", TextArea).text.strip()
+            if not schema:
+                raise BadRequest("type a JSON Schema, or turn JSON output off")
+        params = Params(stop=stops, json_schema=schema, **values)  # type: ignore[arg-type]
         params.validate()
         return params
 
