@@ -192,14 +192,15 @@ def test_launch_asks_how_then_opens_the_chat_and_download_queues_the_file(
         assert task.target_path == app.runtime.config.models_dir / "qwen-7b-q4_k_m.gguf"
         assert task.total_bytes == 4_700_000_000
         assert any("Download queued" in (n.title or "") for n in app._notifications)
-        await pilot.press("escape", "slash", *"ollama", "enter", "enter")
-        assert "not built yet" in list(app._notifications)[-1].message and app.screen is screen
         await pilot.press("escape", "slash", *"finetune", "enter", "enter")
         assert isinstance(app.screen, LaunchModal)  # how to launch it: engine, device, context…
         await pilot.press("ctrl+s")
         await until(pilot, lambda: app.runtime.active is not None, "the model is launched")
         assert app.current_mode == "chat"
         assert app.runtime.active is not None and app.runtime.active.model_id == "my-finetune"
+        await pilot.press("f2", "escape", "slash", *"ollama", "enter", "enter")  # served: no dialog, straight in
+        await until(pilot, lambda: app.current_mode == "chat", "back in the chat")
+        await until(pilot, lambda: getattr(app.runtime.active, "model_id", "") == "ollama:llama3.2:1b", "launched")
 
     drive(catalog_app(make_app), test)
 

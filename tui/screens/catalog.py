@@ -256,13 +256,9 @@ class CatalogScreen(AppScreen):
             return
         if row.status != "ok":
             self.notify(row.error or "unreadable file", title=f"{row.id} is broken", severity="error")
-        elif row.source in ("ollama", "remote"):
-            where = "the Ollama daemon" if row.source == "ollama" else "a remote endpoint"
-            self.notify(
-                f"Chatting with models served by {where} needs the {row.source} engine, which is not built yet.",
-                title="Not available yet",
-                severity="warning",
-            )
+        elif row.source in ("ollama", "remote"):  # served elsewhere: its server decides how it runs
+            self.llm_app.launch_model(row.id, row.source)
+            self.llm_app.switch_mode("chat")
         else:
             from engines.catalog.listing import row_shape
             from tui.screens.modals.launch import LaunchTarget
