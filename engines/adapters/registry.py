@@ -39,6 +39,7 @@ ENGINES: dict[str, EngineEntry] = {
     e.name: e
     for e in (
         EngineEntry("llama.cpp", "engines.adapters.llama_cpp", "LlamaCppEngine", ("llama_cpp",), "llama", ("gguf",)),
+        EngineEntry("remote", "engines.adapters.remote", "RemoteEngine", (), "all", ("remote",), ("idle_unload_s",)),
         EngineEntry(
             "fake",
             "engines.adapters.fake",

@@ -247,3 +247,20 @@ def test_real_gemma_embeddings(isolated_dirs: Path, gemma_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["engine"] == "llama.cpp" and out["dimensions"] == 640 and len(out["embeddings"]) == 2
+
+
+def test_chat_with_an_openai_compatible_endpoint_and_a_failure_mid_stream(isolated_dirs: Path) -> None:
+    from tests.engines.fake_openai import FakeOpenAI, Reply
+
+    replies = [Reply(pieces=("Hello", " there", "!")), Reply(pieces=("Half", " a", " reply"), error_after=2)]
+    with FakeOpenAI(models=("served-model",), api_key="sk-test-123", replies=replies) as fake:
+        env = {"MY_KEY": "sk-test-123"}
+        ok = run_cli("chat", "--endpoint", fake.endpoint, "served-model", "hi", "--api-key-env", "MY_KEY", env=env)
+        assert ok.returncode == 0, ok.stderr
+        assert ok.stdout == "Hello there!\n"
+        broken = run_cli("chat", "--endpoint", fake.endpoint, "served-model", "hi", "--api-key-env", "MY_KEY", env=env)
+        refused = run_cli("chat", "--endpoint", fake.endpoint, "served-model", "hi", env={"OPENAI_API_KEY": "sk-wrong"})
+    assert broken.returncode == 1 and broken.stdout == "Half a\n"
+    assert broken.stderr.count("\n") == 1 and "something went wrong" in broken.stderr
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "sk-wrong" not in refused.stderr
+    assert "Traceback" not in broken.stderr + refused.stderr
