@@ -1,0 +1,154 @@
+"""One suite, every engine: streaming, stop sequences, cancellation, usage and capability errors behave the same.
+
+Engines run through the EngineManager, as the app and CLI use them: the fake engine, llama.cpp and transformers
+on the real Gemma 270M GGUF, Ollama against a fake daemon and the remote engine against a fake OpenAI-compatible
+server (both on 127.0.0.1, streaming realistic NDJSON / SSE). Replies are greedy, so a second run with a stop
+sequence taken from the middle of the first reply must end exactly before it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from engines.adapters.base import Engine
+from engines.errors import CapabilityNotSupported
+from engines.manager import EngineManager
+from engines.types import Capability, ChatMessage, Delta, Done, LaunchOptions, ModelSpec, Params, StreamEvent
+
+WORDS = tuple(f" w{i}" for i in range(400))
+"""What the fake servers and the fake engine stream: many short tokens, so cancel lands mid-reply."""
+ASK = [ChatMessage("user", "Name three colors.")]
+
+
+@dataclass
+class Subject:
+    """An engine loaded on a manager, ready for the shared tests."""
+
+    manager: EngineManager
+    run_id: str
+    engine: Engine
+
+
+Factory = Callable[[ExitStack, Path, pytest.FixtureRequest], tuple[ModelSpec, Engine]]
+
+
+def _fake(stack: ExitStack, tmp: Path, request: pytest.FixtureRequest) -> tuple[ModelSpec, Engine]:
+    from engines.adapters.fake import FakeEngine
+
+    return ModelSpec(id="fake", format="fake"), FakeEngine(reply="".join(WORDS).strip(), token_delay_s=0.002)
+
+
+def _llama(stack: ExitStack, tmp: Path, request: pytest.FixtureRequest) -> tuple[ModelSpec, Engine]:
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("llama-cpp-python is not installed")
+    from engines.adapters.llama_cpp import LlamaCppEngine
+    from engines.chat_template import load_builtin_template
+
+    gemma: Path = request.getfixturevalue("gemma_path")
+    spec = ModelSpec(id="gemma-3-270m", path=gemma, chat_template=load_builtin_template("gemma3"))
+    return spec, LlamaCppEngine(selftest_cache_dir=tmp)
+
+
+def _remote(stack: ExitStack, tmp: Path, request: pytest.FixtureRequest) -> tuple[ModelSpec, Engine]:
+    from engines.adapters.remote import RemoteEngine
+    from tests.engines.fake_openai import FakeOpenAI, Reply
+
+    fake = stack.enter_context(FakeOpenAI(models=("served",), default=Reply(pieces=WORDS, delay_s=0.002)))
+    spec = ModelSpec(id="served", format="remote", endpoint=fake.endpoint, served_name="served")
+    return spec, RemoteEngine()
+
+
+ENGINES: dict[str, Factory] = {"fake": _fake, "llama.cpp": _llama, "remote": _remote}
+
+
+@pytest.fixture(scope="module", params=list(ENGINES))
+def subject(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Subject]:
+    with ExitStack() as stack:
+        spec, engine = ENGINES[request.param](stack, tmp_path_factory.mktemp("engine"), request)
+        manager = stack.enter_context(EngineManager())
+        run_id = manager.start(spec, LaunchOptions(n_ctx=1024, n_threads=2), engine)
+        manager.wait_ready(run_id, 300)
+        info = manager.info(run_id)
+        assert info.state.value == "ready", info.error
+        yield Subject(manager, run_id, engine)
+
+
+def reply(subject: Subject, params: Params, on_delta: Callable[[], None] | None = None) -> tuple[str, Done]:
+    events: list[StreamEvent] = []
+    handle = subject.manager.submit(subject.run_id, ASK, params)
+    for event in handle:
+        events.append(event)
+        if isinstance(event, Delta) and on_delta is not None:
+            on_delta()
+    done = events[-1]
+    assert isinstance(done, Done), done
+    assert all(isinstance(e, Delta) and e.text for e in events[:-1])
+    return "".join(e.text for e in events[:-1] if isinstance(e, Delta)), done
+
+
+@pytest.mark.real_model
+def test_streaming_with_usage(subject: Subject) -> None:
+    text, done = reply(subject, Params(temperature=0, max_tokens=12))
+    assert text.strip()
+    assert done.finish_reason in ("stop", "length") and 0 < done.usage.completion_tokens <= 12
+    assert done.metrics is not None and done.metrics.ttft_ms >= 0
+
+
+@pytest.mark.real_model
+def test_a_stop_sequence_ends_the_reply_just_before_it(subject: Subject) -> None:
+    full, _ = reply(subject, Params(temperature=0, max_tokens=16))
+    middle = len(full) // 2
+    stop = full[middle : middle + 3]
+    assert stop.strip(), full
+    text, done = reply(subject, Params(temperature=0, max_tokens=16, stop=(stop,)))
+    assert text == full[: full.find(stop)]
+    assert done.finish_reason == "stop"
+
+
+@pytest.mark.real_model
+def test_cancel_ends_the_reply_within_a_few_tokens(subject: Subject) -> None:
+    cancelled = threading.Event()
+    handle = subject.manager.submit(subject.run_id, ASK, Params(temperature=0, max_tokens=300))
+    deltas = 0
+    final: StreamEvent | None = None
+    for event in handle:
+        if isinstance(event, Delta):
+            deltas += 1
+            if not cancelled.is_set():
+                cancelled.set()
+                handle.cancel()
+        else:
+            final = event
+    assert isinstance(final, Done) and final.finish_reason == "cancelled"
+    assert final.usage.completion_tokens < 300 and deltas < 300
+
+
+@pytest.mark.real_model
+def test_what_the_engine_cannot_do_is_refused_by_name(subject: Subject) -> None:
+    engine = subject.engine
+    refused = 0
+    if not engine.supports(Capability.JSON_SCHEMA):
+        with pytest.raises(CapabilityNotSupported, match=f"the {engine.name} engine does not support json_schema"):
+            subject.manager.submit(subject.run_id, ASK, Params(json_schema='{"type": "object"}'))
+        refused += 1
+    if not engine.supports(Capability.VISION):
+        image = [ChatMessage("user", "what is this?", (b"\x89PNG\r\n\x1a\n",))]
+        with pytest.raises(CapabilityNotSupported, match=f"the {engine.name} engine does not support vision"):
+            subject.manager.submit(subject.run_id, image, Params())
+        refused += 1
+    if not engine.supports(Capability.EMBED):
+        with pytest.raises(CapabilityNotSupported, match=f"the {engine.name} engine does not support embed"):
+            subject.manager.embed(subject.run_id, ["x"])
+        refused += 1
+    else:
+        job = subject.manager.embed(subject.run_id, ["a red apple", "a green pear"])
+        assert job.vectors is not None and len(job.vectors) == 2 and len(job.vectors[0]) > 0
+    checked = (Capability.JSON_SCHEMA, Capability.VISION, Capability.EMBED)
+    assert refused == sum(not engine.supports(c) for c in checked)
