@@ -43,7 +43,7 @@ def list_ollama(host: str, timeout_s: float = 2.0) -> OllamaListing:
     try:
         import ollama
     except ImportError:
-        return OllamaListing([], "Ollama client not installed: pip install ollama")
+        return OllamaListing([], "Ollama client not installed: pip install 'llm-tui[ollama]'")
     try:
         client = ollama.Client(host=host, timeout=timeout_s)
     except Exception as exc:  # an address the client cannot parse

@@ -98,7 +98,9 @@ def pull_model(
         import httpx
         import ollama
     except ImportError as exc:
-        raise EngineUnavailable("ollama", "the ollama Python package is not installed", "pip install ollama") from exc
+        raise EngineUnavailable(
+            "ollama", "the ollama Python package is not installed", "pip install 'llm-tui[ollama]'"
+        ) from exc
     cancel = cancel or threading.Event()
     if cancel.is_set():
         raise _cancelled(name)
@@ -112,7 +114,9 @@ def pull_model(
         )
     finished = threading.Event()
     if own:
-        threading.Thread(target=_watch, args=(cancel, finished, sockets), daemon=True, name="ollama-pull").start()
+        threading.Thread(
+            target=hang_up_on_cancel, args=(cancel, finished, sockets), daemon=True, name="ollama-pull"
+        ).start()
     layers: dict[str, tuple[int, int]] = {}  # digest -> (total, completed)
     meter = Meter(progress, 0, None)
     stream = None
@@ -175,7 +179,7 @@ def _remember_socket(response: Any, sockets: list[socket.socket]) -> None:
         sockets.append(sock)
 
 
-def _watch(cancel: threading.Event, finished: threading.Event, sockets: list[socket.socket]) -> None:
+def hang_up_on_cancel(cancel: threading.Event, finished: threading.Event, sockets: list[socket.socket]) -> None:
     """Until the pull is over: on cancel, shut the stream's socket down, which wakes a read blocked on it."""
     while not finished.is_set():
         if cancel.wait(0.05):
