@@ -24,7 +24,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 stamp=".venv/.install-stamp-${extras//,/-}"
-want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml scripts/setup.sh ${PIP_CONSTRAINT:-} | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     exit 0
 fi

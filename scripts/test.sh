@@ -2,7 +2,8 @@
 # Install the test dependencies and run every check and test, the real-model ones included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh llama,dev
+# transformers runs on the CPU build of torch here (scripts/cpu-torch.txt pins it).
+PIP_CONSTRAINT="$PWD/scripts/cpu-torch.txt" ./scripts/setup.sh llama,dev,transformers
 # One test drives the real app in tmux.
 if ! command -v tmux >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then

@@ -1,0 +1,420 @@
+"""Hugging Face transformers engine: safetensors model folders, and GGUFs converted once (see transformers_convert).
+
+Process-wide effects, because torch has no per-model equivalent:
+- `LaunchOptions.n_threads` calls `torch.set_num_threads`, which every model in the process then shares;
+- a seed (`Params.seed`, else `LaunchOptions.seed`) calls `torch.manual_seed` before the request, since
+  `generate()` samples from torch's global generator.
+
+Safety: `trust_remote_code` is always False (neither ModelSpec nor LaunchOptions has a field to ask for a
+model's own Python code), weights load from safetensors only (`use_safetensors=True`; a folder holding only
+pickle `.bin` / `.pt` weights is refused, since unpickling can run arbitrary code), and nothing is fetched
+from the network (`local_files_only=True`).
+
+torch and transformers are imported inside the methods that need them, never at module import.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from engines.adapters import transformers_convert
+from engines.adapters.base import Engine
+from engines.adapters.transformers_generate import end_of_generation_ids, make_criterion, tokenizer_template
+from engines.adapters.transformers_load import (
+    check_folder,
+    describe,
+    load_failure,
+    load_plan,
+    require_packages,
+)
+from engines.chat_template import compile_template, render_chat
+from engines.errors import (
+    BadModelFile,
+    BadRequest,
+    CapabilityNotSupported,
+    InstanceNotReady,
+    InsufficientMemory,
+    ModelNotFound,
+)
+from engines.stop_text import split_at_stop
+from engines.types import (
+    Capability,
+    ChatMessage,
+    Delta,
+    Done,
+    Error,
+    FinishReason,
+    Footprint,
+    LaunchOptions,
+    ModelSpec,
+    Params,
+    StreamEvent,
+    Usage,
+)
+
+log = logging.getLogger(__name__)
+
+# Sampling defaults when a Params field is None: the same as the llama.cpp engine's.
+_TEMPERATURE, _TOP_P, _TOP_K = 0.8, 0.95, 40
+
+
+class TransformersEngine(Engine):
+    """Models on PyTorch through Hugging Face transformers (CPU, CUDA, or accelerate's device_map="auto").
+
+    `cache_dir` holds GGUF conversions (default: the user cache dir, `llm-tui/transformers`);
+    `progress` hears short status lines during a load (hashing, converting, loading), which are also logged.
+
+    Embeddings mean-pool the last hidden state of the loaded model's base network (what `AutoModel` would
+    load from the same folder, without a second copy of the weights) over the attention mask, L2-normalised.
+    For a causal LM these are usable similarity vectors but not those of a trained embedding model.
+    """
+
+    name: ClassVar[str] = "transformers"
+    capabilities: ClassVar[Capability] = Capability.CHAT | Capability.STREAM | Capability.EMBED
+    formats: ClassVar[tuple[str, ...]] = ("hf", "gguf")
+
+    def __init__(self, *, cache_dir: Path | None = None, progress: Callable[[str], None] | None = None) -> None:
+        self.cache_dir = cache_dir
+        self.progress = progress
+        self.spec: ModelSpec | None = None
+        self.model_dir: Path | None = None
+        """The folder the model was loaded from (for a GGUF: its converted copy in the cache)."""
+        self._options = LaunchOptions()
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._template = ""
+        self._bos_text = self._eos_text = ""
+        self._bos_id: int | None = None
+        self._add_bos = False
+        self._eos_ids: list[int] = []
+        self._pad_id: int | None = None
+        self._n_ctx = 0
+        self._cuda = False
+        self._generate_thread: threading.Thread | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------------------------
+
+    def load(self, spec: ModelSpec, options: LaunchOptions) -> None:
+        """Load a safetensors folder (format "hf") or a GGUF (converted once, then read from the cache)."""
+        self.unload()
+        require_packages()
+        if spec.path is None:
+            raise ModelNotFound(f"{spec.id}: no model file or folder to load")
+        path = Path(spec.path)
+        plan = load_plan(options)  # bad options fail before any slow work
+        if spec.format == "gguf":
+            folder = self._converted(path, spec)
+        elif spec.format == "hf":
+            if not path.is_dir():
+                raise ModelNotFound(f"model folder not found: {path}")
+            check_folder(path)
+            folder = path
+        else:
+            raise BadRequest(f"the transformers engine loads 'hf' folders and 'gguf' files, not {spec.format!r}")
+
+        import torch
+        import transformers
+
+        if options.n_threads:
+            torch.set_num_threads(options.n_threads)  # process-wide
+        self._say(f"loading {folder.name}")
+        with transformers_convert.quiet_progress_bars():
+            try:
+                tokenizer = transformers.AutoTokenizer.from_pretrained(
+                    str(folder), local_files_only=True, trust_remote_code=False
+                )
+            except Exception as exc:
+                raise BadModelFile(str(path), f"transformers cannot load its tokenizer: {describe(exc)}") from None
+            template = tokenizer_template(tokenizer) or spec.chat_template
+            if not template:
+                raise BadModelFile(
+                    str(path),
+                    "no chat template in the model; pass one (ModelSpec.chat_template, e.g. from the catalog)",
+                )
+            compile_template(template)
+            model: Any
+            try:
+                model = transformers.AutoModelForCausalLM.from_pretrained(
+                    str(folder),
+                    dtype=getattr(torch, plan.dtype),
+                    device_map=plan.device_map,
+                    quantization_config=plan.quantization_config(transformers, torch),
+                    use_safetensors=True,
+                    trust_remote_code=False,
+                    local_files_only=True,
+                )
+            except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
+                raise InsufficientMemory(f"not enough memory to load {path.name}: {exc}") from None
+            except Exception as exc:
+                raise BadModelFile(str(path), load_failure(folder, exc)) from None
+        model.eval()
+        self._model, self._tokenizer, self._template = model, tokenizer, template
+        self.spec, self._options, self.model_dir = spec, options, folder
+        self._cuda = any(p.device.type == "cuda" for p in model.parameters())
+        self._bos_id = tokenizer.bos_token_id
+        self._bos_text = tokenizer.bos_token or ""
+        self._eos_text = tokenizer.eos_token or ""
+        self._add_bos = self._bos_id is not None and tokenizer("", add_special_tokens=True)["input_ids"][:1] == [
+            self._bos_id
+        ]
+        self._eos_ids = end_of_generation_ids(model, tokenizer)
+        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self._eos_ids), None)
+        limit = getattr(model.config, "max_position_embeddings", None) or options.n_ctx
+        self._n_ctx = min(options.n_ctx, int(limit))
+
+    def unload(self) -> None:
+        """Drop the model and tokenizer and give their memory back; safe to call twice."""
+        if self._generate_thread is not None:
+            self._generate_thread.join()
+            self._generate_thread = None
+        had_model = self._model is not None
+        self._model = self._tokenizer = None
+        if had_model:
+            gc.collect()
+            if self._cuda:
+                import torch
+
+                torch.cuda.empty_cache()
+        self._cuda = False
+
+    @property
+    def model(self) -> Any:
+        """The transformers model (None when unloaded), for benchmarks and tests."""
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        """The transformers tokenizer (None when unloaded)."""
+        return self._tokenizer
+
+    def footprint(self) -> Footprint:
+        """Parameter bytes, split between GPU and host memory by where each parameter lives."""
+        if self._model is None:
+            return Footprint()
+        ram = vram = 0
+        for p in self._model.parameters():
+            size = int(p.numel()) * int(p.element_size())
+            if p.device.type == "cuda":
+                vram += size
+            else:
+                ram += size
+        return Footprint(ram_bytes=ram, vram_bytes=vram if self._cuda else None)
+
+    def vram_in_use(self) -> int | None:
+        """torch's reserved CUDA memory on the devices the model uses (None on CPU)."""
+        if self._model is None or not self._cuda:
+            return None
+        import torch
+
+        devices = {p.device for p in self._model.parameters() if p.device.type == "cuda"}
+        return sum(int(torch.cuda.memory_reserved(d)) for d in devices)
+
+    # -- chat ---------------------------------------------------------------------------------------------------
+
+    def chat(
+        self,
+        messages: Sequence[ChatMessage],
+        params: Params,
+        cancel: threading.Event,
+        session: str | None = None,
+    ) -> Iterator[StreamEvent]:
+        """Stream a reply: generate() runs in a thread, its TextIteratorStreamer is read here."""
+        model = self._require_model()
+        params.validate()
+        if params.json_schema is not None:
+            raise CapabilityNotSupported(self.name, "json_schema")
+        if any(m.images for m in messages):
+            raise CapabilityNotSupported(self.name, "vision")
+        tokens = self.tokenize_prompt(messages)
+        n_prompt = len(tokens)
+        if n_prompt >= self._n_ctx:
+            raise BadRequest(
+                f"the conversation is {n_prompt} tokens but the context holds {self._n_ctx} (and the reply needs "
+                "room); shorten it or relaunch with a larger context"
+            )
+        budget = self._n_ctx - n_prompt
+        max_tokens = budget if params.max_tokens is None else min(params.max_tokens, budget)
+        if cancel.is_set():
+            yield Done(Usage(n_prompt, 0), finish_reason="cancelled")
+            return
+
+        import torch
+        import transformers
+
+        spec_stops = self.spec.stop if self.spec else ()
+        stops = tuple(dict.fromkeys((*params.stop, *spec_stops)))
+        eos_ids = self._eos_ids + [i for i in self._special_token_ids(stops) if i not in self._eos_ids]
+        halt = threading.Event()  # set here when the streamed text reaches a stop sequence
+        streamer = transformers.TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True)
+        criterion = make_criterion(transformers, torch, cancel, halt, self._tokenizer, n_prompt, stops)
+        kwargs = self._generate_kwargs(params, max_tokens, eos_ids)
+        seed = params.seed if params.seed is not None else self._options.seed
+        if seed is not None:
+            torch.manual_seed(seed)  # process-wide: generate() samples from torch's global generator
+        device = model.device if hasattr(model, "device") else "cpu"
+        input_ids = torch.tensor([tokens], dtype=torch.long, device=device)
+        result: dict[str, Any] = {}
+
+        def generate() -> None:
+            try:
+                result["out"] = model.generate(
+                    input_ids=input_ids,
+                    attention_mask=torch.ones_like(input_ids),
+                    streamer=streamer,
+                    stopping_criteria=transformers.StoppingCriteriaList([criterion]),
+                    **kwargs,
+                )
+            except BaseException as exc:  # reported as an Error event; the stream must still end
+                result["error"] = exc
+                streamer.on_finalized_text("", stream_end=True)
+
+        thread = threading.Thread(target=generate, name="transformers-generate", daemon=True)
+        self._generate_thread = thread
+        thread.start()
+        leading = True  # replies never start with the blank the template's last word leaves open
+        held = ""
+        hit_stop = cancelled = False
+        try:
+            for text in streamer:
+                if leading and text:
+                    text = text.lstrip()
+                    leading = not text
+                if text:
+                    if stops:
+                        emit, held, hit_stop = split_at_stop(held + text, stops)
+                        if emit:
+                            yield Delta(emit)
+                        if hit_stop:
+                            halt.set()
+                            break
+                    else:
+                        yield Delta(text)
+                if cancel.is_set():
+                    cancelled = True
+                    break
+        finally:
+            halt.set()  # a consumer that stops reading (GeneratorExit) ends generate() at its next token
+            thread.join()
+            self._generate_thread = None
+        cancelled = cancelled or cancel.is_set()
+        if "error" in result:
+            yield Error(f"transformers generate() failed: {describe(result['error'])}")
+            return
+        out = result["out"]
+        generated = out[0, n_prompt:].tolist()
+        ended_on_eos = bool(generated) and generated[-1] in eos_ids
+        completion = len(generated) - (1 if ended_on_eos else 0)
+        finish: FinishReason
+        if hit_stop or ended_on_eos:
+            finish = "stop"
+        elif cancelled:
+            finish = "cancelled"
+        elif len(generated) >= max_tokens:
+            finish = "length"
+        else:
+            finish = "stop"  # a stop sequence the token-level check saw first (e.g. across a special token)
+        if held and not hit_stop:
+            yield Delta(held)  # text that looked like the start of a stop sequence, but the reply ended first
+        yield Done(Usage(n_prompt, completion), finish_reason=finish)
+
+    def tokenize_prompt(self, messages: Sequence[ChatMessage]) -> list[int]:
+        """The prompt tokens for `messages`: rendered template, special tokens parsed, exactly one BOS."""
+        self._require_model()
+        prompt = render_chat(self._template, messages, bos_token=self._bos_text, eos_token=self._eos_text)
+        tokens: list[int] = list(self._tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        if self._add_bos and self._bos_id is not None and (not tokens or tokens[0] != self._bos_id):
+            tokens.insert(0, self._bos_id)
+        return tokens
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Mean-pooled (attention-masked), L2-normalised last hidden states of the model's base network."""
+        model = self._require_model()
+        if not texts:
+            return []
+        import torch
+
+        tokenizer = self._tokenizer
+        base = model.base_model
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self._pad_id
+        vectors: list[list[float]] = []
+        with torch.inference_mode():
+            for text in texts:  # one at a time: no padding, so no model-specific padding side to get right
+                ids = tokenizer(text, add_special_tokens=True, truncation=True, max_length=self._n_ctx)["input_ids"]
+                if not ids:
+                    ids = [pad if pad is not None else 0]
+                input_ids = torch.tensor([ids], dtype=torch.long, device=model.device)
+                mask = torch.ones_like(input_ids)
+                hidden = getattr(base(input_ids=input_ids, attention_mask=mask), "last_hidden_state", None)
+                if hidden is None:  # a model without a separate base network: its last hidden layer
+                    hidden = base(input_ids=input_ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
+                weights = mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+                pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
+                vectors.append([float(x) for x in pooled[0].tolist()])
+        return vectors
+
+    # -- helpers ------------------------------------------------------------------------------------------------
+
+    def _generate_kwargs(self, params: Params, max_tokens: int, eos_ids: list[int]) -> dict[str, Any]:
+        temperature = _TEMPERATURE if params.temperature is None else params.temperature
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": max_tokens,
+            "do_sample": temperature > 0,
+            "eos_token_id": eos_ids or None,
+            "pad_token_id": self._pad_id,
+        }
+        if temperature > 0:
+            top_k = _TOP_K if params.top_k is None else params.top_k
+            kwargs.update(
+                temperature=temperature,
+                top_p=_TOP_P if params.top_p is None else params.top_p,
+                top_k=top_k or None,  # 0 turns top-k off
+            )
+        else:  # greedy: no sampling knobs, or the model's own defaults would be reported as ignored
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if params.repetition_penalty is not None:
+            kwargs["repetition_penalty"] = params.repetition_penalty
+        return kwargs
+
+    def _special_token_ids(self, stops: Sequence[str]) -> list[int]:
+        """Ids of stop sequences that are one special token ("<end_of_turn>"), which the streamed text never shows."""
+        tokenizer = self._tokenizer
+        special = set(getattr(tokenizer, "all_special_tokens", ())) | set(
+            getattr(tokenizer, "get_added_vocab", dict)().keys()
+        )
+        ids = []
+        for stop in stops:
+            if stop in special:
+                token_id = tokenizer.convert_tokens_to_ids(stop)
+                if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
+                    ids.append(token_id)
+        return ids
+
+    def _converted(self, path: Path, spec: ModelSpec) -> Path:
+        """The cached Hugging Face folder for a GGUF, converting it first if needed."""
+        if not path.is_file():
+            raise ModelNotFound(f"model file not found: {path}")
+        from engines.catalog.gguf_header import read_gguf_header
+
+        header = read_gguf_header(path)  # BadModelFile before the slow conversion ever sees a malformed file
+        if not (header.chat_template or spec.chat_template):
+            raise BadModelFile(
+                str(path), "no chat template in the file; pass one (ModelSpec.chat_template, e.g. from the catalog)"
+            )
+        cache = self.cache_dir if self.cache_dir is not None else transformers_convert.default_cache_dir()
+        return transformers_convert.ensure_converted(path, cache, self._say)
+
+    def _say(self, message: str) -> None:
+        log.info("transformers engine: %s", message)
+        if self.progress is not None:
+            self.progress(message)
+
+    def _require_model(self) -> Any:
+        if self._model is None:
+            raise InstanceNotReady("transformers engine: no model loaded")
+        return self._model
