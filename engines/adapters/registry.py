@@ -39,6 +39,24 @@ ENGINES: dict[str, EngineEntry] = {
     e.name: e
     for e in (
         EngineEntry("llama.cpp", "engines.adapters.llama_cpp", "LlamaCppEngine", ("llama_cpp",), "llama", ("gguf",)),
+        EngineEntry(
+            "transformers",
+            "engines.adapters.transformers_engine",
+            "TransformersEngine",
+            ("torch", "transformers"),
+            "transformers",
+            ("hf", "gguf"),
+            ("device", "n_ctx", "n_threads", "dtype", "quantization", "idle_unload_s"),
+        ),
+        EngineEntry(
+            "ollama",
+            "engines.adapters.ollama_engine",
+            "OllamaEngine",
+            ("ollama",),
+            "ollama",
+            ("ollama",),
+            ("n_ctx", "n_threads", "idle_unload_s"),
+        ),
         EngineEntry("remote", "engines.adapters.remote", "RemoteEngine", (), "all", ("remote",), ("idle_unload_s",)),
         EngineEntry(
             "fake",

@@ -14,9 +14,7 @@ import re
 import socket
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from engines.adapters.base import Engine
 from engines.errors import BadRequest, InstanceNotReady, LlmTuiError, ModelNotFound, RemoteEndpointError
@@ -39,6 +37,9 @@ from engines.types import (
     schema_of,
 )
 
+if TYPE_CHECKING:
+    import httpx
+
 _MAX_ERROR_BODY = 64 * 1024  # bytes of an error reply read for its message
 _CANCEL_POLL_S = 0.05
 
@@ -49,6 +50,8 @@ class _Link:
     def __init__(
         self, endpoint: str, api_key: Secret | None, connect_s: float, read_s: float, retries: int, backoff_s: float
     ) -> None:
+        import httpx  # here, not at import: httpx pulls in its CLI's rich when click is installed
+
         self.endpoint = endpoint.rstrip("/")
         self.shown = re.sub(r"(?<=://)[^/@]*@", "", self.endpoint)  # no user:password@ in messages
         self.key = api_key
@@ -74,6 +77,8 @@ class _Link:
         Only connect errors are retried: then nothing reached the server. Once a request is sent it is never
         repeated, since the server may already be generating. A `cancel` set during a backoff stops the retries.
         """
+        import httpx
+
         request = self.client.build_request(
             method, self.endpoint + path, json=body, headers={"Accept": "text/event-stream, application/json"}
         )
@@ -100,6 +105,8 @@ class _Link:
 
     def failure(self, resp: httpx.Response) -> LlmTuiError:
         """The error an HTTP error answer stands for, with the server's own message where it is safe to show."""
+        import httpx
+
         status, where = resp.status_code, self.shown
         if resp.is_redirect:
             target = re.sub(r"(?<=://)[^/@]*@", "", resp.headers.get("location", "?"))
@@ -123,6 +130,8 @@ class _Link:
 
     def fetch_json(self, method: str, path: str, body: Any = None) -> Any:
         """A whole JSON answer (None when it is not JSON)."""
+        import httpx
+
         resp = self.send(method, path, body)
         try:
             return _json_or_none(resp.read())
@@ -256,6 +265,8 @@ class RemoteEngine(Engine):
         self, link: _Link, resp: httpx.Response, stops: Sequence[str], cancel: threading.Event
     ) -> Iterator[StreamEvent]:
         """Turn the server-sent events of `resp` into Delta, then Done or Error."""
+        import httpx
+
         held, deltas, usage = "", 0, None
         finish: FinishReason | None = None
         try:

@@ -65,7 +65,36 @@ def _remote(stack: ExitStack, tmp: Path, request: pytest.FixtureRequest) -> tupl
     return spec, RemoteEngine()
 
 
-ENGINES: dict[str, Factory] = {"fake": _fake, "llama.cpp": _llama, "remote": _remote}
+def _ollama(stack: ExitStack, tmp: Path, request: pytest.FixtureRequest) -> tuple[ModelSpec, Engine]:
+    if importlib.util.find_spec("ollama") is None:
+        pytest.skip("the ollama client is not installed")
+    from engines.adapters.ollama_engine import OllamaEngine
+    from tests.engines.fake_ollama import ChatReply, FakeOllama
+
+    fake = stack.enter_context(FakeOllama(delay=0.002))
+    fake.serve("served:1b", reply=ChatReply(pieces=WORDS))
+    spec = ModelSpec(id="ollama:served:1b", format="ollama", endpoint=fake.host, served_name="served:1b")
+    return spec, OllamaEngine()
+
+
+def _transformers(stack: ExitStack, tmp: Path, request: pytest.FixtureRequest) -> tuple[ModelSpec, Engine]:
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
+        pytest.skip("torch and transformers are not installed")
+    from engines.adapters.transformers_engine import TransformersEngine
+    from engines.chat_template import load_builtin_template
+
+    gemma: Path = request.getfixturevalue("gemma_path")
+    spec = ModelSpec(id="gemma-3-270m", path=gemma, chat_template=load_builtin_template("gemma3"))
+    return spec, TransformersEngine(cache_dir=tmp)  # converts the GGUF once (about a minute on 2 cores)
+
+
+ENGINES: dict[str, Factory] = {
+    "fake": _fake,
+    "llama.cpp": _llama,
+    "transformers": _transformers,
+    "ollama": _ollama,
+    "remote": _remote,
+}
 
 
 @pytest.fixture(scope="module", params=list(ENGINES))
