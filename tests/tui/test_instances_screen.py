@@ -136,7 +136,7 @@ def test_restart_relaunches_with_the_same_options_and_log_opens(make_app: AppFac
 
 def test_launch_dialog_offers_capable_engines_and_refuses_bad_fields(make_app: AppFactory, fake_model: Path) -> None:
     app = make_app(screen="chat", launch=False)
-    target = LaunchTarget(str(fake_model), "Tiny", "gguf", ("llama.cpp", "transformers"), ModelShape(weights_bytes=GB))
+    target = LaunchTarget(str(fake_model), "Tiny", "gguf", ("llama.cpp", "mlx"), ModelShape(weights_bytes=GB))
 
     async def test(app: LlmTuiApp, pilot: Pilot[int]) -> None:
         app.runtime.resources = lambda: RESOURCES  # type: ignore[method-assign]
@@ -144,7 +144,7 @@ def test_launch_dialog_offers_capable_engines_and_refuses_bad_fields(make_app: A
         await pilot.pause()
         modal = app.screen
         assert isinstance(modal, LaunchModal)
-        assert "transformers: not built yet" in str(modal.query_one("#other-engines").render())
+        assert "mlx: not built yet" in str(modal.query_one("#other-engines").render())
         assert "fits in RAM" in str(modal.query_one("#launch-fit").render())
         modal.query_one("#n_ctx", Input).value = "lots"
         await pilot.pause()

@@ -58,7 +58,7 @@ def test_instances_in_every_state(  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("size", SIZES)
 def test_launch_dialog(snap_compare, make_app: AppFactory, fake_model: Path, size) -> None:  # type: ignore[no-untyped-def]
-    target = LaunchTarget("qwen-7b-q4_k_m", "Qwen 2.5 7B Instruct", "gguf", ("llama.cpp", "transformers"))
+    target = LaunchTarget("qwen-7b-q4_k_m", "Qwen 2.5 7B Instruct", "gguf", ("llama.cpp", "mlx"))
     target = LaunchTarget(
         target.ref, target.name, target.format, target.engines, ModelShape.from_params(7_600_000_000, 4.8), 32768
     )
