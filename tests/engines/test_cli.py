@@ -264,3 +264,35 @@ def test_chat_with_an_openai_compatible_endpoint_and_a_failure_mid_stream(isolat
     assert broken.stderr.count("\n") == 1 and "something went wrong" in broken.stderr
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "sk-wrong" not in refused.stderr
     assert "Traceback" not in broken.stderr + refused.stderr
+
+
+def test_chat_with_an_ollama_model_through_the_daemon(isolated_dirs: Path) -> None:
+    from tests.engines.fake_ollama import ChatReply, FakeOllama
+
+    with FakeOllama() as fake:
+        fake.serve(
+            "qwen2.5:0.5b", ChatReply(pieces=("Hi", " from", " Ollama")), ChatReply(pieces=("Oops",), error_after=1)
+        )
+        env = {"OLLAMA_HOST": fake.host.removeprefix("http://")}
+        ok = run_cli("chat", "ollama:qwen2.5:0.5b", "hello", "--stats", env=env)
+        assert ok.returncode == 0, ok.stderr
+        assert ok.stdout == "Hi from Ollama\n"
+        assert json.loads(ok.stderr.strip().splitlines()[-1])["engine"] == "ollama"
+        broken = run_cli("chat", "ollama:qwen2.5:0.5b", "hello", env=env)
+        missing = run_cli("chat", "ollama:nope", "hello", env=env)
+    assert broken.returncode == 1 and broken.stdout == "Oops\n" and broken.stderr.count("\n") == 1
+    assert missing.returncode == 1 and "ollama pull nope" in missing.stderr and "Traceback" not in missing.stderr
+
+
+@pytest.mark.real_model
+def test_real_gemma_on_transformers_from_the_command_line(isolated_dirs: Path, gemma_path: Path) -> None:
+    """The GGUF is converted once into a cache that outlives the test run (like the assembled GGUF itself)."""
+    pytest.importorskip("transformers")
+    cache = gemma_path.parent / "xdg-cache"
+    env = {"LLM_TUI_MODELS_DIR": str(gemma_path.parent), "LLM_TUI_N_THREADS": "2", "XDG_CACHE_HOME": str(cache)}
+    args = ("chat", "gemma-3-270m", "Say hello", "--engine", "transformers", "--max-tokens", "16", "--stats")
+    result = run_cli(*args, "--temperature", "0", env=env)
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stderr.strip().splitlines()[-1])
+    assert stats["engine"] == "transformers" and 0 < stats["completion_tokens"] <= 16
+    assert result.stdout.strip()
