@@ -328,3 +328,19 @@ def test_json_output_mode_sends_the_schema_and_checks_each_reply(make_app: AppFa
             assert reply is not None and "✗ the reply does not follow the schema" in reply.footer
 
     run(go())
+
+
+def test_json_output_is_off_limits_when_the_engine_cannot_follow_a_schema(make_app: AppFactory) -> None:
+    from textual.widgets import Switch
+
+    async def go() -> None:
+        app = make_app()  # the plain fake engine: no JSON_SCHEMA
+        async with app.run_test(size=(100, 30)) as pilot:
+            await ready(pilot)
+            await pilot.press("ctrl+o")
+            await pilot.pause()
+            switch = app.screen.query_one("#json-mode", Switch)
+            assert switch.disabled and not switch.value
+            assert "(the fake engine cannot)" in " ".join(str(w.render()) for w in app.screen.query("#json-bar Label"))
+
+    run(go())

@@ -275,7 +275,21 @@ class ChatScreen(Screen[None]):
         from tui.screens.modals.params import ParamsModal
 
         params = session.params or self.runtime.config.defaults
-        self.app.push_screen(ParamsModal(session.system_prompt, params), done)
+        self.app.push_screen(ParamsModal(session.system_prompt, params, no_json=self._cannot_follow_schemas()), done)
+
+    def _cannot_follow_schemas(self) -> str | None:
+        """The active engine's name when it cannot follow a JSON schema (the switch is then off limits)."""
+        from engines.errors import InstanceNotFound
+        from engines.types import Capability
+
+        active = self.runtime.active
+        if active is None:
+            return None
+        try:
+            engine = self.runtime.manager.engine_of(active.run_id)
+        except InstanceNotFound:
+            return None
+        return None if engine.supports(Capability.JSON_SCHEMA) else engine.name
 
     def action_pick_model(self) -> None:
         runtime = self.runtime

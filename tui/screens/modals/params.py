@@ -41,10 +41,12 @@ class ParamsModal(ModalScreen[SessionSettings | None]):
         Binding("ctrl+s", "save", "Save"),
     ]
 
-    def __init__(self, system_prompt: str | None, params: Params) -> None:
+    def __init__(self, system_prompt: str | None, params: Params, *, no_json: str | None = None) -> None:
+        """`no_json` names the active engine when it cannot follow a JSON schema."""
         super().__init__()
         self.system_prompt = system_prompt or ""
         self.params = params
+        self.no_json = no_json
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide", id="params-dialog"):
@@ -61,8 +63,10 @@ class ParamsModal(ModalScreen[SessionSettings | None]):
                     stops = _stops_text(self.params.stop)
                     yield Input(stops, placeholder=r"comma-separated; \n for newline", id="stop", compact=True)
                 with Horizontal(id="json-bar"):
-                    yield Switch(self.params.json_schema is not None, id="json-mode")
-                    yield Label("JSON output: replies must follow this JSON Schema")
+                    on = self.params.json_schema is not None and self.no_json is None
+                    yield Switch(on, id="json-mode", disabled=self.no_json is not None)
+                    why = f" (the {self.no_json} engine cannot)" if self.no_json else ""
+                    yield Label(f"JSON output: replies must follow this JSON Schema{why}")
                 schema = self.params.json_schema or ""
                 yield TextArea(schema, id="schema", language="json", tab_behavior="focus", compact=True)
             yield Label("", id="error", classes="dialog-error")
