@@ -18,10 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.managed_run import run_managed
 from engines.adapters.llama_cpp import LlamaCppEngine
 from engines.catalog.resolve import resolve_model
 from engines.manager import EngineManager
-from engines.types import ChatMessage, Delta, Done, LaunchOptions, Params
+from engines.types import ChatMessage, LaunchOptions
 
 PROMPT = "Round {i}. Write a long story about a dragon who learns to bake bread. Use many paragraphs."
 
@@ -51,28 +52,6 @@ def run_raw(llm: object, tokens: list[int], max_tokens: int) -> tuple[float, flo
     if finish != "length":
         raise SystemExit(f"raw run ended with finish_reason={finish!r}; choose a prompt that fills max_tokens")
     return (first - t0) * 1000, (max_tokens - 1) / (last - first), max_tokens
-
-
-def run_managed(
-    manager: EngineManager, run_id: str, messages: list[ChatMessage], max_tokens: int
-) -> tuple[float, float, int]:
-    """TTFT (ms) and decode tokens/s as a caller of EngineManager sees them."""
-    t0 = time.perf_counter()
-    first = last = 0.0
-    done: Done | None = None
-    for event in manager.submit(run_id, messages, Params(temperature=0.0, max_tokens=max_tokens)):
-        now = time.perf_counter()
-        if isinstance(event, Delta):
-            if first == 0.0:
-                first = now
-            last = now
-        elif isinstance(event, Done):
-            done = event
-            last = now
-    if done is None or done.finish_reason != "length":
-        raise SystemExit(f"managed run did not fill max_tokens: {done}")
-    n = done.usage.completion_tokens
-    return (first - t0) * 1000, (n - 1) / (last - first), n
 
 
 def main() -> None:

@@ -23,10 +23,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.managed_run import run_managed
 from engines.adapters.transformers_engine import TransformersEngine
 from engines.catalog.resolve import resolve_model
 from engines.manager import EngineManager
-from engines.types import ChatMessage, Delta, Done, LaunchOptions, ModelSpec, Params
+from engines.types import ChatMessage, LaunchOptions, ModelSpec
 
 PROMPT = "Round {i}. Write a long story about a dragon who learns to bake bread. Use many paragraphs."
 
@@ -77,27 +78,6 @@ def run_raw(engine: TransformersEngine, tokens: list[int], max_tokens: int) -> t
     n = int(result["out"].shape[1]) - len(tokens)
     if n != max_tokens:
         raise SystemExit(f"raw run generated {n} of {max_tokens} tokens; choose a prompt that fills max_tokens")
-    return (first - t0) * 1000, (n - 1) / (last - first), n
-
-
-def run_managed(
-    manager: EngineManager, run_id: str, messages: list[ChatMessage], max_tokens: int
-) -> tuple[float, float, int]:
-    """TTFT (ms) and decode tokens/s as a caller of EngineManager sees them."""
-    t0 = time.perf_counter()
-    first = last = 0.0
-    done: Done | None = None
-    for event in manager.submit(run_id, messages, Params(temperature=0.0, max_tokens=max_tokens)):
-        now = time.perf_counter()
-        if isinstance(event, Delta):
-            if first == 0.0:
-                first = now
-            last = now
-        elif isinstance(event, Done):
-            done = event
-    if done is None or done.finish_reason != "length":
-        raise SystemExit(f"managed run did not fill max_tokens: {done}")
-    n = done.usage.completion_tokens
     return (first - t0) * 1000, (n - 1) / (last - first), n
 
 
