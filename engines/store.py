@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,7 @@ UNSET: Any = _Unset()
 
 
 _MESSAGE_COLUMNS = """m.id, m.session_id, m.seq, m.role, m.content, m.status, m.created_at, m.updated_at,
-    m.model, m.engine, m.params_json, m.error, t.message_id AS metrics_id, t.ttft_ms, t.tokens_per_s,
+    m.model, m.engine, m.params_json, m.error, m.images_json, t.message_id AS metrics_id, t.ttft_ms, t.tokens_per_s,
     t.total_ms, t.prompt_tokens, t.completion_tokens, t.finish_reason"""
 _MESSAGES_FROM = "messages m LEFT JOIN turn_metrics t ON t.message_id = m.id"
 
@@ -209,13 +210,14 @@ class Store:
         engine: str | None = None,
         params: Params | None = None,
         status: MessageStatus = "complete",
+        images: Sequence[str] = (),
     ) -> MessageRecord:
-        """Append a message to a session; it is committed when this returns."""
+        """Append a message to a session; it is committed when this returns. `images`: paths of attached images."""
         if role not in ROLES:
             raise BadRequest(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         if status not in STATUSES:
             raise BadRequest(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
-        return self._insert_message(session_id, role, content, model, engine, params, status)
+        return self._insert_message(session_id, role, content, model, engine, params, status, tuple(images))
 
     def get_message(self, message_id: int) -> MessageRecord:
         """One message with its metrics; MessageNotFound if it does not exist."""
@@ -276,12 +278,12 @@ class Store:
         with self._read() as conn:
             session = self._get_session(conn, session_id)
             rows = conn.execute(
-                "SELECT role, content FROM messages WHERE session_id = ? AND status IN (?, ?, ?)"
+                "SELECT role, content, images_json FROM messages WHERE session_id = ? AND status IN (?, ?, ?)"
                 " AND NOT (role = 'assistant' AND content = '') ORDER BY seq",
                 (session_id, *_SENT_TO_ENGINE),
             ).fetchall()
         out = [ChatMessage("system", session.system_prompt)] if session.system_prompt else []
-        return out + [ChatMessage(r["role"], r["content"]) for r in rows]
+        return out + [ChatMessage(r["role"], r["content"], _attached(r["images_json"])) for r in rows]
 
     # internals shared with ReplyWriter
 
@@ -334,7 +336,9 @@ class Store:
         engine: str | None,
         params: Params | None,
         status: MessageStatus,
+        images: tuple[str, ...] = (),
     ) -> MessageRecord:
+        images_json = json.dumps(list(images)) if images else None
         with self._write() as conn:
             now = self._touch(conn, session_id)
             (seq,) = conn.execute(
@@ -342,8 +346,8 @@ class Store:
             ).fetchone()
             cur = conn.execute(
                 "INSERT INTO messages (session_id, seq, role, content, model, engine, params_json, status,"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (session_id, seq, role, content, model, engine, params_to_json(params), status, now, now),
+                " images_json, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (session_id, seq, role, content, model, engine, params_to_json(params), status, images_json, now, now),
             )
             if role == "assistant" and (model is not None or engine is not None):
                 conn.execute(
@@ -351,7 +355,8 @@ class Store:
                     (model, engine, session_id),
                 )
         assert cur.lastrowid is not None
-        return MessageRecord(cur.lastrowid, session_id, seq, role, content, status, now, now, model, engine, params)
+        record = MessageRecord(cur.lastrowid, session_id, seq, role, content, status, now, now, model, engine, params)
+        return replace(record, images=images)
 
     def _save_reply(
         self,
@@ -386,3 +391,17 @@ def _check_title(title: str) -> str:
     if not title:
         raise BadRequest("a chat title must not be empty")
     return title
+
+
+def _attached(images_json: str | None) -> tuple[bytes, ...]:
+    """The images of a message, read again (an image file since deleted or changed into a non-image is left out:
+    the conversation goes on without it)."""
+    if not images_json:
+        return ()
+    from engines.images import read_image
+
+    out = []
+    for path in json.loads(images_json):
+        with contextlib.suppress(BadRequest):
+            out.append(read_image(Path(path)))
+    return tuple(out)

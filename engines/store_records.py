@@ -76,6 +76,8 @@ class MessageRecord:
     params: Params | None = None
     error: str | None = None
     metrics: TurnMetrics | None = None
+    images: tuple[str, ...] = ()
+    """Paths of the images attached to a user message."""
 
 
 # --- Params <-> JSON ----------------------------------------------------------------------------
@@ -179,4 +181,5 @@ def message_from_row(row: sqlite3.Row) -> MessageRecord:
         params=params_from_json(row["params_json"]),
         error=row["error"],
         metrics=metrics,
+        images=tuple(json.loads(row["images_json"])) if row["images_json"] else (),
     )

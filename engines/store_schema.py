@@ -110,7 +110,17 @@ def _m003_download_owner(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE downloads ADD COLUMN cache_ref TEXT")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_m001_chat, _m002_downloads, _m003_download_owner)
+def _m004_message_images(conn: sqlite3.Connection) -> None:
+    """Images attached to a user message, as a JSON list of file paths (read again for every turn)."""
+    conn.execute("ALTER TABLE messages ADD COLUMN images_json TEXT")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _m001_chat,
+    _m002_downloads,
+    _m003_download_owner,
+    _m004_message_images,
+)
 """Migration N (1-based) brings a file from user_version N-1 to N."""
 
 LATEST_VERSION = len(MIGRATIONS)

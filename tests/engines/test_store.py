@@ -547,3 +547,15 @@ def test_killed_process_leaves_a_sound_database_with_the_partial_reply(tmp_path:
         full_reply = " ".join(f"word{i}" for i in range(200_000))
         assert len(reply.content) >= 200 and full_reply.startswith(reply.content)
         assert reply.metrics is None
+
+
+def test_images_are_kept_as_paths_and_read_again_for_each_turn(tmp_path: Path) -> None:
+    png = tmp_path / "a.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\1" * 8)
+    with Store(tmp_path / "db.sqlite") as store:
+        session = store.create_session()
+        record = store.add_message(session.id, "user", "look", images=[str(png)])
+        assert record.images == (str(png),) and store.messages(session.id)[0].images == (str(png),)
+        assert store.chat_messages(session.id)[0].images == (png.read_bytes(),)
+        png.unlink()  # gone later: the conversation goes on without it
+        assert store.chat_messages(session.id)[0] == ChatMessage("user", "look")

@@ -344,3 +344,55 @@ def test_json_output_is_off_limits_when_the_engine_cannot_follow_a_schema(make_a
             assert "(the fake engine cannot)" in " ".join(str(w.render()) for w in app.screen.query("#json-bar Label"))
 
     run(go())
+
+
+def test_image_lines_attach_images_that_every_later_turn_sends_again(make_app: AppFactory, tmp_path: Path) -> None:
+    from engines.types import Capability
+
+    class SeeingEngine(FakeEngine):
+        capabilities = FakeEngine.capabilities | Capability.VISION
+
+    png = tmp_path / "cat.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 32)
+    engine = SeeingEngine()
+
+    async def go() -> None:
+        app = make_app(engine=engine)
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = await ready(pilot)
+            screen.query_one(PromptInput).focus()
+            await pilot.press(*"/image /no/such.png", "ctrl+j", *"what is it", "enter")
+            await pilot.pause()
+            assert "no such image file: /no/such.png" in list(app._notifications)[-1].message
+            assert "what is it" in screen.query_one(PromptInput).text  # nothing lost
+            screen.query_one(PromptInput).clear()
+            await pilot.press(*f"/image {png}", "ctrl+j", *"what is it", "enter")
+            await until(pilot, lambda: len(engine.calls) == 1 and screen.turn is None, "the reply")
+            last = engine.calls[-1][-1]
+            assert (last.content, last.images) == ("what is it", (png.read_bytes(),))
+            log = screen.query_one(ChatLog)
+            user = log.messages[-2]
+            assert user.content == "what is it" and user.footer == "📎 cat.png"
+            await send(pilot, "and now?")
+            assert [m.images for m in engine.calls[-1] if m.role == "user"] == [(png.read_bytes(),), ()]
+
+    run(go())
+
+
+def test_an_engine_that_cannot_see_refuses_images_before_anything_is_saved(
+    make_app: AppFactory, tmp_path: Path
+) -> None:
+    png = tmp_path / "cat.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 32)
+
+    async def go() -> None:
+        app = make_app()
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = await ready(pilot)
+            screen.query_one(PromptInput).focus()
+            await pilot.press(*f"/image {png}", "enter")
+            await pilot.pause()
+            assert "the fake engine cannot see images" in list(app._notifications)[-1].message
+            assert stored(app) == [] and screen.query_one(PromptInput).text == f"/image {png}"
+
+    run(go())

@@ -180,20 +180,50 @@ class ChatScreen(Screen[None]):
         self.send(message.text)
 
     def send(self, text: str) -> None:
-        """Save the user's message, show it, and start the reply."""
+        """Save the user's message (with the images its `/image PATH` lines attach), show it, start the reply.
+
+        A bad image or an engine that cannot see refuses the message before anything is saved; the prompt keeps
+        the text, so nothing is lost.
+        """
         assert self.session is not None
+        text, images = split_attachments(text)
+        if images:
+            refusal = self._refuse_images(images)
+            if refusal:
+                self.notify(refusal, title="Not sent", severity="error", timeout=10)
+                return
         prompt = self.query_one(PromptInput)
         if self.editing is not None:
             self.store.truncate_after(self.session.id, self.editing.seq - 1)
             self.editing = None
         if self.session.title == "New chat":
-            self.store.rename_session(self.session.id, _title_from(text))
+            self.store.rename_session(self.session.id, _title_from(text or images[0].name))
             self.session = self.store.get_session(self.session.id)
-        self.store.add_message(self.session.id, "user", text)
+        self.store.add_message(self.session.id, "user", text, images=[str(p) for p in images])
         prompt.clear()
         self.open_session(self.session)
         self.query_one(ChatLog).scroll_end(animate=False)
         self._start_turn()
+
+    def _refuse_images(self, images: list[Path]) -> str | None:
+        """Why these images cannot go out (unreadable, not an image, too big, an engine that cannot see), or None."""
+        from engines.errors import InstanceNotFound
+        from engines.images import read_image
+        from engines.types import Capability
+
+        try:
+            for path in images:
+                read_image(path)
+        except LlmTuiError as exc:
+            return str(exc)
+        active = self.runtime.active
+        if active is None:
+            return None
+        try:
+            engine = self.runtime.manager.engine_of(active.run_id)
+        except InstanceNotFound:
+            return None
+        return None if engine.supports(Capability.VISION) else f"the {engine.name} engine cannot see images"
 
     def _start_turn(self) -> None:
         assert self.session is not None
@@ -386,9 +416,21 @@ def log_message(m: MessageRecord) -> LogMessage:
         role=m.role,
         content=m.content,
         header=header,
-        footer=metrics_line(m.metrics) if m.metrics else "",
+        footer=metrics_line(m.metrics) if m.metrics else " ".join(f"📎 {Path(i).name}" for i in m.images),
         status=m.status,
     )
+
+
+def split_attachments(text: str) -> tuple[str, list[Path]]:
+    """The prompt without its `/image PATH` lines, and those paths (`~` expanded, made absolute)."""
+    kept, images = [], []
+    for line in text.splitlines():
+        command, _, rest = line.strip().partition(" ")
+        if command == "/image" and rest.strip():
+            images.append(Path(rest.strip().strip("'\"")).expanduser().absolute())
+        else:
+            kept.append(line)
+    return "\n".join(kept).strip(), images
 
 
 def _title_from(text: str) -> str:
