@@ -24,6 +24,8 @@ class Capability(enum.Flag):
     VISION = enum.auto()
     JSON_SCHEMA = enum.auto()
     LORA = enum.auto()
+    COMPLETION = enum.auto()
+    """Raw text completion of a prompt, no chat template (`Engine.complete`)."""
 
 
 class InstanceState(enum.StrEnum):

@@ -65,6 +65,12 @@ class Engine(ABC):
         Done.metrics is left None: the manager measures time.
         """
 
+    def complete(self, prompt: str, params: Params, cancel: threading.Event) -> Iterator[StreamEvent]:
+        """Stream a raw completion of `prompt` (no chat template), like `chat`; raises CapabilityNotSupported
+        unless COMPLETION is declared."""
+        self.require(Capability.COMPLETION)
+        raise NotImplementedError
+
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """Embed texts; raises CapabilityNotSupported unless EMBED is declared."""
         self.require(Capability.EMBED)

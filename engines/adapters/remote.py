@@ -170,7 +170,12 @@ class RemoteEngine(Engine):
 
     name: ClassVar[str] = "remote"
     capabilities: ClassVar[Capability] = (
-        Capability.CHAT | Capability.STREAM | Capability.EMBED | Capability.VISION | Capability.JSON_SCHEMA
+        Capability.CHAT
+        | Capability.STREAM
+        | Capability.EMBED
+        | Capability.VISION
+        | Capability.JSON_SCHEMA
+        | Capability.COMPLETION
     )
     formats: ClassVar[tuple[str, ...]] = ("remote",)
 
@@ -228,11 +233,20 @@ class RemoteEngine(Engine):
     ) -> Iterator[StreamEvent]:
         """Stream `/chat/completions`; HTTP errors before the stream raise, failures during it end in Error."""
         link, spec = self._require()
+        body = self._body(spec, params) | {"messages": [_message(m) for m in messages]}
+        yield from self._stream(link, "/chat/completions", body, (*params.stop, *spec.stop), cancel)
+
+    def complete(self, prompt: str, params: Params, cancel: threading.Event) -> Iterator[StreamEvent]:
+        """Stream `/completions`: the server continues `prompt` as it is, with no chat template."""
+        link, spec = self._require()
+        body = self._body(spec, params) | {"prompt": prompt}
+        yield from self._stream(link, "/completions", body, (*params.stop, *spec.stop), cancel)
+
+    def _body(self, spec: ModelSpec, params: Params) -> dict[str, Any]:
+        """The request fields both endpoints share: model, streaming with usage, sampling, stop, response format."""
         params.validate()
-        stops = (*params.stop, *spec.stop)
         body: dict[str, Any] = {
             "model": spec.served_name,
-            "messages": [_message(m) for m in messages],
             "stream": True,
             "stream_options": {"include_usage": True},
         }
@@ -241,17 +255,22 @@ class RemoteEngine(Engine):
         for key in ("temperature", "top_p", "max_tokens", "seed", "top_k", "repetition_penalty"):
             if (value := getattr(params, key)) is not None:
                 body[key] = value
-        if stops:
+        if stops := (*params.stop, *spec.stop):
             body["stop"] = list(stops)
         if (schema := schema_of(params)) is not None:
             body["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "reply", "schema": schema, "strict": True},
             }
+        return body
+
+    def _stream(
+        self, link: _Link, path: str, body: dict[str, Any], stops: Sequence[str], cancel: threading.Event
+    ) -> Iterator[StreamEvent]:
         if cancel.is_set():
             yield Done(Usage(), "cancelled")
             return
-        resp = link.send("POST", "/chat/completions", body, cancel)
+        resp = link.send("POST", path, body, cancel)
         lock, finished = threading.Lock(), [False]
         threading.Thread(target=_hang_up_on_cancel, args=(resp, cancel, lock, finished), daemon=True).start()
         try:
@@ -285,7 +304,7 @@ class RemoteEngine(Engine):
                 for choice in doc.get("choices") or []:
                     if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                         continue
-                    text = (choice.get("delta") or {}).get("content")
+                    text = (choice.get("delta") or {}).get("content") if "delta" in choice else choice.get("text")
                     if isinstance(text, str) and text:
                         deltas += 1
                         emit, held, stopped = split_at_stop(held + text, stops) if stops else (text, "", False)

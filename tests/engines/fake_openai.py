@@ -171,7 +171,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if not isinstance(body, dict):
             self.error(400, "the body is not a JSON object", "BadRequestError")
-        elif self.path not in ("/v1/chat/completions", "/v1/embeddings"):
+        elif self.path not in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
             self.error(404, f"no route {self.path}", "NotFoundError")
         elif body.get("model") not in fake.models:
             self.error(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")
@@ -187,7 +187,8 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.status is not None:
             self.error(reply.status, reply.message, "BadRequestError" if reply.status < 500 else "InternalServerError")
             return
-        messages = body.get("messages") or []
+        completion = self.path == "/v1/completions"  # a raw prompt: `choices[].text` instead of `delta.content`
+        messages = body.get("messages") or [{"role": "user", "content": str(body.get("prompt") or "")}]
         last_user = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "")
         if not isinstance(last_user, str):
             last_user = " ".join(p.get("text", "") for p in last_user if p.get("type") == "text")
@@ -213,8 +214,16 @@ class _Handler(BaseHTTPRequestHandler):
 
         def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+            if completion:
+                choice = {
+                    "index": 0,
+                    "text": delta.get("content", ""),
+                    "logprobs": None,
+                    "finish_reason": finish_reason,
+                }
             extra = {"usage": None} if with_usage else {}
-            return base | {"object": "chat.completion.chunk", "choices": [choice]} | extra
+            kind = "text_completion" if completion else "chat.completion.chunk"
+            return base | {"object": kind, "choices": [choice]} | extra
 
         try:
             self.send_event(chunk({"role": "assistant", "content": ""}), reply)

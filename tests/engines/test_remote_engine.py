@@ -371,3 +371,35 @@ def test_embeddings_come_back_in_input_order(fake: FakeOpenAI) -> None:
     assert engine.embed(texts) == [fake_vector(t) for t in texts]  # the fake lists them in reverse
     assert fake.requests[-1].body == {"model": "fake-model", "input": texts}
     assert engine.embed([]) == []
+
+
+def test_raw_completions_stream_from_the_completions_endpoint() -> None:
+    import threading
+
+    from engines.adapters.remote import RemoteEngine
+    from engines.types import Capability, Delta, Done, LaunchOptions, ModelSpec, Params
+    from tests.engines.fake_openai import FakeOpenAI, Reply
+
+    with FakeOpenAI(models=("m",), replies=[Reply(pieces=("Once", " upon", " a", " time"))]) as fake:
+        engine = RemoteEngine()
+        engine.load(ModelSpec(id="m", format="remote", endpoint=fake.endpoint, served_name="m"), LaunchOptions())
+        try:
+            events = list(engine.complete("Tell me a story:", Params(max_tokens=8, stop=(" a",)), threading.Event()))
+        finally:
+            engine.unload()
+        body = next(r.body for r in fake.requests if r.path == "/v1/completions")
+    assert engine.supports(Capability.COMPLETION)
+    assert "".join(e.text for e in events if isinstance(e, Delta)) == "Once upon"
+    assert isinstance(events[-1], Done) and events[-1].finish_reason == "stop"
+    assert body["prompt"] == "Tell me a story:" and "messages" not in body and body["max_tokens"] == 8
+
+
+def test_engines_without_raw_completion_say_so() -> None:
+    import threading
+
+    from engines.adapters.fake import FakeEngine
+    from engines.errors import CapabilityNotSupported
+    from engines.types import Params
+
+    with pytest.raises(CapabilityNotSupported, match="the fake engine does not support completion"):
+        next(iter(FakeEngine().complete("x", Params(), threading.Event())))
