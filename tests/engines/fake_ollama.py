@@ -31,21 +31,18 @@ or the client hangs up; `delay` paces every line.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
 import re
-import select
-import socket
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
+
+from tests.engines.fake_stream_server import HungUp, StreamHandler, StreamServer
 
 NOT_FOUND = "pull model manifest: file does not exist"
 
@@ -121,7 +118,7 @@ def full_name(name: str) -> str:
     return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
-class FakeOllama:
+class FakeOllama(StreamServer):
     """The server; use as a context manager. `host` is what to give the client."""
 
     def __init__(self, *, step: int = 1 << 20, delay: float = 0.0, unknown_status: int | None = None) -> None:
@@ -133,20 +130,8 @@ class FakeOllama:
         self.lines: list[dict[str, Any]] = []  # every NDJSON line sent, over all pulls and chats
         self.loaded: dict[str, dict[str, Any]] = {}  # name -> its `ps` entry
         self.lock = threading.Lock()
-        self.held = threading.Event()  # a pull or a chat reached its hold point
-        self.released = threading.Event()
-        self.disconnected = threading.Event()  # a client hung up before its stream ended
-        self.stopping = threading.Event()
-        fake = self
-
-        class Handler(_Handler):
-            owner = fake
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
+        super().__init__(_Handler)
         self.host = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
 
     def add(self, name: str, sizes: Sequence[int], *faults: PullFault, default: PullFault | None = None) -> FakeModel:
         model = FakeModel(full_name(name), list(sizes), list(faults), default or PullFault())
@@ -170,39 +155,13 @@ class FakeOllama:
         model.ram, model.vram, model.embeds, model.load_error = ram, vram, embeds, load_error
         return model
 
-    def release(self) -> None:
-        """Let a held pull or chat go on."""
-        self.released.set()
-
-    def __enter__(self) -> FakeOllama:
-        self.thread.start()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stopping.set()
-        self.released.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class _HungUp(Exception):
-    """The client closed the connection."""
-
 
 class _Drop(Exception):
     """We cut the connection on purpose."""
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(StreamHandler):
     owner: FakeOllama
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
-        pass
-
-    def handle(self) -> None:
-        with contextlib.suppress(OSError):
-            super().handle()
 
     def do_GET(self) -> None:
         fake = self.owner
@@ -253,7 +212,7 @@ class _Handler(BaseHTTPRequestHandler):
                     self.send_line({"status": status})
                 model.pulled = True
             self.wfile.write(b"0\r\n\r\n")
-        except _HungUp:
+        except HungUp:
             fake.disconnected.set()
             self.close_connection = True
         except _Drop:
@@ -288,20 +247,6 @@ class _Handler(BaseHTTPRequestHandler):
                     self.hold()
         return True
 
-    def hold(self) -> None:
-        """Pause until released; meanwhile watch for the client hanging up (EOF on the socket)."""
-        fake = self.owner
-        fake.held.set()
-        conn: socket.socket = self.connection
-        while not fake.released.is_set():
-            readable, _, _ = select.select([conn], [], [], 0.01)
-            if readable:
-                try:
-                    if conn.recv(1, socket.MSG_PEEK) == b"":
-                        raise _HungUp
-                except OSError:
-                    raise _HungUp from None
-
     def send_line(self, obj: dict[str, Any]) -> None:
         fake = self.owner
         if fake.delay:
@@ -311,7 +256,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
             self.wfile.flush()
         except OSError:
-            raise _HungUp from None
+            raise HungUp from None
         fake.lines.append(obj)
 
     def start_stream(self) -> None:
@@ -432,7 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self.send_line(final)
             self.wfile.write(b"0\r\n\r\n")
-        except _HungUp:
+        except HungUp:
             fake.disconnected.set()
             self.close_connection = True
         except _Drop:

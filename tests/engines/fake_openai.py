@@ -14,16 +14,12 @@ a dropped connection, per-piece delays, a hold until `release()` or the client h
 
 from __future__ import annotations
 
-import contextlib
 import json
-import select
-import socket
-import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Literal
+
+from tests.engines.fake_stream_server import HungUp, StreamHandler, StreamServer
 
 
 @dataclass(frozen=True)
@@ -75,7 +71,7 @@ def fake_vector(text: str) -> list[float]:
     return [float(len(text)), float(sum(text.encode()) % 1000), 1.0]
 
 
-class FakeOpenAI:
+class FakeOpenAI(StreamServer):
     """The server; use as a context manager. `endpoint` is the base URL (ending in /v1) to give a client."""
 
     def __init__(
@@ -93,58 +89,16 @@ class FakeOpenAI:
         self.default = default or Reply()
         self.models_status = models_status  # answer GET /v1/models with this error status
         self.requests: list[Recorded] = []
-        self.held = threading.Event()  # a reply reached its hold point
-        self.released = threading.Event()
-        self.disconnected = threading.Event()  # a client hung up before its stream ended
-        self.stopping = threading.Event()
-        fake = self
-
-        class Handler(_Handler):
-            owner = fake
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
+        super().__init__(_Handler)
         self.endpoint = f"http://127.0.0.1:{self.port}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
 
     def chat_bodies(self) -> list[dict[str, Any]]:
         """The JSON bodies of the chat requests so far."""
         return [r.body for r in self.requests if r.path == "/v1/chat/completions"]
 
-    def release(self) -> None:
-        """Let a held reply go on."""
-        self.released.set()
 
-    def __enter__(self) -> FakeOpenAI:
-        self.thread.start()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stopping.set()
-        self.released.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class _HungUp(Exception):
-    """The client closed the connection."""
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(StreamHandler):
     owner: FakeOpenAI
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
-        pass
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as uvicorn does: no Nagle delays
-
-    def handle(self) -> None:
-        with contextlib.suppress(OSError):
-            super().handle()
 
     def do_GET(self) -> None:
         fake = self.owner
@@ -242,7 +196,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_event(base | {"object": "chat.completion.chunk", "choices": [], "usage": usage}, reply)
             self.write(b"data: [DONE]\n\n")
             self.wfile.write(b"0\r\n\r\n")
-        except _HungUp:
+        except HungUp:
             self.owner.disconnected.set()
             self.close_connection = True
 
@@ -263,20 +217,6 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         return False
 
-    def hold(self) -> None:
-        """Pause until released; meanwhile watch for the client hanging up (EOF on the socket)."""
-        fake = self.owner
-        fake.held.set()
-        conn: socket.socket = self.connection
-        while not fake.released.is_set():
-            readable, _, _ = select.select([conn], [], [], 0.01)
-            if readable:
-                try:
-                    if conn.recv(1, socket.MSG_PEEK) == b"":
-                        raise _HungUp
-                except OSError:
-                    raise _HungUp from None
-
     def send_event(self, obj: dict[str, Any], reply: Reply) -> None:
         line = b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
         if reply.split:
@@ -293,7 +233,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
             self.wfile.flush()
         except OSError:
-            raise _HungUp from None
+            raise HungUp from None
 
     def authorised(self) -> bool:
         key = self.owner.api_key
