@@ -285,7 +285,11 @@ class Instance:
         pending_chars = 0
         last_flush = started
         try:
-            for event in self.engine.chat(handle.messages, handle.params, handle.cancel_event, handle.session):
+            if handle.prompt is not None:
+                events = self.engine.complete(handle.prompt, handle.params, handle.cancel_event)
+            else:
+                events = self.engine.chat(handle.messages, handle.params, handle.cancel_event, handle.session)
+            for event in events:
                 if isinstance(event, Delta):
                     now = clock()
                     if first_at is None:

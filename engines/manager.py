@@ -120,6 +120,22 @@ class EngineManager:
         instance.submit(handle)
         return handle
 
+    def complete(
+        self, run_id: str, prompt: str, params: Params | None = None, *, sink: EventSink | None = None
+    ) -> RequestHandle:
+        """Queue a raw completion of `prompt` (no chat template) on an instance, like `submit`.
+
+        Raises CapabilityNotSupported, naming the engine, when it cannot complete raw text."""
+        params = params or Params()
+        params.validate()
+        instance = self._get(run_id)
+        instance.engine.require(Capability.COMPLETION)
+        if params.json_schema is not None:
+            instance.engine.require(Capability.JSON_SCHEMA)
+        handle = RequestHandle(run_id, [], params, sink=sink, submitted_at=self._clock(), prompt=prompt)
+        instance.submit(handle)
+        return handle
+
     def embed(self, run_id: str, texts: Sequence[str], timeout: float | None = 300.0) -> EmbedJob:
         """Embed `texts` on an instance (queued behind its chat requests); the finished job holds the vectors and
         the time the engine took. Raises CapabilityNotSupported when the engine cannot embed."""

@@ -1,4 +1,4 @@
-"""One chat request in flight: its events, its cancellation, its result."""
+"""One chat (or raw completion) request in flight: its events, its cancellation, its result."""
 
 from __future__ import annotations
 
@@ -29,13 +29,17 @@ class ChatResult:
 
 @dataclass(eq=False)
 class RequestHandle:
-    """A queued or running request; iterate it for events, or give a sink instead."""
+    """A queued or running request; iterate it for events, or give a sink instead.
+
+    A chat request carries `messages`; a raw completion carries `prompt` (and no messages)."""
 
     run_id: str
     messages: Sequence[ChatMessage]
     params: Params
     session: str | None = None
     sink: EventSink | None = None
+    prompt: str | None = None
+    """Set for a raw completion (`Engine.complete`): the text to continue, no chat template."""
     request_id: int = field(default_factory=lambda: next(_ids))
     submitted_at: float = field(default_factory=time.perf_counter)
     cancel_event: threading.Event = field(default_factory=threading.Event)

@@ -27,7 +27,7 @@ FAIL_MARKER = "[[fail]]"
 
 
 class FakeEngine(Engine):
-    """Replies "Echo: <last user message>" word by word, reproducibly.
+    """Replies "Echo: <last user message>" (raw completions: "Echo: <prompt>") word by word, reproducibly.
 
     Knobs for tests (constructor arguments, never environment):
     `reply` fixes the reply text; `token_delay_s` paces tokens (waiting on the
@@ -36,7 +36,7 @@ class FakeEngine(Engine):
     """
 
     name: ClassVar[str] = "fake"
-    capabilities: ClassVar[Capability] = Capability.CHAT | Capability.STREAM | Capability.EMBED
+    capabilities: ClassVar[Capability] = Capability.CHAT | Capability.STREAM | Capability.EMBED | Capability.COMPLETION
     formats: ClassVar[tuple[str, ...]] = ("gguf", "hf", "fake")
 
     def __init__(
@@ -58,8 +58,10 @@ class FakeEngine(Engine):
         self.spec: ModelSpec | None = None
         self.calls: list[list[ChatMessage]] = []
         self.sessions: list[str | None] = []
+        self.prompts: list[str] = []
+        """The prompts of raw completions, in order."""
         self.started = threading.Event()
-        """Set when a chat call begins, so tests can wait for it instead of sleeping."""
+        """Set when a chat or completion call begins, so tests can wait for it instead of sleeping."""
 
     def load(self, spec: ModelSpec, options: LaunchOptions) -> None:
         """Pretend to load (waiting for `load_gate` if given); raise `load_error` if one was given."""
@@ -87,12 +89,22 @@ class FakeEngine(Engine):
             raise InstanceNotReady("fake engine: no model loaded")
         self.calls.append(list(messages))
         self.sessions.append(session)
-        self.started.set()
         last_user = next((m.content for m in reversed(messages) if m.role == "user"), "")
-        text = self.reply if self.reply is not None else f"Echo: {last_user}"
+        prompt_tokens = sum(len(m.content.split()) + 4 for m in messages)
+        yield from self._reply(last_user, prompt_tokens, params, cancel)
+
+    def complete(self, prompt: str, params: Params, cancel: threading.Event) -> Iterator[StreamEvent]:
+        """Stream the scripted reply, or "Echo: <prompt>", like `chat`."""
+        if self.spec is None:
+            raise InstanceNotReady("fake engine: no model loaded")
+        self.prompts.append(prompt)
+        yield from self._reply(prompt, len(prompt.split()), params, cancel)
+
+    def _reply(self, said: str, prompt_tokens: int, params: Params, cancel: threading.Event) -> Iterator[StreamEvent]:
+        self.started.set()
+        text = self.reply if self.reply is not None else f"Echo: {said}"
         words = text.split(" ")
         pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
-        prompt_tokens = sum(len(m.content.split()) + 4 for m in messages)
         limit = params.max_tokens if params.max_tokens is not None else len(pieces)
         emitted = ""
         count = 0
@@ -104,7 +116,7 @@ class FakeEngine(Engine):
             if cancel.is_set():
                 yield Done(Usage(prompt_tokens, count), "cancelled")
                 return
-            if FAIL_MARKER in last_user and count == 2:
+            if FAIL_MARKER in said and count == 2:
                 raise RuntimeError("fake engine failure after two tokens")
             candidate = emitted + piece
             hit = _first_stop(candidate, params.stop)

@@ -56,7 +56,12 @@ class LlamaCppEngine(Engine):
 
     name: ClassVar[str] = "llama.cpp"
     capabilities: ClassVar[Capability] = (
-        Capability.CHAT | Capability.STREAM | Capability.EMBED | Capability.LORA | Capability.JSON_SCHEMA
+        Capability.CHAT
+        | Capability.STREAM
+        | Capability.EMBED
+        | Capability.LORA
+        | Capability.JSON_SCHEMA
+        | Capability.COMPLETION
     )
     formats: ClassVar[tuple[str, ...]] = ("gguf",)
 
@@ -183,13 +188,36 @@ class LlamaCppEngine(Engine):
         session: str | None = None,
     ) -> Iterator[StreamEvent]:
         """Stream a reply, evaluating only the prompt tokens that follow what the context already holds."""
+        self._require_llm()
+        params.validate()
+        spec_stops = self.spec.stop if self.spec else ()
+        # Replies never start with the blank the template's last word leaves open.
+        yield from self._stream(self.tokenize_prompt(messages), params, cancel, session, (*params.stop, *spec_stops))
+
+    def complete(self, prompt: str, params: Params, cancel: threading.Event) -> Iterator[StreamEvent]:
+        """Stream a raw continuation of `prompt` (no chat template; a leading space is kept, as in the text)."""
         llm = self._require_llm()
         params.validate()
-        tokens = self.tokenize_prompt(messages)
+        tokens: list[int] = llm.tokenize(prompt.encode("utf-8"), add_bos=self._add_bos, special=True)
+        yield from self._stream(tokens, params, cancel, None, params.stop, strip_leading=False, what="prompt")
+
+    def _stream(
+        self,
+        tokens: list[int],
+        params: Params,
+        cancel: threading.Event,
+        session: str | None,
+        stops: tuple[str, ...],
+        *,
+        strip_leading: bool = True,
+        what: str = "conversation",
+    ) -> Iterator[StreamEvent]:
+        """Evaluate what the context lacks of `tokens`, then sample: Deltas cut at `stops`, then one Done."""
+        llm = self._llm
         n_prompt, n_ctx = len(tokens), llm.n_ctx()
         if n_prompt >= n_ctx:
             raise BadRequest(
-                f"the conversation is {n_prompt} tokens but the context holds {n_ctx} (and the reply needs room); "
+                f"the {what} is {n_prompt} tokens but the context holds {n_ctx} (and the reply needs room); "
                 "shorten it or relaunch with a larger context"
             )
         budget = n_ctx - n_prompt
@@ -222,8 +250,7 @@ class LlamaCppEngine(Engine):
         )
         pieces, piece_of = self._pieces, self._piece
         decode = codecs.getincrementaldecoder("utf-8")("replace").decode
-        stops = (*params.stop, *spec_stops) if (spec_stops := self.spec.stop if self.spec else ()) else params.stop
-        leading = True  # replies never start with the blank the template's last word leaves open
+        leading = strip_leading
         held = ""
         completion = 0
         finish: Any = "length"

@@ -181,3 +181,31 @@ def test_what_the_engine_cannot_do_is_refused_by_name(subject: Subject) -> None:
         assert job.vectors is not None and len(job.vectors) == 2 and len(job.vectors[0]) > 0
     checked = (Capability.JSON_SCHEMA, Capability.VISION, Capability.EMBED)
     assert refused == sum(not engine.supports(c) for c in checked)
+
+
+PROMPT = "The three primary colours are"
+
+
+def completion(subject: Subject, params: Params) -> tuple[str, Done]:
+    events = list(subject.manager.complete(subject.run_id, PROMPT, params))
+    done = events[-1]
+    assert isinstance(done, Done), done
+    assert all(isinstance(e, Delta) and e.text for e in events[:-1])
+    return "".join(e.text for e in events[:-1] if isinstance(e, Delta)), done
+
+
+@pytest.mark.real_model
+def test_raw_completion_streams_and_stops_like_chat_or_is_refused_by_name(subject: Subject) -> None:
+    engine = subject.engine
+    if not engine.supports(Capability.COMPLETION):
+        with pytest.raises(CapabilityNotSupported, match=f"the {engine.name} engine does not support completion"):
+            subject.manager.complete(subject.run_id, PROMPT, Params())
+        return
+    full, done = completion(subject, Params(temperature=0, max_tokens=12))
+    assert full.strip() and 0 < done.usage.completion_tokens <= 12
+    assert done.metrics is not None and done.metrics.ttft_ms >= 0
+    middle = len(full) // 2
+    stop = full[middle : middle + 3]
+    assert stop.strip(), full
+    text, done = completion(subject, Params(temperature=0, max_tokens=12, stop=(stop,)))
+    assert text == full[: full.find(stop)] and done.finish_reason == "stop"

@@ -242,3 +242,26 @@ def test_json_schema_output_follows_the_schema(engine: LlamaCppEngine) -> None:
         check_reply(free, COLOR_SCHEMA)
     with pytest.raises(BadRequest, match="JSON schema"):
         list(engine.chat(COLORS, Params(json_schema='{"type": "nonsense-type"}'), threading.Event()))
+
+
+@pytest.mark.real_model
+def test_raw_completion_matches_raw_llama_cpp_and_keeps_its_leading_space(engine: LlamaCppEngine) -> None:
+    prompt = "The capital of France is"
+    # Both sides evaluate the whole prompt: a different split of the same tokens into batches can change the
+    # quantized arithmetic enough to flip a near-tie in this base model's greedy choice.
+    engine.clear_prompt_cache()
+    events = list(engine.complete(prompt, GREEDY, threading.Event()))
+    done = events[-1]
+    assert isinstance(done, Done) and all(isinstance(e, Delta) and e.text for e in events[:-1])
+    text = "".join(e.text for e in events[:-1] if isinstance(e, Delta))
+    engine.clear_prompt_cache()
+    raw = engine.llama.create_completion(prompt, max_tokens=16, temperature=0)
+    assert text == raw["choices"][0]["text"] and text.startswith(" ")  # " Paris…": the space is the model's
+    assert done.usage.completion_tokens == raw["usage"]["completion_tokens"]
+    assert done.usage.prompt_tokens == raw["usage"]["prompt_tokens"]
+
+
+@pytest.mark.real_model
+def test_a_raw_prompt_longer_than_the_context_is_refused(engine: LlamaCppEngine) -> None:
+    with pytest.raises(BadRequest, match=f"the prompt is .* tokens but the context holds {N_CTX}"):
+        list(engine.complete("apple " * 2000, GREEDY, threading.Event()))
