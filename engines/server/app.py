@@ -1,0 +1,289 @@
+"""The OpenAI-compatible API (FastAPI) over an EngineManager: the routes and the hand-over of tokens.
+
+Tokens come from the instance's worker thread through the request's sink, which hands each event to the
+event loop (`call_soon_threadsafe`); the worker never waits for a client, so a slow reader delays only
+its own stream. Requests to one instance queue in its FIFO; different instances run in parallel.
+A client that goes away cancels its request: the stream's generator is closed and cancels the handle,
+which the engine sees before its next token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from anyio import to_thread
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException
+
+from engines.config import Config
+from engines.config_serve import ServeConfig
+from engines.errors import LlmTuiError
+from engines.launch import SnapshotSource
+from engines.manager import EngineManager
+from engines.requests import RequestHandle
+from engines.server.errors import ApiError, from_event, from_exception, model_not_found
+from engines.server.guard import Asgi, Guard, ServerStats
+from engines.server.replies import SSE_DONE, Kind, Shaper, embeddings_json, finish_reason, sse
+from engines.server.router import Router
+from engines.server.schemas import (
+    ChatRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    Sampling,
+    chat_messages,
+    chat_params,
+    completion_prompt,
+    embedding_inputs,
+    sampling_params,
+)
+from engines.types import Delta, Done, Error, StreamEvent
+
+DISCONNECT_POLL_S = 0.25
+"""How often a request waiting for its first token checks whether its client is still there."""
+
+
+@dataclass
+class ServerContext:
+    """What the routes work with; the app's serve toggle and `llm-tui serve` each build one."""
+
+    manager: EngineManager
+    config: Config
+    serve: ServeConfig
+    snapshot: SnapshotSource | None = None
+    stats: ServerStats = field(default_factory=ServerStats)
+    started_at: float = field(default_factory=time.time)
+    router: Router = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.router = Router(self.manager, self.config, self.serve, snapshot=self.snapshot)
+
+
+class Bridge:
+    """Events of one request, carried from the instance's worker thread to the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, stats: ServerStats) -> None:
+        self._loop = loop
+        self.stats = stats
+        self._next_check = time.monotonic() + DISCONNECT_POLL_S
+        self._queue: asyncio.Queue[StreamEvent] = asyncio.Queue()
+
+    def put(self, event: StreamEvent) -> None:
+        """The request's sink (worker thread): never blocks."""
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
+
+    async def get(self) -> StreamEvent:
+        return await self._queue.get()
+
+    async def get_watching(self, request: Request, handle: RequestHandle) -> StreamEvent | None:
+        """The next event, or None (the request cancelled) once the client has gone away.
+
+        The client is checked every DISCONNECT_POLL_S, also while events keep coming."""
+        while True:
+            now = time.monotonic()
+            if now >= self._next_check:
+                self._next_check = now + DISCONNECT_POLL_S
+                if await request.is_disconnected():
+                    self.cancel(handle)
+                    return None
+            try:
+                return await asyncio.wait_for(self._queue.get(), DISCONNECT_POLL_S)
+            except TimeoutError:
+                continue
+
+    def cancel(self, handle: RequestHandle) -> None:
+        """The client went away: stop its generation (the engine sees it before its next token)."""
+        if not handle.finished:
+            handle.cancel()
+            self.stats.note_cancelled()
+
+
+def create_app(ctx: ServerContext) -> Asgi:
+    """The ASGI app: the API routes behind the guard (body limit, keys, rate limit, request log)."""
+    app = FastAPI(title="llm-tui", docs_url=None, redoc_url=None, openapi_url=None)
+    _error_handlers(app)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, object]:
+        return {"status": "ok", "instances": len(ctx.manager.instances())}
+
+    @app.get("/metrics")
+    async def metrics() -> dict[str, object]:
+        return await to_thread.run_sync(_metrics, ctx)
+
+    @app.get("/v1/models")
+    async def list_models() -> dict[str, object]:
+        entries = await to_thread.run_sync(ctx.router.models)
+        return {"object": "list", "data": [e.to_json() for e in entries]}
+
+    @app.get("/v1/models/{name:path}")
+    async def get_model(name: str) -> dict[str, object]:
+        entries = await to_thread.run_sync(ctx.router.models)
+        entry = next((e for e in entries if e.id == name), None)
+        if entry is None:
+            raise model_not_found(name)
+        return entry.to_json()
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(body: ChatRequest, request: Request) -> Any:
+        messages = chat_messages(body)
+        params = chat_params(body, ctx.serve.max_tokens)
+        return await _reply(
+            request, ctx, body, "chat", lambda run_id, sink: ctx.manager.submit(run_id, messages, params, sink=sink)
+        )
+
+    @app.post("/v1/completions")
+    async def completions(body: CompletionRequest, request: Request) -> Any:
+        prompt = completion_prompt(body)
+        params = sampling_params(body, body.max_tokens, "max_tokens", ctx.serve.max_tokens)
+        return await _reply(
+            request, ctx, body, "text", lambda run_id, sink: ctx.manager.complete(run_id, prompt, params, sink=sink)
+        )
+
+    @app.post("/v1/embeddings")
+    async def embeddings(body: EmbeddingRequest) -> dict[str, object]:
+        texts = embedding_inputs(body)
+        info = await to_thread.run_sync(ctx.router.instance_for, body.model)
+        try:
+            job = await to_thread.run_sync(lambda: ctx.manager.embed(info.run_id, texts))
+        except (LlmTuiError, ApiError) as exc:
+            raise from_exception(exc) from None
+        except Exception as exc:  # the engine's own failure, handed over by the worker
+            raise ApiError(500, f"{type(exc).__name__}: {exc}", type="server_error", code="engine_error") from None
+        return embeddings_json(body.model, job.vectors or [], body.encoding_format)
+
+    return Guard(app, ctx.serve, ctx.stats)
+
+
+Submit = Callable[[str, Callable[[StreamEvent], None]], RequestHandle]
+"""Queues the request on an instance (run id) with the given sink; returns its handle."""
+
+
+async def _reply(request: Request, ctx: ServerContext, body: Sampling, kind: Kind, submit: Submit) -> Any:
+    """Route to the model's instance, submit, and answer: whole, or streamed as SSE."""
+    info = await to_thread.run_sync(ctx.router.instance_for, body.model)
+    shaper = Shaper(kind, body.model)
+    bridge = Bridge(asyncio.get_running_loop(), ctx.stats)
+    try:
+        handle = submit(info.run_id, bridge.put)
+    except LlmTuiError as exc:
+        raise from_exception(exc) from None
+    # Wait for the first event before answering: an error that comes first (context overflow, engine
+    # failure) gets its proper status instead of a 200 stream that fails.
+    first = await bridge.get_watching(request, handle)
+    if first is None:
+        return JSONResponse({"error": {"message": "client closed the request"}}, status_code=499)
+    if isinstance(first, Error):
+        raise from_event(first)
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return StreamingResponse(
+            _stream(request, handle, bridge, shaper, first, include_usage),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    parts: list[str] = []
+    event: StreamEvent | None = first
+    while isinstance(event, Delta):
+        parts.append(event.text)
+        event = await bridge.get_watching(request, handle)
+    if event is None:
+        return JSONResponse({"error": {"message": "client closed the request"}}, status_code=499)
+    if isinstance(event, Error):
+        _note_error(request, event.message)
+        raise from_event(event)
+    return shaper.whole("".join(parts), event)
+
+
+async def _stream(
+    request: Request, handle: RequestHandle, bridge: Bridge, shaper: Shaper, first: StreamEvent, include_usage: bool
+) -> AsyncIterator[bytes]:
+    try:
+        if shaper.kind == "chat":
+            yield sse(shaper.chunk("", role=True))
+        event = first
+        while True:
+            if isinstance(event, Delta):
+                yield sse(shaper.chunk(event.text))
+            elif isinstance(event, Done):
+                yield sse(shaper.chunk(None, finish=finish_reason(event)))
+                if include_usage:
+                    yield sse(shaper.usage_chunk(event.usage))
+                yield SSE_DONE
+                return
+            else:
+                # The status is already sent: say it in the stream, in OpenAI's error shape, and end without [DONE].
+                _note_error(request, event.message)
+                yield sse(from_event(event).body())
+                return
+            event = await bridge.get()
+    finally:
+        bridge.cancel(handle)  # a no-op after Done; else the client went away or the server is stopping
+
+
+def _note_error(request: Request, message: str) -> None:
+    request.scope.setdefault("state", {})["error"] = message
+
+
+def _metrics(ctx: ServerContext) -> dict[str, object]:
+    instances = []
+    for info in ctx.manager.instances():
+        instances.append(
+            {
+                "run_id": info.run_id,
+                "model": info.model_id,
+                "engine": info.engine,
+                "device": info.device,
+                "state": info.state.value,
+                "requests_served": info.requests_served,
+                "pending_requests": info.pending_requests,
+                "last_tokens_per_s": info.last_tokens_per_s,
+                "ram_bytes": info.footprint.ram_bytes,
+                "vram_bytes": info.footprint.vram_bytes,
+            }
+        )
+    snapshot = ctx.snapshot() if ctx.snapshot is not None else None
+    return {
+        "server": {**ctx.stats.snapshot(), "uptime_s": round(time.time() - ctx.started_at, 1)},
+        "instances": instances,
+        "telemetry": snapshot.to_json() if snapshot is not None else None,
+    }
+
+
+def _error_handlers(app: FastAPI) -> None:
+    def answer(error: ApiError) -> JSONResponse:
+        return JSONResponse(error.body(), status_code=error.status, headers=dict(error.headers))
+
+    async def api_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        _note_error(request, exc.message)
+        return answer(exc)
+
+    async def invalid(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        first = exc.errors()[0] if exc.errors() else {}
+        where = [str(p) for p in first.get("loc", ()) if p != "body"]
+        param = ".".join(where) or None
+        message = f"{param}: {first.get('msg', 'invalid value')}" if param else str(first.get("msg", "invalid body"))
+        _note_error(request, message)
+        return answer(ApiError(400, message, param=param, code="invalid_value"))
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        if isinstance(exc.__cause__, ApiError):  # our body limit, raised while FastAPI read the body
+            return answer(exc.__cause__)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        return answer(ApiError(exc.status_code, str(exc.detail), code=code))
+
+    async def crash(request: Request, exc: Exception) -> JSONResponse:
+        return answer(from_exception(exc))
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, crash)

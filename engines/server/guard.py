@@ -1,0 +1,244 @@
+"""What every request passes before it reaches a route: body size limit, API key, per-key rate limit; and the
+count and log line every request leaves behind.
+
+A pure ASGI middleware (no buffering of streamed replies). Keys are compared in constant time and never
+logged: the log names the key by its position ("key 2"), the rate limit counts per key (per client address
+when the server has no keys).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from engines.config_serve import ServeConfig
+from engines.server.errors import ApiError
+
+log = logging.getLogger("llm_tui.serve")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Asgi = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+OPEN_PATHS = ("/healthz",)
+"""Paths answered without a key (load balancers and `curl` probes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One finished request, for the log and the app's serve panel."""
+
+    method: str
+    path: str
+    status: int
+    ms: float
+    client: str
+    error: str | None = None
+
+
+@dataclass
+class ServerStats:
+    """Counts shared by the event loop and whoever displays them (the app polls `snapshot`)."""
+
+    requests: int = 0
+    errors: int = 0
+    in_flight: int = 0
+    cancelled: int = 0
+    """Requests whose client went away before the reply ended (their generation was stopped)."""
+    by_status: dict[int, int] = field(default_factory=dict)
+    last_error: str | None = None
+    recent: deque[RequestRecord] = field(default_factory=lambda: deque(maxlen=50))
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def begin(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+
+    def note_cancelled(self) -> None:
+        with self._lock:
+            self.cancelled += 1
+
+    def end(self, record: RequestRecord) -> None:
+        with self._lock:
+            self.in_flight -= 1
+            self.requests += 1
+            self.by_status[record.status] = self.by_status.get(record.status, 0) + 1
+            if record.status >= 400 or record.error:
+                self.errors += 1
+                self.last_error = f"{record.status} {record.path}: {record.error or 'error'}"
+            self.recent.append(record)
+
+    def recent_records(self) -> list[RequestRecord]:
+        """The last requests, oldest first."""
+        with self._lock:
+            return list(self.recent)
+
+    def snapshot(self) -> dict[str, object]:
+        with self._lock:
+            return {
+                "requests": self.requests,
+                "errors": self.errors,
+                "in_flight": self.in_flight,
+                "cancelled": self.cancelled,
+                "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
+                "last_error": self.last_error,
+            }
+
+
+class RateLimiter:
+    """A token bucket per caller: `per_minute` requests a minute, in bursts of up to that many."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, caller: str) -> float:
+        """0 when the request may go; otherwise the seconds until it may."""
+        if self.per_minute <= 0:
+            return 0.0
+        rate = self.per_minute / 60.0
+        now = self._clock()
+        with self._lock:
+            tokens, then = self._buckets.get(caller, (float(self.per_minute), now))
+            tokens = min(float(self.per_minute), tokens + (now - then) * rate)
+            if tokens >= 1.0:
+                self._buckets[caller] = (tokens - 1.0, now)
+                return 0.0
+            self._buckets[caller] = (tokens, now)
+            return (1.0 - tokens) / rate
+
+
+def key_index(given: str, keys: tuple[str, ...]) -> int | None:
+    """The 1-based position of `given` among `keys`, comparing against every key in constant time."""
+    found = None
+    raw = given.encode()
+    for i, key in enumerate(keys, start=1):
+        if hmac.compare_digest(raw, key.encode()) and found is None:
+            found = i
+    return found
+
+
+class Guard:
+    """The ASGI middleware: limits and key checks first, then the app; one record per request."""
+
+    def __init__(self, app: Asgi, serve: ServeConfig, stats: ServerStats) -> None:
+        self.app = app
+        self.max_body = serve.max_body_bytes
+        self.keys = tuple(k.reveal() for k in serve.api_keys)
+        self.limiter = RateLimiter(serve.requests_per_minute)
+        self.stats = stats
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        error: str | None = None
+        self.stats.begin()
+
+        async def record_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            self._check(scope)
+            await self.app(scope, self._limited(scope, receive), record_send)
+        except ApiError as exc:
+            error = exc.message
+            status = exc.status
+            await _answer(send, exc)
+        except Exception as exc:  # the reply has already started or the app failed: log, count, don't leak
+            error = f"{type(exc).__name__}: {exc}"
+            log.exception("request failed")
+            raise
+        finally:
+            error = error or scope.get("state", {}).get("error")
+            client = scope.get("client")
+            record = RequestRecord(
+                scope["method"],
+                scope["path"],
+                status,
+                (time.perf_counter() - started) * 1000.0,
+                f"{client[0]}:{client[1]}" if client else "-",
+                error,
+            )
+            self.stats.end(record)
+            log.info(
+                "%s %s %d %.0f ms %s%s",
+                record.method,
+                record.path,
+                record.status,
+                record.ms,
+                scope.get("state", {}).get("caller", record.client),
+                f" ({error})" if error else "",
+            )
+
+    def _check(self, scope: Scope) -> None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            raise ApiError(
+                413, f"the request body is {length} bytes; the limit is {self.max_body}", code="body_too_large"
+            )
+        client = scope.get("client")
+        caller = client[0] if client else "unknown"
+        scope.setdefault("state", {})["caller"] = caller
+        if self.keys and scope["path"] not in OPEN_PATHS:
+            auth = headers.get("authorization", "")
+            scheme, _, token = auth.partition(" ")
+            index = key_index(token.strip(), self.keys) if scheme.lower() == "bearer" else None
+            if index is None:
+                raise ApiError(
+                    401,
+                    "missing or wrong API key: send it as 'Authorization: Bearer KEY'",
+                    code="invalid_api_key",
+                    headers=(("WWW-Authenticate", "Bearer"),),
+                )
+            caller = f"key {index}"
+        scope.setdefault("state", {})["caller"] = caller
+        if scope["path"] not in OPEN_PATHS and (wait := self.limiter.take(caller)) > 0:
+            raise ApiError(
+                429,
+                f"rate limit of {self.limiter.per_minute} requests per minute reached; retry in {wait:.1f} s",
+                type="requests",
+                code="rate_limit_exceeded",
+                headers=(("Retry-After", str(max(1, round(wait)))),),
+            )
+
+    def _limited(self, scope: Scope, receive: Receive) -> Receive:
+        """`receive` that refuses a body (sent without Content-Length) growing past the limit."""
+        seen = 0
+        limit = self.max_body
+
+        async def guarded() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise ApiError(413, f"the request body is over the limit of {limit} bytes", code="body_too_large")
+            return message
+
+        return guarded
+
+
+async def _answer(send: Send, error: ApiError) -> None:
+    body = json.dumps(error.body()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

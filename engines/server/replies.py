@@ -1,0 +1,101 @@
+"""Replies in OpenAI's shapes: chat and text completions (whole and as SSE chunks), embeddings.
+
+One `Shaper` per request writes every object of its reply, so ids, `created` and `model` agree across
+the chunks of a stream.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Literal
+
+from engines.types import Done, Usage
+
+Kind = Literal["chat", "text"]
+
+
+def finish_reason(done: Done) -> str:
+    """OpenAI's finish_reason; a cancelled reply (the client left) reads as "stop"."""
+    return "length" if done.finish_reason == "length" else "stop"
+
+
+def usage_json(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+    }
+
+
+def sse(data: object) -> bytes:
+    """One server-sent event."""
+    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return f"data: {text}\n\n".encode()
+
+
+SSE_DONE = sse("[DONE]")
+
+
+@dataclass
+class Shaper:
+    """Writes the objects of one reply to a chat (`kind="chat"`) or raw completion (`"text"`) request."""
+
+    kind: Kind
+    model: str
+    id: str = field(default="")
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            self.id = ("chatcmpl-" if self.kind == "chat" else "cmpl-") + uuid.uuid4().hex[:24]
+
+    def _object(self, stream: bool) -> str:
+        if self.kind == "chat":
+            return "chat.completion.chunk" if stream else "chat.completion"
+        return "text_completion"
+
+    def _head(self, stream: bool) -> dict[str, object]:
+        return {"id": self.id, "object": self._object(stream), "created": self.created, "model": self.model}
+
+    def chunk(self, text: str | None, *, finish: str | None = None, role: bool = False) -> dict[str, object]:
+        """One streamed piece; `role` marks the first chat chunk, `finish` the last one."""
+        choice: dict[str, object] = {"index": 0, "finish_reason": finish, "logprobs": None}
+        if self.kind == "chat":
+            delta: dict[str, object] = {}
+            if role:
+                delta["role"] = "assistant"
+            if text is not None:
+                delta["content"] = text
+            choice["delta"] = delta
+        else:
+            choice["text"] = text or ""
+        return {**self._head(True), "choices": [choice]}
+
+    def usage_chunk(self, usage: Usage) -> dict[str, object]:
+        """The last chunk when the client asked `stream_options.include_usage`: no choices, the usage."""
+        return {**self._head(True), "choices": [], "usage": usage_json(usage)}
+
+    def whole(self, text: str, done: Done) -> dict[str, object]:
+        """The non-streamed reply."""
+        choice: dict[str, object] = {"index": 0, "finish_reason": finish_reason(done), "logprobs": None}
+        if self.kind == "chat":
+            choice["message"] = {"role": "assistant", "content": text}
+        else:
+            choice["text"] = text
+        return {**self._head(False), "choices": [choice], "usage": usage_json(done.usage)}
+
+
+def embeddings_json(model: str, vectors: list[list[float]], encoding: str) -> dict[str, object]:
+    """The embeddings reply; "base64" packs each vector as little-endian float32, as the OpenAI SDK asks by default."""
+    data = []
+    for i, vector in enumerate(vectors):
+        value: object = vector
+        if encoding == "base64":
+            value = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        data.append({"object": "embedding", "index": i, "embedding": value})
+    return {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": 0, "total_tokens": 0}}

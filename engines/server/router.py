@@ -1,0 +1,177 @@
+"""Which instance serves a request: the `model` a client names, as a run id, a model id or an alias.
+
+A model that is not running is launched on demand when `[serve] launch_on_demand` allows it, through
+the same admission (memory check) as the app; two requests for it at once launch it once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from engines.config import Config
+from engines.config_serve import ServeConfig
+from engines.errors import LlmTuiError, ModelNotFound
+from engines.launch import SnapshotSource, default_options, launch
+from engines.manager import EngineManager
+from engines.server.errors import ApiError, from_exception, model_not_found
+from engines.types import InstanceInfo, InstanceState
+
+LISTING_TTL_S = 10.0
+"""How long the launchable models found on disk are reused by GET /v1/models."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    """One row of GET /v1/models."""
+
+    id: str
+    created: int
+    running: bool
+    run_id: str | None = None
+    engine: str | None = None
+    state: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "object": "model",
+            "created": self.created,
+            "owned_by": "llm-tui",
+            "llm_tui": {"running": self.running, "run_id": self.run_id, "engine": self.engine, "state": self.state},
+        }
+
+
+class Router:
+    """Finds (or launches) the instance for a model name; all methods block, so call them off the event loop."""
+
+    def __init__(
+        self,
+        manager: EngineManager,
+        config: Config,
+        serve: ServeConfig,
+        *,
+        snapshot: SnapshotSource | None = None,
+        launchable: Callable[[], dict[str, str]] | None = None,
+    ) -> None:
+        self.manager = manager
+        self.config = config
+        self.serve = serve
+        self.snapshot = snapshot
+        self._launchable = launchable or self._models_on_disk
+        self._launch_lock = threading.Lock()
+        self._listing: tuple[float, dict[str, str]] | None = None
+        self._launched: dict[str, str] = {}
+        """Names launched on demand → their run ids (a model launched by path has another model id)."""
+
+    def instance_for(self, name: str) -> InstanceInfo:
+        """The ready instance that serves `name`; ApiError 404 (unknown / not running), 503 (not ready), 429 (full)."""
+        info = self._running(name)
+        if info is None:
+            info = self._launch(name)
+        if info.state is InstanceState.LOADING:
+            info = self._wait_loaded(info)
+        if info.state not in (InstanceState.READY, InstanceState.BUSY):
+            detail = f": {info.error}" if info.error else ""
+            raise ApiError(503, f"{name} is {info.state.value}{detail}", type="server_error", code="model_unavailable")
+        if info.pending_requests >= self.serve.max_queue:
+            raise ApiError(
+                429,
+                f"{name} has {info.pending_requests} requests waiting; try again shortly",
+                type="server_error",
+                code="overloaded",
+                headers=(("Retry-After", "1"),),
+            )
+        return info
+
+    def _running(self, name: str) -> InstanceInfo | None:
+        current = self.manager.instances()
+        for info in current:
+            if info.run_id == name:
+                return info
+        from engines.catalog.resolve import follow_aliases
+
+        target = follow_aliases(name, self.config.aliases)
+        launched = self._launched.get(name)
+        matches = [i for i in current if i.model_id in (name, target) or i.run_id == launched]
+        live = [i for i in matches if i.state in (InstanceState.READY, InstanceState.BUSY)]
+        # The least loaded of the instances that run it; a loading one only when none is live.
+        pool = live or matches
+        return min(pool, key=lambda i: i.pending_requests) if pool else None
+
+    def _launch(self, name: str) -> InstanceInfo:
+        if not self.serve.launch_on_demand:
+            why = self._why_not_running(name)
+            raise model_not_found(name, why)
+        with self._launch_lock:
+            info = self._running(name)  # another request may have launched it meanwhile
+            if info is not None:
+                return info
+            ref = self._cached_launchable().get(name, name)
+            try:
+                launched = launch(
+                    self.manager, ref, self.config, options=default_options(self.config), snapshot=self.snapshot
+                )
+            except ModelNotFound as exc:
+                raise model_not_found(name, str(exc)) from None
+            except LlmTuiError as exc:
+                raise from_exception(exc) from None
+            self._launched[name] = launched.run_id
+            return self.manager.info(launched.run_id)
+
+    def _why_not_running(self, name: str) -> str:
+        from engines.launch import resolve_ref
+
+        try:
+            resolve_ref(name, self.config)
+        except LlmTuiError:
+            return "no running instance, catalog id or alias has that name (GET /v1/models lists them)"
+        return (
+            "it is known but not running; start it in llm-tui or with `llm-tui serve --model`, "
+            "or set [serve] launch_on_demand"
+        )
+
+    def _wait_loaded(self, info: InstanceInfo) -> InstanceInfo:
+        try:
+            return self.manager.wait_ready(info.run_id, timeout=600.0)
+        except LlmTuiError as exc:
+            raise ApiError(503, str(exc), type="server_error", code="model_unavailable") from None
+
+    def models(self) -> list[ModelEntry]:
+        """Running instances (by run id and by model id), then what could be launched on demand."""
+        out: list[ModelEntry] = []
+        seen: set[str] = set()
+        for info in self.manager.instances():
+            created = int(info.started_at or time.time())
+            for name in (info.model_id, info.run_id):
+                if name not in seen:
+                    seen.add(name)
+                    out.append(ModelEntry(name, created, True, info.run_id, info.engine, info.state.value))
+        if self.serve.launch_on_demand:
+            now = int(time.time())
+            out.extend(ModelEntry(name, now, False) for name in self._cached_launchable() if name not in seen)
+        return out
+
+    def _cached_launchable(self) -> dict[str, str]:
+        cached = self._listing
+        if cached is not None and time.monotonic() - cached[0] < LISTING_TTL_S:
+            return cached[1]
+        names = self._launchable()
+        self._listing = (time.monotonic(), names)
+        return names
+
+    def _models_on_disk(self) -> dict[str, str]:
+        """Models found in the models folder and the HF cache (by catalog id where they have one) and the
+        aliases, each with the reference that launches it."""
+        from engines.catalog.listing import build_listing
+
+        listing = build_listing(self.config, local_only=True, include_network=False)
+        out: dict[str, str] = {}
+        for row in listing.rows:
+            if row.status == "ok" and row.source in ("local", "hf-cache") and row.path is not None:
+                out.setdefault(row.catalog_id or row.id, row.catalog_id or str(row.path))
+        for alias in self.config.aliases:
+            out.setdefault(alias, alias)
+        return out

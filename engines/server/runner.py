@@ -1,0 +1,167 @@
+"""Starting and stopping the API server: the bind rules, the port check, and uvicorn in the foreground
+(`llm-tui serve`) or on a thread (the app's serve toggle).
+
+The listening socket is bound here, before uvicorn starts, so a port in use is reported as one clear
+error (not a traceback from inside the event loop) and nothing can take the port in between.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+import threading
+from dataclasses import dataclass
+
+from engines.errors import LlmTuiError
+from engines.server.app import ServerContext, create_app
+from engines.server.guard import ServerStats
+
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
+
+
+class ServeError(LlmTuiError):
+    """The server cannot start: address refused without a key, port in use, bad host."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost; anything else (0.0.0.0 included) reaches beyond this machine."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(host: str, has_keys: bool) -> None:
+    """Refuse to listen beyond loopback without an API key."""
+    if not is_loopback(host) and not has_keys:
+        raise ServeError(
+            f"refusing to listen on {host} without an API key: anyone who can reach this machine could use "
+            "the models; set one with --api-key-env NAME, LLM_TUI_API_KEY or [serve] api_keys, or bind 127.0.0.1"
+        )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port; ServeError naming the port when it is taken."""
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ServeError(f"cannot listen on {host}: {exc.strerror}") from None
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free; a live one is not
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ServeError(
+                f"port {port} on {host} is already in use (another llm-tui serve or another server?); "
+                "choose another with --port or [serve] port"
+            ) from None
+        if exc.errno == errno.EACCES:
+            raise ServeError(f"not allowed to listen on {host}:{port} (ports below 1024 need root)") from None
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    """The base URL clients use (`…/v1`), from the address actually bound (port 0 picks one)."""
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/v1"
+
+
+@dataclass
+class Listening:
+    """A bound, checked socket and the context the server will serve."""
+
+    context: ServerContext
+    sock: socket.socket
+
+    @property
+    def url(self) -> str:
+        return url_of(self.sock)
+
+
+def prepare(context: ServerContext, host: str | None = None, port: int | None = None) -> Listening:
+    """Check the bind rules and bind; ServeError says what to change."""
+    serve = context.serve
+    host = serve.host if host is None else host
+    port = serve.port if port is None else port
+    check_exposure(host, bool(serve.api_keys))
+    return Listening(context, bind(host, port))
+
+
+def _uvicorn(listening: Listening) -> object:
+    import uvicorn
+
+    config = uvicorn.Config(
+        create_app(listening.context),
+        log_level="warning",
+        access_log=False,  # the guard logs one line per request, without keys
+        lifespan="off",
+        timeout_graceful_shutdown=3,
+        timeout_keep_alive=30,
+    )
+    return uvicorn.Server(config)
+
+
+def serve_forever(listening: Listening) -> None:
+    """Run in the foreground until Ctrl+C / SIGTERM (uvicorn's own signal handling)."""
+    server = _uvicorn(listening)
+    server.run(sockets=[listening.sock])  # type: ignore[attr-defined]
+
+
+class ServerThread:
+    """The server on a background thread, for the app: start(), `url`, `stats`, stop()."""
+
+    def __init__(self, listening: Listening) -> None:
+        self.listening = listening
+        self._server = _uvicorn(listening)
+        self._thread = threading.Thread(target=self._run, name="llm-tui-serve", daemon=True)
+        self.error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        return self.listening.url
+
+    @property
+    def stats(self) -> ServerStats:
+        return self.listening.context.stats
+
+    @property
+    def key_count(self) -> int:
+        """How many API keys clients may send (0: none is asked for)."""
+        return len(self.listening.context.serve.api_keys)
+
+    def _run(self) -> None:
+        try:
+            self._server.run(sockets=[self.listening.sock])  # type: ignore[attr-defined]
+        except BaseException as exc:  # reported by the app, not lost on a daemon thread
+            self.error = exc
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start serving; returns once the server accepts connections."""
+        self._thread.start()
+        deadline = threading.Event()
+        for _ in range(int(timeout / 0.02)):
+            if getattr(self._server, "started", False) or not self._thread.is_alive():
+                break
+            deadline.wait(0.02)
+        if self.error is not None:
+            raise ServeError(f"the API server failed to start: {self.error}")
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop accepting, end open streams (their requests are cancelled) and wait for the thread."""
+        self._server.should_exit = True  # type: ignore[attr-defined]
+        self._thread.join(timeout)
+        self.listening.sock.close()
