@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Sequence
 from functools import partial
@@ -16,7 +17,7 @@ from textual.screen import Screen
 from engines.config import Config
 from engines.errors import LlmTuiError
 from tui.commands import app_commands
-from tui.messages import DownloadFinished, LaunchFailed, LaunchProgress, LaunchRefused, ModelLaunched
+from tui.messages import ApiChanged, DownloadFinished, LaunchFailed, LaunchProgress, LaunchRefused, ModelLaunched
 from tui.runtime import Runtime
 from tui.screens.chat import ChatScreen
 from tui.screens.placeholder import PLANNED, NotBuiltScreen
@@ -157,6 +158,35 @@ class LlmTuiApp(App[int]):
         else:
             self.post_message(ModelLaunched(launched))
 
+    @work(thread=True, exclusive=True, group="api")
+    def toggle_api(self) -> None:
+        """Start the OpenAI-compatible API over the running instances, or stop it (binding and stopping block)."""
+        if self.runtime.api is not None:
+            self.runtime.stop_api()
+            self.post_message(ApiChanged(None))
+            return
+        try:
+            server = self.runtime.start_api()
+        except LlmTuiError as exc:
+            self.post_message(ApiChanged(None, str(exc)))
+        else:
+            self.post_message(ApiChanged(server.url))
+
+    def action_toggle_api(self) -> None:
+        self.toggle_api()
+
+    def on_api_changed(self, message: ApiChanged) -> None:
+        if message.error is not None:
+            self.notify(message.error, title="API server not started", severity="error", timeout=15)
+        elif message.url is not None:
+            self.notify(f"serving the running models at {message.url}", title="API server on", timeout=6)
+        else:
+            self.notify("API server stopped", timeout=4)
+        self.refresh_status()
+        show_api = getattr(self.screen, "show_api", None)
+        if show_api is not None:
+            show_api()
+
     def on_download_finished(self, message: DownloadFinished) -> None:
         """Say so; a completed model shows in the catalog at once (it rescans when it is the screen shown)."""
         task = message.task
@@ -218,9 +248,11 @@ class LlmTuiApp(App[int]):
         """Show the active instance's model, engine and state."""
         info = self.runtime.active_info()
         if info is None:
-            self.status_text = "no model · ctrl+l to pick one"
+            text = "no model · ctrl+l to pick one"
         else:
-            self.status_text = f"{info.model_id} · {info.engine} · {info.state.value}"
+            text = f"{info.model_id} · {info.engine} · {info.state.value}"
+        api = self.runtime.api
+        self.status_text = f"{text} · API {api.url}" if api is not None else text
 
     def set_active_instance(self, run_id: str) -> None:
         """Point the chat at an already running instance."""
@@ -269,7 +301,7 @@ class LlmTuiApp(App[int]):
 
 def run(args: argparse.Namespace, config: Config) -> int:
     """Start the app with the command line's --screen and --model."""
-    runtime = Runtime(config)
+    runtime = Runtime(config, env=os.environ)
     try:
         app = LlmTuiApp(runtime, screen=args.screen or "chat", model=args.model)
         app.run()

@@ -24,5 +24,12 @@ def app_commands(app: LlmTuiApp) -> Iterable[SystemCommand]:
     yield SystemCommand("Stop generation", "Stop the reply that is streaming", app.action_stop_generation)
     yield SystemCommand("Copy last reply", "Copy the selected or last message (OSC 52)", app.action_copy_reply)
     yield SystemCommand("Copy last code block", "Copy the last code block of the reply (OSC 52)", app.action_copy_code)
+    api = app.runtime.api
+    if api is None:
+        yield SystemCommand(
+            "Start API server", "Serve the running models over an OpenAI-compatible API", app.action_toggle_api
+        )
+    else:
+        yield SystemCommand("Stop API server", f"Stop serving at {api.url}", app.action_toggle_api)
     yield SystemCommand("Export chat", "Save the chat as Markdown or JSON", app.action_export_chat)
     yield SystemCommand("Toggle dark mode", "Switch between the light and dark theme", app.action_toggle_dark)

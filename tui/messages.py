@@ -66,3 +66,12 @@ class DownloadFinished(Message):
     def __init__(self, task: DownloadTask) -> None:
         super().__init__()
         self.task = task
+
+
+class ApiChanged(Message):
+    """The API server started (`url`), stopped (neither), or could not start (`error`)."""
+
+    def __init__(self, url: str | None, error: str | None = None) -> None:
+        super().__init__()
+        self.url = url
+        self.error = error

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -17,10 +17,12 @@ if TYPE_CHECKING:
     from engines.catalog.fit import Resources
     from engines.catalog.listing import Listing
     from engines.catalog.packaged import Progress
+    from engines.config_serve import ServeConfig
     from engines.downloads.queue import DescribeHub, DownloadQueue, Transfer
     from engines.downloads.tasks import DownloadTask
     from engines.instance_log import InstanceLog
     from engines.launch import Launched
+    from engines.server.runner import ServerThread
     from engines.telemetry.poller import TelemetryPoller
     from engines.telemetry.sources import GpuSource
     from engines.types import InstanceInfo, LaunchOptions
@@ -63,8 +65,13 @@ class Runtime:
         gpu_source: Callable[[], GpuSource] | None = None,
         transfer: Transfer | None = None,
         describe_hub: DescribeHub | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
+        """`env` is read for the API server's LLM_TUI_API_KEY / LLM_TUI_SERVE_HOST / _PORT (the entry point
+        hands in os.environ; tests leave it empty)."""
         self.config = config
+        self._env: Mapping[str, str] = env or {}
+        self._api: ServerThread | None = None
         self.manager = manager or EngineManager()
         self.store = store or Store(config.db_path)
         self._engine_choice = engine_choice
@@ -228,8 +235,50 @@ class Runtime:
         running = [i.run_id for i in self.manager.instances() if i.state.value not in ("stopped", "error")]
         return {os.getpid(): ", ".join(running)} if running else {}
 
+    @property
+    def api(self) -> ServerThread | None:
+        """The OpenAI-compatible API server the app runs, while it runs."""
+        with self._lock:
+            return self._api
+
+    def serve_settings(self) -> ServeConfig:
+        """[serve] from the config with the environment's keys, host and port (ConfigError for a bad port)."""
+        return self.config.serve.with_env(self._env)
+
+    def start_api(self) -> ServerThread:
+        """Serve the running instances over the OpenAI-compatible API (blocking: call it from a worker thread).
+
+        Raises ServeUnavailable without the `serve` extra, ServeError for a taken port or an address
+        beyond loopback without an API key."""
+        from engines.server import require_serve_extra
+
+        require_serve_extra()
+        from engines.server.app import ServerContext
+        from engines.server.runner import ServerThread, prepare
+
+        with self._lock:
+            if self._api is not None and self._api.running:
+                return self._api
+        poller = self.telemetry
+        serve = self.serve_settings()
+        context = ServerContext(self.manager, self.config, serve, snapshot=lambda: poller.latest or poller.sample_now())
+        server = ServerThread(prepare(context))
+        server.start()
+        with self._lock:
+            self._api = server
+        return server
+
+    def stop_api(self) -> None:
+        """Stop the API server (open streams end, their generation is cancelled); a no-op when it is off."""
+        with self._lock:
+            server, self._api = self._api, None
+        if server is not None:
+            server.stop()
+
     def close(self) -> None:
-        """Stop downloads (they resume next time), every instance and the telemetry poller; close the store."""
+        """Stop the API server, downloads (they resume next time), every instance and the telemetry poller;
+        close the store."""
+        self.stop_api()
         if self._downloads is not None:
             self._downloads.close()
         if self._telemetry is not None:

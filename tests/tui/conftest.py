@@ -59,6 +59,7 @@ def make_app(isolated_dirs: Path, fake_model: Path) -> AppFactory:
         gpu_source: Callable[[], GpuSource] | None = None,
         transfer: Transfer | None = None,
         describe_hub: DescribeHub | None = None,
+        env: dict[str, str] | None = None,
     ) -> LlmTuiApp:
         config = load_config(env={}, cwd=isolated_dirs)
         chosen = engine or FakeEngine()
@@ -74,6 +75,7 @@ def make_app(isolated_dirs: Path, fake_model: Path) -> AppFactory:
             gpu_source=gpu_source,
             transfer=transfer or offline_transfer,
             describe_hub=describe_hub or offline_transfer,
+            env=env,
         )
         runtimes.append(runtime)
         return LlmTuiApp(runtime, screen=screen, model=str(fake_model) if launch else None)

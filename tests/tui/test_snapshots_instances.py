@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
 
+from engines.adapters.fake import FakeEngine
 from engines.catalog.fit import ModelShape
-from engines.types import InstanceState
+from engines.server.guard import RequestRecord, ServerStats
+from engines.types import InstanceState, LaunchOptions, ModelSpec
 from tests.tui.conftest import AppFactory
 from tests.tui.test_chat_screen import until
 from tests.tui.test_instances_screen import RESOURCES, start_four
@@ -71,3 +74,48 @@ def test_launch_dialog(snap_compare, make_app: AppFactory, fake_model: Path, siz
         await settle(pilot)
 
     assert snap_compare(make_app(launch=False), terminal_size=size, run_before=show)
+
+
+@dataclass
+class ShownServer:
+    """What the API line reads from a running server, with a fixed URL and counts for the picture."""
+
+    url: str
+    stats: ServerStats
+    key_count: int = 1
+
+    def stop(self) -> None:
+        """Nothing runs."""
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_instances_with_the_api_on(  # type: ignore[no-untyped-def]
+    snap_compare, make_app: AppFactory, fake_model: Path, size
+) -> None:
+    stats = ServerStats()
+    calls = (("POST", "/v1/chat/completions", 200), ("GET", "/v1/models", 200), ("POST", "/v1/chat/completions", 404))
+    for method, path, status in calls:
+        stats.begin()
+        error = "the model 'gpt-4' does not exist or is not running" if status == 404 else None
+        stats.end(RequestRecord(method, path, status, 12.0, "127.0.0.1:50000", error))
+
+    async def show(pilot: Pilot[int]) -> None:
+        app = pilot.app
+        assert isinstance(app, LlmTuiApp)
+        manager = app.runtime.manager
+        run_id = manager.start(
+            ModelSpec(id="tiny", path=fake_model), LaunchOptions(), FakeEngine(ram_bytes=300 * 10**6)
+        )
+        instance = manager._get(run_id)
+        instance.started_at = NOW - 600
+        instance.idle_clock = lambda: NOW
+        instance.last_used = NOW - 30
+        app.runtime._api = ShownServer("http://127.0.0.1:8000/v1", stats)  # type: ignore[assignment]
+        app.refresh_status()
+        screen = app.screen
+        assert isinstance(screen, InstancesScreen)
+        screen.clock = lambda: NOW  # type: ignore[method-assign]
+        screen.refresh_table()
+        await settle(pilot)
+
+    assert snap_compare(make_app(screen="instances", launch=False), terminal_size=size, run_before=show)

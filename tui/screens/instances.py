@@ -4,7 +4,9 @@ The table is read from the engine manager once a second (a lock-protected
 snapshot per instance, no waiting on engines). Enter opens the chat with the
 selected instance, `s` stops it (a load in progress is cancelled), `r`
 restarts it with the same options, `l` shows its log, `n` picks a model and opens
-the launch dialog.
+the launch dialog. `a` starts or stops the OpenAI-compatible API over the running
+instances (its URL, request count and last error show under the table); `A` shows
+the API's recent requests.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from engines.catalog.fit import human_bytes
 from engines.errors import LlmTuiError
 from engines.types import InstanceInfo, InstanceState
 from tui.screens.app_screen import AppScreen
+from tui.widgets.api_status import ApiStatus
 from tui.widgets.live_table import LiveTable
 from tui.widgets.screen_bar import ScreenBar
 
@@ -81,12 +84,15 @@ class InstancesScreen(AppScreen):
         Binding("r", "restart", "Restart"),
         Binding("l", "show_log", "Log"),
         Binding("n", "launch_new", "Launch…"),
+        Binding("a", "toggle_api", "API on/off"),
+        Binding("A", "api_log", "API log", show=False),
     ]
 
     DEFAULT_CSS = """
     #instances-status { height: 1; padding: 0 1; color: $text-muted; background: $boost; }
     #instances-table { height: 1fr; }
     #instances-detail { height: auto; max-height: 6; padding: 0 1; border-top: solid $primary-muted; }
+    #instances-api { border-top: solid $primary-muted; }
     """
     clock = staticmethod(time.time)
     """Wall time for uptimes (tests fix it)."""
@@ -100,6 +106,7 @@ class InstancesScreen(AppScreen):
         yield Static("", id="instances-status")
         yield LiveTable(COLUMNS, id="instances-table")
         yield Static("", id="instances-detail")
+        yield ApiStatus(id="instances-api")
         yield ScreenBar("instances")
         yield Footer()
 
@@ -128,6 +135,16 @@ class InstancesScreen(AppScreen):
         self._shown = infos
         self._show_status(infos)
         self._show_detail()
+        self.show_api()
+
+    def show_api(self) -> None:
+        """Redraw the API server's line (also called when it starts or stops)."""
+        try:
+            serve = self.runtime.serve_settings()
+        except LlmTuiError as exc:  # a bad LLM_TUI_SERVE_PORT: say it where the port would show
+            self.query_one(ApiStatus).update(f"[$text-error]API: {escape(str(exc))}[/]")
+            return
+        self.query_one(ApiStatus).show(self.runtime.api, serve)
 
     def _show_status(self, infos: list[InstanceInfo]) -> None:
         ram = sum(i.footprint.ram_bytes or 0 for i in infos)
@@ -206,6 +223,20 @@ class InstancesScreen(AppScreen):
 
         self.run_worker(restart, thread=True, group=f"restart-{info.run_id}", exit_on_error=False)
         self.notify(f"Restarting {info.model_id}…", title="Restart")
+
+    def action_toggle_api(self) -> None:
+        self.llm_app.toggle_api()
+
+    def action_api_log(self) -> None:
+        """The API server's recent requests, newest at the bottom."""
+        from tui.screens.modals.log_view import LogModal
+        from tui.widgets.api_status import request_lines
+
+        server = self.runtime.api
+        if server is None:
+            self.notify("The API server is off; a starts it.")
+            return
+        self.app.push_screen(LogModal(f"API requests · {server.url}", request_lines(server.stats)))
 
     def action_show_log(self) -> None:
         info = self.selected
