@@ -48,7 +48,7 @@ class ApiStatus(Static):
     """The API server's line on the instances screen, redrawn by the screen's refresh."""
 
     DEFAULT_CSS = """
-    ApiStatus { height: auto; max-height: 2; padding: 0 1; color: $text-muted; }
+    ApiStatus { height: auto; max-height: 3; padding: 0 1; color: $text-muted; }
     """
 
     def show(self, server: ServerThread | None, serve: ServeConfig) -> None:
