@@ -271,9 +271,12 @@ class Runtime:
     def stop_api(self) -> None:
         """Stop the API server (open streams end, their generation is cancelled); a no-op when it is off."""
         with self._lock:
-            server, self._api = self._api, None
+            server = self._api
         if server is not None:
-            server.stop()
+            server.stop()  # still `api` until its port is free, so a quick restart cannot find it taken
+            with self._lock:
+                if self._api is server:
+                    self._api = None
 
     def close(self) -> None:
         """Stop the API server, downloads (they resume next time), every instance and the telemetry poller;

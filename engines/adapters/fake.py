@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from engines.adapters.base import Engine
 from engines.errors import BadModelFile, InstanceNotReady
+from engines.stop_text import split_at_stop
 from engines.types import (
     Capability,
     ChatMessage,
@@ -95,6 +96,7 @@ class FakeEngine(Engine):
 
     def complete(self, prompt: str, params: Params, cancel: threading.Event) -> Iterator[StreamEvent]:
         """Stream the scripted reply, or "Echo: <prompt>", like `chat`."""
+        self.require(Capability.COMPLETION)  # a test subclass may take the capability away
         if self.spec is None:
             raise InstanceNotReady("fake engine: no model loaded")
         self.prompts.append(prompt)
@@ -106,7 +108,7 @@ class FakeEngine(Engine):
         words = text.split(" ")
         pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
         limit = params.max_tokens if params.max_tokens is not None else len(pieces)
-        emitted = ""
+        held = ""  # text that may be the start of a stop sequence, as the real engines hold it back
         count = 0
         if self.gate is not None:
             while not self.gate.wait(0.01):
@@ -118,20 +120,20 @@ class FakeEngine(Engine):
                 return
             if FAIL_MARKER in said and count == 2:
                 raise RuntimeError("fake engine failure after two tokens")
-            candidate = emitted + piece
-            hit = _first_stop(candidate, params.stop)
-            if hit is not None:
-                tail = candidate[:hit][len(emitted) :]
-                if tail:
-                    yield Delta(tail)
+            emit, held, stopped = split_at_stop(held + piece, params.stop) if params.stop else (piece, "", False)
+            if stopped:
+                if emit:
+                    yield Delta(emit)
                 yield Done(Usage(prompt_tokens, count), "stop")
                 return
             if self.token_delay_s and cancel.wait(self.token_delay_s):
                 yield Done(Usage(prompt_tokens, count), "cancelled")
                 return
-            emitted = candidate
             count += 1
-            yield Delta(piece)
+            if emit:
+                yield Delta(emit)
+        if held:
+            yield Delta(held)
         finish: FinishReason = "length" if limit < len(pieces) else "stop"
         yield Done(Usage(prompt_tokens, count), finish)
 
@@ -149,8 +151,3 @@ class FakeEngine(Engine):
     def footprint(self) -> Footprint:
         """A fixed, declared size so memory tests have numbers to check."""
         return Footprint(ram_bytes=self.ram_bytes if self.spec else 0, vram_bytes=0)
-
-
-def _first_stop(text: str, stops: Sequence[str]) -> int | None:
-    positions = [i for i in (text.find(s) for s in stops) if i >= 0]
-    return min(positions) if positions else None

@@ -117,7 +117,9 @@ class Router:
             except ModelNotFound as exc:
                 raise model_not_found(name, str(exc)) from None
             except LlmTuiError as exc:
-                raise from_exception(exc) from None
+                error = from_exception(exc)
+                error.message = f"cannot load {name!r}: {error.message}"
+                raise error from None
             self._launched[name] = launched.run_id
             return self.manager.info(launched.run_id)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from engines.adapters.fake import FakeEngine
 from engines.config import Config, default_config
 from engines.config_serve import ServeConfig
+from engines.launch import SnapshotSource
 from engines.manager import EngineManager
 from engines.server.app import ServerContext
 from engines.server.runner import ServerThread, prepare
@@ -32,6 +33,7 @@ def served(
     config: Config | None = None,
     manager: EngineManager | None = None,
     models_dir: Path | None = None,
+    snapshot: SnapshotSource | None = None,
 ) -> Iterator[Served]:
     """Start the named fake models and a server over them; stop both after."""
     engines = {"tiny": FakeEngine()} if models is None else models
@@ -42,7 +44,7 @@ def served(
     run_ids = {
         name: manager.start(ModelSpec(name, format="fake", engines=("fake",)), engine=e) for name, e in engines.items()
     }
-    context = ServerContext(manager, config, replace(serve or ServeConfig(), port=0))
+    context = ServerContext(manager, config, replace(serve or ServeConfig(), port=0), snapshot=snapshot)
     server = ServerThread(prepare(context))
     server.start()
     try:

@@ -401,5 +401,8 @@ def test_engines_without_raw_completion_say_so() -> None:
     from engines.errors import CapabilityNotSupported
     from engines.types import Params
 
+    class ChatOnly(FakeEngine):
+        capabilities = Capability.CHAT | Capability.STREAM
+
     with pytest.raises(CapabilityNotSupported, match="the fake engine does not support completion"):
-        next(iter(FakeEngine().complete("x", Params(), threading.Event())))
+        next(iter(ChatOnly().complete("x", Params(), threading.Event())))

@@ -385,6 +385,21 @@ def test_launch_on_demand_loads_once_and_reuses_the_instance(tmp_path: Path) -> 
     assert any(m["llm_tui"]["running"] for m in relisted)
 
 
+def test_launch_on_demand_that_does_not_fit_is_503_with_the_numbers(tmp_path: Path) -> None:
+    from engines.telemetry.snapshot import HostStats, Snapshot
+
+    manager, models = _on_demand_setup(tmp_path)
+    full = Snapshot(taken_at=0.0, gpus=(), host=HostStats(ram_available_bytes=0, ram_total_bytes=32 * 10**9))
+    serve = ServeConfig(launch_on_demand=True)
+    with served({}, serve=serve, manager=manager, models_dir=models, snapshot=lambda: full) as s:
+        name = httpx.get(f"{s.url}/models").json()["data"][0]["id"]
+        r = httpx.post(f"{s.url}/chat/completions", json={"model": name, "messages": USER})
+    assert r.status_code == 503 and error_of(r)["code"] == "insufficient_memory"
+    assert str(error_of(r)["message"]).startswith(f"cannot load {name!r}: needs "), error_of(r)
+    assert "MB RAM" in str(error_of(r)["message"])
+    assert manager.instances() == []
+
+
 # --- metrics, binding ----------------------------------------------------------------------------------------------
 
 

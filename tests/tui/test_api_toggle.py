@@ -58,10 +58,10 @@ def test_a_starts_the_api_over_the_running_instances_and_shows_its_requests(
         async with httpx.AsyncClient() as raw:
             missing = await raw.post(f"{server.url}/chat/completions", json={"model": "nope", "messages": []})
         assert missing.status_code == 400  # an empty conversation: refused naming the field
-        app.screen.refresh_table()  # type: ignore[attr-defined]
-        await pilot.pause()
+        # The server counts a request just after its reply is sent; the screen redraws the line every second.
+        await until(pilot, lambda: "3 requests" in api_line(app), "the count on screen")
         line = api_line(app)
-        assert "3 requests" in line and "1 error" in line and "last error: 400 /v1/chat/completions" in line
+        assert "1 error" in line and "last error: 400 /v1/chat/completions" in line
 
         await pilot.press("A")
         await until(pilot, lambda: isinstance(app.screen, LogModal), "the API log opens")
@@ -71,8 +71,8 @@ def test_a_starts_the_api_over_the_running_instances_and_shows_its_requests(
 
         url = server.url
         await pilot.press("a")
-        await until(pilot, lambda: "API off" in api_line(app), "the API stops")
-        assert app.runtime.api is None and "API" not in app.sub_title and "API server stopped" in notes(app)
+        await until(pilot, lambda: "API server stopped" in notes(app), "the API stops")
+        assert app.runtime.api is None and "API" not in app.sub_title and "API off" in api_line(app)
         async with httpx.AsyncClient() as raw:
             try:
                 await raw.get(f"{url}/models", timeout=2)
