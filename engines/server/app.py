@@ -72,13 +72,17 @@ class Bridge:
         self.stats = stats
         self._next_check = time.monotonic() + DISCONNECT_POLL_S
         self._queue: asyncio.Queue[StreamEvent] = asyncio.Queue()
+        self.ended = False
+        """The final event (Done or Error) was taken: there is nothing left to cancel."""
 
     def put(self, event: StreamEvent) -> None:
         """The request's sink (worker thread): never blocks."""
         self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
 
     async def get(self) -> StreamEvent:
-        return await self._queue.get()
+        event = await self._queue.get()
+        self.ended = not isinstance(event, Delta)
+        return event
 
     async def get_watching(self, request: Request, handle: RequestHandle) -> StreamEvent | None:
         """The next event, or None (the request cancelled) once the client has gone away.
@@ -92,13 +96,15 @@ class Bridge:
                     self.cancel(handle)
                     return None
             try:
-                return await asyncio.wait_for(self._queue.get(), DISCONNECT_POLL_S)
+                return await asyncio.wait_for(self.get(), DISCONNECT_POLL_S)
             except TimeoutError:
                 continue
 
     def cancel(self, handle: RequestHandle) -> None:
         """The client went away: stop its generation (the engine sees it before its next token)."""
-        if not handle.finished:
+        # The worker marks the handle finished only after handing over the final event, so `ended` is
+        # what says the reply is over; `finished` covers an end this bridge has not taken yet.
+        if not self.ended and not handle.finished:
             handle.cancel()
             self.stats.note_cancelled()
 

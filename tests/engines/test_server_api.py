@@ -424,6 +424,32 @@ def test_port_in_use_is_one_clear_error() -> None:
             bind("127.0.0.1", port)
 
 
+def test_accepted_connections_have_nagle_off() -> None:
+    """asyncio turns TCP_NODELAY on only for sockets made with proto IPPROTO_TCP; without it each reply's
+    second write waits for the client's delayed ACK (~40 ms a request)."""
+    import asyncio
+
+    from engines.server.runner import bind
+
+    async def main() -> int:
+        seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            sock = writer.get_extra_info("socket")
+            seen.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        listening = bind("127.0.0.1", 0)
+        server = await asyncio.start_server(accepted, sock=listening)
+        _, writer = await asyncio.open_connection(*listening.getsockname()[:2])
+        flag = await asyncio.wait_for(seen, 10)
+        writer.close()
+        server.close()
+        return flag
+
+    assert asyncio.run(main()) != 0
+
+
 @pytest.mark.parametrize(
     ("host", "loopback"),
     [
