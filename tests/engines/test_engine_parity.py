@@ -20,6 +20,7 @@ import pytest
 from engines.adapters.base import Engine
 from engines.errors import CapabilityNotSupported
 from engines.manager import EngineManager
+from engines.requests import RequestHandle
 from engines.types import Capability, ChatMessage, Delta, Done, LaunchOptions, ModelSpec, Params, StreamEvent
 
 WORDS = tuple(f" w{i}" for i in range(400))
@@ -110,8 +111,12 @@ def subject(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 
 def reply(subject: Subject, params: Params, on_delta: Callable[[], None] | None = None) -> tuple[str, Done]:
+    return collect(subject.manager.submit(subject.run_id, ASK, params), on_delta)
+
+
+def collect(handle: RequestHandle, on_delta: Callable[[], None] | None = None) -> tuple[str, Done]:
+    """The reply's text and its Done, checking every event before it is a non-empty Delta."""
     events: list[StreamEvent] = []
-    handle = subject.manager.submit(subject.run_id, ASK, params)
     for event in handle:
         events.append(event)
         if isinstance(event, Delta) and on_delta is not None:
@@ -187,11 +192,7 @@ PROMPT = "The three primary colours are"
 
 
 def completion(subject: Subject, params: Params) -> tuple[str, Done]:
-    events = list(subject.manager.complete(subject.run_id, PROMPT, params))
-    done = events[-1]
-    assert isinstance(done, Done), done
-    assert all(isinstance(e, Delta) and e.text for e in events[:-1])
-    return "".join(e.text for e in events[:-1] if isinstance(e, Delta)), done
+    return collect(subject.manager.complete(subject.run_id, PROMPT, params))
 
 
 @pytest.mark.real_model
