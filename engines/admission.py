@@ -132,8 +132,13 @@ def gpu_index_of(device: str) -> int | None:
     return int(index) if index.isdigit() else 0
 
 
-def admit(need: Need, snapshot: Snapshot | None, instances: Sequence[InstanceInfo]) -> Admission:
+def admit(
+    need: Need, snapshot: Snapshot | None, instances: Sequence[InstanceInfo], *, gpu_fraction: float = 1.0
+) -> Admission:
     """Admit `need`, offer the least recently used idle instances whose unloading makes it fit, or refuse.
+
+    `gpu_fraction` is the share of each GPU's memory models may fill (config `gpu_memory_fraction`): the rest
+    is kept free on top of, or instead of, the margin, whichever is larger.
 
     The offer is the shortest run of idle instances (READY, nothing queued), oldest use first, that
     makes every short device fit; instances that free nothing on a short device are passed over.
@@ -143,7 +148,7 @@ def admit(need: Need, snapshot: Snapshot | None, instances: Sequence[InstanceInf
     running = [i for i in instances if i.state in _RUNNING]
     checks = [_ram_check(need, snapshot, running, notes)]
     if need.vram_bytes > 0 and need.gpu_index is not None:
-        checks.append(_gpu_check(need, snapshot, notes))
+        checks.append(_gpu_check(need, snapshot, notes, gpu_fraction))
     short = [c for c in checks if not c.fits]
     if not short:
         return Admission(Verdict.ADMIT, need, tuple(checks), reason="fits: " + _numbers(checks), notes=tuple(notes))
@@ -195,7 +200,7 @@ def _ram_check(need: Need, snapshot: Snapshot | None, running: Sequence[Instance
     return Check("RAM", need.ram_bytes, max(0, available - mapped), margin)
 
 
-def _gpu_check(need: Need, snapshot: Snapshot | None, notes: list[str]) -> Check:
+def _gpu_check(need: Need, snapshot: Snapshot | None, notes: list[str], fraction: float) -> Check:
     device = f"GPU {need.gpu_index}"
     gpu = next((g for g in snapshot.gpus if g.index == need.gpu_index), None) if snapshot is not None else None
     free = gpu.memory_free_bytes if gpu is not None else None
@@ -203,7 +208,8 @@ def _gpu_check(need: Need, snapshot: Snapshot | None, notes: list[str]) -> Check
         why = "not seen by telemetry" if gpu is None else (gpu.error or "telemetry N/A")
         notes.append(f"{device} free memory unknown ({why}): admitted without a VRAM check")
     total = gpu.memory_total_bytes if gpu is not None else None
-    return Check(device, need.vram_bytes, free, margin_bytes(total))
+    reserved = round(total * (1.0 - fraction)) if total is not None else 0
+    return Check(device, need.vram_bytes, free, max(margin_bytes(total), reserved))
 
 
 def _unload_of(info: InstanceInfo) -> Unload:

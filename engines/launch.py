@@ -97,7 +97,7 @@ def launch(
     options = options or default_options(config)
     admission = None
     if snapshot is not None:
-        admission = check_memory(manager, spec, options, snapshot())
+        admission = check_memory(manager, spec, options, snapshot(), gpu_fraction=config.gpu_memory_fraction)
         if admission is not None and not admission.admitted:
             raise NotEnoughMemory(admission)
     run_id = manager.start(spec, options, chosen)
@@ -126,11 +126,16 @@ def unload_and_launch(
 
 
 def check_memory(
-    manager: EngineManager, spec: ModelSpec, options: LaunchOptions, snapshot: Snapshot | None
+    manager: EngineManager,
+    spec: ModelSpec,
+    options: LaunchOptions,
+    snapshot: Snapshot | None,
+    *,
+    gpu_fraction: float = 1.0,
 ) -> Admission | None:
     """Admission for loading `spec` beside the manager's instances; None when its memory cannot be estimated."""
     need = estimate_need(spec, options)
-    return None if need is None else admit(need, snapshot, manager.instances())
+    return None if need is None else admit(need, snapshot, manager.instances(), gpu_fraction=gpu_fraction)
 
 
 def estimate_need(spec: ModelSpec, options: LaunchOptions) -> Need | None:

@@ -275,3 +275,36 @@ def test_estimate_matches_the_need(gemma_path: Path) -> None:
     est = estimate(ModelShape.from_gguf_header(read_gguf_header(gemma_path)), n_ctx=1024)
     need = estimate_need(ModelSpec(id="g", path=gemma_path), LaunchOptions(n_ctx=1024))
     assert need == Need.from_estimate("g", est, None)
+
+
+def test_the_gpu_memory_fraction_keeps_the_rest_of_the_gpu_free() -> None:
+    gpus = FakeGpuSource().sample({})[0]
+    gpu = gpus[0]
+    assert gpu.memory_total_bytes is not None and gpu.memory_free_bytes is not None
+    total, free = gpu.memory_total_bytes, gpu.memory_free_bytes
+    snapshot = Snapshot(taken_at=0.0, gpus=gpus, host=HostStats(ram_available_bytes=64 * GB, ram_total_bytes=TOTAL))
+    fits_with_margin = free - margin_bytes(total) - 1
+    need = Need("big", 100 * MB, fits_with_margin, gpu.index)
+    assert admit(need, snapshot, []).verdict is Verdict.ADMIT  # the whole GPU may be used: only the margin is kept
+    refused = admit(need, snapshot, [], gpu_fraction=0.5)
+    assert refused.verdict is Verdict.REFUSE
+    check = next(c for c in refused.checks if c.device == f"GPU {gpu.index}")
+    assert check.margin_bytes == round(total * 0.5)  # half of the GPU kept free, not just the margin
+
+
+def test_launch_reads_the_fraction_from_the_config(manager: EngineManager, tiny: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    spec = ModelSpec(id="tiny", path=tiny)
+    options = LaunchOptions(n_gpu_layers=-1, device="cuda:0")
+    gpus = FakeGpuSource().sample({})[0]
+    total = gpus[0].memory_total_bytes
+    assert total is not None
+    gpu = replace(gpus[0], memory_used_bytes=10 * MB)  # almost the whole GPU free
+    snapshot = Snapshot(taken_at=0.0, gpus=(gpu,), host=HostStats(ram_available_bytes=64 * GB, ram_total_bytes=TOTAL))
+    usual = config(tmp_path)  # gpu_memory_fraction 0.9
+    strict = replace(usual, gpu_memory_fraction=0.000001)
+    with pytest.raises(NotEnoughMemory, match="GPU 0"):
+        launch(manager, spec, strict, engine=FakeEngine(), options=options, snapshot=lambda: snapshot)
+    launched = launch(manager, spec, usual, engine=FakeEngine(), options=options, snapshot=lambda: snapshot)
+    assert launched.admission is not None and launched.admission.admitted
