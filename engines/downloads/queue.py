@@ -135,6 +135,17 @@ class DownloadQueue:
         self.recovered = tasks.recover(resume=self.settings.resume_on_start)
         """Tasks a previous run left downloading (now paused, or pending when resuming by themselves)."""
 
+    def apply(self, settings: QueueSettings) -> None:
+        """Use new settings (a saved config): the concurrency at once, the token, endpoints and bandwidth cap for
+        the transfers that start from now on (running ones keep theirs)."""
+        if settings.concurrency < 1:
+            raise BadRequest(f"download concurrency must be at least 1, got {settings.concurrency}")
+        with self._lock:
+            self.settings = settings
+            cap = settings.bandwidth_cap
+            self._extra = {"bandwidth_cap": TokenBucket(cap)} if cap else {}
+        self.pump()
+
     # -- commands ---------------------------------------------------------------------------------------------
 
     def add(self, source: str, target: Path, **fields: Any) -> DownloadTask:

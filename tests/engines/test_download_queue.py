@@ -128,6 +128,23 @@ def test_at_most_n_run_at_once_and_the_rest_follow(store: Store, tmp_path: Path)
     queue.close()
 
 
+def test_new_settings_raise_the_limit_at_once_and_reach_the_next_transfer(store: Store, tmp_path: Path) -> None:
+    transfer = ScriptedTransfer()
+    queue = DownloadQueue(DownloadTasks(store), QueueSettings(concurrency=1), transfer=transfer, describe_hub=describe)
+    for n in range(3):
+        queue.add("hf", tmp_path / f"m{n}.gguf", repo="org/m", file=f"m{n}.gguf")
+    wait_for(lambda: len(transfer.calls) == 1, "one transfer")
+    assert transfer.calls[0][2] == {}  # no token yet
+    with pytest.raises(LlmTuiError, match="at least 1"):
+        queue.apply(QueueSettings(concurrency=0))
+    queue.apply(QueueSettings(concurrency=3, hf_token="hf_new"))
+    wait_for(lambda: len(transfer.calls) == 3, "the two waiting start without another nudge")
+    assert [c[2] for c in transfer.calls[1:]] == [{"Authorization": "Bearer hf_new"}] * 2
+    transfer.release.set()
+    wait_for(lambda: statuses(queue.tasks) == ["completed"] * 3, "all three complete")
+    queue.close()
+
+
 def test_pause_resume_cancel_and_a_failure_with_its_reason(store: Store, tmp_path: Path) -> None:
     transfer = ScriptedTransfer()
     queue = DownloadQueue(DownloadTasks(store), QueueSettings(concurrency=1), transfer=transfer)
