@@ -1,4 +1,4 @@
-"""Export a chat session as Markdown (to read) or JSON (to process).
+"""Export a chat session as Markdown (to read) or JSON (to process), and a comparison as Markdown.
 
 The JSON shape, version 1. Keys are never renamed or removed within a
 version; new keys may be added. Times are ISO 8601 in UTC.
@@ -31,9 +31,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from engines.atomic import atomic_write
+from engines.catalog.fit import human_bytes
+from engines.compare_types import CompareRun, PaneResult, rank
 from engines.errors import BadRequest
 from engines.store import Store
 from engines.store_records import MessageRecord, SessionRecord, TurnMetrics, params_to_dict
+from engines.types import LaunchOptions, Params
 
 ExportFormat = Literal["markdown", "json"]
 EXPORT_VERSION = 1
@@ -112,6 +115,89 @@ def export_session(store: Store, session_id: int, path: Path, fmt: ExportFormat)
     target = path / default_export_name(session, fmt) if path.is_dir() else path
     atomic_write(target, text.encode("utf-8"), private=False)
     return target
+
+
+def compare_to_markdown(run: CompareRun) -> str:
+    """A comparison as a Markdown document: prompt, options, a summary table, then each pane's reply."""
+    when = _human_time(run.created_at) if run.created_at else "not saved"
+    out = [f"# Comparison: {run.title}", "", f"*{when} · {run.mode}: {run.reason}*" if run.reason else f"*{when}*", ""]
+    out += ["## Prompt", "", _block(run.prompt), ""]
+    if run.system_prompt:
+        out += ["## System prompt", "", _block(run.system_prompt), ""]
+    shared = _params_line(run.params)
+    if shared:
+        out += [f"*Parameters: {shared}*", ""]
+    out += ["## Summary", "", "| # | Model | Engine | Status | TTFT | tok/s | Tokens | RAM | VRAM |"]
+    out.append("|---|---|---|---|---|---|---|---|---|")
+    out += [_summary_row(p) for p in run.panes]
+    ranking = rank(run.panes)
+    out += ["", f"*{ranking}*" if ranking else "*No pane finished, nothing to rank.*", ""]
+    for pane in run.panes:
+        out += [f"## {pane.index + 1}. {pane.model_id} · {pane.engine}", ""]
+        about = _options_line(pane.options)
+        if pane.run_id:
+            about = f"running instance {pane.run_id}" + (f" · {about}" if about else "")
+        if about:
+            out += [f"*{about}*", ""]
+        if pane.text:
+            out += [_block(pane.text), ""]
+        notes = _metric_parts(pane.metrics) if pane.metrics is not None else []
+        if pane.status == "error":
+            notes.append(f"Failed: {pane.error or 'unknown error'}")
+        elif pane.status == "stopped":
+            notes.append(_STATUS_NOTE["cancelled"])
+        if notes:
+            out += [f"*{' · '.join(notes)}*", ""]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def default_compare_name(run: CompareRun) -> str:
+    """A safe file name for a comparison's export: `compare-<prompt slug>-<id>.md`."""
+    ascii_title = unicodedata.normalize("NFKD", run.title).encode("ascii", "ignore").decode("ascii")
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")[:48].rstrip("-") or "prompt"
+    return f"compare-{slug}-{run.id if run.id is not None else 'unsaved'}.md"
+
+
+def export_compare(run: CompareRun, path: Path) -> Path:
+    """Write a comparison as Markdown to `path` (or into it, under the default name, if it is a folder)."""
+    target = path / default_compare_name(run) if path.is_dir() else path
+    atomic_write(target, compare_to_markdown(run).encode("utf-8"), private=False)
+    return target
+
+
+def _summary_row(pane: PaneResult) -> str:
+    m = pane.metrics
+    cells = [
+        str(pane.index + 1),
+        pane.model_id.replace("|", "\\|"),
+        pane.engine,
+        pane.status,
+        f"{m.ttft_ms:.0f} ms" if m and m.ttft_ms is not None else "-",
+        f"{m.tokens_per_s:.1f}" if m and m.tokens_per_s else "-",
+        f"{m.prompt_tokens or 0}→{m.completion_tokens or 0}" if m else "-",
+        human_bytes(pane.ram_bytes) if pane.ram_bytes else "-",
+        human_bytes(pane.vram_bytes) if pane.vram_bytes else "-",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _params_line(params: Params) -> str:
+    values = {k: v for k, v in params_to_dict(params).items() if v not in (None, [])}
+    return " · ".join(f"{k} {v}" for k, v in values.items())
+
+
+def _options_line(options: LaunchOptions | None) -> str:
+    if options is None:
+        return ""
+    parts = [f"context {options.n_ctx}", f"device {options.device}"]
+    if options.n_gpu_layers:
+        parts.append(f"GPU layers {options.n_gpu_layers}")
+    if options.n_threads:
+        parts.append(f"threads {options.n_threads}")
+    parts += [f"dtype {options.dtype}"] if options.dtype else []
+    parts += [f"quantization {options.quantization}"] if options.quantization else []
+    parts += [f"LoRA {options.lora_path.name}"] if options.lora_path else []
+    return " · ".join(parts)
 
 
 def _suffix(fmt: str) -> str:

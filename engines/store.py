@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.errors import BadRequest
+from engines.store_compare import CompareRuns
 from engines.store_records import (
     STATUSES,
     MessageRecord,
@@ -284,6 +285,11 @@ class Store:
             ).fetchall()
         out = [ChatMessage("system", session.system_prompt)] if session.system_prompt else []
         return out + [ChatMessage(r["role"], r["content"], _attached(r["images_json"])) for r in rows]
+
+    @property
+    def compares(self) -> CompareRuns:
+        """Saved comparisons (engines/store_compare.py), on this store's connection and lock."""
+        return CompareRuns(self._read, self._write)
 
     # internals shared with ReplyWriter
 

@@ -115,11 +115,53 @@ def _m004_message_images(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE messages ADD COLUMN images_json TEXT")
 
 
+def _m005_compare(conn: sqlite3.Connection) -> None:
+    """Saved comparisons: one prompt (with its system prompt and parameters) and the pane of each model, with
+    its reply, how it ended, its metrics and the memory its instance held."""
+    conn.execute(
+        """CREATE TABLE compare_runs (
+            id INTEGER PRIMARY KEY,
+            created_at REAL NOT NULL,
+            prompt TEXT NOT NULL,
+            system_prompt TEXT,
+            params_json TEXT,
+            mode TEXT NOT NULL CHECK (mode IN ('parallel', 'sequential')),
+            reason TEXT NOT NULL DEFAULT ''
+        )"""
+    )
+    conn.execute(
+        """CREATE TABLE compare_panes (
+            id INTEGER PRIMARY KEY,
+            compare_id INTEGER NOT NULL REFERENCES compare_runs(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            model TEXT NOT NULL,
+            engine TEXT NOT NULL,
+            ref TEXT,
+            run_id TEXT,
+            options_json TEXT,
+            reply TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('done', 'stopped', 'error')),
+            error TEXT,
+            ttft_ms REAL,
+            tokens_per_s REAL,
+            total_ms REAL,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            finish_reason TEXT,
+            ram_bytes INTEGER,
+            vram_bytes INTEGER,
+            UNIQUE (compare_id, position)
+        )"""
+    )
+    conn.execute("CREATE INDEX compare_runs_by_created ON compare_runs (created_at DESC, id DESC)")
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _m001_chat,
     _m002_downloads,
     _m003_download_owner,
     _m004_message_images,
+    _m005_compare,
 )
 """Migration N (1-based) brings a file from user_version N-1 to N."""
 
