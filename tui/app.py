@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Sequence
-from functools import partial
 from typing import TYPE_CHECKING
 
 from textual import events, work
@@ -20,7 +19,6 @@ from tui.commands import app_commands
 from tui.messages import ApiChanged, DownloadFinished, LaunchFailed, LaunchProgress, LaunchRefused, ModelLaunched
 from tui.runtime import Runtime
 from tui.screens.chat import ChatScreen
-from tui.screens.placeholder import PLANNED, NotBuiltScreen
 from tui.widgets.screen_bar import SCREEN_KEYS
 
 if TYPE_CHECKING:
@@ -57,6 +55,18 @@ def _embeddings_screen() -> Screen[None]:
     return EmbeddingsScreen()
 
 
+def _compare_screen() -> Screen[None]:
+    from tui.screens.compare import CompareScreen
+
+    return CompareScreen()
+
+
+def _settings_screen() -> Screen[None]:
+    from tui.screens.settings import SettingsScreen
+
+    return SettingsScreen()
+
+
 def _instances_screen() -> Screen[None]:
     from tui.screens.instances import InstancesScreen
 
@@ -75,7 +85,8 @@ class LlmTuiApp(App[int]):
         "instances": lambda: _instances_screen(),
         "downloads": lambda: _downloads_screen(),
         "embeddings": lambda: _embeddings_screen(),
-        **{name: partial(NotBuiltScreen, name) for name in PLANNED},
+        "compare": lambda: _compare_screen(),
+        "settings": lambda: _settings_screen(),
     }
     BINDINGS = [
         # Shown by each screen's ScreenBar rather than the footer, which keeps the screen's own keys.
@@ -269,10 +280,14 @@ class LlmTuiApp(App[int]):
 
     def _on_chat(self, action: str) -> None:
         """Run a chat screen action from anywhere (the command palette)."""
-        self.switch_mode("chat")
-        screen = self.screen
-        if isinstance(screen, ChatScreen):
-            getattr(screen, f"action_{action}")()
+        self.run_on_screen("chat", action)
+
+    def run_on_screen(self, mode: str, action: str) -> None:
+        """Switch to `mode` and run its screen's `action_<action>` (the command palette's screen actions)."""
+        self.switch_mode(mode)
+        method = getattr(self.screen, f"action_{action}", None) if self.screen.name == mode else None
+        if method is not None:
+            method()
 
     def action_stop_generation(self) -> None:
         """Stop the reply that is streaming, if any."""

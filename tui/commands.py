@@ -13,6 +13,32 @@ if TYPE_CHECKING:
     from tui.app import LlmTuiApp
 
 
+SETTINGS_ACTIONS = (
+    ("Settings: save", "Write every changed setting to config.toml (comments kept)", "save"),
+    ("Settings: discard unsaved changes", "Put every field back as the file has it", "revert_all"),
+    ("Add remote endpoint", "An OpenAI-compatible server for the catalog and chat", "add_endpoint"),
+    ("Test remote endpoint", "List the selected endpoint's models, or say why it cannot", "test_endpoint"),
+    ("Add alias", "A short name for a model reference", "add_alias"),
+)
+"""(title, help, action) run on the settings screen."""
+COMPARE_ACTIONS = (
+    ("Compare: add a model", "A running instance or a model to launch, 2 to 4 in all", "add_model"),
+    ("Compare: remove a model", "Take the selected pane out of the comparison", "remove_model"),
+    ("Compare: system prompt and parameters", "Shared by every pane", "options"),
+    ("Compare: run", "One prompt to every model, side by side", "run"),
+    ("Compare: stop", "Stop every pane", "stop"),
+    ("Compare: save the run", "Keep the prompt, models, replies and metrics", "save"),
+    ("Compare: open a saved run", "Show a saved comparison again", "open"),
+    ("Compare: export to Markdown", "Write the comparison to a .md file", "export"),
+)
+"""(title, help, action) run on the compare screen."""
+
+
+def _screen_commands(app: LlmTuiApp, mode: str, actions: tuple[tuple[str, str, str], ...]) -> Iterable[SystemCommand]:
+    for title, help_text, action in actions:
+        yield SystemCommand(title, help_text, lambda a=action: app.run_on_screen(mode, a))
+
+
 def app_commands(app: LlmTuiApp) -> Iterable[SystemCommand]:
     """Screen switches and the chat's main actions."""
     for key, mode, label in SCREEN_KEYS:
@@ -32,4 +58,6 @@ def app_commands(app: LlmTuiApp) -> Iterable[SystemCommand]:
     else:
         yield SystemCommand("Stop API server", f"Stop serving at {api.url}", app.action_toggle_api)
     yield SystemCommand("Export chat", "Save the chat as Markdown or JSON", app.action_export_chat)
+    yield from _screen_commands(app, "compare", COMPARE_ACTIONS)
+    yield from _screen_commands(app, "settings", SETTINGS_ACTIONS)
     yield SystemCommand("Toggle dark mode", "Switch between the light and dark theme", app.action_toggle_dark)

@@ -127,9 +127,7 @@ class Runtime:
         `unload` names idle instances to stop first (what a NotEnoughMemory refusal offered).
         Raises NotEnoughMemory with the numbers when the model does not fit beside what runs.
         """
-        chosen: str | Engine | None = engine
-        if self._engine_choice is not None:  # tests: every model runs on the engine they hand in
-            chosen = self._engine_choice(ref) or engine
+        chosen = self.engine_for(ref, engine)
         from engines.instance_log import install
         from engines.launch import unload_and_launch  # the catalog and registry: not needed for the first frame
 
@@ -149,6 +147,12 @@ class Runtime:
         self.set_active(launched)
         return launched
 
+    def engine_for(self, ref: str, engine: str | None) -> str | Engine | None:
+        """The engine to launch `ref` on: the app's engine choice (tests: a fake engine) first, else `engine`."""
+        if self._engine_choice is not None:
+            return self._engine_choice(ref) or engine
+        return engine
+
     def resources(self) -> Resources:
         """Free RAM, VRAM per GPU and disk now, from telemetry (a fresh sample if none was taken yet)."""
         from engines.telemetry.resources import resources_from
@@ -163,6 +167,19 @@ class Runtime:
         from engines.catalog.listing import build_listing
 
         return build_listing(self.config, n_ctx=n_ctx)
+
+    def apply_config(self, config: Config) -> None:
+        """Run on a new configuration (a saved settings screen): telemetry samples at its interval from the next
+        sample on, the download queue takes its limits, token and endpoints for the downloads that start next."""
+        self.config = config
+        with self._lock:
+            poller, queue = self._telemetry, self._downloads
+        if poller is not None:
+            poller.interval_s = config.telemetry_interval_s
+        if queue is not None:
+            from engines.downloads.queue import QueueSettings
+
+            queue.apply(QueueSettings.from_config(config))
 
     def set_alias(self, name: str, ref: str) -> None:
         """Save alias `name` for `ref` in the config file in use (or the user's) and use it from now on."""

@@ -14,7 +14,7 @@ from textual.widgets import Log
 from engines.adapters.fake import FakeEngine
 from engines.types import LaunchOptions, ModelSpec
 from tests.tui.conftest import AppFactory
-from tests.tui.test_chat_screen import until
+from tests.tui.test_chat_screen import palette, until
 from tests.tui.test_instances_screen import drive
 from tui.app import LlmTuiApp
 from tui.screens.modals.log_view import LogModal
@@ -114,13 +114,6 @@ def test_an_open_address_without_a_key_is_refused(make_app: AppFactory) -> None:
 def test_the_command_palette_starts_and_stops_it_with_a_key(make_app: AppFactory, fake_model: Path) -> None:
     env = {"LLM_TUI_API_KEY": "sk-app-key-42", **ANY_PORT}
     app = make_app(screen="chat", launch=False, env=env)
-
-    async def palette(pilot: Pilot[int], text: str) -> None:
-        await pilot.press("ctrl+p")
-        await pilot.pause()
-        await pilot.press(*text)
-        await pilot.pause(0.3)  # the palette searches in a worker
-        await pilot.press("enter")
 
     async def test(app: LlmTuiApp, pilot: Pilot[int]) -> None:
         start_tiny(app, fake_model)

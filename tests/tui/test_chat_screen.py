@@ -15,6 +15,7 @@ from tui.app import LlmTuiApp
 from tui.screens.chat import ChatScreen
 from tui.widgets.chat_log import ChatLog
 from tui.widgets.prompt import PromptInput
+from tui.widgets.screen_bar import SCREEN_KEYS
 
 
 def run(coro: Awaitable[None]) -> None:
@@ -29,6 +30,15 @@ async def until(pilot: Pilot[int], condition: Callable[[], bool], what: str, tim
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await pilot.pause(0.02)
+
+
+async def palette(pilot: Pilot[int], command: str) -> None:
+    """Open the command palette, type `command` and run the first match."""
+    await pilot.press("ctrl+p")
+    await pilot.pause()
+    await pilot.press(*command)
+    await pilot.pause(0.3)  # the palette searches in a worker
+    await pilot.press("enter")
 
 
 def chat(app: LlmTuiApp) -> ChatScreen:
@@ -270,13 +280,13 @@ def test_engine_error_mid_reply_is_inline_and_nothing_is_lost(make_app: AppFacto
     run(go())
 
 
-def test_screen_keys_switch_and_unbuilt_screens_say_so(make_app: AppFactory) -> None:
+def test_screen_keys_switch_between_every_screen(make_app: AppFactory) -> None:
     async def go() -> None:
         app = make_app(launch=False)
         async with app.run_test(size=(100, 30)) as pilot:
-            await pilot.press("f6")
-            assert app.current_mode == "compare"
-            assert "not built yet" in str(app.screen.query_one(".not-built").render())
+            for key, mode, _ in SCREEN_KEYS:
+                await pilot.press(key)
+                assert app.current_mode == mode and app.screen.name == mode
             await pilot.press("f4")
             assert app.current_mode == "instances"
             await pilot.press("f1")

@@ -102,11 +102,6 @@ def test_catalog(snap_compare, make_app: AppFactory, models_dir: Path, view: str
     assert snap_compare(app, terminal_size=size, run_before=lambda pilot: catalog_ready(pilot, *CATALOG_VIEWS[view]))
 
 
-@pytest.mark.parametrize("screen", ["compare", "settings"])
-def test_screens_not_built_yet(snap_compare, make_app: AppFactory, screen: str) -> None:  # type: ignore[no-untyped-def]
-    assert snap_compare(make_app(screen=screen, launch=False), terminal_size=(100, 30), run_before=settle)
-
-
 def gauges_app(make_app: AppFactory, gpus: bool) -> LlmTuiApp:
     """The gauges screen after 40 scripted samples: two fake GPUs (one running our instance) or none."""
     big, small = default_gpus()
