@@ -9,6 +9,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from textual import events
 from textual.pilot import Pilot
 from textual.widgets import Input, Select, Static
 
@@ -65,10 +66,17 @@ def settings(app: LlmTuiApp) -> SettingsScreen:
 
 
 async def type_into(pilot: Pilot[int], field: str, text: str) -> None:
-    """Focus a field's input, empty it with keys and type `text`."""
+    """Focus a field's input, empty it with keys (end, ctrl+u) and type `text`; a long text (a path) is pasted,
+    as a terminal delivers a paste, since typing it key by key costs seconds here."""
     screen = settings(pilot.app)  # type: ignore[arg-type]
-    screen.query_one(f"#{screen.row(field).field.id}", Input).focus()
-    await pilot.press("end", *["backspace"] * len(screen.row(field).text), *text)
+    editor = screen.query_one(f"#{screen.row(field).field.id}", Input)
+    editor.focus()
+    await pilot.press("end", "ctrl+u")
+    if len(text) > 12:
+        editor.post_message(events.Paste(text))
+        await pilot.pause()
+    else:
+        await pilot.press(*text)
 
 
 def note(app: LlmTuiApp, field: str) -> str:

@@ -94,6 +94,8 @@ class SettingsScreen(SettingsLists):
         self.read_error: str | None = None
         self.theme_before: str | None = None
         """The theme shown before the theme field was changed (it comes back when the field is reverted)."""
+        self._rows: list[SettingRow] | None = None
+        self._status_shown: Text | None = None
 
     # -- building ------------------------------------------------------------------------------------------
 
@@ -152,8 +154,10 @@ class SettingsScreen(SettingsLists):
 
     @property
     def rows(self) -> list[SettingRow]:
-        """Every field's row, in screen order."""
-        return list(self.query(SettingRow))
+        """Every field's row, in screen order (composed once; a query per key press costs a few ms)."""
+        if self._rows is None:
+            self._rows = list(self.query(SettingRow))
+        return self._rows
 
     def row(self, name: str) -> SettingRow:
         """The row of a field by its name in the file (theme, defaults.temperature)."""
@@ -246,7 +250,7 @@ class SettingsScreen(SettingsLists):
 
     def _show_status(self) -> None:
         if self.result is not None:
-            self.query_one("#settings-status", Static).update(self.result)
+            self._update_status(self.result)
             return
         bad = [r.field.label for r in self.rows if r.error]
         pending = self._pending()
@@ -259,7 +263,13 @@ class SettingsScreen(SettingsLists):
         else:
             text = Text("No unsaved changes", style="dim")
         text.append(" · ctrl+s saves · esc reverts a field", style="dim")
-        self.query_one("#settings-status", Static).update(text)
+        self._update_status(text)
+
+    def _update_status(self, text: Text) -> None:
+        """Redraw the status line only when it changes: each update lays out the whole form again."""
+        if text != self._status_shown:
+            self._status_shown = text
+            self.query_one("#settings-status", Static).update(text)
 
     def _say(self, text: str, *, error: bool = False) -> None:
         self.result = Text(text, style="bold red" if error else "")

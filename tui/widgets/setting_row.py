@@ -59,6 +59,8 @@ class SettingRow(Vertical):
         self.cleared = False
         """A secret the user asked to remove."""
         self.error: str | None = None
+        self._note_shown: tuple[str, bool] = ("", False)
+        """The note line's text and whether it is an error, as drawn."""
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -124,11 +126,14 @@ class SettingRow(Vertical):
     def show(self, error: str | None, note: str | None = None) -> None:
         """Say why the value is refused (in the error colour), or a note about it; nothing hides the line."""
         self.error = error
-        line = self.query_one(".setting-note", Static)
         text = error or note or ""
-        line.update(Text(text))
-        line.set_class(bool(text), "-shown")
-        line.set_class(error is not None, "-error")
+        shown = (text, error is not None)
+        if shown != self._note_shown:  # most keys change nothing here; an update would lay out the whole form
+            self._note_shown = shown
+            line = self.query_one(".setting-note", Static)
+            line.update(Text(text))
+            line.set_class(bool(text), "-shown")
+            line.set_class(error is not None, "-error")
         self.set_class(self.dirty, "-dirty")
 
     def _show_secret_state(self) -> None:
