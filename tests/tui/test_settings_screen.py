@@ -467,3 +467,10 @@ def test_the_command_palette_opens_settings_actions_from_another_screen(make_app
         assert dict(load_config(user_file, env={}).aliases) == {"tiny": "gemma-3-270m", "big": "gemma-3-270m"}
 
     drive(app, test)
+
+
+def test_a_newline_alone_is_a_stop_sequence() -> None:
+    from tui.screens.modals.params import parse_stops
+
+    assert parse_stops("\\n") == ("\n",)
+    assert parse_stops("\\n\\n, ,\\t,END") == ("\n\n", "\t", "END")  # the lone space between commas is dropped

@@ -123,7 +123,7 @@ def parse_stops(text: str) -> tuple[str, ...]:
     escapes = {"n": "\n", "t": "\t", ",": "\0", "\\": "\\"}
     decoded = re.sub(r"\\(.)", lambda m: escapes.get(m.group(1), m.group(0)), text)
     parts = [p.replace("\0", ",") for p in decoded.split(",")]
-    return tuple(p for p in parts if p.strip())
+    return tuple(p for p in parts if p.strip(" "))  # a newline or tab is a stop people want; a stray space is not
 
 
 def _stops_text(stops: tuple[str, ...]) -> str:
