@@ -78,7 +78,8 @@ def test_slow_instance_does_not_hold_up_a_fast_one() -> None:
         assert slow.error_count == fast.error_count == 0, slow.errors + fast.errors
         assert slow.incomplete == fast.incomplete == 0, slow.incomplete_details + fast.incomplete_details
         assert slow.ttft_p50_ms is not None and slow.ttft_p50_ms >= 200.0  # the slow one really was busy
-        assert fast.ttft_p50_ms is not None and fast.ttft_p50_ms < 100.0
+        # Relative, not a time limit: the fast instance's clients never waited on the slow one's queue.
+        assert fast.ttft_p50_ms is not None and fast.ttft_p50_ms < slow.ttft_p50_ms / 4
         assert fast.requests > 10 * slow.requests
         for name in models:
             assert s.manager.info(s.run_ids[name]).pending_requests == 0
