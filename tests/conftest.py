@@ -21,6 +21,20 @@ def gemma_path() -> Path:
     return Path(assemble(output_path=target))
 
 
+@pytest.fixture(scope="session")
+def shared_xdg_cache(gemma_path: Path) -> Path:
+    """An XDG cache folder beside the assembled GGUF that outlives the run, like the GGUF itself: the GGUF's
+    transformers conversion (about a minute on 2 cores) is made once in it and reused by every real-model test
+    but the one that tests the conversion."""
+    return gemma_path.parent / "xdg-cache"
+
+
+@pytest.fixture(scope="session")
+def transformers_cache(shared_xdg_cache: Path) -> Path:
+    """Where TransformersEngine keeps conversions under that cache (what llm-tui itself uses there)."""
+    return shared_xdg_cache / "llm-tui" / "transformers"
+
+
 @pytest.fixture
 def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point XDG dirs and the working directory at a temporary folder."""

@@ -285,10 +285,12 @@ def test_chat_with_an_ollama_model_through_the_daemon(isolated_dirs: Path) -> No
 
 
 @pytest.mark.real_model
-def test_real_gemma_on_transformers_from_the_command_line(isolated_dirs: Path, gemma_path: Path) -> None:
+def test_real_gemma_on_transformers_from_the_command_line(
+    isolated_dirs: Path, gemma_path: Path, shared_xdg_cache: Path
+) -> None:
     """The GGUF is converted once into a cache that outlives the test run (like the assembled GGUF itself)."""
     pytest.importorskip("transformers")
-    cache = gemma_path.parent / "xdg-cache"
+    cache = shared_xdg_cache
     env = {"LLM_TUI_MODELS_DIR": str(gemma_path.parent), "LLM_TUI_N_THREADS": "2", "XDG_CACHE_HOME": str(cache)}
     args = ("chat", "gemma-3-270m", "Say hello", "--engine", "transformers", "--max-tokens", "16", "--stats")
     result = run_cli(*args, "--temperature", "0", env=env)

@@ -86,7 +86,7 @@ def _transformers(stack: ExitStack, tmp: Path, request: pytest.FixtureRequest) -
 
     gemma: Path = request.getfixturevalue("gemma_path")
     spec = ModelSpec(id="gemma-3-270m", path=gemma, chat_template=load_builtin_template("gemma3"))
-    return spec, TransformersEngine(cache_dir=tmp)  # converts the GGUF once (about a minute on 2 cores)
+    return spec, TransformersEngine(cache_dir=request.getfixturevalue("transformers_cache"))  # converted once
 
 
 ENGINES: dict[str, Factory] = {

@@ -43,13 +43,13 @@ def manager() -> Iterator[EngineManager]:
         yield m
 
 
-def transformers_engine(gemma_path: Path) -> Engine | None:
+def transformers_engine(cache: Path) -> Engine | None:
     """Transformers with the conversion cache the other real-model tests share (it outlives the run), or None."""
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
         return None
     from engines.adapters.transformers_engine import TransformersEngine
 
-    return TransformersEngine(cache_dir=gemma_path.parent / "xdg-cache" / "llm-tui" / "transformers")
+    return TransformersEngine(cache_dir=cache)
 
 
 @dataclass
@@ -62,9 +62,11 @@ class Collected:
             self.events.append(event)
 
 
-def test_gemma_on_llama_cpp_against_transformers(config: Config, manager: EngineManager, gemma_path: Path) -> None:
+def test_gemma_on_llama_cpp_against_transformers(
+    config: Config, manager: EngineManager, transformers_cache: Path
+) -> None:
     pytest.importorskip("llama_cpp")
-    other = transformers_engine(gemma_path)
+    other = transformers_engine(transformers_cache)
     models = (
         CompareModel(ref="gemma-3-270m", engine="llama.cpp", options=OPTIONS),
         # Without torch and transformers, the second pane is a second llama.cpp instance of the same file.
