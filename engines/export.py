@@ -101,9 +101,13 @@ def session_to_json(session: SessionRecord, messages: Sequence[MessageRecord]) -
 
 def default_export_name(session: SessionRecord, fmt: ExportFormat) -> str:
     """A safe file name for the export: slugified title, session id, extension."""
-    ascii_title = unicodedata.normalize("NFKD", session.title).encode("ascii", "ignore").decode("ascii")
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")[:60].rstrip("-") or "chat"
-    return f"{slug}-{session.id}{_suffix(fmt)}"
+    return f"{_slug(session.title, 60) or 'chat'}-{session.id}{_suffix(fmt)}"
+
+
+def _slug(title: str, length: int) -> str:
+    """`title` as ASCII lowercase words joined by '-', at most `length` characters ("" when nothing is left)."""
+    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")[:length].rstrip("-")
 
 
 def export_session(store: Store, session_id: int, path: Path, fmt: ExportFormat) -> Path:
@@ -153,8 +157,7 @@ def compare_to_markdown(run: CompareRun) -> str:
 
 def default_compare_name(run: CompareRun) -> str:
     """A safe file name for a comparison's export: `compare-<prompt slug>-<id>.md`."""
-    ascii_title = unicodedata.normalize("NFKD", run.title).encode("ascii", "ignore").decode("ascii")
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")[:48].rstrip("-") or "prompt"
+    slug = _slug(run.title, 48) or "prompt"
     return f"compare-{slug}-{run.id if run.id is not None else 'unsaved'}.md"
 
 
