@@ -406,3 +406,41 @@ def test_an_engine_that_cannot_see_refuses_images_before_anything_is_saved(
             assert stored(app) == [] and screen.query_one(PromptInput).text == f"/image {png}"
 
     run(go())
+
+
+def test_chat_filter_shows_its_text_down_goes_to_the_list_and_esc_clears(make_app: AppFactory) -> None:
+    """Ctrl+F: what is typed is on screen (r included); ↓ reaches the list, where r renames; Esc clears, then leaves."""
+    from textual.widgets import Input
+
+    from tui.screens.modals.text_prompt import TextPromptModal
+
+    async def go() -> None:
+        app = make_app()
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await ready(pilot)
+            await send(pilot, "apples")
+            await pilot.press("ctrl+n")
+            await send(pilot, "pears")
+            await pilot.press("ctrl+f", *"appr")
+            await pilot.pause()
+            box = screen.query_one("#session-filter", Input)
+            assert box.value == "appr"  # r typed, not a rename
+            assert box.content_region.height == 1 and box.content_region.width >= len("appr")
+            assert "appr" in box.render_line(0).text
+            await pilot.press("backspace", "l")
+            await pilot.pause()
+            options = screen.query_one("#session-options")
+            assert options.option_count == 1  # type: ignore[attr-defined]
+            await pilot.press("down")
+            assert app.focused is options
+            await pilot.press("r")
+            await pilot.pause()
+            assert isinstance(app.screen, TextPromptModal)
+            await pilot.press("escape")
+            await pilot.press("ctrl+f", "escape")
+            await pilot.pause()
+            assert box.value == "" and options.option_count == 2  # type: ignore[attr-defined]
+            await pilot.press("escape")
+            assert app.focused is screen.query_one(PromptInput)
+
+    run(go())

@@ -118,6 +118,9 @@ class ChatScreen(Screen[None]):
         self.open_session(self.store.get_session(message.session_id))
         self.query_one(PromptInput).focus()
 
+    def on_session_list_filter_left(self, _: SessionList.FilterLeft) -> None:
+        self.query_one(PromptInput).focus()
+
     def on_session_list_filter_changed(self, message: SessionList.FilterChanged) -> None:
         self.query_text = message.query.strip()
         self.refresh_sessions()

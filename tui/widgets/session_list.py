@@ -34,12 +34,35 @@ class SessionOptions(OptionList):
             self.post_message(kind(int(option.id)))
 
 
+class SessionFilter(Input):
+    """The filter box: typing filters (so `r` types); Down goes to the list, Esc clears, then leaves."""
+
+    BINDINGS = [
+        Binding("down", "to_list", "List"),
+        Binding("escape", "clear_or_leave", "Clear"),
+    ]
+
+    def __init__(self) -> None:
+        # Compact: a bordered Input is taller than the one row it gets, which left no room for the text.
+        super().__init__(placeholder="/ filter chats", id="session-filter", compact=True)
+
+    def action_to_list(self) -> None:
+        self.screen.query_one(SessionOptions).focus()
+
+    def action_clear_or_leave(self) -> None:
+        if self.value:
+            self.clear()
+        else:
+            self.post_message(SessionList.FilterLeft())
+
+
 class SessionList(Vertical):
     """Filter box + sessions; posts Chosen when the user opens one."""
 
     DEFAULT_CSS = """
     SessionList { width: 26; border-right: vkey $foreground 20%; }
-    SessionList > Input { margin: 0; border: none; height: 1; padding: 0 1; }
+    SessionList > SessionFilter { margin: 0; height: 1; padding: 0 1; background: $boost; }
+    SessionList > SessionFilter:focus { background: $surface-lighten-1; }
     SessionList > SessionOptions { border: none; height: 1fr; }
     """
 
@@ -59,6 +82,9 @@ class SessionList(Vertical):
     class DeleteRequested(SessionAction):
         """Delete this session (after confirmation)."""
 
+    class FilterLeft(Message):
+        """Esc in an empty filter: the user is done with the list."""
+
     class FilterChanged(Message):
         """The filter text changed."""
 
@@ -67,7 +93,7 @@ class SessionList(Vertical):
             self.query = query
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="/ filter chats", id="session-filter")
+        yield SessionFilter()
         yield SessionOptions(id="session-options")
 
     def show(self, sessions: Sequence[SessionRecord], current: int | None) -> None:
