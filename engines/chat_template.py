@@ -29,6 +29,36 @@ from engines.types import ChatMessage
 
 _BUILTIN_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
+CHOOSABLE: dict[str, str] = {
+    "chatml": "ChatML",
+    "llama3": "Llama 3",
+    "gemma3": "Gemma",
+    "base-qa": "plain Q/A",
+}
+"""Built-in templates a user may choose for a GGUF (the launch dialog), with their short labels."""
+
+TEMPLATE_STOPS: dict[str, tuple[str, ...]] = {
+    "chatml": ("<|im_end|>",),
+    "llama3": ("<|eot_id|>",),
+    "gemma3": ("<end_of_turn>",),
+    "base-qa": ("\nQuestion:",),
+}
+"""Turn markers that end a reply under each built-in template (a model's own end token may differ)."""
+
+# Family id or GGUF architecture prefix -> the built-in template that family was trained on.
+# Plain "llama" is left out: Llama 2, Mistral and TinyLlama share that architecture but not a template.
+_FAMILY_TEMPLATES = (
+    ("gemma", "gemma3"),
+    ("llama-3", "llama3"),
+    ("llama3", "llama3"),
+    ("deepseek-r1-distill-llama", "llama3"),
+    ("qwen", "chatml"),
+    ("smollm", "chatml"),
+)
+
+NO_TEMPLATE = "the file has no chat template: choose one in the launch dialog (Enter on the model in F2)"
+"""What to do when a GGUF carries no template and none was chosen or known from the catalog."""
+
 
 class _TemplateRaised(Exception):
     """Raised by the template's own `raise_exception(...)`: the messages do not fit it."""
@@ -126,3 +156,24 @@ def load_builtin_template(name: str) -> str:
         return resource.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ChatTemplateError(f"no built-in chat template named {name!r}") from None
+
+
+def family_template(*names: str | None) -> str | None:
+    """The built-in template a model family or architecture ("gemma-3", "qwen2") was trained on, if known."""
+    for name in names:
+        key = (name or "").lower()
+        for prefix, template in _FAMILY_TEMPLATES:
+            if key.startswith(prefix):
+                return template
+    return None
+
+
+def pick_template(file_template: str | None, catalog_template: str | None, chosen: str | None) -> tuple[str, str]:
+    """(template text, how to name it) from the choice, else the file's, else the catalog's; ("", "") if none."""
+    if chosen:
+        return load_builtin_template(chosen), f"{CHOOSABLE.get(chosen, chosen)} (chosen at launch)"
+    if file_template:
+        return file_template, "the file's own"
+    if catalog_template:
+        return catalog_template, "the catalog's"
+    return "", ""

@@ -135,6 +135,8 @@ class LaunchOptions:
     quantization: str | None = None
     lora_path: Path | None = None
     idle_unload_s: float | None = None
+    chat_template: str | None = None
+    """A built-in template's name chosen in the launch dialog ("chatml"); None: the file's own, else the catalog's."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,17 +12,19 @@ from __future__ import annotations
 import codecs
 import ctypes
 import importlib.util
+import logging
 import os
 import random
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from engines.adapters.base import Engine
 from engines.adapters.llama_cpp_native import INSTALL_HINT, clear_log, import_llama_cpp, load_error, quoted_log
 from engines.adapters.llama_cpp_prefix import PrefixCache
-from engines.chat_template import compile_template, render_chat
+from engines.chat_template import NO_TEMPLATE, TEMPLATE_STOPS, compile_template, pick_template, render_chat
 from engines.errors import BadModelFile, BadRequest, EngineUnavailable, InstanceNotReady, ModelNotFound
 from engines.stop_text import split_at_stop
 from engines.types import (
@@ -39,6 +41,8 @@ from engines.types import (
 )
 
 DEFAULT_SESSION_CACHE_BYTES = 512 * 1024 * 1024
+
+log = logging.getLogger(__name__)
 
 # Sampling defaults when a Params field is None (llama-cpp-python's own defaults).
 _TEMPERATURE, _TOP_P, _TOP_K, _MIN_P = 0.8, 0.95, 40, 0.05
@@ -107,12 +111,12 @@ class LlamaCppEngine(Engine):
         from engines.catalog.gguf_header import read_gguf_header
 
         header = read_gguf_header(path)  # BadModelFile before llama.cpp ever sees a malformed file
-        template = header.chat_template or spec.chat_template
+        template, template_name = pick_template(header.chat_template, spec.chat_template, options.chat_template)
         if not template:
-            raise BadModelFile(
-                str(path), "no chat template in the file; pass one (ModelSpec.chat_template, e.g. from the catalog)"
-            )
+            raise BadModelFile(str(path), NO_TEMPLATE)
         compile_template(template)
+        # A chosen template's turn marker ends replies even where the model's own end token differs.
+        spec = replace(spec, stop=(*spec.stop, *TEMPLATE_STOPS.get(options.chat_template or "", ())))
         if self.selftest:
             from engines.selftest import ensure_native_engine_works
 
@@ -146,6 +150,7 @@ class LlamaCppEngine(Engine):
         self._prefix.attach(llm, lib)
         self._weights_bytes = int(lib.llama_model_size(llm.model))
         self._kv_bytes = _kv_estimate(header, llm.n_ctx())
+        log.info("chat template: %s", template_name)  # the instance's log says which one replies follow
 
     def unload(self) -> None:
         """Free the model, its contexts and parked states; safe to call twice."""

@@ -26,7 +26,15 @@ class EngineEntry:
     extra: str
     """The pip extra that installs it, as in `pip install 'llm-tui[extra]'`."""
     formats: tuple[str, ...]
-    options: tuple[str, ...] = ("device", "n_ctx", "n_gpu_layers", "n_threads", "lora_path", "idle_unload_s")
+    options: tuple[str, ...] = (
+        "device",
+        "n_ctx",
+        "n_gpu_layers",
+        "n_threads",
+        "lora_path",
+        "idle_unload_s",
+        "chat_template",
+    )
     """The LaunchOptions fields this engine honours (the launch dialog offers only these)."""
 
     @property

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from engines.chat_template import ChatTemplateError, compile_template, load_builtin_template, render_chat
-from engines.errors import BadRequest
+from engines.chat_template import (
+    CHOOSABLE,
+    compile_template,
+    family_template,
+    load_builtin_template,
+    pick_template,
+    render_chat,
+)
+from engines.errors import BadRequest, ChatTemplateError
 from engines.types import ChatMessage
 
 
@@ -93,3 +100,34 @@ def test_unknown_or_unsafe_builtin_names() -> None:
         load_builtin_template("nope")
     with pytest.raises(ChatTemplateError, match="invalid"):
         load_builtin_template("../errors")
+
+
+def test_chatml_and_llama3_render_their_turns() -> None:
+    chatml = _render(load_builtin_template("chatml"), ("system", "Be brief."), ("user", " Hi "))
+    assert chatml == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    llama3 = _render(load_builtin_template("llama3"), ("user", "Hi"))
+    assert llama3 == (
+        "<bos><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
+
+
+def test_every_choosable_template_renders_a_conversation() -> None:
+    for name in CHOOSABLE:
+        out = _render(load_builtin_template(name), ("system", "S"), ("user", "Q"), ("assistant", "A"), ("user", "R"))
+        assert "Q" in out and "R" in out, name
+
+
+def test_family_template_knows_the_families_and_architectures() -> None:
+    assert family_template("gemma-3") == "gemma3"
+    assert family_template(None, "gemma2") == "gemma3"
+    assert family_template("llama-3.2") == "llama3"
+    assert family_template("qwen2.5") == family_template(None, "qwen2") == "chatml"
+    assert family_template("mistral", "llama") is None  # "llama" alone names no one template
+
+
+def test_pick_template_prefers_the_choice_then_the_file_then_the_catalog() -> None:
+    chatml = load_builtin_template("chatml")
+    assert pick_template("FILE", "CATALOG", "chatml") == (chatml, "ChatML (chosen at launch)")
+    assert pick_template("FILE", "CATALOG", None) == ("FILE", "the file's own")
+    assert pick_template(None, "CATALOG", "") == ("CATALOG", "the catalog's")
+    assert pick_template(None, None, None) == ("", "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ from engines.chat_template import load_builtin_template
 from engines.errors import BadModelFile, BadRequest, EngineUnavailable
 from engines.stop_text import split_at_stop
 from engines.types import ChatMessage, Delta, Done, LaunchOptions, ModelSpec, Params, StreamEvent, Usage
+from tests.engines.gguf_corpus import write_gguf
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python missing")
 
@@ -198,9 +200,29 @@ def test_truncated_gguf_is_refused_before_llama_cpp(
         engine.load(_spec(truncated, "{{ messages }}"), LaunchOptions(n_ctx=64))
 
 
-def test_missing_chat_template_is_a_clear_error(gemma_path: Path) -> None:
-    with pytest.raises(BadModelFile, match="no chat template"):
-        LlamaCppEngine(selftest=False).load(_spec(gemma_path), LaunchOptions(n_ctx=64))
+def test_missing_chat_template_says_where_to_choose_one(tmp_path: Path) -> None:
+    bare = write_gguf(tmp_path / "bare.gguf", "llama")  # no tokenizer.chat_template, none from the catalog
+    with pytest.raises(BadModelFile, match=r"no chat template: choose one in the launch dialog \(Enter on the model"):
+        LlamaCppEngine(selftest=False).load(_spec(bare), LaunchOptions(n_ctx=64))
+
+
+@pytest.mark.real_model
+def test_a_template_chosen_at_launch_loads_a_file_without_one(
+    gemma_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The GGUF has no template; ChatML chosen in the launch dialog renders the prompt, and the log says so."""
+    engine = LlamaCppEngine(selftest=False)
+    with caplog.at_level(logging.INFO, logger="engines.adapters.llama_cpp"):
+        engine.load(_spec(gemma_path), LaunchOptions(n_ctx=N_CTX, n_threads=2, chat_template="chatml"))
+    try:
+        assert "chat template: ChatML (chosen at launch)" in caplog.messages
+        prompt = engine.llama.detokenize(engine.tokenize_prompt(COLORS)).decode()
+        assert prompt.endswith("<|im_start|>user\nName three colors.<|im_end|>\n<|im_start|>assistant\n")
+        assert engine.spec is not None and "<|im_end|>" in engine.spec.stop  # its turn marker ends a reply
+        text, _ = _run(engine, COLORS, Params(temperature=0, max_tokens=4))
+        assert "<|im_end|>" not in text
+    finally:
+        engine.unload()
 
 
 def test_missing_package_names_the_extra(gemma_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
