@@ -59,7 +59,7 @@ trap 'kill $heartbeat 2>/dev/null || true' EXIT
 # Collecting/Downloading/Building lines show; "Requirement already satisfied" ones do not.
 set +e
 .venv/bin/python -m pip install --progress-bar on --editable ".[$extras]" 2>&1 |
-    grep --line-buffered -v -e '^Requirement already satisfied' -e '^\s*$' >&2
+    grep --line-buffered -v -e '^Requirement already satisfied' -e 'is ignored: it is neither a file nor a directory' -e '^\s*$' >&2
 status=${PIPESTATUS[0]}
 set -e
 kill $heartbeat 2>/dev/null || true

@@ -20,7 +20,7 @@ from engines.adapters.fake import FAIL_MARKER, FakeEngine
 from engines.config import default_config
 from engines.config_serve import ServeConfig
 from engines.manager import EngineManager
-from engines.types import Capability, InstanceState
+from engines.types import Capability, Delta, InstanceState
 from tests.engines.gguf_corpus import write_gguf
 from tests.engines.server_fixture import Served, served
 
@@ -325,6 +325,44 @@ def test_client_leaving_a_stream_cancels_its_generation() -> None:
         # The instance is free at once for the next client.
         after = httpx.post(f"{s.url}/chat/completions", json={"model": "tiny", "messages": USER, "max_tokens": 2})
     assert after.status_code == 200
+
+
+class CountingEngine(FakeEngine):
+    """A fake engine that counts the tokens each reply made and notes when the reply ended (or was dropped)."""
+
+    def __init__(self, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.made: list[int] = []
+        self.ended_at: list[float] = []
+
+    def chat(self, messages, params, cancel, session=None):  # type: ignore[no-untyped-def]
+        made = 0
+        try:
+            for event in super().chat(messages, params, cancel, session):
+                made += isinstance(event, Delta)
+                yield event
+        finally:
+            self.made.append(made)
+            self.ended_at.append(time.monotonic())
+
+
+def test_client_hanging_up_stops_generation_before_the_next_token() -> None:
+    # One token a second: the hang-up is seen (every DISCONNECT_POLL_S) long before the next token is due.
+    engine = CountingEngine(reply=" ".join(["word"] * 50), token_delay_s=1.0)
+    with served({"tiny": engine}) as s:
+        body = {"model": "tiny", "messages": USER, "stream": True}
+        with httpx.stream("POST", f"{s.url}/chat/completions", json=body) as raw:
+            received = 0
+            for line in raw.iter_lines():
+                assert "error" not in line, line
+                received += line.count("word")
+                if received:
+                    break
+            hung_up = time.monotonic()
+        wait_until(lambda: bool(engine.ended_at))
+    # Nothing was generated after the hang-up but, at most, the token already being made.
+    assert engine.made[0] <= received + 1, (engine.made, received)
+    assert engine.ended_at[0] - hung_up < 1.0, "generation went on until the next token was due"
 
 
 def test_client_leaving_a_whole_reply_cancels_it() -> None:
