@@ -1,9 +1,12 @@
 """Configuration: built-in defaults < config.toml < environment < command-line flags, merged into one Config.
 
-Nothing here reads os.environ: callers pass the environment in. Paths from a
-config file resolve against that file's folder; paths from the environment or
-flags against the working directory. Secrets stay wrapped in `Secret` so that
-repr, str and logs never show them.
+The config file is the one --config or $LLM_TUI_CONFIG names, else the user's
+(platformdirs); a ./config.toml (a checkout's documented defaults) is read
+underneath the user's file and never written, so the settings a user saves
+land in their own file. Nothing here reads os.environ: callers pass the
+environment in. Paths from a config file resolve against that file's folder;
+paths from the environment or flags against the working directory. Secrets
+stay wrapped in `Secret` so that repr, str and logs never show them.
 """
 
 from __future__ import annotations
@@ -11,10 +14,10 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 import platformdirs
 import tomli_w
@@ -76,7 +79,9 @@ class Config:
     defaults: Params = field(default_factory=Params)
     serve: ServeConfig = field(default_factory=ServeConfig)
     source: Path | None = field(default=None, compare=False)
-    """The config file that was read, if any."""
+    """The config file of this user's settings that was read, if any: where the settings screen writes."""
+    base_source: Path | None = field(default=None, compare=False)
+    """A ./config.toml read underneath `source` (a checkout's documented defaults); never written."""
     warnings: tuple[str, ...] = field(default=(), compare=False)
     """Problems that were not fatal, such as unknown keys."""
     origins: Mapping[str, str] = field(default_factory=_empty_mapping, compare=False, repr=False)
@@ -93,6 +98,11 @@ class Config:
     def config_dir(self) -> Path:
         """The folder of the config file in use (the user's config folder when none): catalog.toml lives there."""
         return self.source.parent if self.source is not None else user_config_path().parent
+
+    @property
+    def state_dir(self) -> Path:
+        """The per-user state folder (XDG_STATE_HOME on Linux): logs such as crash.log live there."""
+        return platformdirs.user_state_path(APP_NAME)
 
     @property
     def db_path(self) -> Path:
@@ -214,23 +224,34 @@ def _read_toml(path: Path) -> dict[str, Any]:
 # --- loading ---
 
 
-def find_config_file(path: str | os.PathLike[str] | None, *, env: Mapping[str, str], cwd: Path) -> Path | None:
-    """The config file to read: --config, else $LLM_TUI_CONFIG, else ./config.toml, else the user's; or None."""
+class ConfigFiles(NamedTuple):
+    """The files a configuration is read from: the user's settings (`own`) over read-only defaults (`base`)."""
+
+    own: Path | None
+    """--config, else $LLM_TUI_CONFIG, else the user's file when it exists: where changes are written."""
+    base: Path | None
+    """./config.toml when no file was named: read underneath `own`, never written (a checkout's defaults)."""
+
+
+def find_config_files(path: str | os.PathLike[str] | None, *, env: Mapping[str, str], cwd: Path) -> ConfigFiles:
+    """The config files to read: the one --config or $LLM_TUI_CONFIG names alone, else the user's over ./config.toml.
+
+    Raises ConfigError when a named file does not exist.
+    """
     if path is not None:
         given = resolve_path(os.fspath(path), cwd)
         if not given.exists():
             raise ConfigError(f"--config: config file not found: {given}")
-        return given
+        return ConfigFiles(given, None)
     from_env = env.get(CONFIG_ENV, "").strip()
     if from_env:
         named = resolve_path(from_env, cwd)
         if not named.exists():
             raise ConfigError(f"{CONFIG_ENV}: config file not found: {named}")
-        return named
-    for candidate in (cwd / "config.toml", user_config_path()):
-        if candidate.is_file():
-            return Path(os.path.abspath(candidate))
-    return None
+        return ConfigFiles(named, None)
+    user = Path(os.path.abspath(user_config_path()))
+    local = Path(os.path.abspath(cwd / "config.toml"))
+    return ConfigFiles(user if user.is_file() else None, local if local.is_file() and local != user else None)
 
 
 def load_config(
@@ -239,19 +260,25 @@ def load_config(
     env: Mapping[str, str],
     overrides: Mapping[str, object] | None = None,
     cwd: Path | None = None,
+    base: Path | None = None,
 ) -> Config:
-    """Merge defaults, the config file, `env` and flag `overrides` (None = not given) into a Config.
+    """Merge defaults, the config files, `env` and flag `overrides` (None = not given) into a Config.
 
-    Raises ConfigError naming the file and key, variable or option at fault.
+    `base` is read underneath `path` (a reload keeps the files the first load found); without `path`
+    both are found by find_config_files. Raises ConfigError naming the file and key, variable or option at fault.
     """
     here = Path(os.path.abspath(cwd if cwd is not None else Path.cwd()))
-    source = find_config_file(path, env=env, cwd=here)
+    files = find_config_files(path, env=env, cwd=here)
+    source, below = files.own, base if path is not None else files.base
     warnings: list[str] = []
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
-    if source is not None:
-        values = _parse_document(_read_toml(source), str(source), source.parent, warnings)
-        origins = dict.fromkeys(values, f"file {source}")
+    for file in (below, source):
+        if file is not None:
+            document = _read_toml(file)
+            layer = _parse_document(document, str(file), file.parent, warnings)
+            values = _layered(values, layer, document)
+            origins.update(dict.fromkeys(layer, f"file {file}"))
     for key, spec in _KEYS.items():
         for var in spec.env:
             text = env.get(var, "")
@@ -275,10 +302,27 @@ def load_config(
         data_dir=data_dir,
         cache_dir=cache_dir,
         source=source,
+        base_source=below,
         warnings=tuple(warnings),
         origins={key: origins.get(key, "default") for key in all_keys},
         **values,
     )
+
+
+def _layered(below: dict[str, Any], top: dict[str, Any], document: Mapping[str, object]) -> dict[str, Any]:
+    """`top`'s values over `below`'s: the aliases, [defaults] and [serve] merge key by key, the rest is replaced."""
+    merged = dict(below)
+    for key, value in top.items():
+        under = below.get(key)
+        table = document.get(key)
+        if key == "aliases" and under:
+            merged[key] = {**under, **value}
+        elif key in ("defaults", "serve") and under is not None and isinstance(table, Mapping):
+            names = {f.name for f in fields(value)}
+            merged[key] = replace(under, **{name: getattr(value, name) for name in table if name in names})
+        else:
+            merged[key] = value
+    return merged
 
 
 # --- saving ---

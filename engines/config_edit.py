@@ -290,11 +290,12 @@ def apply_changes(path: Path, changes: ConfigChanges) -> dict[str, Any]:
 
 
 def reload_config(path: Path, current: Config) -> Config:
-    """The config file at `path` loaded again, with what the environment or flags set in `current` still on top.
+    """The config file at `path` loaded again, over the read-only defaults `current` read under it, with what the
+    environment or flags set in `current` still on top.
 
     Raises ConfigError as load_config does.
     """
-    fresh = load_config(path, env={})
+    fresh = load_config(path, env={}, base=current.base_source)
     values: dict[str, object] = {}
     origins = dict(fresh.origins)
     for key, origin in current.origins.items():

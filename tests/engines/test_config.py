@@ -61,16 +61,34 @@ def test_defaults_without_file_use_xdg_dirs(isolated_dirs: Path) -> None:
 
 
 def test_discovery_order(isolated_dirs: Path) -> None:
+    local = write(isolated_dirs / "config.toml", "n_ctx = 200\nn_gpu_layers = 3\n")
+    config = load_config(env={})
+    assert (config.n_ctx, config.source, config.base_source) == (200, None, local)
     user = write(user_config_path(), "n_ctx = 100\n")
-    assert load_config(env={}).source == user
-    local = write(isolated_dirs / "config.toml", "n_ctx = 200\n")
-    assert load_config(env={}).n_ctx == 200
-    assert load_config(env={}).source == local
+    config = load_config(env={})
+    assert (config.n_ctx, config.n_gpu_layers) == (100, 3)  # the user's file over ./config.toml's defaults
+    assert (config.source, config.base_source) == (user, local)
+    assert config.origins["n_ctx"] == f"file {user}" and config.origins["n_gpu_layers"] == f"file {local}"
     named = write(isolated_dirs / "env" / "c.toml", "n_ctx = 300\n")
     assert load_config(env={"LLM_TUI_CONFIG": str(named)}).n_ctx == 300
     given = write(isolated_dirs / "flag" / "c.toml", "n_ctx = 400\n")
     config = load_config(given, env={"LLM_TUI_CONFIG": str(named)})
-    assert (config.n_ctx, config.source) == (400, given)
+    assert (config.n_ctx, config.source, config.base_source) == (400, given, None)
+    assert config.n_gpu_layers == 0  # a named file stands alone: ./config.toml is not read under it
+
+
+def test_the_users_file_merges_tables_over_the_local_defaults(isolated_dirs: Path) -> None:
+    write(
+        isolated_dirs / "config.toml",
+        'models_dir = "models"\n[aliases]\ntiny = "a"\nsmall = "b"\n[defaults]\ntemperature = 0.5\ntop_k = 40\n',
+    )
+    write(user_config_path(), '[aliases]\ntiny = "c"\n[defaults]\ntop_k = 7\n')
+    config = load_config(env={})
+    assert config.models_dir == isolated_dirs / "models"  # resolved against ./config.toml's folder
+    assert dict(config.aliases) == {"tiny": "c", "small": "b"}
+    assert (config.defaults.temperature, config.defaults.top_k) == (0.5, 7)
+    reloaded = config_mod.load_config(config.source, env={}, base=config.base_source)
+    assert reloaded == config and reloaded.base_source == config.base_source
 
 
 def test_config_paths_relative_to_cwd_and_home(isolated_dirs: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -409,6 +409,41 @@ def test_without_a_config_file_the_users_is_created(make_app: AppFactory, isolat
     drive(app, test)
 
 
+def test_run_from_a_checkout_saves_to_the_users_file_and_leaves_the_checkouts_untouched(
+    make_app: AppFactory, isolated_dirs: Path
+) -> None:
+    """As the Quickstart runs it: the working folder holds the documented defaults (config.toml); a save goes to the
+    user's file (created then) and the folder's file stays byte for byte as it was."""
+    checkout = isolated_dirs / "config.toml"
+    checkout.write_text('# documented defaults\ntheme = "textual-dark"\nn_ctx = 4096\nn_gpu_layers = 2\n')
+    before = checkout.read_bytes()
+    app = make_app(screen="settings", launch=False)
+
+    async def test(app: LlmTuiApp, pilot: Pilot[int]) -> None:
+        screen = settings(app)
+        assert screen.config_path == user_config_path()
+        assert "created on the first save" in str(screen.query_one("#settings-file", Static).render())
+        assert "config.toml sets it (= 2)" in note(app, "n_gpu_layers")
+        select = screen.row("theme").query_one(Select)
+        select.focus()
+        await pilot.press("enter", *"nord", "enter")
+        await until(pilot, lambda: app.theme == "nord", "the theme to apply")
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: "Saved 1 change" in status(app), "the save")
+        assert checkout.read_bytes() == before
+        assert user_config_path().read_text() == 'theme = "nord"\n'
+        config = app.runtime.config
+        assert (config.theme, config.n_gpu_layers, config.source, config.base_source) == (
+            "nord",
+            2,
+            user_config_path(),
+            checkout,
+        )
+        assert load_config(env={}, cwd=isolated_dirs).theme == "nord"  # the next start keeps the user's choice
+
+    drive(app, test)
+
+
 def test_stop_sequences_are_typed_as_the_chat_dialog_types_them(make_app: AppFactory, user_file: Path) -> None:
     app = make_app(screen="settings", launch=False)
 

@@ -244,6 +244,8 @@ class SettingsScreen(SettingsLists):
         path = self.config_path
         text = Text.assemble("Editing ", (show_path(path), "bold"))
         text.append(" · your comments are kept" if path.exists() else " (created on the first save)")
+        if (base := self.runtime.config.base_source) is not None:
+            text.append(f" · over {show_path(base)} (defaults, never written)", style="dim")
         if self.read_error:
             text.append(f"\n{self.read_error}", style="bold red")
         self.query_one("#settings-file", Static).update(text)
