@@ -8,7 +8,7 @@ again as downloadable); curated entries not present here follow as "catalog".
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -153,6 +153,19 @@ def with_fit(row: CatalogRow, resources: Resources, n_ctx: int) -> CatalogRow:
         return replace(row, fit=None)
     download = row.size_bytes if row.source == "catalog" else None
     return replace(row, fit=FitInfo.from_fit(fit(shape, resources, n_ctx=n_ctx, download_bytes=download)))
+
+
+def with_hub_sizes(listing: Listing, sizes: Mapping[tuple[str, str], int]) -> Listing:
+    """The listing with the Hub's size for curated files it has been asked about, fits checked again: a curated
+    size is an estimate for display and the fit check until the Hub says what the file is."""
+    rows = []
+    for row in listing.rows:
+        size = sizes.get((row.repo or "", row.file or "")) if row.source == "catalog" else None
+        if size and size != row.size_bytes:
+            row = replace(row, size_bytes=size)
+            row = with_fit(row, listing.resources, listing.n_ctx) if listing.resources is not None else row
+        rows.append(row)
+    return replace(listing, rows=rows)
 
 
 def row_shape(row: CatalogRow) -> ModelShape | None:

@@ -275,20 +275,25 @@ class DownloadQueue:
             entry[1].set()
         self._changed(task_id)
 
+    def describe(self, repo: str, file: str, *, revision: str | None = None) -> HubInfo:
+        """What the Hub says `repo`/`file` is: its size, LFS sha256 and commit. Blocks on the Hub: call it from a
+        worker. Raises DownloadNotFound / DownloadAuthError / DownloadError."""
+        describe = self._describe_hub or _default_describe()
+        settings = self.settings
+        return describe(repo, file, revision=revision, endpoint=settings.hf_endpoint, token=settings.hf_token)
+
     def _describe(self, task: DownloadTask) -> DownloadTask:
         """For a Hub file missing its size or hash, ask the Hub first and pin the commit (resumes then
         fetch the same bytes even if the branch moves)."""
         if task.source != "hf" or not (task.repo and task.file) or (task.sha256 and task.total_bytes and task.revision):
             return task
-        describe = self._describe_hub or _default_describe()
-        info = describe(
-            task.repo,
-            task.file,
-            revision=task.revision,
-            endpoint=self.settings.hf_endpoint,
-            token=self.settings.hf_token,
+        info = self.describe(task.repo, task.file, revision=task.revision)
+        # A size queued without a sha256 is someone's estimate (a curated catalog's rounded figure): the Hub's
+        # size is the file's. A sha256 queued with its size pins both: the Hub must serve exactly that.
+        pinned = task.sha256 is not None
+        self.tasks.set_expected(
+            task.id, total_bytes=info.size, sha256=info.sha256, revision=info.commit, replace_size=not pinned
         )
-        self.tasks.set_expected(task.id, total_bytes=info.size, sha256=info.sha256, revision=info.commit)
         return self.tasks.get(task.id)
 
     def _url_and_headers(self, task: DownloadTask) -> tuple[str, dict[str, str]]:

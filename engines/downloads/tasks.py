@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -101,6 +102,21 @@ class DownloadTask:
     @property
     def fraction(self) -> float | None:
         return self.done_bytes / self.total_bytes if self.total_bytes else None
+
+
+def hub_sizes(tasks: Iterable[DownloadTask]) -> dict[tuple[str, str], int]:
+    """(repo, file) → size for the Hub files whose size the Hub gave (tasks holding its sha256 and commit)."""
+    return {
+        (task.repo, task.file): task.total_bytes
+        for task in tasks
+        if task.source == "hf"
+        and task.repo
+        and task.file
+        and task.total_bytes
+        and task.sha256
+        and task.revision
+        and task.status is not TaskStatus.FAILED  # a failed task may hold a size that did not match
+    }
 
 
 def _task(row: sqlite3.Row) -> DownloadTask:
@@ -215,11 +231,21 @@ class DownloadTasks:
                 (done_bytes, total_bytes, speed_bps, time.time(), task_id),
             )
 
-    def set_expected(self, task_id: int, *, total_bytes: int | None, sha256: str | None, revision: str | None) -> None:
-        """Fill in what the server said the file is (known values are kept): size, hash, the commit it is at."""
+    def set_expected(
+        self,
+        task_id: int,
+        *,
+        total_bytes: int | None,
+        sha256: str | None,
+        revision: str | None,
+        replace_size: bool = False,
+    ) -> None:
+        """Fill in what the server said the file is (known values are kept): size, hash, the commit it is at.
+        With `replace_size`, the server's size replaces a stored one (which was only an estimate)."""
+        size_sql = "COALESCE(?, total_bytes)" if replace_size else "COALESCE(total_bytes, ?)"
         with self.store._write() as conn:
             conn.execute(
-                "UPDATE downloads SET total_bytes = COALESCE(total_bytes, ?), sha256 = COALESCE(sha256, ?),"
+                f"UPDATE downloads SET total_bytes = {size_sql}, sha256 = COALESCE(sha256, ?),"
                 " revision = COALESCE(revision, ?), updated_at = ? WHERE id = ?",
                 (total_bytes, sha256, revision, time.time(), task_id),
             )

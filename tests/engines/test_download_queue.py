@@ -239,6 +239,28 @@ def test_the_real_transfer_through_the_queue_from_a_fake_hub(store: Store, tmp_p
         queue.close()
 
 
+def test_a_size_queued_without_a_sha256_is_an_estimate_the_hubs_size_replaces(store: Store, tmp_path: Path) -> None:
+    """A curated catalog's rounded size must not become the expectation: the Hub's LFS size and sha256 do."""
+    import hashlib
+    import os
+
+    from tests.engines.fake_hub import DEFAULT_COMMIT, FakeHub
+
+    data = os.urandom(250_000)
+    with FakeHub() as hub:
+        hub.add_repo("org/m-GGUF", {"m.gguf": data})
+        queue = DownloadQueue(DownloadTasks(store), QueueSettings(hf_endpoint=hub.endpoint))
+        estimate = queue.add("hf", tmp_path / "m.gguf", repo="org/m-GGUF", file="m.gguf", total_bytes=164_000)
+        wait_for(lambda: not queue.running() and queue.tasks.next_pending() is None, "finished")
+        done = queue.tasks.get(estimate.id)
+        assert done.status is TaskStatus.COMPLETED, done.error
+        assert (done.total_bytes, done.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+        assert done.revision == DEFAULT_COMMIT and (tmp_path / "m.gguf").read_bytes() == data
+        info = queue.describe("org/m-GGUF", "m.gguf")
+        assert (info.size, info.sha256, info.commit) == (len(data), done.sha256, DEFAULT_COMMIT)
+        queue.close()
+
+
 def test_settings_come_from_the_config_and_one_bandwidth_cap_covers_every_transfer(tmp_path: Path) -> None:
     from engines.config import load_config
     from engines.downloads.pacing import TokenBucket

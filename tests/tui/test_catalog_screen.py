@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.pilot import Pilot
 
+from engines.catalog.listing import CatalogRow
 from engines.config import load_config
 from tests.engines.test_download_queue import describe
 from tests.tui.catalog_fixture import fixed_listing
@@ -187,10 +189,11 @@ def test_launch_asks_how_then_opens_the_chat_and_download_queues_the_file(
 ) -> None:
     async def test(app: LlmTuiApp, screen: CatalogScreen, pilot: Pilot[int]) -> None:
         await pilot.press("slash", *"qwen-7b", "enter", "d")
+        await until(pilot, lambda: len(app.runtime.downloads.tasks.all()) == 1, "queued")
         (task,) = app.runtime.downloads.tasks.all()
         assert (task.source, task.repo, task.file) == ("hf", "org/qwen-GGUF", "qwen-7b-q4_k_m.gguf")
         assert task.target_path == app.runtime.config.models_dir / "qwen-7b-q4_k_m.gguf"
-        assert task.total_bytes == 4_700_000_000
+        assert task.total_bytes is None  # no Hub in this test: the catalog's 4.7 GB is an estimate, not the size
         assert any("Download queued" in (n.title or "") for n in app._notifications)
         await pilot.press("escape", "slash", *"finetune", "enter", "enter")
         assert isinstance(app.screen, LaunchModal)  # how to launch it: engine, device, context…
@@ -288,3 +291,60 @@ def test_d_on_a_whole_repo_model_lists_it_on_the_hub_and_queues_every_file_pinne
         drive(app, test)
     folder = models_dir / "Embed-Small"
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == files
+
+
+def test_d_on_a_curated_row_downloads_what_the_hub_serves_not_the_catalogs_estimate(
+    make_app: AppFactory, models_dir: Path, isolated_dirs: Path, tmp_path: Path
+) -> None:
+    """F2, /, filter, d: the catalog's size (1.17 GB) is an estimate; the Hub's size and LFS sha256 are what the
+    file must match. The catalog shows the real size once the Hub said it, and the file lands verified."""
+    import hashlib
+    import threading
+
+    from engines.downloads.hf_source import hub_file
+    from engines.downloads.tasks import TaskStatus
+    from engines.downloads.transfer import download_file
+    from tests.engines.fake_hub import FakeHub
+    from tests.engines.gguf_corpus import write_gguf
+
+    write_gguf(tmp_path / "real.gguf", "llama", name="Tiny 1B Q8", context_length=8192, blocks=16)
+    data = tmp_path.joinpath("real.gguf").read_bytes()
+    gate = threading.Event()
+
+    def transfer(*args: Any, **kwargs: Any) -> object:
+        gate.wait(30)  # the real transfer, once the test has seen the catalog take the Hub's size
+        return download_file(*args, **kwargs)
+
+    def row(screen: CatalogScreen, model_id: str = "tiny-1b-q8_0") -> CatalogRow | None:
+        return next((r for r in screen.query_one(ModelTable).rows if r.id == model_id), None)
+
+    with FakeHub() as hub:
+        hub.add_repo("org/tiny-GGUF", {"tiny-1b-q8_0.gguf": data})
+        (isolated_dirs / "config.toml").write_text(f'hf_endpoint = "{hub.endpoint}"\n')
+        app = make_app(screen="chat", launch=False, listing=fixed_listing, transfer=transfer, describe_hub=hub_file)
+
+        async def main() -> None:
+            async with app.run_test(size=(100, 30)) as pilot:
+                await pilot.press("f2")
+                screen = app.screen
+                assert isinstance(screen, CatalogScreen)
+                await until(pilot, lambda: screen.listing is not None, "the listing is built")
+                estimate = row(screen)
+                assert estimate is not None and estimate.size_bytes == 1_170_000_000
+                await pilot.press("slash", *"tiny-1b-q8", "enter", "d")
+                shown_size = lambda: getattr(row(screen), "size_bytes", 0) == len(data)  # noqa: E731
+                await until(pilot, shown_size, "the Hub's size shown", timeout=10)
+                assert "1.2 GB" not in detail(screen)
+                tasks = app.runtime.downloads.tasks
+                (task,) = tasks.all()
+                assert task.status is not TaskStatus.COMPLETED  # known before the file is here
+                assert (task.total_bytes, task.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+                gate.set()
+                ended = (TaskStatus.COMPLETED, TaskStatus.FAILED)
+                await until(pilot, lambda: tasks.get(task.id).status in ended, "the download ended")
+                assert tasks.get(task.id).status is TaskStatus.COMPLETED, tasks.get(task.id).error
+                await until(pilot, lambda: getattr(row(screen), "source", "") == "local", "listed as local")
+                assert any(n.message == "downloaded tiny-1b-q8_0.gguf" for n in app._notifications)
+
+        run(main())
+    assert (models_dir / "tiny-1b-q8_0.gguf").read_bytes() == data

@@ -19,10 +19,11 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Footer, Header, Input, Label, Static
 
-from engines.catalog.listing import CatalogRow, Listing, remove_local, with_fit
+from engines.catalog.listing import CatalogRow, Listing, remove_local, with_fit, with_hub_sizes
 from engines.catalog.query import SORT_KEYS, RowIndex, sort_rows
 from engines.errors import LlmTuiError
 from tui.screens.app_screen import AppScreen
+from tui.screens.catalog_download import HubSize
 from tui.widgets.model_detail import ModelDetail
 from tui.widgets.model_table import ModelTable
 from tui.widgets.screen_bar import ScreenBar
@@ -120,8 +121,12 @@ class CatalogScreen(AppScreen):
 
     @work(thread=True, exclusive=True, group="catalog-scan")
     def _scan(self, scan: int, n_ctx: int | None) -> None:
+        from engines.downloads.tasks import DownloadTasks, hub_sizes
+
+        runtime = self.llm_app.runtime
         try:
-            listing = self.llm_app.runtime.catalog_listing(n_ctx)
+            listing = runtime.catalog_listing(n_ctx)
+            listing = with_hub_sizes(listing, hub_sizes(DownloadTasks(runtime.store).all()))
         except Exception as exc:  # a bug in a scan must show up, not take the app down
             self.post_message(ListingReady(scan, None, f"{type(exc).__name__}: {exc}"))
         else:
@@ -138,6 +143,12 @@ class CatalogScreen(AppScreen):
         self.listing = message.listing
         self.n_ctx = message.listing.n_ctx
         self._reindex()
+
+    def on_hub_size(self, message: HubSize) -> None:
+        """The Hub said how big a curated file is: show that instead of the catalog's estimate, fit checked again."""
+        if self.listing is not None:
+            self.listing = with_hub_sizes(self.listing, {(message.repo, message.file): message.size})
+            self._reindex()
 
     def _reindex(self) -> None:
         """Sort every row, then show those the filter lets through, keeping the cursor on its model."""
@@ -260,12 +271,9 @@ class CatalogScreen(AppScreen):
             self.llm_app.launch_model(row.id, row.source)
             self.llm_app.switch_mode("chat")
         else:
-            from engines.catalog.listing import row_shape
-            from tui.screens.modals.launch import LaunchTarget
+            from tui.screens.modals.launch import target_for_row
 
-            ref = str(row.path) if row.path else row.id
-            target = LaunchTarget(ref, row.name, row.format, row.engines, row_shape(row), row.context_length)
-            self.llm_app.open_launch_dialog(target)
+            self.llm_app.open_launch_dialog(target_for_row(row, n_ctx=self.n_ctx))  # the context the fit checked
 
     def action_download(self) -> None:
         from tui.screens.catalog_download import download_row
