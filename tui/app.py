@@ -16,6 +16,7 @@ from textual.screen import Screen
 from engines.config import Config
 from engines.errors import LlmTuiError
 from tui.commands import app_commands
+from tui.crash_guard import CrashGuard, install
 from tui.messages import ApiChanged, DownloadFinished, LaunchFailed, LaunchProgress, LaunchRefused, ModelLaunched
 from tui.runtime import Runtime
 from tui.screens.chat import ChatScreen
@@ -23,6 +24,7 @@ from tui.widgets.screen_bar import SCREEN_KEYS
 
 if TYPE_CHECKING:
     import argparse
+    from pathlib import Path
 
     from engines.downloads.tasks import DownloadTask
     from engines.types import LaunchOptions
@@ -108,6 +110,26 @@ class LlmTuiApp(App[int]):
         self.last_input_at = 0.0
         """When the last key or paste arrived (monotonic seconds)."""
         self.theme = runtime.config.theme if runtime.config.theme in self.available_themes else "textual-dark"
+        self.crash_log_path: Path = runtime.config.state_dir / "crash.log"
+        """Where the crash guard writes what it caught: the file is absent or empty when nothing was caught."""
+        self.crash_guard = CrashGuard(self.crash_log_path, self._say_crash)
+        install()
+
+    def _say_crash(self, text: str) -> None:
+        self.notify(text, title="Something went wrong", severity="error", timeout=15)
+
+    def _handle_exception(self, error: Exception) -> None:
+        """Textual exits the app here; once it runs, the crash guard logs and says it instead (workers, compose,
+        layout). Errors before the app runs (its CSS) still end it, as there is nothing to keep running."""
+        from textual.worker import WorkerFailed
+
+        if not self._running or self._closing:
+            super()._handle_exception(error)
+            return
+        if isinstance(error, WorkerFailed) and isinstance(error.error, Exception):
+            self.crash_guard.catch(error.error, "a worker")
+        else:
+            self.crash_guard.catch(error, "the app")
 
     def on_mount(self) -> None:
         self.switch_mode(self.start_screen)
