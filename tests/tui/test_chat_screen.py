@@ -444,3 +444,89 @@ def test_chat_filter_shows_its_text_down_goes_to_the_list_and_esc_clears(make_ap
             assert app.focused is screen.query_one(PromptInput)
 
     run(go())
+
+
+def footer_keys(app: LlmTuiApp) -> list[str]:
+    """The footer's keys (`^l Model`), each checked to be wholly on screen: none is cut at the edge."""
+    from textual.widgets import Footer
+
+    footer = app.screen.query_one(Footer)
+    keys = [w for w in footer.query("FooterKey") if not w.has_class("-command-palette")]
+    for key in keys:
+        region = key.region
+        assert region.width and app.screen.get_widget_at(region.right - 1, region.y)[0] is key, f"{key.render()} cut"
+    return [" ".join(str(key.render()).split()) for key in keys]
+
+
+def status_lines(screen: ChatScreen) -> list[str]:
+    status = screen.query_one("#chat-status")
+    return [status.render_line(y).text.strip() for y in range(status.size.height)]
+
+
+SIZES = [(80, 24), (100, 30)]
+
+
+def focused(app: LlmTuiApp) -> object:
+    """The focused widget (untyped, so one test can follow focus from widget to widget)."""
+    return app.focused
+
+
+def test_tab_goes_from_the_prompt_to_the_log_and_the_footer_lists_each_widgets_keys(make_app: AppFactory) -> None:
+    async def go(size: tuple[int, int]) -> None:
+        app = make_app()
+        async with app.run_test(size=size) as pilot:
+            screen = await ready(pilot)
+            await send(pilot, "hi")
+            assert focused(app) is screen.query_one(PromptInput)
+            everywhere = ["^l Model", "^n New", "^f Chats", "^q Quit"]
+            assert footer_keys(app) == ["^r Regen", "^o Options", "^t Export", *everywhere]
+            await pilot.press("tab")
+            assert focused(app) is screen.query_one(ChatLog)
+            assert footer_keys(app) == ["k Prev", "j Next", "c Copy", "y Code", "e Edit", *everywhere]
+            await pilot.press("k", "c")
+            await pilot.pause()
+            assert "Copied 8 characters" in list(app._notifications)[-1].message
+            await pilot.press("tab")
+            assert focused(app) is screen.query_one("#session-filter")
+            assert footer_keys(app) == ["↓ List", "esc Clear", *everywhere]
+            await pilot.press("tab")
+            assert focused(app) is screen.query_one("#session-options")
+            assert footer_keys(app)[:2] == ["r Rename", "del Delete"]
+            await pilot.press("tab")
+            assert focused(app) is screen.query_one(PromptInput)
+
+    for size in SIZES:
+        run(go(size))
+
+
+def test_status_line_and_footer_fit_while_streaming_and_editing(make_app: AppFactory) -> None:
+    """The status line wraps between words instead of being cut; Esc joins the footer when it has work."""
+    engine = FakeEngine(reply=" ".join(f"w{i}" for i in range(400)), token_delay_s=0.01)
+
+    async def go(size: tuple[int, int]) -> None:
+        app = make_app(engine=engine)
+        async with app.run_test(size=size) as pilot:
+            screen = await ready(pilot)
+            await pilot.press("ctrl+o", *"Be brief.", "ctrl+s")
+            await pilot.pause()
+            screen.query_one(PromptInput).focus()
+            await pilot.press(*"go", "enter")
+            await until(pilot, lambda: screen.turn is not None, "the reply to start")
+            await pilot.pause()
+            shown = " ".join(status_lines(screen))
+            assert shown.endswith("generating · Esc stops · system prompt set"), shown
+            assert footer_keys(app)[:4] == ["^o Options", "^t Export", "esc Stop", "^l Model"]
+            await pilot.press("tab")
+            assert footer_keys(app)[:5] == ["k Prev", "j Next", "c Copy", "y Code", "esc Stop"]
+            await pilot.press("escape")
+            await until(pilot, lambda: screen.turn is None, "the reply to stop")
+            await pilot.press("ctrl+g")
+            await pilot.pause()
+            lines = status_lines(screen)
+            assert " ".join(lines).endswith("editing · Enter resends · Esc cancels · system prompt set"), lines
+            assert "esc Stop" in footer_keys(app)
+            await pilot.press("tab")
+            footer_keys(app)  # the log's keys and Esc still fit
+
+    for size in SIZES:
+        run(go(size))

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Footer, Header, Static
 
 from engines.errors import LlmTuiError
@@ -30,22 +32,41 @@ if TYPE_CHECKING:
 TITLE_LENGTH = 40
 
 
+class ConversationLog(ChatLog):
+    """The chat's log; its keys act on the selected message, so the footer lists them while it has focus."""
+
+    BINDINGS = [
+        Binding("c", "screen.copy_message", "Copy"),
+        Binding("y", "screen.copy_code", "Code"),
+        Binding("e", "screen.edit", "Edit"),
+    ]
+
+
+class ChatPrompt(PromptInput):
+    """The chat's prompt; the footer lists the keys for what you write while it has focus."""
+
+    BINDINGS = [
+        Binding("ctrl+r", "screen.regenerate", "Regen"),
+        Binding("ctrl+o", "screen.settings", "Options"),
+        Binding("ctrl+t", "screen.export", "Export"),
+    ]
+
+
 class ChatScreen(Screen[None]):
     """Talk to the active model; every message is saved as it is written."""
 
     BINDINGS = [
-        Binding("escape", "stop", "Stop"),
+        Binding("escape", "stop", "Stop"),  # listed only while there is something to stop (check_action)
         Binding("ctrl+l", "pick_model", "Model"),
         Binding("ctrl+n", "new_session", "New"),
-        Binding("ctrl+r", "regenerate", "Regen"),
-        Binding("ctrl+g", "edit", "Edit"),
-        Binding("ctrl+o", "settings", "Options"),
+        Binding("ctrl+f", "focus_sessions", "Chats"),
+        # Shown by the prompt's footer instead (ChatPrompt), so the log's and the list's own keys fit at 80 columns.
+        Binding("ctrl+r", "regenerate", "Regen", show=False),
+        Binding("ctrl+g", "edit", "Edit", show=False),  # the log lists `e`
+        Binding("ctrl+o", "settings", "Options", show=False),
         Binding("ctrl+t", "export", "Export", show=False),
-        # Plain letters reach the screen only when no text field has focus (e.g. on the chat log).
-        Binding("c", "copy_message", "Copy", show=False),
-        Binding("y", "copy_code", "Copy code", show=False),
-        Binding("e", "edit", "Edit", show=False),
-        Binding("ctrl+f", "focus_sessions", "Chats", show=False),
+        # The app's Ctrl+Q is hidden on screens with many keys; the chat, where people start, lists it.
+        Binding("ctrl+q", "app.quit", "Quit", priority=True),
     ]
 
     def __init__(self) -> None:
@@ -82,11 +103,29 @@ class ChatScreen(Screen[None]):
         with Horizontal():
             yield SessionList(id="sessions")
             with Vertical(id="conversation"):
-                yield ChatLog(id="chat-log")
+                yield ConversationLog(id="chat-log")
                 yield Static("", id="chat-status")
-                yield PromptInput(id="prompt", placeholder="Message · Enter sends · Ctrl+J new line")
+                yield ChatPrompt(id="prompt", placeholder="Message · Enter sends · Ctrl+J new line")
         yield ScreenBar("chat")
-        yield Footer()
+        yield Footer(compact=True)
+
+    @property
+    def focus_chain(self) -> list[Widget]:
+        """Tab from the prompt goes to the log just above it (then the chat list), not round to the filter."""
+        chain = super().focus_chain
+        prompt, log = self.query_one(PromptInput), self.query_one(ChatLog)
+        if prompt in chain and log in chain:
+            chain.remove(prompt)
+            chain.insert(chain.index(log), prompt)
+        return chain
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Keys that would do nothing now leave the footer (which fits about eight at 80 columns)."""
+        if action == "stop":
+            return self.turn is not None or self.editing is not None
+        if action in ("new_session", "regenerate", "edit"):  # Esc first: stop the reply or drop the edit
+            return self.turn is None and self.editing is None
+        return True
 
     def on_mount(self) -> None:
         sessions = self.store.list_sessions()
@@ -401,10 +440,12 @@ class ChatScreen(Screen[None]):
         if self.turn is not None:
             parts.append("generating · Esc stops")
         elif self.editing is not None:
-            parts.append("editing a message · Enter resends · Esc cancels")
+            parts.append("editing · Enter resends · Esc cancels")
         if self.session is not None and self.session.system_prompt:
             parts.append("system prompt set")
-        status.update(" · ".join(parts))
+        # The line wraps between words (#chat-status grows to 3 rows) rather than being cut at the edge.
+        status.update(Text(" · ".join(parts)))
+        self.refresh_bindings()  # Esc comes and goes from the footer with what it would stop
 
 
 def log_message(m: MessageRecord) -> LogMessage:

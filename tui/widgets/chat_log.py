@@ -56,8 +56,8 @@ class ChatLog(VerticalScroll, can_focus=True):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("k,ctrl+up", "select_previous", "Previous message", show=False),
-        Binding("j,ctrl+down", "select_next", "Next message", show=False),
+        Binding("k,ctrl+up", "select_previous", "Prev"),  # shown: the footer lists the focused widget's keys
+        Binding("j,ctrl+down", "select_next", "Next"),
     ]
 
     INITIAL_MESSAGES: ClassVar[int] = 20
