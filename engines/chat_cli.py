@@ -113,6 +113,10 @@ def _repl(
         except EOFError:
             print(file=sys.stderr)
             return 0
+        except KeyboardInterrupt:
+            # As at a shell prompt: Ctrl-C drops the line being typed; only Ctrl-D or /exit leave.
+            print("\n(Ctrl-D or /exit quits)", file=sys.stderr)
+            continue
         if line.strip() in ("/exit", "/quit", "/bye"):
             return 0
         if not line.strip():

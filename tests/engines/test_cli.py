@@ -7,6 +7,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -298,3 +299,94 @@ def test_real_gemma_on_transformers_from_the_command_line(
     stats = json.loads(result.stderr.strip().splitlines()[-1])
     assert stats["engine"] == "transformers" and 0 < stats["completion_tokens"] <= 16
     assert result.stdout.strip()
+
+
+class Terminal:
+    """What a pseudo-terminal's program wrote, read up to each thing a test waits for."""
+
+    def __init__(self, controller: int) -> None:
+        self.controller = controller
+        self.seen = bytearray()
+        self.pos = 0
+        """Where the last awaited text ended: the next wait looks after it."""
+
+    def wait_for(self, wanted: bytes, timeout: float = 120) -> None:
+        import select
+
+        deadline = time.monotonic() + timeout
+        while (at := self.seen.find(wanted, self.pos)) < 0:
+            ready, _, _ = select.select([self.controller], [], [], max(0.0, deadline - time.monotonic()))
+            assert ready, f"waited for {wanted!r}; the terminal showed {bytes(self.seen[-400:])!r}"
+            chunk = os.read(self.controller, 4096)
+            assert chunk, f"the terminal closed before {wanted!r}: {bytes(self.seen[-400:])!r}"
+            self.seen += chunk
+        self.pos = at + len(wanted)
+
+
+@pytest.mark.real_model
+def test_real_gemma_line_chat_ctrl_c_stops_the_reply_and_ctrl_d_quits(isolated_dirs: Path, gemma_path: Path) -> None:
+    import fcntl
+    import pty
+    import termios
+
+    def controlling_terminal() -> None:
+        # A real terminal session: Ctrl-C typed on it becomes SIGINT for the program, as in a shell.
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    controller, terminal = pty.openpty()
+    env = {**os.environ, "LLM_TUI_MODELS_DIR": str(gemma_path.parent), "LLM_TUI_N_THREADS": "2"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engines.cli", "chat", "gemma-3-270m", "--max-tokens", "400", "--temperature", "0.8"],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env=env,
+        preexec_fn=controlling_terminal,
+    )
+    os.close(terminal)
+    term = Terminal(controller)
+    try:
+        term.wait_for(b">>> ")
+        os.write(controller, b"Tell me a long story about a dragon and a knight.\n")
+        term.wait_for(b"knight.\r\n")
+        reply_start = term.pos
+        while len(term.seen) - reply_start < 40:  # some of the reply, then Ctrl-C
+            term.wait_for(b" ")
+        os.write(controller, b"\x03")
+        term.wait_for(b">>> ")  # the reply stopped; the chat goes on
+        reply = bytes(term.seen[reply_start : term.pos]).decode(errors="replace")
+        os.write(controller, b"half a line\x03")  # Ctrl-C at the prompt drops the line, does not quit
+        term.wait_for(b"(Ctrl-D or /exit quits)")
+        term.wait_for(b">>> ")
+        os.write(controller, b"\x04")  # Ctrl-D on an empty line quits
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(controller)
+    assert b"Traceback" not in term.seen
+    assert len(reply.strip(" >\r\n^C")) >= 20, reply  # the partial reply stayed on screen
+
+
+@pytest.mark.real_model
+def test_real_gemma_one_shot_interrupted_exits_130_keeping_the_partial_reply(
+    isolated_dirs: Path, gemma_path: Path
+) -> None:
+    import signal
+
+    env = {**os.environ, "LLM_TUI_MODELS_DIR": str(gemma_path.parent), "LLM_TUI_N_THREADS": "2"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engines.cli", "chat", "gemma-3-270m", "Write a long story.", "--max-tokens", "400"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.read1(4096)  # type: ignore[attr-defined]
+    assert first, proc.stderr.read()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert (first + out).strip(), "the partial reply was lost"
+    assert b"Traceback" not in err, err
