@@ -11,12 +11,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TextIO
 
-from engines.catalog.fit import human_bytes
 from engines.config import Config
 from engines.errors import BadRequest
 from engines.telemetry.poller import take_snapshot
 from engines.telemetry.snapshot import GpuStats, HostStats, Snapshot
 from engines.telemetry.sources import GpuSource, PsutilSource
+from engines.telemetry.units import human_bytes
 
 GIB = 1 << 30
 SETTLE_S = 0.25
@@ -186,7 +186,7 @@ def _pct(value: float | None) -> str:
 
 
 def _bytes(value: int | None) -> str:
-    return "N/A" if value is None else human_bytes(value)
+    return human_bytes(value)  # binary units like the GiB pairs and the gauges screen (the JSON stays in bytes)
 
 
 def _pair(used: int | None, total: int | None) -> str:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import functools
+import glob
 import importlib
 import logging
+import os
+import shutil
 import threading
 from collections.abc import Callable, Mapping
 from types import ModuleType
@@ -16,6 +19,7 @@ from engines.telemetry.sources import GpuSource, NoGpuSource
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'llm-tui[nvidia]'"
+NO_GPU = "no NVIDIA GPU found"
 LOST = "GPU is lost"
 NOT_AVAILABLE = (1 << 64) - 1
 """NVML_VALUE_NOT_AVAILABLE as an unsigned long long: what usedGpuMemory holds when the driver cannot tell."""
@@ -23,12 +27,27 @@ NOT_AVAILABLE = (1 << 64) - 1
 T = TypeVar("T")
 
 
-def open_gpu_source() -> GpuSource:
-    """An NvmlSource, or a NoGpuSource that says why there is none (library missing, no driver, no GPU)."""
+def nvidia_device_present() -> bool:
+    """Whether this machine shows an NVIDIA GPU or driver without NVML: device files, the driver's /proc entry,
+    or nvidia-smi on PATH (cheap checks: no library is loaded, no process started)."""
+    return bool(
+        glob.glob("/dev/nvidia[0-9]*")
+        or os.path.isdir("/proc/driver/nvidia/gpus")
+        or shutil.which("nvidia-smi") is not None
+    )
+
+
+def open_gpu_source(device_present: Callable[[], bool] = nvidia_device_present) -> GpuSource:
+    """An NvmlSource, or a NoGpuSource that says why there is none (no GPU, library missing, no driver).
+
+    Without nvidia-ml-py, `device_present` decides between "no NVIDIA GPU" and the extra to install.
+    """
     try:
         nvml = importlib.import_module("pynvml")
     except ImportError:
-        return NoGpuSource(f"GPU telemetry needs nvidia-ml-py, which is not installed: {INSTALL_HINT}")
+        if not device_present():
+            return NoGpuSource(NO_GPU)
+        return NoGpuSource(f"GPU gauges need nvidia-ml-py: {INSTALL_HINT}")
     try:
         nvml.nvmlInit()
     except Exception as exc:  # NVMLError, or an OSError from a broken library: no GPU source, the app goes on
@@ -40,7 +59,7 @@ def open_gpu_source() -> GpuSource:
         return NoGpuSource(f"NVML could not count the GPUs: {exc}")
     if count <= 0:
         _shutdown(nvml)
-        return NoGpuSource("no NVIDIA GPU found (the NVIDIA driver is loaded but reports no device)")
+        return NoGpuSource(f"{NO_GPU} (the NVIDIA driver is loaded but reports no device)")
     return NvmlSource(nvml)
 
 

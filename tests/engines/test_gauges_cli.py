@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -89,6 +90,14 @@ def test_once_table_is_for_people(config: Config) -> None:
     assert not any("pid 4242" in line for line in lines)  # a lost GPU lists no processes
 
 
+def test_once_table_uses_binary_units_throughout(config: Config) -> None:
+    """GiB pairs beside GB figures read as a mismatch: every size is in KiB/MiB/GiB, as on the gauges screen."""
+    text, _ = gauges(config, "--once", gpu=FakeGpuSource())
+    units = re.findall(r"\d (T|G|M|K)?(i)?B\b", text)
+    assert units and all(binary for _, binary in units), text
+    assert re.search(r"RSS \d+ [KMG]iB", text) and re.search(r"Disk +\d+(\.\d)? [KMGT]iB free of", text)
+
+
 def test_once_table_without_a_gpu_gives_the_reason(config: Config) -> None:
     text, _ = gauges(config, "--once", gpu=NoGpuSource("the NVIDIA driver is not loaded"))
     assert text.splitlines()[-1] == "GPUs: none (the NVIDIA driver is not loaded)"
@@ -102,7 +111,7 @@ def test_streaming_prints_one_compact_line_per_sample(config: Config) -> None:
     assert fake.samples == 3
     for line in lines:
         assert line[:8].count(":") == 2  # HH:MM:SS first
-        for part in ("CPU ", "RAM ", "swap ", "RSS ", "GB free", "GPU0 63% 14.0/24.0 GiB 66°C 287/450 W"):
+        for part in ("CPU ", "RAM ", "swap ", "RSS ", "iB free", "GPU0 63% 14.0/24.0 GiB 66°C 287/450 W"):
             assert part in line
     assert "GPU1 4% 1.0/12.0 GiB 41°C 18/170 W" in lines[0]
     assert lines[1].endswith("GPU1 GPU is lost")

@@ -246,12 +246,38 @@ def test_close_shuts_nvml_down_once(fake: FakeNvml) -> None:
     assert fake.calls["nvmlDeviceGetCount"] == 2  # open + the one live sample; none after close
 
 
-def test_without_nvidia_ml_py_the_reason_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_nvidia_ml_py_on_a_machine_with_an_nvidia_gpu_the_reason_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", None)  # makes `import pynvml` fail
-    source = open_gpu_source()
+    source = open_gpu_source(lambda: True)
     assert isinstance(source, NoGpuSource)
-    assert "nvidia-ml-py" in source.reason and "pip install 'llm-tui[nvidia]'" in source.reason
+    assert source.reason == "GPU gauges need nvidia-ml-py: pip install 'llm-tui[nvidia]'"
     assert source.sample({}) == ((), source.reason)
+
+
+def test_without_nvidia_ml_py_and_no_nvidia_gpu_it_says_there_is_no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    source = open_gpu_source(lambda: False)
+    assert isinstance(source, NoGpuSource) and source.reason == "no NVIDIA GPU found"
+
+
+def test_the_device_check_looks_at_device_files_the_driver_and_nvidia_smi(monkeypatch: pytest.MonkeyPatch) -> None:
+    import glob
+    import shutil
+
+    from engines.telemetry.nvml import nvidia_device_present
+
+    monkeypatch.setattr(glob, "glob", lambda pattern: [])
+    monkeypatch.setattr(os.path, "isdir", lambda path: False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert not nvidia_device_present()
+    devices = {"/dev/nvidia[0-9]*": ["/dev/nvidia0"]}
+    monkeypatch.setattr(glob, "glob", lambda pattern: devices.get(pattern, []))
+    assert nvidia_device_present()
+    monkeypatch.setattr(glob, "glob", lambda pattern: [])
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/nvidia-smi" if name == "nvidia-smi" else None)
+    assert nvidia_device_present()
 
 
 @pytest.mark.parametrize(

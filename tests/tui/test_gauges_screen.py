@@ -6,9 +6,11 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from textual.geometry import Region, Size
 from textual.pilot import Pilot
 
 from engines.telemetry.fake import GIB, FakeGpuSource, FakeProcess, default_gpus
+from engines.telemetry.nvml import INSTALL_HINT, NO_GPU
 from engines.telemetry.poller import TelemetryPoller
 from engines.telemetry.snapshot import GpuStats, HostStats
 from engines.telemetry.sources import GpuSource, NoGpuSource
@@ -169,18 +171,35 @@ def test_gpu_memory_of_our_instance_is_named_by_run_id_and_model(make_app: AppFa
     run(go())
 
 
-def test_no_gpu_says_why_in_one_line_and_shows_the_host(make_app: AppFactory) -> None:
+def test_no_gpu_says_so_in_one_line_and_shows_the_host(make_app: AppFactory) -> None:
     async def go() -> None:
         app = make_app(screen="gauges", launch=False)
-        install_poller(app, NoGpuSource("no NVIDIA GPU found"))
+        install_poller(app, NoGpuSource(NO_GPU))
         async with app.run_test(size=(80, 24)) as pilot:
             screen = await shown(pilot)
             assert not screen.query(GpuPanel)
             status = text(screen.status_line)
             assert screen.status_line.display and "\n" not in status
-            assert status == "No GPU gauges: no NVIDIA GPU found — host only."
+            assert status == "No NVIDIA GPU found; showing CPU and memory."
             host = screen.query_one(HostPanel)
             assert host.display and text(host.cpu).endswith("38%")
+
+    run(go())
+
+
+def test_a_long_reason_wraps_whole_at_80_columns(make_app: AppFactory) -> None:
+    """The fix is the end of the line: at 80×24 it wraps onto a second line instead of being cut to `pip …`."""
+    reason = f"GPU gauges need nvidia-ml-py: {INSTALL_HINT}"
+
+    async def go() -> None:
+        app = make_app(screen="gauges", launch=False)
+        install_poller(app, NoGpuSource(reason))
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await shown(pilot)
+            status = screen.status_line
+            assert status.outer_size == Size(80, 2)
+            drawn = [strip.text.strip() for strip in status.render_lines(Region(0, 0, *status.outer_size))]
+            assert " ".join(drawn) == f"{reason[0].upper()}{reason[1:]}; showing CPU and memory."
 
     run(go())
 

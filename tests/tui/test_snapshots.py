@@ -11,6 +11,7 @@ from textual.pilot import Pilot
 
 from engines.adapters.fake import FakeEngine
 from engines.telemetry.fake import GIB, FakeGpuSource, FakeProcess, default_gpus
+from engines.telemetry.nvml import INSTALL_HINT
 from engines.telemetry.sources import NoGpuSource
 from tests.tui.catalog_fixture import fixed_listing
 from tests.tui.conftest import AppFactory
@@ -115,7 +116,9 @@ def gauges_app(make_app: AppFactory, gpus: bool) -> LlmTuiApp:
     ]
     hosts = [replace(FIXED_HOST, cpu_pct=20 + 15 * math.cos(i / 5), ram_used_bytes=(18 + i // 10) * GIB) for i in steps]
     processes = [FakeProcess(0, 4242, 15 * GIB, "python3"), FakeProcess(0, 1337, 600 << 20, "Xorg")]
-    source = FakeGpuSource(processes=processes, script=script) if gpus else NoGpuSource("no NVIDIA GPU found")
+    # Without GPUs: the longest hint (the extra to install), which must wrap whole at 80×24.
+    hint = NoGpuSource(f"GPU gauges need nvidia-ml-py: {INSTALL_HINT}")
+    source = FakeGpuSource(processes=processes, script=script) if gpus else hint
     app = make_app(screen="gauges", launch=False)
     install_poller(app, source, host=hosts, pids=lambda: {4242: "run-1"}, interval_s=3600, samples=len(steps))
     return app

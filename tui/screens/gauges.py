@@ -18,6 +18,7 @@ from textual.content import Content
 from textual.timer import Timer
 from textual.widgets import Footer, Header
 
+from engines.telemetry.nvml import NO_GPU
 from engines.telemetry.snapshot import GpuProcess, Snapshot
 from tui.screens.app_screen import AppScreen
 from tui.widgets.gauges import Readout
@@ -27,6 +28,13 @@ from tui.widgets.screen_bar import ScreenBar
 
 if TYPE_CHECKING:
     from engines.telemetry.poller import TelemetryPoller
+
+
+def no_gpu_line(reason: str | None) -> Content:
+    """Why there are no GPU gauges (no GPU is news, not a warning; a fix or a fault is a warning), and what shows."""
+    reason = reason or NO_GPU
+    style = "$text" if reason == NO_GPU else "bold $warning"
+    return Content.assemble((reason[:1].upper() + reason[1:], style), "; showing CPU and memory.")
 
 
 class GaugesScreen(AppScreen):
@@ -176,8 +184,7 @@ class GaugesScreen(AppScreen):
         elif snapshot is None:
             parts.append(Content.styled("Waiting for the first sample…", "$text-muted"))
         elif not snapshot.gpus:
-            reason = snapshot.gpu_status or "no GPU reported"
-            parts.append(Content.assemble(("No GPU gauges: ", "bold $warning"), reason, " — host only."))
+            parts.append(no_gpu_line(snapshot.gpu_status))
         elif snapshot.gpu_status:
             parts.append(Content.styled(snapshot.gpu_status, "$warning"))
         if self.paused:

@@ -15,7 +15,11 @@ from textual.visual import Visual
 from textual.widget import Widget
 from textual.widgets import Sparkline
 
-NA = "N/A"
+# The byte formats live with the telemetry, shared with `llm-tui gauges`; the panels import them from here.
+from engines.telemetry.units import NA as NA
+from engines.telemetry.units import human_bytes as human_bytes
+from engines.telemetry.units import used_of as used_of
+
 BLOCKS = " ▏▎▍▌▋▊▉█"
 """Eighths of a cell, for bars finer than one character."""
 TICKS = "▁▂▃▄▅▆▇█"
@@ -27,26 +31,6 @@ READOUT = LABEL + BAR + 1 + VALUE
 """Width of a gauge_line: label, bar, number."""
 GAP = 2
 """Between a readout and its history."""
-
-
-def human_bytes(n: int | None) -> str:
-    """Binary units as GPU and memory tools show them: 312 MiB, 14.0 GiB; None is N/A."""
-    if n is None:
-        return NA
-    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if abs(n) >= scale:
-            value = n / scale
-            return f"{value:.1f} {unit}" if unit in ("TiB", "GiB") else f"{value:.0f} {unit}"
-    return f"{n} B"
-
-
-def used_of(used: int | None, total: int | None) -> str:
-    """ "14.0/24.0 GiB" in the larger number's unit, or N/A when either is unknown."""
-    if used is None or total is None:
-        return NA
-    unit, scale = ("GiB", 1 << 30) if total >= 1 << 30 else ("MiB", 1 << 20)
-    digits = 1 if unit == "GiB" else 0
-    return f"{used / scale:.{digits}f}/{total / scale:.{digits}f} {unit}"
 
 
 def pct(value: float | None) -> str:
@@ -125,10 +109,17 @@ class Readout(Widget):
         new = Content(content) if isinstance(content, str) else content
         if new.is_same(self.content):
             return
-        lines_before = self.content.plain.count("\n")
+        height_before = self._height(self.content)
         self.content = new
         # A new line count changes the height; otherwise a repaint is enough (no layout pass).
-        self.refresh(layout=new.plain.count("\n") != lines_before)
+        self.refresh(layout=self._height(new) != height_before)
+
+    def _height(self, content: Content) -> int:
+        """Lines `content` takes at this width: its own lines, wrapped where the style wraps."""
+        width = self.content_region.width
+        if self.styles.text_wrap == "nowrap" or width <= 0:
+            return content.plain.count("\n") + 1
+        return content.get_height(self.styles, width)  # type: ignore[arg-type]  # as Widget calls it
 
     def render(self) -> RenderResult:
         return self.content
