@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from engines.catalog.listing import CatalogRow
-from engines.config import load_config
+from engines.catalog.discover import Discovery
+from engines.catalog.listing import CatalogRow, Listing, build_listing
+from engines.config import Config, load_config
 from tests.engines.test_download_queue import describe
-from tests.tui.catalog_fixture import fixed_listing
+from tests.tui.catalog_fixture import RESOURCES, entry, fixed_listing
 from tests.tui.conftest import AppFactory
 from tests.tui.test_chat_screen import run, until
 from tui.app import LlmTuiApp
@@ -348,3 +349,52 @@ def test_d_on_a_curated_row_downloads_what_the_hub_serves_not_the_catalogs_estim
 
         run(main())
     assert (models_dir / "tiny-1b-q8_0.gguf").read_bytes() == data
+
+
+def test_down_from_the_filter_lands_on_the_first_match_then_the_next(make_app: AppFactory, models_dir: Path) -> None:
+    """/ q4_k_m, Down, Down, Enter acts on the second match (the first Down used to skip the first)."""
+
+    async def test(app: LlmTuiApp, screen: CatalogScreen, pilot: Pilot[int]) -> None:
+        await pilot.press("slash", *"q4_k_m")
+        matches = shown(screen)
+        assert len(matches) == 3
+        table = screen.query_one(ModelTable)
+        await pilot.press("down")
+        assert screen.focused is table and table.current is not None and table.current.id == matches[0]
+        await pilot.press("down")
+        assert table.current is not None and table.current.id == matches[1]
+        await pilot.press("up", "up")
+        assert table.current is not None and table.current.id == matches[0]
+
+    drive(catalog_app(make_app), test)
+
+
+MANY = tuple(
+    entry(f"m{n:03d}-q4_k_m", f"M {n:03d}", "fam", 0.1 + n, 0.05 * (n * 37 % 61 + 1), "Q4_K_M") for n in range(60)
+)
+
+
+def many_rows(config: Config, n_ctx: int | None) -> Listing:
+    """Sixty curated rows: more than the table shows at 80x24."""
+    return build_listing(config, n_ctx=n_ctx, resources=RESOURCES, catalog=MANY, discovery=Discovery([], []))
+
+
+@pytest.mark.parametrize("key", ["s", "S"])
+def test_a_new_sort_order_shows_its_head_from_the_top(make_app: AppFactory, key: str) -> None:
+    """Sorting with the cursor far down showed the middle of the new order (the cursor followed its model)."""
+    app = make_app(screen="catalog", launch=False, listing=many_rows)
+
+    async def main() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, CatalogScreen)
+            await until(pilot, lambda: screen.listing is not None, "the listing is built")
+            table = screen.query_one(ModelTable)
+            await pilot.press("end")
+            assert table.cursor == 59 and table.scroll_offset.y > 0
+            await pilot.press(key)
+            await pilot.pause()
+            assert table.cursor == 0 and table.scroll_offset.y == 0
+            assert table.current is not None and table.current.id == table.rows[0].id
+
+    run(main())

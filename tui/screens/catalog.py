@@ -150,11 +150,12 @@ class CatalogScreen(AppScreen):
             self.listing = with_hub_sizes(self.listing, {(message.repo, message.file): message.size})
             self._reindex()
 
-    def _reindex(self) -> None:
-        """Sort every row, then show those the filter lets through, keeping the cursor on its model."""
+    def _reindex(self, *, to_top: bool = False) -> None:
+        """Sort every row, then show those the filter lets through, keeping the cursor on its model (or, after a
+        new sort order, on the first row: the head of the order is what a sort is for)."""
         rows = self.listing.rows if self.listing else []
         self._index = RowIndex.build(sort_rows(rows, self.sort_key, descending=self.descending))
-        current = self.table.current
+        current = None if to_top else self.table.current
         self.table.set_rows(self._index.filter(self.filter_input.value), keep=current.id if current else None)
         self._show_status()
 
@@ -185,10 +186,10 @@ class CatalogScreen(AppScreen):
 
     def on_key(self, event: events.Key) -> None:
         if self.focused is self.filter_input and event.key in ("down", "up", "pagedown", "pageup"):
-            self.table.focus()  # leave the filter as it is and move through what it lets through
-            if event.key in ("down", "up"):
-                self.table.action_cursor(1 if event.key == "down" else -1)
-            else:
+            # Leave the filter as it is for the list, onto the row its cursor already marks: the first Down
+            # lands on the first match, the second on the second (moving as well would skip one).
+            self.table.focus()
+            if event.key in ("pagedown", "pageup"):
                 self.table.action_page(1 if event.key == "pagedown" else -1)
             event.stop()
 
@@ -205,18 +206,18 @@ class CatalogScreen(AppScreen):
     def action_sort(self) -> None:
         self.sort_key = SORT_KEYS[(SORT_KEYS.index(self.sort_key) + 1) % len(SORT_KEYS)]
         self.descending = self.sort_key != "name"  # biggest first is what people look for by size
-        self._reindex()
+        self._reindex(to_top=True)
 
     def action_reverse(self) -> None:
         self.descending = not self.descending
-        self._reindex()
+        self._reindex(to_top=True)
 
     def on_model_table_header_clicked(self, event: ModelTable.HeaderClicked) -> None:
         if event.sort_key == self.sort_key:
             self.descending = not self.descending
         else:
             self.sort_key, self.descending = event.sort_key, event.sort_key != "name"
-        self._reindex()
+        self._reindex(to_top=True)
 
     def action_context(self, factor: float) -> None:
         current = self.n_ctx or self.llm_app.runtime.config.n_ctx
