@@ -144,7 +144,7 @@ def test_launch_dialog_offers_capable_engines_and_refuses_bad_fields(make_app: A
         await pilot.pause()
         modal = app.screen
         assert isinstance(modal, LaunchModal)
-        assert "mlx: not built yet" in str(modal.query_one("#other-engines").render())
+        assert "mlx: not built yet" in str(modal.query_one("#launch-engines").render())
         assert "fits in RAM" in str(modal.query_one("#launch-fit").render())
         modal.query_one("#n_ctx", Input).value = "lots"
         await pilot.pause()
@@ -159,7 +159,7 @@ def test_launch_dialog_offers_capable_engines_and_refuses_bad_fields(make_app: A
         await pilot.pause()
         await pilot.press("ctrl+s")
         await until(pilot, lambda: app.runtime.active is not None, "launched")
-        assert app.runtime.launches[app.runtime.active.run_id].options.n_ctx == 8192  # type: ignore[union-attr, index]
+        assert app.runtime.launches[app.runtime.active.run_id].options.n_ctx == 8192  # type: ignore[union-attr]
 
     drive(app, test)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
+from engines.adapters import registry
 from engines.adapters.fake import FakeEngine
 from engines.catalog.fit import ModelShape
 from engines.server.guard import RequestRecord, ServerStats
@@ -51,7 +52,7 @@ def test_instances_in_every_state(  # type: ignore[no-untyped-def]
             instance.last_used = NOW - 95
         screen = app.screen
         assert isinstance(screen, InstancesScreen)
-        screen.clock = lambda: NOW  # type: ignore[method-assign]
+        screen.clock = lambda: NOW
         screen.refresh_table()
         await settle(pilot)
 
@@ -71,6 +72,26 @@ def test_launch_dialog(snap_compare, make_app: AppFactory, fake_model: Path, siz
         assert isinstance(app, LlmTuiApp)
         app.runtime.resources = lambda: RESOURCES  # type: ignore[method-assign]
         app.open_launch_dialog(target)
+        await settle(pilot)
+
+    assert snap_compare(make_app(launch=False), terminal_size=size, run_before=show)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_launch_dialog_with_no_engine_installed(  # type: ignore[no-untyped-def]
+    snap_compare, make_app: AppFactory, monkeypatch: pytest.MonkeyPatch, size
+) -> None:
+    """It says which extra to install, and Ctrl+S explains instead of launching."""
+    monkeypatch.setattr(registry, "is_installed", lambda name: False)
+    target = LaunchTarget("gemma-3-270m-it", "Gemma 3 270M IT", "hf", ("transformers",))
+
+    async def show(pilot: Pilot[int]) -> None:
+        app = pilot.app
+        assert isinstance(app, LlmTuiApp)
+        app.runtime.resources = lambda: RESOURCES  # type: ignore[method-assign]
+        app.open_launch_dialog(target)
+        await settle(pilot)
+        await pilot.press("ctrl+s")
         await settle(pilot)
 
     assert snap_compare(make_app(launch=False), terminal_size=size, run_before=show)
@@ -114,7 +135,7 @@ def test_instances_with_the_api_on(  # type: ignore[no-untyped-def]
         app.refresh_status()
         screen = app.screen
         assert isinstance(screen, InstancesScreen)
-        screen.clock = lambda: NOW  # type: ignore[method-assign]
+        screen.clock = lambda: NOW
         screen.refresh_table()
         await settle(pilot)
 
