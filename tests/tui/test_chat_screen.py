@@ -530,3 +530,29 @@ def test_status_line_and_footer_fit_while_streaming_and_editing(make_app: AppFac
 
     for size in SIZES:
         run(go(size))
+
+
+def test_settings_dialog_opens_at_its_top_with_every_hint_whole(make_app: AppFactory) -> None:
+    """Ctrl+O at 80x24: the first label shows (not scrolled past), and no field's hint is cut."""
+    from textual.widgets import Input
+
+    from tui.screens.modals.params import ParamsModal
+
+    async def go(size: tuple[int, int]) -> None:
+        app = make_app()
+        async with app.run_test(size=size) as pilot:
+            await ready(pilot)
+            await pilot.press("ctrl+o")
+            await pilot.pause()
+            modal = app.screen
+            assert isinstance(modal, ParamsModal)
+            assert focused(app) is modal.query_one("#system")
+            body = modal.query_one("#params-body")
+            assert body.scroll_y == 0
+            first = modal.query_one("#params-body > Label")
+            assert modal.get_widget_at(first.region.x, first.region.y)[0] is first
+            for field in modal.query(Input):
+                assert field.content_region.width >= len(field.placeholder), (field.id, field.placeholder)
+
+    for size in SIZES:
+        run(go(size))

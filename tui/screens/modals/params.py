@@ -15,11 +15,12 @@ from engines.errors import BadRequest
 from engines.types import Params
 
 _FIELDS: tuple[tuple[str, str, str], ...] = (
-    ("temperature", "Temperature", "0 to 5; 0 is greedy"),
+    # Hints fit a field at 80 columns (about 17 cells); labels fit their 15-cell column.
+    ("temperature", "Temperature", "0–5; 0 = greedy"),
     ("top_p", "Top p", "0 to 1"),
     ("top_k", "Top k", "0 = off"),
-    ("repetition_penalty", "Repetition penalty", "1 = off"),
-    ("max_tokens", "Max tokens", "empty = until done"),
+    ("repetition_penalty", "Repeat penalty", "1 = off"),
+    ("max_tokens", "Max tokens", "empty: no limit"),
     ("seed", "Seed", "empty = random"),
 )
 _INTS = {"top_k", "max_tokens", "seed"}
@@ -40,6 +41,7 @@ class ParamsModal(ModalScreen[SessionSettings | None]):
         Binding("escape", "cancel", "Cancel"),
         Binding("ctrl+s", "save", "Save"),
     ]
+    AUTO_FOCUS = ""  # on_mount focuses the system prompt without scrolling its label out of view
 
     def __init__(self, system_prompt: str | None, params: Params, *, no_json: str | None = None) -> None:
         """`no_json` names the active engine when it cannot follow a JSON schema."""
@@ -73,6 +75,9 @@ class ParamsModal(ModalScreen[SessionSettings | None]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save (ctrl+s)", variant="primary", id="save")
                 yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#system", TextArea).focus(scroll_visible=False)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "save":
