@@ -556,3 +556,21 @@ def test_settings_dialog_opens_at_its_top_with_every_hint_whole(make_app: AppFac
 
     for size in SIZES:
         run(go(size))
+
+
+def test_model_picker_keeps_its_key_line_on_screen(make_app: AppFactory, models_dir: Path) -> None:
+    from tui.screens.modals.model_picker import ModelPickerModal
+
+    async def go(size: tuple[int, int]) -> None:
+        app = make_app(launch=False)
+        async with app.run_test(size=size) as pilot:
+            await pilot.press("ctrl+l")
+            await pilot.pause()
+            modal = app.screen
+            assert isinstance(modal, ModelPickerModal)
+            hint = modal.query_one(".dialog-hint")
+            assert modal.get_widget_at(hint.region.x, hint.region.y)[0] is hint
+            assert modal.query_one("#model-options").size.height >= 5
+
+    for size in SIZES:
+        run(go(size))
