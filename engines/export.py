@@ -99,6 +99,17 @@ def session_to_json(session: SessionRecord, messages: Sequence[MessageRecord]) -
     return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
 
 
+def exports_dir(data_dir: Path) -> Path:
+    """Where exports go unless the user names a folder: `exports/` in the data directory (absolute)."""
+    return (data_dir / "exports").expanduser().absolute()
+
+
+def export_target(typed: str, folder: Path) -> Path:
+    """The file a typed export path means: `~` expanded; a relative name lands in `folder`, not the current folder."""
+    path = Path(typed.strip()).expanduser()
+    return path if path.is_absolute() else folder / path
+
+
 def default_export_name(session: SessionRecord, fmt: ExportFormat) -> str:
     """A safe file name for the export: slugified title, session id, extension."""
     return f"{_slug(session.title, 60) or 'chat'}-{session.id}{_suffix(fmt)}"

@@ -185,17 +185,29 @@ def test_filter_rename_and_delete_sessions(make_app: AppFactory) -> None:
 
 
 def test_export_writes_markdown_and_json(make_app: AppFactory, isolated_dirs: Path) -> None:
+    """Ctrl+T offers an absolute path in the data folder's exports/, says where it saved; a bare name goes there too."""
+
     async def go() -> None:
         app = make_app()
+        exports = app.runtime.config.data_dir / "exports"
         async with app.run_test(size=(100, 30)) as pilot:
             await ready(pilot)
             await send(pilot, "export me")
-            await pilot.press("ctrl+t", "enter")
+            await pilot.press("ctrl+t")
             await pilot.pause()
+            offered = app.screen.query_one("Input").value  # type: ignore[attr-defined]
+            assert Path(offered).is_absolute() and Path(offered).parent == exports
+            await pilot.press("enter")
+            await pilot.pause()
+            assert list(app._notifications)[-1].message == f"Saved {offered}"
             await pilot.press("ctrl+t", *str(isolated_dirs / "chat.json"), "enter")
             await pilot.pause()
-        markdown = list(isolated_dirs.glob("*.md"))
-        assert len(markdown) == 1 and "Echo: export me" in markdown[0].read_text()
+            await pilot.press("ctrl+t", "ctrl+u", *"plain.md", "enter")
+            await pilot.pause()
+            assert list(app._notifications)[-1].message == f"Saved {exports / 'plain.md'}"
+        assert list(isolated_dirs.glob("*.md")) == []  # nothing lands in the working directory
+        markdown = sorted(exports.glob("*.md"))
+        assert len(markdown) == 2 and all("Echo: export me" in f.read_text() for f in markdown)
         data = json.loads((isolated_dirs / "chat.json").read_text())
         assert [m["content"] for m in data["messages"]] == ["export me", "Echo: export me"]
 

@@ -403,21 +403,23 @@ class ChatScreen(Screen[None]):
         if self.session is None:
             return
         session = self.session
-        from engines.export import ExportFormat, default_export_name, export_session
+        from engines.export import ExportFormat, default_export_name, export_session, export_target, exports_dir
         from tui.screens.modals.text_prompt import TextPromptModal
 
+        folder = exports_dir(self.runtime.config.data_dir)
+
         def done(path: str | None) -> None:
-            if not path:
+            if not path or not path.strip():
                 return
-            fmt: ExportFormat = "json" if path.endswith(".json") else "markdown"
+            fmt: ExportFormat = "json" if path.strip().endswith(".json") else "markdown"
             try:
-                written = export_session(self.store, session.id, Path(path).expanduser(), fmt)
+                written = export_session(self.store, session.id, export_target(path, folder), fmt)
             except (OSError, LlmTuiError) as exc:
                 self.notify(str(exc), title="Export failed", severity="error", timeout=10)
                 return
-            self.notify(f"Saved {written}", title="Exported", timeout=6)
+            self.notify(f"Saved {written.absolute()}", title="Exported", timeout=8)
 
-        name = default_export_name(session, "markdown")
+        name = str(folder / default_export_name(session, "markdown"))
         self.app.push_screen(TextPromptModal("Export chat to (.md or .json)", name), done)
 
     def _selected(self, role: str | None) -> MessageRecord | None:
