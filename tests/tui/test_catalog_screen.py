@@ -398,3 +398,72 @@ def test_a_new_sort_order_shows_its_head_from_the_top(make_app: AppFactory, key:
             assert table.current is not None and table.current.id == table.rows[0].id
 
     run(main())
+
+
+def drawn_question(modal: ConfirmModal) -> str:
+    """The question as drawn, line by line joined with spaces; fails if the dialog cuts any of it off."""
+    from textual.geometry import Region
+
+    question = modal.query_one("#question")
+    dialog = modal.query_one(".dialog")
+    assert dialog.region.contains_region(question.region), "the question is cut off by the dialog"
+    assert modal.region.contains_region(dialog.region), "the dialog is cut off by the screen"
+    lines = [strip.text.strip() for strip in question.render_lines(Region(0, 0, *question.outer_size))]
+    return " ".join(line for line in lines if line)
+
+
+def test_enter_on_a_model_not_downloaded_offers_the_download_and_stays(make_app: AppFactory, models_dir: Path) -> None:
+    """Enter on a curated row used to try a launch, fail, and jump to the chat with an error."""
+    app = make_app(screen="catalog", launch=False, listing=fixed_listing)
+
+    async def main() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, CatalogScreen)
+            await until(pilot, lambda: screen.listing is not None, "the listing is built")
+            await pilot.press("slash", *"qwen-7b", "enter", "enter")
+            modal = app.screen
+            assert isinstance(modal, ConfirmModal)
+            assert drawn_question(modal) == "qwen-7b-q4_k_m is not downloaded. Download it now (about 4.7 GB)?"
+            await pilot.press("n")
+            assert app.screen is screen and not app.runtime.downloads.tasks.all()
+            await pilot.press("enter", "y")
+            await until(pilot, lambda: len(app.runtime.downloads.tasks.all()) == 1, "queued")
+            assert app.screen is screen and app.current_mode == "catalog" and app.runtime.active is None
+            (task,) = app.runtime.downloads.tasks.all()
+            assert task.file == "qwen-7b-q4_k_m.gguf"
+
+    run(main())
+
+
+def test_the_delete_question_shows_whole_at_80x24(make_app: AppFactory, models_dir: Path) -> None:
+    app = make_app(screen="catalog", launch=False, listing=fixed_listing)
+
+    async def main() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, CatalogScreen)
+            await until(pilot, lambda: screen.listing is not None, "the listing is built")
+            await pilot.press("slash", *"finetune", "enter", "x")
+            modal = app.screen
+            assert isinstance(modal, ConfirmModal)
+            question = drawn_question(modal)
+            assert question.startswith("Delete my-finetune.gguf (") and question.endswith("This cannot be undone.")
+            assert len(str(models_dir)) > 56 and "…" in question  # a long folder is shortened on purpose
+
+    run(main())
+
+
+@pytest.mark.parametrize(
+    ("path", "width", "expected"),
+    [
+        ("/models/a.gguf", 56, "/models/a.gguf"),
+        ("/home/me/.local/share/llm-tui/models/qwen2.5-7b-q4_k_m.gguf", 40, "/home/me/…/models/qwen2.5-7b-q4_k_m.gguf"),
+        ("/x/" + "n" * 60 + ".gguf", 20, "…" + ("n" * 60 + ".gguf")[-19:]),
+        ("/a/bb/ccc/dddd/eeeee/f.gguf", 20, "/a/bb/…/eeeee/f.gguf"),
+    ],
+)
+def test_short_path_keeps_the_file_name_and_elides_the_folder(path: str, width: int, expected: str) -> None:
+    from tui.screens.modals.confirm import short_path
+
+    assert short_path(path, width) == expected and len(short_path(path, width)) <= width

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import ClassVar
 
+from rich.markup import escape
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -267,7 +268,9 @@ class CatalogScreen(AppScreen):
         if row is None:
             return
         if row.status != "ok":
-            self.notify(row.error or "unreadable file", title=f"{row.id} is broken", severity="error")
+            self.notify(row.error or "unreadable file", title=f"{row.id} is broken", severity="error", markup=False)
+        elif row.source == "catalog" and not row.packaged:
+            self._offer_download(row)
         elif row.source in ("ollama", "remote"):  # served elsewhere: its server decides how it runs
             self.llm_app.launch_model(row.id, row.source)
             self.llm_app.switch_mode("chat")
@@ -275,6 +278,26 @@ class CatalogScreen(AppScreen):
             from tui.screens.modals.launch import target_for_row
 
             self.llm_app.open_launch_dialog(target_for_row(row, n_ctx=self.n_ctx))  # the context the fit checked
+
+    def _offer_download(self, row: CatalogRow) -> None:
+        """Enter on a model that is not here: ask to fetch it (staying on the catalog) instead of failing a launch."""
+        from engines.catalog.fit import human_bytes
+        from tui.screens.catalog_download import download_row, pull_row_with_ollama
+        from tui.screens.modals.confirm import ConfirmModal
+
+        if not row.repo and not row.ollama:
+            self.notify(f"{row.id} names nowhere to download it from.", title="Not here", severity="warning")
+            return
+        exact = "" if row.sha256 else "about "  # a curated size is an estimate until the Hub says
+        size = f" ({exact}{human_bytes(row.size_bytes)})" if row.size_bytes else ""
+        how = "Download it now" if row.repo else f"Pull it with Ollama ({row.ollama}) now"
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                (download_row if row.repo else pull_row_with_ollama)(self, row)
+
+        question = f"{row.id} is not downloaded. {how}{size}?"
+        self.app.push_screen(ConfirmModal(question, yes="Download", no="Not now", danger=False), done)
 
     def action_download(self) -> None:
         from tui.screens.catalog_download import download_row
@@ -295,20 +318,24 @@ class CatalogScreen(AppScreen):
         if not row.deletable:
             why = {
                 "catalog": "it is a catalog entry, not a file here",
-                "hf-cache": "it lives in the Hugging Face cache: `huggingface-cli delete-cache` removes it",
-                "ollama": "the Ollama daemon holds it: `ollama rm` removes it",
+                "hf-cache": "it lives in the Hugging Face cache: [b]huggingface-cli delete-cache[/b] removes it",
+                "ollama": "the Ollama daemon holds it: [b]ollama rm[/b] removes it",
                 "remote": "it is served by a remote endpoint",
             }.get(row.source, "it is not in the models directory")
-            self.notify(f"{row.id} cannot be deleted here: {why}.", title="Not deleted", severity="warning")
+            self.notify(f"{escape(row.id)} cannot be deleted here: {why}.", title="Not deleted", severity="warning")
             return
-        from tui.screens.modals.confirm import ConfirmModal
+        from engines.catalog.fit import human_bytes
+        from tui.screens.modals.confirm import ConfirmModal, short_path
 
         def done(yes: bool | None) -> None:
             if yes:
                 self._delete(row)
 
-        size = f" ({row.size_bytes:,} bytes)" if row.size_bytes else ""
-        question = f"Delete {row.path}{size} from the models directory? This cannot be undone."
+        models_dir = self.llm_app.runtime.config.models_dir
+        path = row.path or models_dir
+        name = str(path.relative_to(models_dir)) if path.is_relative_to(models_dir) else short_path(path)
+        size = f" ({human_bytes(row.size_bytes)})" if row.size_bytes else ""
+        question = f"Delete {name}{size} from the models directory ({short_path(models_dir)})? This cannot be undone."
         self.app.push_screen(ConfirmModal(question, yes="Delete", no="Keep"), done)
 
     @work(thread=True, exclusive=True, group="catalog-delete")
