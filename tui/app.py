@@ -17,7 +17,15 @@ from engines.config import Config
 from engines.errors import LlmTuiError
 from tui.commands import app_commands
 from tui.crash_guard import CrashGuard, install
-from tui.messages import ApiChanged, DownloadFinished, LaunchFailed, LaunchProgress, LaunchRefused, ModelLaunched
+from tui.messages import (
+    ActiveReplaced,
+    ApiChanged,
+    DownloadFinished,
+    LaunchFailed,
+    LaunchProgress,
+    LaunchRefused,
+    ModelLaunched,
+)
 from tui.runtime import Runtime
 from tui.screens.chat import ChatScreen
 from tui.widgets.screen_bar import SCREEN_KEYS
@@ -28,6 +36,7 @@ if TYPE_CHECKING:
 
     from engines.downloads.tasks import DownloadTask
     from engines.types import LaunchOptions
+    from tui.runtime import ActiveModel
     from tui.screens.modals.launch import LaunchChoice, LaunchTarget
 
 
@@ -136,7 +145,11 @@ class LlmTuiApp(App[int]):
         if self.start_model:
             self.launch_model(self.start_model)
         self.runtime.download_finished = self._download_finished
+        self.runtime.active_replaced = self._active_replaced
         self.resume_downloads()
+
+    def _active_replaced(self, old: ActiveModel, new: ActiveModel | None) -> None:
+        self.post_message(ActiveReplaced(old, new))  # from the thread that stopped the instance
 
     def _download_finished(self, task: DownloadTask) -> None:
         self.post_message(DownloadFinished(task))  # from the download's thread
@@ -277,8 +290,31 @@ class LlmTuiApp(App[int]):
         self.refresh_status()
         self.notify(message.error, title=f"Could not load {message.ref}", severity="error", timeout=15)
 
+    def on_active_replaced(self, message: ActiveReplaced) -> None:
+        """The chat's instance stopped or failed: say which one it uses now."""
+        old, new = message.old, message.new
+        if new is not None:
+            self.notify(
+                f"{old.model_id} ({old.run_id}) stopped; the chat now uses {new.model_id} ({new.run_id})",
+                title="Active model",
+                timeout=8,
+            )
+        self.refresh_status()
+        self.active_version += 1
+
+    @work(thread=True, group="stop-instance")
+    def stop_instance(self, run_id: str) -> None:
+        """Stop an instance (a load in progress is cancelled; blocking, hence a worker); if the chat used it, the
+        most recently used ready instance takes its place (Runtime.replace_gone_active)."""
+        try:
+            self.runtime.manager.stop(run_id, timeout=30)
+        except LlmTuiError as exc:  # stopped meanwhile (idle unload, F4)
+            self.notify(str(exc), severity="warning")
+        self.call_from_thread(self.refresh_status)
+
     def refresh_status(self) -> None:
         """Show the active instance's model, engine and state."""
+        self.runtime.replace_gone_active()  # one that failed gives way to a ready one (a stop does so by itself)
         info = self.runtime.active_info()
         if info is None:
             text = "no model · ctrl+l to pick one"

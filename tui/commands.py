@@ -39,6 +39,25 @@ def _screen_commands(app: LlmTuiApp, mode: str, actions: tuple[tuple[str, str, s
         yield SystemCommand(title, help_text, lambda a=action: app.run_on_screen(mode, a))
 
 
+def _instance_commands(app: LlmTuiApp) -> Iterable[SystemCommand]:
+    """Stop (unload) each instance that is loaded or loading, as F4's `s` does."""
+    active = app.runtime.active
+    for info in app.runtime.manager.instances():
+        if info.state.value in ("stopping", "stopped"):
+            continue
+        chat = " (the chat's model)" if active is not None and active.run_id == info.run_id else ""
+        yield SystemCommand(
+            f"Stop instance {info.run_id} {info.model_id}",
+            f"Unload {info.model_id} on {info.engine}, {info.state.value}{chat}",
+            lambda run_id=info.run_id: _stop(app, run_id),
+        )
+
+
+def _stop(app: LlmTuiApp, run_id: str) -> None:
+    app.notify(f"Stopping {run_id}…", title="Stop")
+    app.stop_instance(run_id)
+
+
 def app_commands(app: LlmTuiApp) -> Iterable[SystemCommand]:
     """Screen switches and the chat's main actions."""
     for key, mode, label in SCREEN_KEYS:
@@ -48,6 +67,7 @@ def app_commands(app: LlmTuiApp) -> Iterable[SystemCommand]:
     yield SystemCommand("New chat", "Start a new chat session", app.action_new_chat)
     yield SystemCommand("Launch model", "Pick a running instance or load a model", app.action_pick_model)
     yield SystemCommand("Stop generation", "Stop the reply that is streaming", app.action_stop_generation)
+    yield from _instance_commands(app)
     yield SystemCommand("Copy last reply", "Copy the selected or last message (OSC 52)", app.action_copy_reply)
     yield SystemCommand("Copy last code block", "Copy the last code block of the reply (OSC 52)", app.action_copy_code)
     api = app.runtime.api

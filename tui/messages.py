@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from engines.downloads.tasks import DownloadTask
     from engines.launch import Launched
     from engines.types import LaunchOptions, StreamEvent
+    from tui.runtime import ActiveModel
 
 
 class ReplyEvent(Message):
@@ -75,3 +76,12 @@ class ApiChanged(Message):
         super().__init__()
         self.url = url
         self.error = error
+
+
+class ActiveReplaced(Message):
+    """The active instance (`old`) stopped or failed; `new` is active now, or None when no other one was ready."""
+
+    def __init__(self, old: ActiveModel, new: ActiveModel | None) -> None:
+        super().__init__()
+        self.old = old
+        self.new = new

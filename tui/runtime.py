@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from engines.config import Config
+from engines.errors import LlmTuiError
 from engines.manager import EngineManager
 from engines.store import Store
 
@@ -88,6 +89,11 @@ class Runtime:
         self._describe_hub = describe_hub
         self._lock = threading.Lock()
         self._active: ActiveModel | None = None
+        self.active_replaced: Callable[[ActiveModel, ActiveModel | None], None] = lambda old, new: None
+        """Told (old, new) when the active instance stopped or failed and the most recently used ready one took
+        its place (new is None when none is ready); from the thread that noticed. The app sets it."""
+        if self.manager.on_stopped is None:
+            self.manager.on_stopped = self._instance_stopped
 
     @property
     def active(self) -> ActiveModel | None:
@@ -102,6 +108,40 @@ class Runtime:
                 self._active = launched
             else:
                 self._active = ActiveModel(launched.run_id, launched.spec.id, launched.engine)
+
+    def _instance_stopped(self, info: InstanceInfo) -> None:
+        self.replace_gone_active()  # from the thread that stopped it (F4, the palette, the idle reaper)
+
+    def replace_gone_active(self) -> ActiveModel | None:
+        """When the active instance has stopped or failed, make the most recently used ready (or busy) instance
+        active instead of leaving the chat on "no model", and tell `active_replaced`.
+
+        Returns the new active instance; None when nothing changed or no other instance is ready (it is then
+        cleared)."""
+        from engines.types import InstanceState
+
+        gone = self.active
+        if gone is None:
+            return None
+        try:
+            state = self.manager.info(gone.run_id).state
+        except LlmTuiError:  # InstanceNotFound: stopped and forgotten
+            state = InstanceState.STOPPED
+        if state not in (InstanceState.ERROR, InstanceState.STOPPING, InstanceState.STOPPED):
+            return None
+        usable = [
+            i
+            for i in self.manager.instances()
+            if i.run_id != gone.run_id and i.state in (InstanceState.READY, InstanceState.BUSY)
+        ]
+        latest = max(usable, key=lambda i: i.last_used_at, default=None)
+        new = ActiveModel(latest.run_id, latest.model_id, latest.engine) if latest is not None else None
+        with self._lock:
+            if self._active != gone:
+                return None  # a launch or a pick changed it meanwhile: that choice stands
+            self._active = new
+        self.active_replaced(gone, new)
+        return new
 
     def active_info(self) -> InstanceInfo | None:
         """The active instance's current state, or None when it is gone."""
