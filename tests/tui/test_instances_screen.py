@@ -17,9 +17,10 @@ from engines.types import ChatMessage, InstanceState, LaunchOptions, ModelSpec
 from tests.tui.conftest import AppFactory
 from tests.tui.test_chat_screen import run, until
 from tui.app import LlmTuiApp
-from tui.screens.instances import InstancesScreen, duration
+from tui.screens.instances import COLUMNS, InstancesScreen, duration, fit_columns, shorten
 from tui.screens.modals.launch import LaunchModal, LaunchTarget, engine_options, read_options
 from tui.screens.modals.log_view import LogModal
+from tui.widgets.api_status import ERROR_CHARS, shorten_words
 
 GB = 10**9
 RESOURCES = Resources(ram_free_bytes=16 * GB, gpus=(GpuFree(0, "GPU 0", 20 * GB),), disk_free_bytes=100 * GB)
@@ -210,3 +211,57 @@ def test_n_picks_a_model_then_asks_how_to_launch_it(make_app: AppFactory, tmp_pa
         assert app.runtime.active is not None and app.runtime.active.model_id == "picked"
 
     drive(app, test)
+
+
+WIDE_ROW = (
+    "▶ r12-llama.cpp",
+    "qwen2.5-7b-instruct-q4_k_m",
+    "llama.cpp",
+    "cuda:0",
+    "loading 12 s",
+    "4.7 GB",
+    "5.2 GB",
+    "45.3",
+    "120",
+    "2 h 5 m",
+    "1 h 3 m",
+)
+
+
+def test_columns_fit_80_columns_keeping_state_memory_and_idle() -> None:
+    shown, model_width = fit_columns([WIDE_ROW], 78)
+    assert {"Run", "State", "RAM", "VRAM", "Idle"} <= set(shown) and "Engine" not in shown
+    widths = {t: max(len(t), len(WIDE_ROW[COLUMNS.index(t)])) for t in shown if t != "Model"}
+    assert sum(w + 2 for w in widths.values()) + model_width + 2 <= 78
+    assert shorten(WIDE_ROW[1], model_width).endswith("…") and len(shorten(WIDE_ROW[1], model_width)) == model_width
+    assert fit_columns([WIDE_ROW], 200) == (list(COLUMNS), len(WIDE_ROW[1]))  # wide: every column, nothing cut
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)])
+def test_the_table_never_scrolls_sideways(make_app: AppFactory, fake_model: Path, size: tuple[int, int]) -> None:
+    """Was: at 80x24 the last column (Idle) was off screen."""
+    app = make_app(screen="instances", launch=False)
+
+    async def test(app: LlmTuiApp, pilot: Pilot[int]) -> None:
+        spec = ModelSpec(id="qwen2.5-7b-instruct-q4_k_m", path=fake_model)
+        app.runtime.manager.start(spec, LaunchOptions(), FakeEngine(ram_bytes=4_700_000_000))
+        screen = app.screen
+        assert isinstance(screen, InstancesScreen)
+        screen.refresh_table()
+        await pilot.pause()
+        table = screen.table
+        labels = [str(c.label) for c in table.columns.values()]
+        assert {"State", "VRAM", "Idle"} <= set(labels)
+        assert table.virtual_size.width <= table.scrollable_content_region.width, labels
+        await pilot.resize_terminal(120, 30)  # wider again: every column comes back
+        await until(pilot, lambda: len(table.columns) == len(COLUMNS), "all columns")
+
+    drive(app, test, size)
+
+
+def test_a_long_api_error_is_cut_at_a_word_and_points_to_the_log() -> None:
+    error = "404 /v1/chat/completions: " + "the model 'gpt-4' does not exist or is not running " * 4
+    short = shorten_words(error, ERROR_CHARS)
+    assert len(short) <= ERROR_CHARS and short.endswith("… (A: all of it)")
+    assert short.removesuffix("… (A: all of it)") in error and error[len(short) - 16] == " "  # cut between words
+    assert shorten_words("404 /v1/models: no", ERROR_CHARS) == "404 /v1/models: no"

@@ -12,11 +12,12 @@ the API's recent requests.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import ClassVar
 
 from rich.markup import escape
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Footer, Header, Static
@@ -30,6 +31,11 @@ from tui.widgets.live_table import LiveTable
 from tui.widgets.screen_bar import ScreenBar
 
 COLUMNS = ("Run", "Model", "Engine", "Device", "State", "RAM", "VRAM", "tok/s", "Reqs", "Up", "Idle")
+NARROW_DROPS = ("Engine", "Reqs", "Up")
+"""Columns given up, in this order, when the table is too narrow: the run id ends with the engine's name
+("r1-llama.cpp"), and requests and uptime matter least; state, memory and idle time always stay."""
+MODEL_MIN = 12
+"""The Model column is shortened (with …) before a column is dropped, down to this width."""
 STATE_COLOUR = {
     InstanceState.LOADING: "warning",
     InstanceState.READY: "success",
@@ -75,6 +81,32 @@ def cells(info: InstanceInfo, now: float, active: str | None, colours: dict[str,
     )
 
 
+def _plain(cell: str | Text) -> str:
+    return cell.plain if isinstance(cell, Text) else cell
+
+
+def fit_columns(rows: Sequence[Sequence[str | Text]], width: int) -> tuple[list[str], int]:
+    """The columns that fit in `width` cells (dropping NARROW_DROPS in order) and the width left for Model.
+
+    Each column takes its widest cell or title plus the table's padding of one cell on each side.
+    """
+    natural = {t: max([len(t), *(len(_plain(r[i])) for r in rows)]) for i, t in enumerate(COLUMNS)}
+    shown = list(COLUMNS)
+    room = 0
+    for drop in (None, *NARROW_DROPS):
+        if drop is not None:
+            shown.remove(drop)
+        room = width - sum(natural[t] + 2 for t in shown if t != "Model") - 2
+        if room >= min(natural["Model"], MODEL_MIN):
+            break
+    return shown, max(5, min(natural["Model"], room))
+
+
+def shorten(text: str, width: int) -> str:
+    """`text` cut to `width` cells with an ellipsis where it was cut."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 class InstancesScreen(AppScreen):
     """Running models: watch them, chat with one, stop or restart them, read their logs."""
 
@@ -100,6 +132,8 @@ class InstancesScreen(AppScreen):
     def __init__(self) -> None:
         super().__init__(name="instances")
         self._shown: list[InstanceInfo] = []
+        self._layout: tuple[tuple[str, ...], int] = (COLUMNS, 0)
+        """The columns shown and the Model column's width, to rebuild the columns only when they change."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -113,7 +147,11 @@ class InstancesScreen(AppScreen):
     def on_mount(self) -> None:
         self.table.focus()
         self.refresh_table()
+        self.call_after_refresh(self.refresh_table)  # again once the table knows its width
         self.set_interval(1.0, self.refresh_table)
+
+    def on_resize(self, _event: events.Resize) -> None:
+        self.call_after_refresh(self.refresh_table)  # the columns that fit depend on the width
 
     @property
     def table(self) -> LiveTable:
@@ -131,7 +169,20 @@ class InstancesScreen(AppScreen):
         now = self.clock()
         colours = self.app.theme_variables
         active_id = active.run_id if active else None
-        self.table.show([(i.run_id, cells(i, now, active_id, colours)) for i in infos])
+        rows = [cells(i, now, active_id, colours) for i in infos]
+        width = self.table.scrollable_content_region.width
+        shown, model_width = fit_columns(rows, width) if width > 0 else (list(COLUMNS), 0)
+        picks = [COLUMNS.index(t) for t in shown]
+        model = COLUMNS.index("Model")
+        layout = (tuple(shown), model_width)
+        self.table.set_columns(shown, rebuild=layout != self._layout)
+        self._layout = layout
+        self.table.show(
+            [
+                (i.run_id, [shorten(_plain(r[c]), model_width) if c == model and model_width else r[c] for c in picks])
+                for i, r in zip(infos, rows, strict=True)
+            ]
+        )
         self._shown = infos
         self._show_status(infos)
         self._show_detail()

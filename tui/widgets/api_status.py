@@ -32,8 +32,20 @@ def api_summary(server: ServerThread | None, serve: ServeConfig, key: str = "a")
         parts.append(f"[$text-error]{stats['errors']} error{'s' if stats['errors'] != 1 else ''}[/]")
     line = " · ".join(parts)
     if stats["last_error"]:
-        line += f"\n[$text-error]last error: {escape(str(stats['last_error']))}[/]"
+        line += f"\n[$text-error]last error: {escape(shorten_words(str(stats['last_error']), ERROR_CHARS))}[/]"
     return line
+
+
+ERROR_CHARS = 130
+"""The last error is kept to two lines at 80 columns; `A` (the API log) shows it whole."""
+
+
+def shorten_words(text: str, limit: int) -> str:
+    """`text`, or its words up to `limit` characters and a note that `A` shows the rest."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 16].rsplit(" ", 1)[0]
+    return f"{cut}… (A: all of it)"
 
 
 def request_lines(stats: ServerStats) -> list[str]:
@@ -48,7 +60,7 @@ class ApiStatus(Static):
     """The API server's line on the instances screen, redrawn by the screen's refresh."""
 
     DEFAULT_CSS = """
-    ApiStatus { height: auto; max-height: 3; padding: 0 1; color: $text-muted; }
+    ApiStatus { height: auto; max-height: 4; padding: 0 1; color: $text-muted; }
     """
 
     def show(self, server: ServerThread | None, serve: ServeConfig) -> None:

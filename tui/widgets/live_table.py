@@ -29,10 +29,26 @@ class LiveTable(DataTable[Cell]):
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self.titles = tuple(columns)
         self.keys: list[str] = []
+        self._kept: tuple[str | None, int] = (None, 0)
 
     def on_mount(self) -> None:
         for title in self.titles:
             self.add_column(title, key=title)
+
+    def set_columns(self, titles: Sequence[str], *, rebuild: bool = False) -> None:
+        """Show these columns instead (e.g. fewer on a narrow terminal); the next show() refills the rows.
+
+        `rebuild` starts the columns afresh even if the titles are the same: their widths then fit the new cells
+        (an auto-width column only ever grows).
+        """
+        if tuple(titles) == self.titles and not rebuild:
+            return
+        self._kept = self.current_key, self.cursor_row  # clearing moves the cursor; show() puts it back
+        self.titles = tuple(titles)
+        self.clear(columns=True)
+        for title in self.titles:
+            self.add_column(title, key=title)
+        self.keys = []
 
     @property
     def current_key(self) -> str | None:
@@ -44,7 +60,7 @@ class LiveTable(DataTable[Cell]):
         """Show (key, cells) rows in this order."""
         keys = [key for key, _ in rows]
         if keys != self.keys:
-            keep, row = self.current_key, self.cursor_row
+            keep, row = (self.current_key, self.cursor_row) if self.keys else self._kept
             self.clear()
             for key, cells in rows:
                 self.add_row(*cells, key=key)
