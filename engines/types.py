@@ -11,7 +11,8 @@ from engines.secret import Secret
 
 Role = Literal["system", "user", "assistant"]
 ROLES: tuple[Role, ...] = ("system", "user", "assistant")
-FinishReason = Literal["stop", "length", "cancelled"]
+FinishReason = Literal["stop", "length", "context", "cancelled"]
+"""Why a reply ended: end of turn or a stop sequence; max_tokens; the context window was full; Stop."""
 
 
 class Capability(enum.Flag):

@@ -83,9 +83,19 @@ def metrics_line(metrics: TurnMetrics) -> str:
     parts.append(f"{metrics.prompt_tokens or 0}→{metrics.completion_tokens or 0} tokens")
     if metrics.finish_reason == "length":
         parts.append("hit max tokens")
+    elif metrics.finish_reason == "context":
+        parts.append(context_full(metrics.prompt_tokens or 0, metrics.completion_tokens or 0))
     elif metrics.finish_reason == "cancelled":
         parts.append("stopped")
     return " · ".join(parts)
+
+
+def context_full(prompt: int, completion: int) -> str:
+    """Why a reply stopped at a full context window (it fills at prompt + reply), and what makes room."""
+    window = prompt + completion
+    if prompt * 2 >= window:
+        return f"the prompt filled the context ({prompt} of {window} tokens): shorten it, or relaunch with more"
+    return f"the context is full ({window} tokens): a new chat, or a relaunch with more, makes room"
 
 
 def schema_note(params: Params, text: str) -> str:

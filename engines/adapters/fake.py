@@ -33,7 +33,8 @@ class FakeEngine(Engine):
     Knobs for tests (constructor arguments, never environment):
     `reply` fixes the reply text; `token_delay_s` paces tokens (waiting on the
     cancel event, so Stop still ends it at once); `gate` holds the first token
-    until a test sets it; `load_gate` holds the load; `load_error` makes load() fail.
+    until a test sets it; `load_gate` holds the load; `load_error` makes load() fail;
+    `n_ctx` is a context window (in the fake's tokens: words) that ends a reply with "context" when full.
     """
 
     name: ClassVar[str] = "fake"
@@ -49,8 +50,10 @@ class FakeEngine(Engine):
         load_error: Exception | None = None,
         ram_bytes: int = 64 * 1024 * 1024,
         load_gate: threading.Event | None = None,
+        n_ctx: int | None = None,
     ) -> None:
         self.reply = reply
+        self.n_ctx = n_ctx
         self.token_delay_s = token_delay_s
         self.gate = gate
         self.load_error = load_error
@@ -108,6 +111,8 @@ class FakeEngine(Engine):
         words = text.split(" ")
         pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
         limit = params.max_tokens if params.max_tokens is not None else len(pieces)
+        room = None if self.n_ctx is None else max(self.n_ctx - prompt_tokens, 0)
+        limit = limit if room is None else min(limit, room)
         held = ""  # text that may be the start of a stop sequence, as the real engines hold it back
         count = 0
         if self.gate is not None:
@@ -135,6 +140,8 @@ class FakeEngine(Engine):
         if held:
             yield Delta(held)
         finish: FinishReason = "length" if limit < len(pieces) else "stop"
+        if finish == "length" and room is not None and limit >= room:
+            finish = "context"
         yield Done(Usage(prompt_tokens, count), finish)
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:

@@ -288,6 +288,8 @@ class LlamaCppEngine(Engine):
                     break
         finally:
             gen.close()
+        if finish == "length" and completion >= budget:
+            finish = "context"  # the window was full, not the user's max_tokens: say so, the fix differs
         if held and not hit_stop:
             yield Delta(held)  # a character cut in half by max_tokens or Stop is dropped, never shown broken
         yield Done(Usage(n_prompt, completion), finish_reason=finish)

@@ -315,7 +315,7 @@ class TransformersEngine(Engine):
         elif cancelled:
             finish = "cancelled"
         elif len(generated) >= max_tokens:
-            finish = "length"
+            finish = "context" if len(generated) >= budget else "length"  # a full window is not max_tokens
         else:
             finish = "stop"  # a stop sequence the token-level check saw first (e.g. across a special token)
         if held and not hit_stop:

@@ -20,8 +20,8 @@ Kind = Literal["chat", "text"]
 
 
 def finish_reason(done: Done) -> str:
-    """OpenAI's finish_reason; a cancelled reply (the client left) reads as "stop"."""
-    return "length" if done.finish_reason == "length" else "stop"
+    """OpenAI's finish_reason; a full context reads as "length", a cancelled reply (the client left) as "stop"."""
+    return "length" if done.finish_reason in ("length", "context") else "stop"
 
 
 def usage_json(usage: Usage) -> dict[str, int]:

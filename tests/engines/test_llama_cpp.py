@@ -287,3 +287,17 @@ def test_raw_completion_matches_raw_llama_cpp_and_keeps_its_leading_space(engine
 def test_a_raw_prompt_longer_than_the_context_is_refused(engine: LlamaCppEngine) -> None:
     with pytest.raises(BadRequest, match=f"the prompt is .* tokens but the context holds {N_CTX}"):
         list(engine.complete("apple " * 2000, GREEDY, threading.Event()))
+
+
+@pytest.mark.real_model
+def test_a_full_context_ends_with_context_not_length(engine: LlamaCppEngine) -> None:
+    """A prompt that leaves a few tokens of room stops at the window, and says so (not "max_tokens")."""
+    words = N_CTX - 40
+    for _ in range(3):  # aim the prompt at N_CTX - 4 tokens, whatever the template adds
+        prompt = [ChatMessage("user", "word " * words)]
+        words += N_CTX - 4 - len(engine.tokenize_prompt(prompt))
+    n_prompt = len(engine.tokenize_prompt(prompt))
+    assert N_CTX - 8 <= n_prompt < N_CTX
+    _, done = _run(engine, prompt, Params(temperature=0))
+    assert done.finish_reason == "context", done
+    assert done.usage.prompt_tokens + done.usage.completion_tokens == N_CTX

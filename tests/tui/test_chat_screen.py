@@ -586,3 +586,35 @@ def test_model_picker_keeps_its_key_line_on_screen(make_app: AppFactory, models_
 
     for size in SIZES:
         run(go(size))
+
+
+def test_a_paste_that_fills_the_context_says_so_instead_of_max_tokens(make_app: AppFactory) -> None:
+    engine = FakeEngine(reply=" ".join(f"w{i}" for i in range(50)), n_ctx=40)
+
+    async def go() -> None:
+        app = make_app(engine=engine)
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = await ready(pilot)
+            prompt = screen.query_one(PromptInput)
+            prompt.focus()
+            prompt.insert(" ".join(["pasted"] * 30))  # 30 words + 4 = 34 of the fake's 40 tokens
+            await pilot.press("enter")
+            await until(pilot, lambda: screen.turn is None and len(stored(app)) == 2, "the reply")
+            log = screen.query_one(ChatLog)
+            reply = log.reply(log.messages[-1].key)
+            assert reply is not None
+            assert "the prompt filled the context (34 of 40 tokens)" in reply.footer
+            assert "max tokens" not in reply.footer
+
+    run(go())
+
+
+def test_max_tokens_and_a_full_context_read_differently() -> None:
+    from engines.store import TurnMetrics
+    from tui.chat_turn import metrics_line
+
+    assert metrics_line(TurnMetrics(prompt_tokens=5, completion_tokens=16, finish_reason="length")).endswith(
+        "5→16 tokens · hit max tokens"
+    )
+    full = metrics_line(TurnMetrics(prompt_tokens=100, completion_tokens=900, finish_reason="context"))
+    assert full.endswith("the context is full (1000 tokens): a new chat, or a relaunch with more, makes room")
