@@ -10,7 +10,6 @@ marked 'interrupted' and keeps its text.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import sqlite3
 import threading
@@ -387,7 +386,15 @@ class Store:
                     conn.execute(
                         "INSERT OR REPLACE INTO turn_metrics (message_id, ttft_ms, tokens_per_s, total_ms,"
                         " prompt_tokens, completion_tokens, finish_reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (record.id, *dataclasses.astuple(metrics)),
+                        (
+                            record.id,
+                            metrics.ttft_ms,
+                            metrics.tokens_per_s,
+                            metrics.total_ms,
+                            metrics.prompt_tokens,
+                            metrics.completion_tokens,
+                            metrics.finish_reason,
+                        ),  # `estimated` is not stored
                     )
         return replace(record, content=content, status=status, error=error, metrics=metrics, updated_at=now)
 

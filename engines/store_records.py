@@ -30,6 +30,8 @@ class TurnMetrics:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     finish_reason: str | None = None
+    estimated: bool = False
+    """The token counts are the engine's estimate (not stored: a reopened chat shows them plain)."""
 
     @classmethod
     def from_done(cls, done: Done) -> TurnMetrics:
@@ -42,6 +44,7 @@ class TurnMetrics:
             prompt_tokens=done.usage.prompt_tokens,
             completion_tokens=done.usage.completion_tokens,
             finish_reason=done.finish_reason,
+            estimated=done.usage.estimated,
         )
 
 

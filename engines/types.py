@@ -146,6 +146,8 @@ class Usage:
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    estimated: bool = False
+    """The server never sent its counts (e.g. the user stopped first): the engine's own estimate."""
 
 
 @dataclass(frozen=True, slots=True)

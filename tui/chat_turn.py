@@ -80,7 +80,8 @@ def metrics_line(metrics: TurnMetrics) -> str:
         parts.append(f"TTFT {metrics.ttft_ms:.0f} ms")
     if metrics.tokens_per_s:
         parts.append(f"{metrics.tokens_per_s:.1f} tok/s")
-    parts.append(f"{metrics.prompt_tokens or 0}→{metrics.completion_tokens or 0} tokens")
+    about = "≈" if metrics.estimated else ""  # the server never sent its counts (a stopped remote reply)
+    parts.append(f"{about}{metrics.prompt_tokens or 0}→{metrics.completion_tokens or 0} tokens")
     if metrics.finish_reason == "length":
         parts.append("hit max tokens")
     elif metrics.finish_reason == "context":

@@ -274,19 +274,26 @@ class RemoteEngine(Engine):
         lock, finished = threading.Lock(), [False]
         threading.Thread(target=_hang_up_on_cancel, args=(resp, cancel, lock, finished), daemon=True).start()
         try:
-            yield from self._events(link, resp, stops, cancel)
+            yield from self._events(link, resp, stops, cancel, estimate_prompt_tokens(body))
         finally:
             with lock:  # from here on the watcher must not touch a socket the pool may hand to the next request
                 finished[0] = True
             resp.close()  # unread rest: httpx drops the connection, so the server stops generating
 
     def _events(
-        self, link: _Link, resp: httpx.Response, stops: Sequence[str], cancel: threading.Event
+        self, link: _Link, resp: httpx.Response, stops: Sequence[str], cancel: threading.Event, prompt_guess: int
     ) -> Iterator[StreamEvent]:
         """Turn the server-sent events of `resp` into Delta, then Done or Error."""
         import httpx
 
         held, deltas, usage = "", 0, None
+
+        def counted() -> Usage:
+            # Without the server's usage chunk (it comes last, so a stopped reply never gets it) the prompt's
+            # size is estimated and the completion is the number of content deltas (one token each on vLLM,
+            # SGLang and llama-server, an approximation elsewhere); both are marked as estimates.
+            return usage or Usage(prompt_guess, deltas, estimated=True)
+
         finish: FinishReason | None = None
         try:
             for event, data in _sse(resp.iter_lines()):
@@ -311,7 +318,7 @@ class RemoteEngine(Engine):
                         if emit:
                             yield Delta(emit)
                         if stopped:  # servers differ in honouring `stop`; cut here and hang up on the rest
-                            yield Done(usage or Usage(0, deltas), "stop")
+                            yield Done(counted(), "stop")
                             return
                     if choice.get("finish_reason"):
                         finish = "length" if choice["finish_reason"] == "length" else "stop"
@@ -324,15 +331,13 @@ class RemoteEngine(Engine):
                 yield Error(link.clean(f"connection to {link.shown} lost mid-reply: {_reason(exc)}"), "remote")
                 return
         if cancel.is_set():
-            yield Done(usage or Usage(0, deltas), "cancelled")
+            yield Done(counted(), "cancelled")
         elif finish is None:
             yield Error(f"{link.shown} ended the stream before the reply was complete", "remote")
         else:
             if held:
                 yield Delta(held)
-            # Without a usage chunk the count is the number of content deltas: one token each on vLLM,
-            # SGLang and llama-server, an approximation elsewhere. The prompt's size is then unknown (0).
-            yield Done(usage or Usage(0, deltas), finish)
+            yield Done(counted(), finish)
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """POST /embeddings; the vectors come back in the order of `texts`."""
@@ -428,3 +433,22 @@ def _json_or_none(raw: bytes) -> Any:
 
 def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+CHARS_PER_TOKEN = 4
+"""A typical English tokenizer's average, for estimating a prompt's size when the server does not say."""
+TOKENS_PER_MESSAGE = 4
+"""What a chat template adds around each message (role markers), about."""
+
+
+def estimate_prompt_tokens(body: dict[str, Any]) -> int:
+    """About how many tokens the request's prompt or messages are (text only; images are not counted)."""
+    if isinstance(prompt := body.get("prompt"), str):
+        return -(-len(prompt) // CHARS_PER_TOKEN)
+    total = 0
+    for message in body.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):  # parts: text and images
+            content = " ".join(str(p.get("text") or "") for p in content if isinstance(p, dict))
+        total += -(-len(content or "") // CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE
+    return total

@@ -234,7 +234,8 @@ def test_max_tokens_gives_finish_length(fake: FakeOpenAI) -> None:
 
 def test_without_a_usage_chunk_completion_tokens_are_the_deltas(fake: FakeOpenAI) -> None:
     fake.replies.append(Reply(pieces=("a", "b", "c"), usage=False))
-    assert run(loaded(fake))[-1] == Done(Usage(0, 3), "stop")
+    # The prompt's size is estimated (26 characters / 4, plus 4 a message for the template), marked as such.
+    assert run(loaded(fake))[-1] == Done(Usage(16, 3, estimated=True), "stop")
 
 
 def test_keepalives_and_data_lines_split_across_writes(fake: FakeOpenAI) -> None:
@@ -312,7 +313,7 @@ def test_cancel_while_the_server_is_silent_hangs_up(fake: FakeOpenAI) -> None:
             threading.Thread(target=press_stop_when_held, args=(fake, cancel), daemon=True).start()
     assert time.monotonic() - started < 2
     assert text_of(events) == "one two"
-    assert events[-1] == Done(Usage(0, 2), "cancelled")
+    assert events[-1] == Done(Usage(16, 2, estimated=True), "cancelled")  # the usage chunk never came: estimated
     assert fake.disconnected.wait(2)  # the server saw the client hang up, so it can stop generating
 
 

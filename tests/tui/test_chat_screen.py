@@ -618,3 +618,13 @@ def test_max_tokens_and_a_full_context_read_differently() -> None:
     )
     full = metrics_line(TurnMetrics(prompt_tokens=100, completion_tokens=900, finish_reason="context"))
     assert full.endswith("the context is full (1000 tokens): a new chat, or a relaunch with more, makes room")
+
+
+def test_a_stopped_remote_reply_shows_an_estimated_prompt_count_not_zero() -> None:
+    from engines.store import TurnMetrics
+    from engines.types import Done, Usage
+    from tui.chat_turn import metrics_line
+
+    stopped = TurnMetrics.from_done(Done(Usage(16, 13, estimated=True), "cancelled"))
+    assert metrics_line(stopped) == "≈16→13 tokens · stopped"
+    assert metrics_line(TurnMetrics.from_done(Done(Usage(16, 13), "stop"))) == "16→13 tokens"
