@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from engines.compare_plan import EngineFor, Resolve, Target, admission_of, plan_compare, resolve_targets
 from engines.compare_types import (
     FINAL_STATES,
+    REMOTE_ENGINES,
     CompareEvent,
     ComparePlan,
     CompareRequest,
@@ -331,8 +332,8 @@ class CompareRunner:
     def _status(self, pane: _Pane, state: PaneState, detail: str) -> None:
         with self._lock:
             pane.state = state
-            footprint, error = pane.footprint, pane.error
-        self._emit(PaneStatus(pane.index, state, detail, footprint, error if state == "error" else None))
+            footprint, error, run_id = _local(pane), pane.error, pane.run_id or pane.target.model.run_id
+        self._emit(PaneStatus(pane.index, state, detail, footprint, error if state == "error" else None, run_id))
 
     def _fail(self, pane: _Pane, message: str) -> None:
         with self._lock:
@@ -363,7 +364,7 @@ class CompareRunner:
             return None
 
     def _result(self, pane: _Pane) -> PaneResult:
-        target, footprint = pane.target, pane.footprint or Footprint()
+        target, footprint = pane.target, _local(pane) or Footprint()
         return PaneResult(
             index=pane.index,
             model_id=target.model_id,
@@ -379,3 +380,9 @@ class CompareRunner:
             options=target.options,
             unloaded=pane.unloaded,
         )
+
+
+def _local(pane: _Pane) -> Footprint | None:
+    """The pane's footprint when it is memory on this machine; None for a remote engine (the few KB its client
+    grew by while "loading" are not the model's RAM)."""
+    return None if pane.target.engine_name in REMOTE_ENGINES else pane.footprint

@@ -15,6 +15,8 @@ from engines.types import ChatMessage, Footprint, LaunchOptions, Params, StreamE
 
 MIN_MODELS = 2
 MAX_MODELS = 4
+REMOTE_ENGINES = frozenset({"remote"})
+"""Engines whose model runs on another machine: what their instance holds here is not the model's memory."""
 
 Mode = Literal["parallel", "sequential"]
 PaneState = Literal["waiting", "loading", "running", "done", "stopped", "error"]
@@ -179,8 +181,10 @@ class PaneStatus:
     state: PaneState
     detail: str
     footprint: Footprint | None = None
-    """The instance's RAM/VRAM, once it is loaded."""
+    """The instance's RAM/VRAM, once it is loaded (None for a remote engine: its memory is not this machine's)."""
     error: str | None = None
+    run_id: str | None = None
+    """The instance the pane runs on, once it has one (the run's own launch, or the user's instance)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -90,7 +90,7 @@ class Run:
         manager: EngineManager,
         config: Config,
         models: list[CompareModel],
-        engines: dict[str, FakeEngine],
+        engines: Mapping[str, FakeEngine],
         *,
         free: int | None = None,
         prompt: str = "compare this",
@@ -263,6 +263,28 @@ def test_sequential_run_unloads_each_model_before_the_next_loads_and_keeps_the_u
     assert run.statuses(3)[:4] == ["preparing…", "waiting · runs 4/4", "loading 4/4", "running"]
     assert run.statuses(0)[-2:] == ["done · unloading", "done · unloaded"]
     assert results[1].run_id == mine and results[1].ref is None
+
+
+class RemoteLike(FakeEngine):
+    """Stands in for the remote engine: its model is on another machine; here it holds only a client."""
+
+    name = "remote"
+
+
+def test_a_remote_panes_memory_is_not_reported_as_local_ram_and_every_pane_names_its_instance(
+    manager: EngineManager, config: Config, models: list[Path]
+) -> None:
+    mine = manager.start(ModelSpec(id="served", path=models[1]), OPTIONS, RemoteLike(ram_bytes=733_000))
+    run = Run(manager, config, [launch(models[0]), CompareModel(run_id=mine)], {str(models[0]): FakeEngine()})
+    results = run.runner.run()
+    assert [r.status for r in results] == ["done", "done"]
+    assert results[0].ram_bytes == 64 * 1024 * 1024
+    assert (results[1].engine, results[1].ram_bytes, results[1].vram_bytes) == ("remote", None, None)
+    remote = [e for e in run.events if isinstance(e, PaneStatus) and e.index == 1]
+    assert remote and all(e.footprint is None for e in remote)
+    assert all(e.run_id == mine for e in remote if e.detail != "preparing…")
+    launched = {e.run_id for e in run.events if isinstance(e, PaneStatus) and e.index == 0 and e.state == "running"}
+    assert len(launched) == 1 and None not in launched  # the run's own instance is named while it runs
 
 
 def test_a_pane_whose_load_fails_or_that_cannot_fit_errors_while_the_others_finish(

@@ -3,6 +3,7 @@ reopen, export, options, and adding or removing models."""
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -15,9 +16,9 @@ from engines.launch import default_options, estimate_need
 from engines.telemetry.fake import FakeGpuSource
 from engines.types import InstanceState, LaunchOptions, ModelSpec
 from tests.engines.gguf_corpus import write_gguf
-from tests.engines.test_compare import RecordingEngine
+from tests.engines.test_compare import RecordingEngine, RemoteLike
 from tests.tui.conftest import AppFactory
-from tests.tui.test_chat_screen import palette, run, until
+from tests.tui.test_chat_screen import footer_keys, palette, run, until
 from tests.tui.test_launch_admission import MB, short_of_memory
 from tui.app import LlmTuiApp
 from tui.screens.compare import CompareScreen
@@ -97,7 +98,11 @@ def test_two_models_stream_at_the_same_time_and_finish_with_metrics(make_app: Ap
                 metrics = text_of(pane.query_one(".pane-metrics"))
                 assert "TTFT" in metrics and "tok/s" in metrics and "→3 tokens" in metrics and "RAM " in metrics
                 assert pane.border_subtitle == "done · unloaded"
-            assert [p.border_title for p in screen.panes] == ["1 alpha · fake", "2 beta · fake"]
+            # Each pane keeps the run id of the instance it ran on after the run unloaded it.
+            titles = [str(p.border_title) for p in screen.panes]
+            assert titles == [f"1 alpha · fake ({screen.panes[0].run_id})", f"2 beta · fake ({screen.panes[1].run_id})"]
+            assert all(re.fullmatch(r"r\d+-fake", str(p.run_id)) for p in screen.panes)
+            assert len({p.run_id for p in screen.panes}) == 2
             summary = text_of(screen.query_one("#compare-summary"))
             assert (
                 summary.startswith("tok/s: ") and " alpha " in summary and " beta " in summary and "TTFT: " in summary
@@ -241,6 +246,65 @@ def test_options_a_running_instance_and_the_limits(make_app: AppFactory, tmp_pat
             assert engine.calls[-1][0].content == "Be brief."  # the system prompt went to every pane
             assert [i.run_id for i in app.runtime.manager.instances()] == [mine]  # the user's instance stays
             assert screen.panes[0].border_subtitle == "done"
+            assert screen.panes[0].border_title == f"1 mine · fake ({mine})"  # the user's instance, named after the run
+
+    run(go())
+
+
+def test_the_footer_fits_80_columns_listing_what_acts_now(make_app: AppFactory, tmp_path: Path) -> None:
+    """Idle and finished: run, add, options, save, open, export; running: Esc stops (the rest would be refused)."""
+    gate = threading.Event()
+    app = make_app(screen="compare", launch=False, engine=FakeEngine(gate=gate), gpu_source=no_gpu)
+    between_runs = ["^r Run", "^l Add model", "^g Options", "^s Save", "^o Open", "^t Export"]
+
+    async def go() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            assert footer_keys(app) == between_runs
+            await add_model(pilot, gguf(tmp_path, "alpha"))
+            await add_model(pilot, gguf(tmp_path, "beta"))
+            screen = await prompt_and_run(pilot, "hi")
+            await until(pilot, lambda: [p.state for p in screen.panes] == ["running"] * 2, "both running")
+            await pilot.pause()
+            assert footer_keys(app) == ["esc Stop", "^g Options"]
+            await pilot.press("ctrl+l")  # refused while running, as before: no picker over a run
+            assert not isinstance(app.screen, ModelPickerModal)
+            gate.set()
+            await finished(pilot, screen)
+            await pilot.pause()
+            assert footer_keys(app) == between_runs
+            await pilot.press("tab")  # to the first pane's reply: one message, nothing to step through with k/j
+            await pilot.pause()
+            assert app.focused is screen.panes[0].log_view and footer_keys(app) == between_runs
+            await pilot.press("ctrl+s")
+            await until(pilot, lambda: screen.shown is not None and screen.shown.id is not None, "the save")
+
+    run(go())
+
+
+def test_a_remote_pane_says_its_memory_is_remote_not_local_ram(
+    make_app: AppFactory, tmp_path: Path, fake_model: Path
+) -> None:
+    app = make_app(screen="compare", launch=False, gpu_source=no_gpu)
+
+    async def go() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = compare(app)
+            served = ModelSpec(id="served", path=fake_model)
+            remote = app.runtime.manager.start(served, LaunchOptions(), RemoteLike(ram_bytes=733_000))
+            await pilot.press("ctrl+l")
+            await until(pilot, lambda: isinstance(app.screen, ModelPickerModal), "the model picker")
+            await pilot.press("enter")
+            await until(pilot, lambda: len(screen.models) == 1, "the remote instance added")
+            assert screen.models[0].run_id == remote
+            await add_model(pilot, gguf(tmp_path, "alpha"))
+            await finished(pilot, await prompt_and_run(pilot, "where are you"))
+            remote_pane, local_pane = screen.panes
+            assert "RAM n/a (remote)" in text_of(remote_pane.query_one(".pane-metrics"))
+            assert "733" not in text_of(remote_pane.query_one(".pane-metrics"))
+            local = text_of(local_pane.query_one(".pane-metrics"))
+            assert "RAM " in local and "remote" not in local  # a local model's RAM is still shown
+            assert remote_pane.border_title == f"1 served · remote ({remote})"
 
     run(go())
 

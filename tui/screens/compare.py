@@ -122,6 +122,15 @@ class CompareScreen(AppScreen):
         yield ScreenBar("compare")
         yield Footer()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Offer (and list in the footer) only the keys that can act now, so the footer fits at 80 columns: Esc
+        while a run goes, the rest between runs. The command palette still reaches every action."""
+        if action == "stop":
+            return self.running
+        if action in ("run", "add_model", "open", "save", "export"):
+            return not self.running
+        return True
+
     def on_mount(self) -> None:
         self.params = self.runtime.config.defaults
         self._show_options()
@@ -157,7 +166,7 @@ class CompareScreen(AppScreen):
         if self._refuse_when_full():
             return
         self.models.append(model)
-        self.query_one("#compare-panes", Grid).mount(ComparePane(len(self.models), model.title))
+        self.query_one("#compare-panes", Grid).mount(ComparePane(len(self.models), model.title, model.run_id))
         self._layout()
         self._idle_status()
 
@@ -245,6 +254,7 @@ class CompareScreen(AppScreen):
             clock=self.clock,
         )
         self.runner.start()
+        self.refresh_bindings()
         self._status("planning: resolving the models and checking memory…")
 
     def _post(self, number: int, event: CompareEvent) -> None:
@@ -270,10 +280,10 @@ class CompareScreen(AppScreen):
             self.plan = event.plan
             self._status(event.plan.summary)
             for pane, planned in zip(panes, event.plan.panes, strict=False):
-                pane.renumber(planned.index + 1, f"{planned.model_id} · {planned.engine}")
+                pane.renumber(planned.index + 1, f"{planned.model_id} · {planned.engine}", planned.engine)
         elif isinstance(event, PaneStatus):
             if event.index < len(panes):
-                panes[event.index].set_state(event.state, event.detail, event.footprint, event.error)
+                panes[event.index].set_state(event.state, event.detail, event.footprint, event.error, event.run_id)
         elif isinstance(event, PaneStream):
             if event.index < len(panes):
                 panes[event.index].apply(event.event, event.live)
@@ -282,6 +292,7 @@ class CompareScreen(AppScreen):
 
     def _ended(self, event: RunEnded) -> None:
         self.runner = None
+        self.refresh_bindings()
         request, plan = self.request, event.plan
         if event.results and request is not None:
             self.shown = CompareRun(
@@ -316,7 +327,7 @@ class CompareScreen(AppScreen):
         grid = self.query_one("#compare-panes", Grid)
         await grid.remove_children()
         self.models = models
-        panes = [ComparePane(n, m.title) for n, m in enumerate(models, start=1)]
+        panes = [ComparePane(n, m.title, m.run_id) for n, m in enumerate(models, start=1)]
         await grid.mount_all(panes)
         for pane, result in zip(panes, run.panes, strict=True):
             pane.show_result(result)

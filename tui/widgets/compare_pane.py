@@ -12,7 +12,7 @@ from textual.message import Message
 from textual.widgets import Static
 
 from engines.catalog.fit import human_bytes
-from engines.compare_types import LiveMetrics, PaneResult, PaneState
+from engines.compare_types import REMOTE_ENGINES, LiveMetrics, PaneResult, PaneState
 from engines.store_records import TurnMetrics
 from engines.types import Delta, Done, Error, Footprint, StreamEvent
 from tui.chat_turn import metrics_line
@@ -22,8 +22,11 @@ from tui.widgets.log_message import LogMessage
 _STATUS_OF_RESULT = {"done": "complete", "stopped": "cancelled", "error": "error"}
 
 
-def memory_text(ram_bytes: int | None, vram_bytes: int | None) -> str:
-    """`RAM 350 MB · VRAM 1.2 GB` (VRAM only when the instance holds some), "" when nothing is known."""
+def memory_text(ram_bytes: int | None, vram_bytes: int | None, engine: str | None = None) -> str:
+    """`RAM 350 MB · VRAM 1.2 GB` (VRAM only when the instance holds some), "" when nothing is known; a remote
+    engine's model is in another machine's memory, so it says that instead of what its client holds here."""
+    if engine in REMOTE_ENGINES:
+        return "RAM n/a (remote)"
     parts = [f"RAM {human_bytes(ram_bytes)}"] if ram_bytes else []
     parts += [f"VRAM {human_bytes(vram_bytes)}"] if vram_bytes else []
     return " · ".join(parts)
@@ -40,8 +43,18 @@ def live_line(live: LiveMetrics) -> str:
     return " · ".join(parts)
 
 
+class PaneLog(ChatLog):
+    """The chat's log holding a pane's one reply: no message to step between, so k/j neither act nor take room in
+    the footer (at 80 columns the screen's own keys fill it)."""
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("select_previous", "select_next"):
+            return False
+        return super().check_action(action, parameters)
+
+
 class ComparePane(Vertical):
-    """A compared model: border title "2 gemma-3-270m · llama.cpp", state on the bottom border."""
+    """A compared model: border title "2 gemma-3-270m · llama.cpp (run-3)", state on the bottom border."""
 
     DEFAULT_CSS = """
     ComparePane {
@@ -73,18 +86,23 @@ class ComparePane(Vertical):
             super().__init__()
             self.pane = pane
 
-    def __init__(self, number: int, title: str) -> None:
+    def __init__(self, number: int, title: str, run_id: str | None = None) -> None:
+        """`run_id`: the user's instance the pane compares (None: a model each run launches)."""
         super().__init__()
         self.number = number
         self.title = title
+        self.instance = run_id
+        self.run_id = run_id
+        """The instance of the last run, kept after it ends (the one its log and metrics belong to)."""
+        self.engine: str | None = None
         self.state: PaneState | None = None
         self._key = 0
         self._memory = ""
         self._metrics = ""
-        self.border_title = f"{number} {title}"
+        self._show_title()
 
     def compose(self) -> ComposeResult:
-        yield ChatLog(classes="pane-log")
+        yield PaneLog(classes="pane-log")
         yield Static("", classes="pane-metrics", markup=False)
 
     @property
@@ -98,11 +116,16 @@ class ComparePane(Vertical):
         view = self.log_view.reply(self._key)
         return view.text if view is not None else ""
 
-    def renumber(self, number: int, title: str | None = None) -> None:
-        """Show a new position (after a pane before it was removed) or title."""
+    def renumber(self, number: int, title: str | None = None, engine: str | None = None) -> None:
+        """Show a new position (after a pane before it was removed), title or engine."""
         self.number = number
         self.title = title or self.title
-        self.border_title = f"{number} {self.title}"
+        self.engine = engine or self.engine
+        self._show_title()
+
+    def _show_title(self) -> None:
+        run = f" ({self.run_id})" if self.run_id and self.run_id not in self.title else ""
+        self.border_title = f"{self.number} {self.title}{run}"
 
     def action_remove(self) -> None:
         self.post_message(self.RemoveRequested(self))
@@ -113,21 +136,33 @@ class ComparePane(Vertical):
         """Start an empty reply for a new run."""
         self._key += 1
         self._memory = self._metrics = ""
+        self.run_id = self.instance  # a launched model gets a new run id when this run loads it
+        self._show_title()
         log = self.log_view
         log.clear()
         log.start_reply(self._key)
         self.set_state("waiting", "waiting")
 
     def set_state(
-        self, state: PaneState, detail: str, footprint: Footprint | None = None, error: str | None = None
+        self,
+        state: PaneState,
+        detail: str,
+        footprint: Footprint | None = None,
+        error: str | None = None,
+        run_id: str | None = None,
     ) -> None:
-        """Show the pane's state on its border; the instance's memory once known; an error in the reply."""
+        """Show the pane's state on its border; its instance and the memory it holds once known; an error in the
+        reply."""
         for name in ("waiting", "loading", "running", "done", "stopped", "error"):
             self.set_class(state == name, f"-{name}")
         self.state = state
         self.border_subtitle = detail
-        if footprint is not None:
-            self._memory = memory_text(footprint.ram_bytes, footprint.vram_bytes)
+        if run_id is not None and run_id != self.run_id:
+            self.run_id = run_id
+            self._show_title()
+        if footprint is not None or self.engine in REMOTE_ENGINES:
+            ram, vram = (footprint.ram_bytes, footprint.vram_bytes) if footprint is not None else (None, None)
+            self._memory = memory_text(ram, vram, self.engine)
         view = self.log_view.reply(self._key)
         if view is not None and view.streaming:
             if state == "error":
@@ -159,7 +194,8 @@ class ComparePane(Vertical):
         view = self.log_view.reply(self._key)
         if view is not None and result.status == "error":
             view.set_error(result.error or "failed")
-        self._memory = memory_text(result.ram_bytes, result.vram_bytes)
+        self.engine = result.engine
+        self._memory = memory_text(result.ram_bytes, result.vram_bytes, result.engine)
         self._metrics = metrics_line(result.metrics) if result.metrics is not None else ""
         detail = f"{result.status} · unloaded" if result.unloaded else result.status
         self.set_state(result.status, detail)
