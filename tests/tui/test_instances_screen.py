@@ -265,3 +265,35 @@ def test_a_long_api_error_is_cut_at_a_word_and_points_to_the_log() -> None:
     assert len(short) <= ERROR_CHARS and short.endswith("… (A: all of it)")
     assert short.removesuffix("… (A: all of it)") in error and error[len(short) - 16] == " "  # cut between words
     assert shorten_words("404 /v1/models: no", ERROR_CHARS) == "404 /v1/models: no"
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)])
+def test_columns_widen_when_a_loading_instance_becomes_ready(
+    make_app: AppFactory, fake_model: Path, size: tuple[int, int]
+) -> None:
+    """Was: a column kept the width of its first cells, so RAM read "474" (not "474 MB") once the load finished."""
+    app = make_app(screen="instances", launch=False)
+    load_gate = threading.Event()
+
+    async def test(app: LlmTuiApp, pilot: Pilot[int]) -> None:
+        screen = app.screen
+        assert isinstance(screen, InstancesScreen)
+        engine = FakeEngine(ram_bytes=474 * 10**6, load_gate=load_gate)
+        run_id = app.runtime.manager.start(ModelSpec(id="m", path=fake_model), LaunchOptions(), engine, wait=False)
+        await until(pilot, lambda: app.runtime.manager.info(run_id).state is InstanceState.LOADING, "loading")
+        screen.refresh_table()
+        await pilot.pause()
+        assert "loading" in str(screen.table.get_cell(run_id, "State"))
+        load_gate.set()
+        await until(pilot, lambda: app.runtime.manager.info(run_id).state is InstanceState.READY, "ready")
+        screen.refresh_table()
+        await pilot.pause()
+        table = screen.table
+        for column in table.columns.values():
+            widest = max(len(str(table.get_cell(run_id, column.key))), len(str(column.label)))
+            assert column.content_width >= widest, f"{column.label} is cut"
+
+    try:
+        drive(app, test, size)
+    finally:
+        load_gate.set()

@@ -132,8 +132,8 @@ class InstancesScreen(AppScreen):
     def __init__(self) -> None:
         super().__init__(name="instances")
         self._shown: list[InstanceInfo] = []
-        self._layout: tuple[tuple[str, ...], int] = (COLUMNS, 0)
-        """The columns shown and the Model column's width, to rebuild the columns only when they change."""
+        self._layout: tuple[tuple[str, ...], tuple[int, ...]] = (COLUMNS, ())
+        """The columns shown and their widths, to rebuild the columns only when they change."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -174,15 +174,16 @@ class InstancesScreen(AppScreen):
         shown, model_width = fit_columns(rows, width) if width > 0 else (list(COLUMNS), 0)
         picks = [COLUMNS.index(t) for t in shown]
         model = COLUMNS.index("Model")
-        layout = (tuple(shown), model_width)
+        shown_rows = [
+            [shorten(_plain(r[c]), model_width) if c == model and model_width else r[c] for c in picks] for r in rows
+        ]
+        # A column's width is set when it is built and does not follow its cells ("474 MB" shown as "474"
+        # after a load): build the columns again whenever the widest cell of one changes.
+        widths = tuple(max([len(t), *(len(_plain(r[k])) for r in shown_rows)]) for k, t in enumerate(shown))
+        layout = (tuple(shown), widths)
         self.table.set_columns(shown, rebuild=layout != self._layout)
         self._layout = layout
-        self.table.show(
-            [
-                (i.run_id, [shorten(_plain(r[c]), model_width) if c == model and model_width else r[c] for c in picks])
-                for i, r in zip(infos, rows, strict=True)
-            ]
-        )
+        self.table.show([(i.run_id, r) for i, r in zip(infos, shown_rows, strict=True)])
         self._shown = infos
         self._show_status(infos)
         self._show_detail()
