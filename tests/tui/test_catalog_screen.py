@@ -467,3 +467,59 @@ def test_short_path_keeps_the_file_name_and_elides_the_folder(path: str, width: 
     from tui.screens.modals.confirm import short_path
 
     assert short_path(path, width) == expected and len(short_path(path, width)) <= width
+
+
+def test_status_keeps_the_install_extra_and_the_footer_offers_o(make_app: AppFactory, models_dir: Path) -> None:
+    """`pip install 'llm-tui[ollama]'` lost `[ollama]` to markup; `o` (pull with Ollama) was hidden."""
+    from dataclasses import replace
+
+    hint = "Ollama client not installed: pip install 'llm-tui[ollama]'"
+
+    def listing(config: Config, n_ctx: int | None) -> Listing:
+        return replace(fixed_listing(config, n_ctx), statuses=[hint])
+
+    async def test(app: LlmTuiApp, screen: CatalogScreen, pilot: Pilot[int]) -> None:
+        assert hint in status(screen)
+        footer = {b.binding.key: b.binding for b in screen.active_bindings.values()}
+        assert footer["o"].show and footer["o"].description
+        await pilot.press("slash", *"ollama", "enter", "x")  # the hint names the command, not in backticks
+        message = list(app._notifications)[-1].message
+        assert "[b]ollama rm[/b]" in message and "`" not in message
+
+    drive(make_app(screen="catalog", launch=False, listing=listing), test)
+
+
+def test_a_base_model_says_so_and_d_offers_its_chat_build(make_app: AppFactory, models_dir: Path) -> None:
+    """The offline default is Gemma 3 270M base: the catalog marks it, says what it is for, and `d` on it
+    fetches the instruct build to chat with."""
+    from engines.catalog.builtin import builtin_catalog
+    from engines.catalog.discover import discover
+    from engines.catalog.local_model import finish_models
+    from tests.engines.gguf_corpus import write_gguf
+
+    gemma = tuple(e for e in builtin_catalog() if e.family == "gemma-3" and e.id.startswith("gemma-3-270m"))
+    write_gguf(models_dir / "gemma-3-270m-q4_k_m.gguf", "gemma3", name="Gemma 3 270M", context_length=32768)
+
+    def listing(config: Config, n_ctx: int | None) -> Listing:
+        found = discover(config, include_network=False, hf_cache_dir=config.cache_dir / "no-hf-cache")
+        discovery = Discovery(finish_models(found.models, gemma), [])
+        return build_listing(config, n_ctx=n_ctx, resources=RESOURCES, catalog=gemma, discovery=discovery)
+
+    async def test(app: LlmTuiApp, screen: CatalogScreen, pilot: Pilot[int]) -> None:
+        await pilot.press("slash", *"gemma-3-270m", "enter")
+        table = screen.query_one(ModelTable)
+        base = next(i for i, r in enumerate(table.rows) if r.id == "gemma-3-270m")
+        table.cursor = base
+        await pilot.pause()
+        assert table.rows[base].source == "local"
+        assert "gemma-3-270m (base)" in table.render_line(base + 1).text
+        hint = "base model: continues text; for chat use gemma-3-270m-it-q4_k_m (d to download)"
+        assert hint in detail(screen), detail(screen)
+        await pilot.press("d")
+        assert isinstance(app.screen, ConfirmModal) and "gemma-3-270m-it-q4_k_m (253 MB)" in app.screen.question
+        await pilot.press("y")
+        await until(pilot, lambda: len(app.runtime.downloads.tasks.all()) == 1, "the chat build is queued")
+        (task,) = app.runtime.downloads.tasks.all()
+        assert (task.repo, task.file) == ("bartowski/google_gemma-3-270m-it-GGUF", "google_gemma-3-270m-it-Q4_K_M.gguf")
+
+    drive(make_app(screen="catalog", launch=False, listing=listing), test)

@@ -93,6 +93,7 @@ CATALOG_VIEWS = {
     "full": ("down",),
     "filtered": ("slash", *"tiny", "down", "down"),
     "detail_fit": ("slash", *"qwen-7b", "enter", "plus"),
+    "offer_download": ("slash", *"qwen-7b", "enter", "enter"),
 }
 
 

@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import ClassVar
 
 from rich.markup import escape
+from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -63,12 +64,12 @@ class CatalogScreen(AppScreen):
         Binding("slash", "filter", "Filter"),
         Binding("enter,l", "launch", "Launch", key_display="⏎"),
         Binding("d", "download", "Download"),
-        Binding("o", "pull_ollama", "Pull with Ollama", show=False),
-        Binding("delete,x", "delete", "Delete"),
+        Binding("o", "pull_ollama", "Ollama", tooltip="Pull the model with the Ollama daemon"),
+        Binding("delete,x", "delete", "Delete", key_display="x"),
         Binding("a", "alias", "Alias", show=False),
         Binding("s", "sort", "Sort"),
         Binding("S", "reverse", "Reverse", show=False),
-        Binding("plus,equals_sign", "context(2)", "Context", key_display="+-"),
+        Binding("plus,equals_sign", "context(2)", "Ctx", key_display="+-", tooltip="Context size for the fit check"),
         Binding("minus", "context(0.5)", "Context ÷2", show=False),
         Binding("c", "type_context", "Ctx…", show=False),
         Binding("ctrl+r", "rescan", "Rescan", show=False),
@@ -171,7 +172,8 @@ class CatalogScreen(AppScreen):
             f"fit at {self.n_ctx or self.llm_app.runtime.config.n_ctx:,} ctx",
         ]
         statuses = self.listing.statuses if self.listing else []
-        self.query_one("#catalog-status", Static).update(" · ".join(parts + statuses))
+        # Text, not markup: a status names install extras ('llm-tui[ollama]') and errors that hold brackets.
+        self.query_one("#catalog-status", Static).update(Text(" · ".join(parts + statuses)))
 
     # -- filter -------------------------------------------------------------------------------------------
 
@@ -302,8 +304,31 @@ class CatalogScreen(AppScreen):
     def action_download(self) -> None:
         from tui.screens.catalog_download import download_row
 
-        if (row := self.table.current) is not None:
+        row = self.table.current
+        if row is not None and row.source != "catalog" and row.chat_build and self.listing is not None:
+            self._offer_chat_build(row, row.chat_build)
+        elif row is not None:
             download_row(self, row)
+
+    def _offer_chat_build(self, row: CatalogRow, build_id: str) -> None:
+        """`d` on a base model that is here: its instruct build is what to fetch (the detail pane says so)."""
+        from engines.catalog.fit import human_bytes
+        from tui.screens.catalog_download import download_row
+        from tui.screens.modals.confirm import ConfirmModal
+
+        rows = self.listing.rows if self.listing else []
+        build = next((r for r in rows if r.id == build_id or r.catalog_id == build_id), None)
+        if build is None or build.source != "catalog":
+            self.notify(f"{build_id} is here already: Enter on its row launches it.", title="Nothing to download")
+            return
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                download_row(self, build)
+
+        size = f" ({human_bytes(build.size_bytes)})" if build.size_bytes else ""
+        question = f"{row.id} is a base model and is here already. Download its chat build {build_id}{size}?"
+        self.app.push_screen(ConfirmModal(question, yes="Download", no="Not now", danger=False), done)
 
     def action_pull_ollama(self) -> None:
         from tui.screens.catalog_download import pull_row_with_ollama

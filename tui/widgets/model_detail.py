@@ -17,6 +17,8 @@ from tui.widgets.model_table import BADGES
 def about_text(row: CatalogRow, aliases: Mapping[str, str]) -> str:
     """Markup: the model's metadata, one fact per line, unknown ones left out."""
     lines = [f"[b]{escape(row.name)}[/b]  [dim]{escape(row.id)}[/dim]"]
+    if row.kind == "base":  # near the top: the pane is cut at its height, and this decides what to chat with
+        lines.append(f"[$text-warning]{escape(base_model_hint(row))}[/]")
     if row.status != "ok":
         lines.append(f"[$text-error]broken: {escape(row.error or 'unreadable')}[/]")
     where = BADGES.get(row.source, row.source)
@@ -26,6 +28,7 @@ def about_text(row: CatalogRow, aliases: Mapping[str, str]) -> str:
         where += f" · {row.repo}" + (f" / {row.file}" if row.file else "")
     model = [row.format, row.quantization, human_bytes(row.size_bytes) if row.size_bytes else None]
     model.append(f"{human_params(row.params)} params" if row.params else None)
+    model.append(row.kind if row.kind in ("base", "embedding") else None)
     context = [f"{row.context_length:,} tokens" if row.context_length else None, _template(row)]
     facts: list[tuple[str, str | None]] = [
         ("source", where),
@@ -37,6 +40,13 @@ def about_text(row: CatalogRow, aliases: Mapping[str, str]) -> str:
     ]
     lines += [f"[dim]{label:>8}[/dim] {escape(value)}" for label, value in facts if value]
     return "\n".join(lines)
+
+
+def base_model_hint(row: CatalogRow) -> str:
+    """What a base model is for, and which build to chat with."""
+    if row.chat_build is None:
+        return "base model: continues text; it is not tuned for chat"
+    return f"base model: continues text; for chat use {row.chat_build} (d to download)"
 
 
 def _joined(parts: list[str | None]) -> str | None:

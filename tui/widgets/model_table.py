@@ -64,7 +64,7 @@ class Column:
 
 COLUMNS: tuple[Column, ...] = (
     Column("Source", 9, lambda r: BADGES.get(r.source, r.source)),
-    Column("Model", 0, lambda r: r.id),
+    Column("Model", 0, lambda r: f"{r.id} (base)" if r.kind == "base" else r.id),
     Column("Params", 7, lambda r: human_params(r.params), right=True),
     Column("Quant", 8, lambda r: r.quantization or "-"),
     Column("Size", 9, lambda r: human_bytes(r.size_bytes) if r.size_bytes else "-", right=True),
