@@ -628,3 +628,33 @@ def test_a_stopped_remote_reply_shows_an_estimated_prompt_count_not_zero() -> No
     stopped = TurnMetrics.from_done(Done(Usage(16, 13, estimated=True), "cancelled"))
     assert metrics_line(stopped) == "≈16→13 tokens · stopped"
     assert metrics_line(TurnMetrics.from_done(Done(Usage(16, 13), "stop"))) == "16→13 tokens"
+
+
+def test_a_base_model_is_named_with_the_instruct_build_to_use(make_app: AppFactory, isolated_dirs: Path) -> None:
+    """The default model (Gemma 3 270M base) continues text; the status line says so and names gemma-3-270m-it."""
+    base = isolated_dirs / "gemma-3-270m-q4_k_m.gguf"  # the catalog's file name: the model id is the entry's
+    base.write_bytes(b"GGUF")
+
+    note = "base model, not chat-tuned: for chat get gemma-3-270m-it (F2)"
+
+    async def go(size: tuple[int, int]) -> None:
+        app = make_app(launch=False, engine=FakeEngine(reply=" ".join(f"w{i}" for i in range(400)), token_delay_s=0.01))
+        async with app.run_test(size=size) as pilot:
+            app.launch_model(str(base))
+            screen = await ready(pilot)
+            shown = " ".join(status_lines(screen))
+            assert shown.startswith("gemma-3-270m · fake · ready") and shown.endswith(note), shown
+            # The longest status there is still shows whole: streaming, with a system prompt, on a base model.
+            await pilot.press("ctrl+o", *"Be brief.", "ctrl+s")
+            await pilot.pause()
+            screen.query_one(PromptInput).focus()
+            await pilot.press(*"go", "enter")
+            await until(pilot, lambda: screen.turn is not None, "the reply to start")
+            await pilot.pause()
+            shown = " ".join(status_lines(screen))
+            assert shown.endswith(f"generating · Esc stops · system prompt set · {note}"), shown
+            await pilot.press("escape")
+            await until(pilot, lambda: screen.turn is None, "the reply to stop")
+
+    for size in SIZES:
+        run(go(size))

@@ -445,9 +445,25 @@ class ChatScreen(Screen[None]):
             parts.append("editing · Enter resends · Esc cancels")
         if self.session is not None and self.session.system_prompt:
             parts.append("system prompt set")
-        # The line wraps between words (#chat-status grows to 3 rows) rather than being cut at the edge.
+        active = self.runtime.active
+        if active is not None and (note := base_model_note(active.model_id)):
+            parts.append(note)
+        # The line wraps between words (#chat-status grows to 4 rows) rather than being cut at the edge.
         status.update(Text(" · ".join(parts)))
         self.refresh_bindings()  # Esc comes and goes from the footer with what it would stop
+
+
+def base_model_note(model_id: str) -> str | None:
+    """For a base (not chat-tuned) catalog model: what to expect, and the instruct build to chat with instead."""
+    from engines.catalog.builtin import builtin_catalog
+
+    entries = builtin_catalog()
+    entry = next((e for e in entries if e.id == model_id), None)
+    if entry is None or entry.kind != "base":
+        return None
+    instruct = sorted((e.id for e in entries if e.kind == "instruct" and e.id.startswith(f"{entry.id}-")), key=len)
+    tip = f": for chat get {instruct[0]} (F2)" if instruct else ""
+    return f"base model, not chat-tuned{tip}"
 
 
 def log_message(m: MessageRecord) -> LogMessage:
