@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import engines
 from engines.errors import LlmTuiError
@@ -28,15 +28,19 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     )
 
 
+def _app_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--version", action="version", version=f"llm-tui {engines.__version__}")
+    _global_options(parser, suppress=False)
+    parser.add_argument("--screen", choices=SCREENS, help="screen to open the app on")
+    parser.add_argument("--model", metavar="MODEL", help="launch this model at start and open the chat")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser for llm-tui and its subcommands."""
     parser = argparse.ArgumentParser(
         prog="llm-tui", description="Find, download, run, watch and chat with local language models."
     )
-    parser.add_argument("--version", action="version", version=f"llm-tui {engines.__version__}")
-    _global_options(parser, suppress=False)
-    parser.add_argument("--screen", choices=SCREENS, help="screen to open the app on")
-    parser.add_argument("--model", metavar="MODEL", help="launch this model at start and open the chat")
+    _app_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     chat = sub.add_parser("chat", help="stream a reply to stdout (interactive when no prompt and stdin is a terminal)")
@@ -81,10 +85,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _NotTheApp(Exception):
+    """The command line is more than the app's own options: the full parser decides."""
+
+
+class _AppParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _NotTheApp(message)
+
+
+def _app_args(argv: Sequence[str]) -> argparse.Namespace | None:
+    """`llm-tui [--screen …] [--model …]` parsed without the subcommands' parsers, whose modules (the catalog,
+    downloads, telemetry) cost the app's first frame about a quarter of its start; None for anything else (a
+    subcommand, -h, a mistake), which the full parser then handles as always."""
+    parser = _AppParser(prog="llm-tui", add_help=False)
+    _app_options(parser)
+    try:
+        args, rest = parser.parse_known_args(argv)
+    except _NotTheApp:
+        return None
+    if rest:
+        return None
+    args.command = None
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `llm-tui` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _app_args(argv)
+    if args is None:
+        args = build_parser().parse_args(argv)
     debug = bool(getattr(args, "debug", False))
     try:
         if args.command == "chat":

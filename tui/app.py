@@ -112,6 +112,9 @@ class LlmTuiApp(App[int]):
     """Bumped whenever the active instance changes, so screens can follow it."""
 
     def __init__(self, runtime: Runtime, *, screen: str = "chat", model: str | None = None) -> None:
+        # The first screen is the starting mode itself, not Textual's blank default screen switched away from in
+        # on_mount: one screen built and styled before the first frame instead of two (and two CSS re-parses).
+        self.DEFAULT_MODE = screen  # type: ignore[misc]
         super().__init__()
         self.runtime = runtime
         self.start_screen = screen

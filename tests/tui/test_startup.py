@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "transformers", "llama_cpp", "pynvml", "huggingface_hub", "gguf", "numpy")
 DEFERRED = (
@@ -40,3 +42,74 @@ def loaded_after_import(module: str) -> list[str]:
 
 def test_importing_the_app_loads_no_model_library_and_no_markdown() -> None:
     assert loaded_after_import("tui.app") == []
+
+
+def run_probe(code: str) -> list[str]:
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True, cwd=ROOT
+    )
+    return list(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def test_the_app_command_line_loads_no_subcommand_module() -> None:
+    """`llm-tui` alone is parsed without the subcommands' parsers (the catalog, downloads and telemetry modules
+    they import cost the first frame about a quarter of the start)."""
+    code = (
+        "import json, sys\n"
+        "import engines.cli as cli\n"
+        "def fake_run_app(args):\n"
+        "    print(json.dumps(sorted(m for m in sys.modules if m.endswith('_cli') or m.startswith(('engines.catalog',"
+        " 'engines.downloads', 'engines.telemetry')))))\n"
+        "    return 0\n"
+        "cli.run_app = fake_run_app\n"
+        "cli.main(['--screen', 'chat'])\n"
+    )
+    assert run_probe(code) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["--screen", "catalog"],
+        ["--model", "chat"],
+        ["--mod", "x"],
+        ["--debug", "--config", "a.toml", "--screen", "settings"],
+        ["--screen", "nope"],
+        ["chat"],
+        ["models", "list"],
+        ["-h"],
+        ["--model"],
+        ["stray"],
+    ],
+)
+def test_the_app_parser_agrees_with_the_full_parser(argv: list[str]) -> None:
+    """The light parse is taken only where the full parser gives the same answer; anything else falls to it."""
+    from engines.cli import _app_args, build_parser
+
+    light = _app_args(argv)
+    if light is None:
+        return  # the full parser decides, as before
+    assert light == build_parser().parse_args(argv)
+
+
+def test_an_empty_chat_paints_without_markdown_and_without_a_blank_default_screen(isolated_dirs: Path) -> None:
+    """The first frame of a new user's chat loads no Markdown renderer, and the chat is the first screen built
+    (not Textual's blank default screen, styled and then switched away from)."""
+    code = (
+        "import asyncio, json, sys\n"
+        "from engines.config import load_config\n"
+        "from tui.app import LlmTuiApp\n"
+        "from tui.runtime import Runtime\n"
+        "async def main():\n"
+        "    runtime = Runtime(load_config(env={}))\n"
+        "    app = LlmTuiApp(runtime)\n"
+        "    async with app.run_test(size=(80, 24)) as pilot:\n"
+        "        await pilot.pause()\n"
+        "        loaded = [m for m in ('markdown_it', 'tui.widgets.message_view') if m in sys.modules]\n"
+        "        modes = sorted(app._screen_stacks)\n"
+        "    runtime.close()\n"
+        "    print(json.dumps(loaded + modes))\n"
+        "asyncio.run(main())\n"
+    )
+    assert run_probe(code) == ["chat"]

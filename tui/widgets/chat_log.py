@@ -38,7 +38,9 @@ PARKING_RETRY_DELAY = 0.03
 
 
 def _views_of(messages: Sequence[LogMessage]) -> list[MessageView]:
-    # Markdown and its parser load with the first message shown, not with the app.
+    # Markdown and its parser load with the first message shown, not with the app (nor with an empty chat).
+    if not messages:
+        return []
     from tui.widgets.message_view import MessageView
 
     return [MessageView(message) for message in messages]
