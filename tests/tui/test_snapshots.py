@@ -72,12 +72,13 @@ def test_chat_settings_modal(snap_compare, make_app: AppFactory, size: tuple[int
     assert snap_compare(make_app(), terminal_size=size, run_before=open_modal)
 
 
-def test_model_picker(snap_compare, make_app: AppFactory) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("size", SIZES)
+def test_model_picker(snap_compare, make_app: AppFactory, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
     async def open_picker(pilot: Pilot[int]) -> None:
         await pilot.press("ctrl+l")
         await settle(pilot)
 
-    assert snap_compare(make_app(launch=False), terminal_size=(100, 30), run_before=open_picker)
+    assert snap_compare(make_app(launch=False), terminal_size=size, run_before=open_picker)
 
 
 async def catalog_ready(pilot: Pilot[int], *keys: str) -> None:
