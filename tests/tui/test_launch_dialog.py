@@ -80,17 +80,19 @@ def test_no_usable_engine_says_what_to_install_and_survives_every_key(
     drive(make_app(launch=False), test, size)
 
 
-def test_enter_enter_on_a_catalog_model_whose_engine_is_missing(make_app: AppFactory, nothing_installed: None) -> None:
+def test_enter_enter_on_a_catalog_model_whose_engine_is_missing(
+    make_app: AppFactory, models_dir: Path, nothing_installed: None
+) -> None:
     """The keys of the report: F2, `/`, the model's name, Enter, Enter; the dialog explains instead of crashing."""
 
     async def test(app: LlmTuiApp, pilot: Pilot[int]) -> None:
         screen = app.screen
         assert isinstance(screen, CatalogScreen)
         await until(pilot, lambda: screen.listing is not None, "the listing")
-        await pilot.press("slash", *"embed-small", "enter", "enter")
+        await pilot.press("slash", *"finetune", "enter", "enter")  # a GGUF here; no engine for it installed
         modal = await opened(app, pilot)
         await pilot.press("enter", "ctrl+s")
-        assert app.screen is modal and "llm-tui[transformers]" in text(modal, "#error")
+        assert app.screen is modal and "pip install 'llm-tui[llama]'" in text(modal, "#error")
         await pilot.press("escape")
         assert app.screen is not modal and isinstance(app.screen, CatalogScreen) and app.is_running
 
@@ -132,9 +134,9 @@ def test_the_catalogs_context_opens_the_dialog(make_app: AppFactory, models_dir:
 
 def test_template_choices_default_to_the_files_then_the_catalogs() -> None:
     with_own = LaunchTarget("x", "x", "gguf", has_chat_template=True, catalog_template="gemma3")
-    assert template_options(with_own)[:2] == [("from the file", ""), ("Gemma (catalog)", "gemma3")]
+    assert template_options(with_own)[:2] == [("from the file", ""), ("Gemma", "gemma3")]
     without = LaunchTarget("x", "x", "gguf", has_chat_template=False, catalog_template="base-qa")
-    assert template_options(without)[0] == ("plain Q/A (catalog)", "base-qa")
+    assert template_options(without)[0] == ("plain Q/A", "base-qa")
     assert [v for _, v in template_options(without)] == ["base-qa", "chatml", "llama3", "gemma3"]
     unknown = LaunchTarget("x", "x", "gguf")
     assert template_options(unknown)[:2] == [("auto", ""), ("ChatML", "chatml")]

@@ -141,7 +141,7 @@ def template_options(target: LaunchTarget) -> list[tuple[str, str]]:
         out.append(("auto", ""))  # the file's own if it has one, else the catalog's, decided at load
     known = target.catalog_template if target.catalog_template in CHOOSABLE else None
     if known is not None:
-        out.append((f"{CHOOSABLE[known]} (catalog)", known))
+        out.append((CHOOSABLE[known], known))  # first: the default when the file has none (no note: 80x24)
     out += [(label, name) for name, label in CHOOSABLE.items() if name != known]
     return out
 
