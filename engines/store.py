@@ -17,10 +17,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engines.errors import BadRequest
-from engines.store_compare import CompareRuns
 from engines.store_records import (
     STATUSES,
     MessageRecord,
@@ -37,6 +36,9 @@ from engines.store_records import (
 from engines.store_reply import DEFAULT_FLUSH_INTERVAL_S, ReplyWriter
 from engines.store_schema import LATEST_VERSION, SchemaTooNew, StoreError, connect
 from engines.types import ROLES, ChatMessage, Params, Role
+
+if TYPE_CHECKING:
+    from engines.store_compare import CompareRuns
 
 __all__ = [
     "LATEST_VERSION",
@@ -288,6 +290,8 @@ class Store:
     @property
     def compares(self) -> CompareRuns:
         """Saved comparisons (engines/store_compare.py), on this store's connection and lock."""
+        from engines.store_compare import CompareRuns  # loads with the compare screen, not the app's first frame
+
         return CompareRuns(self._read, self._write)
 
     # internals shared with ReplyWriter

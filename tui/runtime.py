@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 from engines.config import Config
 from engines.errors import LlmTuiError
-from engines.manager import EngineManager
 from engines.store import Store
 
 if TYPE_CHECKING:
@@ -23,6 +22,7 @@ if TYPE_CHECKING:
     from engines.downloads.tasks import DownloadTask
     from engines.instance_log import InstanceLog
     from engines.launch import Launched
+    from engines.manager import EngineManager
     from engines.server.runner import ServerThread
     from engines.telemetry.poller import TelemetryPoller
     from engines.telemetry.sources import GpuSource
@@ -73,7 +73,7 @@ class Runtime:
         self.config = config
         self._env: Mapping[str, str] = env or {}
         self._api: ServerThread | None = None
-        self.manager = manager or EngineManager()
+        self._manager: EngineManager | None = None
         self.store = store or Store(config.db_path)
         self._engine_choice = engine_choice
         self._listing = listing
@@ -92,8 +92,27 @@ class Runtime:
         self.active_replaced: Callable[[ActiveModel, ActiveModel | None], None] = lambda old, new: None
         """Told (old, new) when the active instance stopped or failed and the most recently used ready one took
         its place (new is None when none is ready); from the thread that noticed. The app sets it."""
-        if self.manager.on_stopped is None:
-            self.manager.on_stopped = self._instance_stopped
+        if manager is not None:
+            self._adopt(manager)
+
+    @property
+    def manager(self) -> EngineManager:
+        """The engine manager, created on first use: it and the engine registry load after the first frame."""
+        manager = self._manager
+        if manager is None:
+            from engines.manager import EngineManager
+
+            with self._lock:
+                if self._manager is None:
+                    self._adopt(EngineManager())
+                manager = self._manager
+        assert manager is not None
+        return manager
+
+    def _adopt(self, manager: EngineManager) -> None:
+        if manager.on_stopped is None:
+            manager.on_stopped = self._instance_stopped
+        self._manager = manager
 
     @property
     def active(self) -> ActiveModel | None:
@@ -343,7 +362,8 @@ class Runtime:
             self._downloads.close()
         if self._telemetry is not None:
             self._telemetry.stop()
-        self.manager.stop_all(timeout=10)
+        if self._manager is not None:
+            self._manager.stop_all(timeout=10)
         self.store.close()
 
 

@@ -25,6 +25,8 @@ DEFERRED = (
     "engines.telemetry.nvml",
     "engines.catalog.discover",
     "ollama",
+    "engines.manager",
+    "engines.store_compare",
 )
 
 
@@ -94,8 +96,9 @@ def test_the_app_parser_agrees_with_the_full_parser(argv: list[str]) -> None:
 
 
 def test_an_empty_chat_paints_without_markdown_and_without_a_blank_default_screen(isolated_dirs: Path) -> None:
-    """The first frame of a new user's chat loads no Markdown renderer, and the chat is the first screen built
-    (not Textual's blank default screen, styled and then switched away from)."""
+    """The first frame of a new user's chat loads no Markdown renderer, no engine manager and no saved-comparison
+    code, and the chat is the first screen built (not Textual's blank default screen, styled and then switched
+    away from)."""
     code = (
         "import asyncio, json, sys\n"
         "from engines.config import load_config\n"
@@ -106,7 +109,8 @@ def test_an_empty_chat_paints_without_markdown_and_without_a_blank_default_scree
         "    app = LlmTuiApp(runtime)\n"
         "    async with app.run_test(size=(80, 24)) as pilot:\n"
         "        await pilot.pause()\n"
-        "        loaded = [m for m in ('markdown_it', 'tui.widgets.message_view') if m in sys.modules]\n"
+        "        later = ('markdown_it', 'tui.widgets.message_view', 'engines.manager', 'engines.store_compare')\n"
+        "        loaded = [m for m in later if m in sys.modules]\n"
         "        modes = sorted(app._screen_stacks)\n"
         "    runtime.close()\n"
         "    print(json.dumps(loaded + modes))\n"
