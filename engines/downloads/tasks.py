@@ -278,7 +278,8 @@ class DownloadTasks:
         return ids
 
     def clear_finished(self) -> int:
-        """Forget completed and cancelled tasks (failed ones stay, to retry); returns how many."""
+        """Forget completed, failed and cancelled tasks (a failed file is retried by adding it again); returns
+        how many."""
         with self.store._write() as conn:
-            cur = conn.execute("DELETE FROM downloads WHERE status IN ('completed', 'cancelled')")
+            cur = conn.execute("DELETE FROM downloads WHERE status IN ('completed', 'failed', 'cancelled')")
         return cur.rowcount

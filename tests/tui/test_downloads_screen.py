@@ -229,3 +229,86 @@ def test_a_repo_typed_with_to_cache_lands_in_the_hugging_face_cache(
     found = try_to_load_from_cache("org/embed", "model.safetensors", cache_dir=cache)
     assert isinstance(found, str) and Path(found).read_bytes() == b"w" * 5000
     assert try_to_load_from_cache("org/embed", "config.json", cache_dir=cache) is None
+
+
+def test_at_80x24_every_column_dialog_and_prompt_shows_whole(make_app: AppFactory) -> None:
+    """Speed and ETA stay on screen; where each file goes (models, cache, ollama) is a column; a file checked
+    against its sha256 says "verified"; cancelled is spelled out; `x` clears failed rows too; the `c` question
+    and the `a` prompt (ollama:NAME, URLs) show all of their text."""
+    from tests.tui.test_catalog_screen import drawn_question
+
+    app = make_app(screen="downloads", launch=False)
+
+    async def main() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, DownloadsScreen)
+            tasks, models = app.runtime.downloads.tasks, app.runtime.config.models_dir
+            name = "Llama-3.2-3B-Instruct-Q4_K_M.gguf"
+            sha = "ab" * 32
+            done = tasks.add("hf", models / name, repo="bartowski/Llama-3.2-3B-Instruct-GGUF", file=name, sha256=sha)
+            for status in (TaskStatus.DOWNLOADING, TaskStatus.COMPLETED):
+                tasks.set_status(done.id, status)
+            failed = tasks.add("url", models / "f.gguf", url="https://example.org/f.gguf")
+            for status in (TaskStatus.DOWNLOADING, TaskStatus.FAILED):
+                tasks.set_status(failed.id, status, "HTTP 404")
+            cancelled = tasks.add("url", models / "c.gguf", url="https://example.org/c.gguf")
+            tasks.set_status(cancelled.id, TaskStatus.CANCELLED)
+            blob = app.runtime.config.cache_dir / "hub/models--org--m/blobs" / ("e5" * 32)
+            paused = tasks.add("hf", blob, repo="unsloth/gemma-3-4b-it-GGUF", file="m.gguf", cache_ref="main")
+            tasks.set_status(paused.id, TaskStatus.PAUSED)
+            screen.refresh_table()
+            await pilot.pause()
+            table = screen.table
+            assert table.render_line(0).text.split() == ["ID", "File", "To", "Status", "Size", "Speed", "ETA"]
+            cells = {key: [str(c) for c in table.get_row(key)] for key in table.keys}
+            assert cells[str(done.id)][2:4] == ["models", "verified"] and cells[str(cancelled.id)][3] == "cancelled"
+            assert cells[str(paused.id)][2] == "cache"
+            assert f"verified (sha256 {sha})" in str(screen.query_one("#downloads-detail").render())
+
+            await pilot.press("end", "c")  # the paused one, in the cache
+            assert isinstance(app.screen, ConfirmModal)
+            question = drawn_question(app.screen)
+            assert question.startswith("Cancel unsloth/gemma-3-4b-it-GGUF/m.gguf.")
+            assert question.endswith("Delete its partial file too? (Keep it to resume later; Esc does not cancel.)")
+            await pilot.press("escape")
+            assert tasks.get(paused.id).status is TaskStatus.PAUSED  # backing out cancels nothing
+            await pilot.press("a")
+            assert isinstance(app.screen, TextPromptModal)
+            title = app.screen.query_one("#title")
+            assert app.screen.query_one(".dialog").region.contains_region(title.region)
+            drawn = " ".join(s.text.strip() for s in title.render_lines(title.region.reset_offset))
+            assert "ollama:NAME" in drawn and "https:// URL" in drawn
+            await pilot.press("escape", "x")
+            await pilot.pause()
+            left = {t.id for t in tasks.all()}
+            assert left == {paused.id}  # completed, failed and cancelled are cleared
+
+    run(main())
+
+
+@pytest.mark.parametrize(
+    ("count", "said"),
+    [
+        (1, "1 download the last run left unfinished is paused"),
+        (2, "2 downloads the last run left unfinished are paused"),
+    ],
+)
+def test_start_up_says_how_many_downloads_it_paused_in_good_english(
+    make_app: AppFactory, count: int, said: str
+) -> None:
+    from engines.downloads.tasks import DownloadTasks
+
+    app = make_app(screen="chat", launch=False)  # F3 itself would open (and so recover) the queue first
+    tasks = DownloadTasks(app.runtime.store)
+    for n in range(count):  # left downloading by a process that is gone
+        tasks.set_status(
+            tasks.add("url", app.runtime.config.models_dir / f"{n}.gguf", url=f"https://x/{n}").id,
+            TaskStatus.DOWNLOADING,
+        )
+
+    async def main() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: any(said in n.message for n in app._notifications), said)
+
+    run(main())

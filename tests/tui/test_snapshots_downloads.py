@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from textual.pilot import Pilot
 
@@ -42,7 +44,8 @@ def test_downloads_in_every_status(snap_compare, make_app: AppFactory, size: tup
             ),
         ]
         for repo, file, size_gb, status, done in rows:
-            task = tasks.add("hf", models / file, repo=repo, file=file, total_bytes=int(size_gb * GB))
+            sha = "9fa1" * 16 if status is TaskStatus.COMPLETED else None  # checked against it: "verified"
+            task = tasks.add("hf", models / file, repo=repo, file=file, total_bytes=int(size_gb * GB), sha256=sha)
             tasks.record_progress(
                 task.id, int(size_gb * GB * done), None, 38.5e6 if status is TaskStatus.DOWNLOADING else None
             )
@@ -57,6 +60,9 @@ def test_downloads_in_every_status(snap_compare, make_app: AppFactory, size: tup
                 tasks.set_status(task.id, status, error)
             if status is TaskStatus.DOWNLOADING:
                 tasks.record_progress(task.id, int(size_gb * GB * done), None, 38.5e6)
+        blob = app.runtime.config.cache_dir / "hf/models--org--Embed/blobs" / ("e5" * 32)  # `--to cache`
+        tasks.add("hf", blob, repo="org/Embed", file="model.safetensors", total_bytes=GB // 4, cache_ref="main")
+        tasks.add("ollama", Path("ollama:qwen2.5:0.5b"), repo="qwen2.5:0.5b")
         screen = app.screen
         assert isinstance(screen, DownloadsScreen)
         screen.refresh_table()

@@ -9,6 +9,7 @@ cancels (asking whether to delete the partial file), `x` clears finished ones.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from rich.markup import escape
@@ -24,8 +25,11 @@ from tui.screens.app_screen import AppScreen
 from tui.widgets.live_table import LiveTable
 from tui.widgets.screen_bar import ScreenBar
 
-COLUMNS = ("ID", "File", "Status", "Progress", "Size", "Speed", "ETA")
-BAR_WIDTH = 8
+COLUMNS = ("ID", "File", "To", "Status", "Size", "Speed", "ETA")
+FIXED_WIDTH = (4 + 2) + (6 + 2) + (11 + 2) + (7 + 2) + (8 + 2) + (6 + 2) + 2 + 2
+"""Cells every column but File takes at most (ID, To, Status, Size, Speed, ETA, each with DataTable's padding of
+1 each side), the scrollbar and File's own padding: File gets the rest, so Speed and ETA stay on screen at 80."""
+BAR_WIDTH = 6
 STATUS_COLOUR = {
     TaskStatus.DOWNLOADING: "accent",
     TaskStatus.COMPLETED: "success",
@@ -41,6 +45,37 @@ def progress_bar(task: DownloadTask) -> str:
         return human_bytes(task.done_bytes) if task.done_bytes else "-"
     filled = round(min(1.0, fraction) * BAR_WIDTH)
     return "▰" * filled + "▱" * (BAR_WIDTH - filled) + f" {fraction:4.0%}"
+
+
+def status_text(task: DownloadTask) -> str:
+    """The Status column: a bar while downloading, how far a paused one got, and whether a finished file was
+    checked against its sha256 ("verified") or only its size ("completed")."""
+    if task.status is TaskStatus.DOWNLOADING:
+        return progress_bar(task)
+    if task.status is TaskStatus.PAUSED and task.fraction is not None:
+        return f"paused {task.fraction:.0%}"
+    if task.status is TaskStatus.PENDING:
+        return "queued"
+    if task.status is TaskStatus.COMPLETED and task.sha256 and task.source != "ollama":
+        return "verified"
+    return task.status.value
+
+
+def destination(task: DownloadTask, models_dir: Path) -> str:
+    """The To column: the models directory, the Hugging Face cache, the Ollama daemon, or another folder."""
+    if task.source == "ollama":
+        return "ollama"
+    if task.cache_ref is not None:
+        return "cache"
+    return "models" if task.target_path.is_relative_to(models_dir) else "folder"
+
+
+def elide(text: str, width: int) -> str:
+    """`text` in `width` cells, its middle replaced by "…" (a file name keeps its start and its quant/suffix)."""
+    if len(text) <= width:
+        return text
+    tail = (width - 1) // 2
+    return text[: width - 1 - tail] + "…" + text[len(text) - tail :]
 
 
 def eta(task: DownloadTask) -> str:
@@ -63,6 +98,10 @@ class Addition:
 
 
 ADD_HINT = "org/name [file.gguf | *.safetensors …] [--to cache]   ollama:name:tag   https://…"
+ADD_TITLE = (
+    "Download: org/name file.gguf (one file), org/name [*.safetensors …] [--to cache] (a repo),"
+    " ollama:NAME[:tag] (an Ollama pull) or an https:// URL"
+)
 
 
 def parse_addition(text: str) -> Addition:
@@ -95,7 +134,7 @@ class DownloadsScreen(AppScreen):
         Binding("p", "pause", "Pause"),
         Binding("r", "resume", "Resume/retry"),
         Binding("c", "cancel", "Cancel"),
-        Binding("x", "clear", "Clear finished"),
+        Binding("x", "clear", "Clear done", tooltip="Forget completed, failed and cancelled downloads"),
     ]
     DEFAULT_CSS = """
     #downloads-status { height: 1; padding: 0 1; color: $text-muted; background: $boost; }
@@ -134,26 +173,30 @@ class DownloadsScreen(AppScreen):
             return
         tasks = self.runtime.downloads.tasks.all()
         colours = self.app.theme_variables
-        self.table.show([(str(t.id), self._cells(t, colours)) for t in tasks])
+        file_width = max(12, self.app.size.width - FIXED_WIDTH)  # the table spans the screen; known before layout
+        models_dir = self.runtime.config.models_dir
+        self.table.show([(str(t.id), self._cells(t, colours, file_width, models_dir)) for t in tasks])
         self._shown = tasks
         active = sum(1 for t in tasks if t.status is TaskStatus.DOWNLOADING)
         queued = sum(1 for t in tasks if t.status is TaskStatus.PENDING)
         status = (
             f"{active} downloading · {queued} queued · {len(tasks)} in the list"
             if tasks
-            else ("Nothing queued. `a` adds a file; `d` on a catalog row queues that model.")
+            else "Nothing queued: a adds a file, repo, ollama:NAME or URL; d on a catalog row queues it."
         )
         self.query_one("#downloads-status", Static).update(status)
         self._show_detail()
 
     @staticmethod
-    def _cells(task: DownloadTask, colours: dict[str, str]) -> tuple[str | Text, ...]:
+    def _cells(
+        task: DownloadTask, colours: dict[str, str], file_width: int, models_dir: Path
+    ) -> tuple[str | Text, ...]:
         speed = f"{human_bytes(int(task.speed_bps))}/s" if task.speed_bps else "-"
         return (
             str(task.id),
-            task.file or task.target_path.name,
-            Text(task.status.value, style=colours.get(STATUS_COLOUR.get(task.status, ""), "")),
-            progress_bar(task),
+            elide(task.file or task.repo or task.target_path.name, file_width),
+            destination(task, models_dir),
+            Text(status_text(task), style=colours.get(STATUS_COLOUR.get(task.status, ""), "")),
             human_bytes(task.total_bytes) if task.total_bytes else "-",
             speed,
             eta(task),
@@ -172,7 +215,18 @@ class DownloadsScreen(AppScreen):
             lines.append(f"{escape(task.label)} → {escape(where)}")
         if task is not None and task.error:
             lines.append(f"[$text-error]{escape(task.error)}[/]")
+        elif task is not None and task.status is TaskStatus.COMPLETED and task.source != "ollama":
+            size = human_bytes(task.total_bytes) if task.total_bytes else "size unknown"
+            check = f"verified (sha256 {task.sha256})" if task.sha256 else "size checked; the server gave no sha256"
+            lines.append(f"[$text-success]{size} {check}[/]")
         self.query_one("#downloads-detail", Static).update("\n".join(lines))
+
+    def on_resize(self) -> None:
+        # DataTable columns only ever widen: measure them again so the File column gives back room at a smaller size.
+        for column in self.table.columns.values():
+            column.content_width = column.label.cell_len
+        self.table.keys = []  # the next show() rebuilds the rows
+        self.refresh_table()
 
     def on_data_table_row_highlighted(self) -> None:
         self._show_detail()
@@ -206,8 +260,10 @@ class DownloadsScreen(AppScreen):
         from tui.screens.modals.confirm import ConfirmModal
 
         def done(delete: bool | None) -> None:
+            if delete is None:  # Esc: the download goes on as it was
+                return
             try:
-                self.runtime.downloads.cancel(task.id, delete_part=bool(delete))
+                self.runtime.downloads.cancel(task.id, delete_part=delete)
             except LlmTuiError as exc:
                 self.notify(str(exc), title="Not cancelled", severity="warning")
             self.refresh_table()
@@ -215,7 +271,9 @@ class DownloadsScreen(AppScreen):
         if task.source == "ollama":  # the daemon keeps its partial blobs; pulling again resumes
             done(False)
             return
-        question = f"Cancel {task.label}. Delete its partial file too? (Keep it to resume later.)"
+        question = (
+            f"Cancel {task.label}.\n\nDelete its partial file too? (Keep it to resume later; Esc does not cancel.)"
+        )
         self.app.push_screen(ConfirmModal(question, yes="Delete", no="Keep"), done)
 
     def action_clear(self) -> None:
@@ -237,7 +295,7 @@ class DownloadsScreen(AppScreen):
             if text is not None:
                 self.queue_addition(parse_addition(text))
 
-        self.app.push_screen(TextPromptModal("Download", placeholder=ADD_HINT, check=check), done)
+        self.app.push_screen(TextPromptModal(ADD_TITLE, placeholder="org/name file.gguf", check=check), done)
 
     def queue_addition(self, addition: Addition) -> None:
         """Add what the prompt asked for: one file into the models directory at once, an Ollama pull, or (after

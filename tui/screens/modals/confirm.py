@@ -32,8 +32,9 @@ def short_path(path: Path | str, width: int = QUESTION_WIDTH) -> str:
     return f"{folder[: room - len(tail)]}…{tail}/{name}"
 
 
-class ConfirmModal(ModalScreen[bool]):
-    """Returns True when the user confirms (y / Enter on Yes), False otherwise (n / Esc).
+class ConfirmModal(ModalScreen[bool | None]):
+    """Returns True when the user confirms (y / Enter on Yes), False for no (n), None when backed out of (Esc):
+    for most questions the same, but "Cancel the download: delete its file?" must not cancel on Esc.
 
     The question wraps, so all of it shows at 80x24; it is plain text (a `[` in a name stays as typed). A
     `danger` question (deleting) starts on No; any other on Yes.
@@ -41,7 +42,8 @@ class ConfirmModal(ModalScreen[bool]):
 
     BINDINGS = [
         Binding("y", "answer(True)", "Yes"),
-        Binding("n,escape", "answer(False)", "No"),
+        Binding("n", "answer(False)", "No"),
+        Binding("escape", "back", "Back"),
     ]
     DEFAULT_CSS = """
     ConfirmModal #question { width: 100%; height: auto; }
@@ -69,3 +71,6 @@ class ConfirmModal(ModalScreen[bool]):
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
+
+    def action_back(self) -> None:
+        self.dismiss(None)

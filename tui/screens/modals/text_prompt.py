@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label
+from textual.widgets import Input, Label, Static
 
 
 class TextPromptModal(ModalScreen[str | None]):
@@ -19,6 +19,9 @@ class TextPromptModal(ModalScreen[str | None]):
     """
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    DEFAULT_CSS = """
+    TextPromptModal #title, TextPromptModal #hint { width: 100%; height: auto; }
+    """
 
     def __init__(
         self,
@@ -36,7 +39,7 @@ class TextPromptModal(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.title_text, classes="dialog-title")
+            yield Static(self.title_text, classes="dialog-title", id="title", markup=False)  # wraps: all of it shows
             yield Input(self.value, placeholder=self.placeholder, id="text")
             yield Label("Enter to accept, Esc to cancel", classes="dialog-hint", id="hint")
 
