@@ -10,20 +10,23 @@ from pathlib import Path
 
 import pytest
 from textual import events
+from textual.color import Color
 from textual.pilot import Pilot
-from textual.widgets import Input, Select, Static
+from textual.widgets import Button, Input, OptionList, Select, Static
+from textual.widgets._select import SelectCurrent
 
 from engines.config import load_config, user_config_path
 from engines.secret import Secret
 from tests.engines.fake_openai import FakeOpenAI
 from tests.tui.conftest import AppFactory
-from tests.tui.test_chat_screen import palette, until
+from tests.tui.test_chat_screen import footer_keys, palette, until
 from tests.tui.test_instances_screen import drive
 from tui.app import LlmTuiApp
 from tui.screens.modals.confirm import ConfirmModal
 from tui.screens.modals.endpoint_edit import EndpointModal
 from tui.screens.modals.text_prompt import TextPromptModal
 from tui.screens.settings import SettingsScreen
+from tui.widgets.settings_lists import AliasList, EndpointList
 
 USER_FILE = """\
 # my llm-tui settings
@@ -144,13 +147,19 @@ def test_invalid_values_are_refused_on_the_field_and_nothing_is_written(
         await type_into(pilot, field, text)
         await pilot.pause()
         assert reason in note(app, field)
+        row = settings(app).row(field)
+        await pilot.press("tab", "ctrl+s")  # from another field: the refusal brings focus back to the bad one
+        await pilot.pause()
+        assert status(app).startswith(f"Not saved: {row.field.label}: ") and reason in status(app)
+        assert app.focused is row.query_one(Input) and row.text == text  # kept for correcting
+        await pilot.press("shift+tab", "tab", "ctrl+s", "ctrl+s")
+        assert user_file.read_text() == USER_FILE
+        assert app.focused is row.query_one(Input)
+        await pilot.press("escape")  # reverts the field and its error
+        assert row.error is None
         await pilot.press("ctrl+s")
         await pilot.pause()
-        assert "Not saved" in status(app)
-        assert settings(app).row(field).text == text  # kept for correcting
-        assert user_file.read_text() == USER_FILE
-        await pilot.press("escape")  # reverts the field and its error
-        assert settings(app).row(field).error is None
+        assert status(app).startswith("Nothing to save") and user_file.read_text() == USER_FILE
 
     drive(app, test)
 
@@ -170,7 +179,7 @@ def test_a_models_folder_that_is_a_file_or_cannot_be_made_is_refused(
         assert "cannot create" in note(app, "models_dir") and "is a file, not a folder" in note(app, "models_dir")
         await pilot.press("ctrl+s")
         await pilot.pause()
-        assert "Not saved: fix Models folder" in status(app)
+        assert "Not saved: Models folder: " in status(app)
         assert user_file.read_text() == USER_FILE
 
     drive(app, test)
@@ -442,6 +451,64 @@ def test_run_from_a_checkout_saves_to_the_users_file_and_leaves_the_checkouts_un
         assert load_config(env={}, cwd=isolated_dirs).theme == "nord"  # the next start keeps the user's choice
 
     drive(app, test)
+
+
+def color_distance(a: Color, b: Color) -> int:
+    return sum(abs(x - y) for x, y in zip(a.rgb, b.rgb, strict=True))
+
+
+def test_focus_shows_on_every_editor_and_list_in_every_theme(make_app: AppFactory, user_file: Path) -> None:
+    """A Select, an Input and a list each look clearly different focused than not, in every theme (a Select's
+    focus used to change nothing at all)."""
+    app = make_app(screen="settings", launch=False)
+
+    async def test(app: LlmTuiApp, pilot: Pilot[int]) -> None:
+        screen = settings(app)
+        select = screen.row("theme").query_one(Select)
+        current = select.query_one(SelectCurrent)
+        editor = screen.query_one(f"#{screen.row('n_ctx').field.id}", Input)
+        aliases = screen.query_one(AliasList)
+        faint: list[str] = []
+        for theme in sorted(app.available_themes):
+            app.theme = theme
+            select.focus()
+            await pilot.pause()
+            select_on, editor_off, list_off = (w.background_colors[1] for w in (current, editor, aliases))
+            editor.focus()
+            await pilot.pause()
+            editor_on, select_off = editor.background_colors[1], current.background_colors[1]
+            aliases.focus()
+            await pilot.pause()
+            list_on = aliases.background_colors[1]
+            for name, off, on, least in (
+                ("select", select_off, select_on, 60),
+                ("input", editor_off, editor_on, 60),
+                ("list", list_off, list_on, 30),
+            ):
+                if color_distance(off, on) < least:
+                    faint.append(f"{theme}: {name} {off.hex} → {on.hex}")
+        assert not faint
+
+    drive(app, test)
+
+
+def test_every_tab_stop_is_a_field_or_a_list_and_the_footer_fits(make_app: AppFactory, user_file: Path) -> None:
+    """The scrolling form was a Tab stop that highlighted nothing; and with the endpoint list focused its keys and
+    the screen's fill the footer, which must not be cut at 80 columns."""
+    app = make_app(screen="settings", launch=False)
+
+    async def test(app: LlmTuiApp, pilot: Pilot[int]) -> None:
+        stops: list[object] = []
+        while app.focused not in stops:
+            stops.append(app.focused)
+            assert isinstance(app.focused, Input | Select | OptionList | Button), app.focused
+            await pilot.press("tab")
+        assert len(stops) == len(settings(app).rows) + 2  # every field, and the two lists
+        settings(app).query_one(EndpointList).focus()
+        await pilot.pause()
+        assert footer_keys(app) == ["a Add endpoint", "e Edit", "t Test", "del Remove", "^s Save", "esc Revert"]
+
+    drive(app, test, size=(80, 24))
 
 
 def test_stop_sequences_are_typed_as_the_chat_dialog_types_them(make_app: AppFactory, user_file: Path) -> None:

@@ -76,7 +76,7 @@ class SettingsScreen(SettingsLists):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "save", "Save", priority=True),
-        Binding("escape", "revert", "Revert field"),
+        Binding("escape", "revert", "Revert"),  # short: with a list focused its keys share the footer
     ]
     DEFAULT_CSS = """
     #settings-file { height: auto; padding: 0 1; background: $boost; }
@@ -103,7 +103,9 @@ class SettingsScreen(SettingsLists):
         self._read()
         yield Header()
         yield Static("", id="settings-file")
-        with VerticalScroll(id="settings-form"):
+        # Not a Tab stop of its own (it would highlight nothing): focus moves through the fields, and it scrolls
+        # to show the focused one.
+        with VerticalScroll(id="settings-form", can_focus=False):
             for group in GROUPS:
                 hint = GROUP_HINTS.get(group, "")
                 yield Label(
@@ -317,7 +319,9 @@ class SettingsScreen(SettingsLists):
         bad = [r for r in self.rows if r.error]
         if bad:
             bad[0].query_one("Input, Select").focus()
-            self._say(f"Not saved: fix {', '.join(r.field.label for r in bad)} first (nothing was written)", error=True)
+            # The first field's own reason, so the refusal says what to change without looking for the row.
+            more = f" (and {', '.join(r.field.label for r in bad[1:])})" if bad[1:] else ""
+            self._say(f"Not saved: {bad[0].field.label}: {bad[0].error}{more}; nothing was written", error=True)
             return
         changes = self.changes()
         if not changes:

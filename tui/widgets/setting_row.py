@@ -24,9 +24,11 @@ class SettingRow(Vertical):
     SettingRow .setting-label { width: 21; padding: 0 1; color: $text-muted; }
     SettingRow.-dirty .setting-label { color: $text-accent; text-style: bold; }
     SettingRow Input { width: 1fr; padding: 0 1; background: $boost; }
-    SettingRow Input:focus { background: $surface-lighten-1; }
     SettingRow Select { width: 1fr; height: 1; }
     SettingRow Select > SelectCurrent { border: none; height: 1; padding: 0 1; background: $boost; }
+    /* Focus must show in every theme: a tint of the accent on the editor, and its label in the accent. */
+    SettingRow Input:focus, SettingRow Select:focus > SelectCurrent { background: $accent 30%; }
+    SettingRow:focus-within .setting-label { color: $text-accent; text-style: bold; }
     SettingRow Button { min-width: 9; margin-left: 1; }
     SettingRow .setting-note { padding: 0 1 0 22; color: $text-muted; height: auto; display: none; }
     SettingRow .setting-note.-shown { display: block; }

@@ -17,7 +17,7 @@ class SettingsList(OptionList):
 
     DEFAULT_CSS = """
     SettingsList { height: auto; max-height: 8; margin: 0 1 0 1; border: none; padding: 0; }
-    SettingsList:focus { background-tint: $foreground 5%; }
+    SettingsList:focus { background: $accent 30%; }
     """
 
     def __init__(self, empty: str, *, id: str) -> None:

@@ -70,7 +70,7 @@ class EndpointModal(ModalScreen[RemoteEndpoint | None]):
     #endpoint-grid { grid-size: 2; grid-columns: 14 1fr; grid-rows: 1; grid-gutter: 1 1; height: auto; }
     #endpoint-grid > Label { color: $text-muted; }
     #endpoint-grid Input { border: none; height: 1; padding: 0 1; background: $boost; }
-    #endpoint-grid Input:focus { background: $surface-lighten-1; }
+    #endpoint-grid Input:focus { background: $accent 30%; }
     #endpoint-key-row { height: 1; }
     #endpoint-key-row Input { width: 1fr; }
     #endpoint-key-row Button { min-width: 9; margin-left: 1; }
