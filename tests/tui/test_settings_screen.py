@@ -335,7 +335,7 @@ def test_aliases_are_added_refused_on_a_loop_and_removed(make_app: AppFactory, u
         }
         assert app.runtime.config.aliases["qwen"] == "qwen2.5-0.5b-instruct-q4_k_m"
 
-        assert screen.query_one("#aliases").highlighted == 1  # the one just added
+        assert screen.query_one("#aliases", AliasList).highlighted == 1  # the one just added
         await pilot.press("home", "delete")  # tiny, the first
         await pilot.press("ctrl+s")
         await until(pilot, lambda: "tiny" not in user_file.read_text(), "tiny removed")
