@@ -523,3 +523,25 @@ def test_a_base_model_says_so_and_d_offers_its_chat_build(make_app: AppFactory, 
         assert (task.repo, task.file) == ("bartowski/google_gemma-3-270m-it-GGUF", "google_gemma-3-270m-it-Q4_K_M.gguf")
 
     drive(make_app(screen="catalog", launch=False, listing=listing), test)
+
+
+def test_a_local_path_in_the_detail_pane_is_shortened_not_broken_at_80x24(
+    make_app: AppFactory, models_dir: Path
+) -> None:
+    from textual.geometry import Region
+
+    app = make_app(screen="catalog", launch=False, listing=fixed_listing)
+
+    async def main() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, CatalogScreen)
+            await until(pilot, lambda: screen.listing is not None, "the listing is built")
+            await pilot.press("slash", *"finetune", "enter")
+            await pilot.pause()
+            about = screen.query_one("#detail-about")
+            lines = [strip.text.rstrip() for strip in about.render_lines(Region(0, 0, *about.outer_size))]
+            (line,) = [line for line in lines if line.strip().startswith("file ")]
+            assert line.endswith("/my-finetune.gguf") and "…" in line  # the folder elided, the name whole
+
+    run(main())

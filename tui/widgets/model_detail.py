@@ -11,20 +11,21 @@ from textual.widgets import Static
 
 from engines.catalog.fit import human_bytes, human_params
 from engines.catalog.listing import CatalogRow
+from tui.screens.modals.confirm import short_path
 from tui.widgets.model_table import BADGES
 
 
-def about_text(row: CatalogRow, aliases: Mapping[str, str]) -> str:
-    """Markup: the model's metadata, one fact per line, unknown ones left out."""
+def about_text(row: CatalogRow, aliases: Mapping[str, str], width: int = 80) -> str:
+    """Markup: the model's metadata, one fact per line, unknown ones left out; a path is shortened on purpose to
+    fit its line in `width` cells (its file name kept) instead of breaking mid-word."""
     lines = [f"[b]{escape(row.name)}[/b]  [dim]{escape(row.id)}[/dim]"]
     if row.kind == "base":  # near the top: the pane is cut at its height, and this decides what to chat with
         lines.append(f"[$text-warning]{escape(base_model_hint(row))}[/]")
     if row.status != "ok":
         lines.append(f"[$text-error]broken: {escape(row.error or 'unreadable')}[/]")
     where = BADGES.get(row.source, row.source)
-    if row.path is not None:
-        where += f" · {row.path}"
-    elif row.repo:
+    path = short_path(row.path, max(20, width - 10)) if row.path is not None else None  # its own line
+    if row.path is None and row.repo:
         where += f" · {row.repo}" + (f" / {row.file}" if row.file else "")
     model = [row.format, row.quantization, human_bytes(row.size_bytes) if row.size_bytes else None]
     model.append(f"{human_params(row.params)} params" if row.params else None)
@@ -32,6 +33,7 @@ def about_text(row: CatalogRow, aliases: Mapping[str, str]) -> str:
     context = [f"{row.context_length:,} tokens" if row.context_length else None, _template(row)]
     facts: list[tuple[str, str | None]] = [
         ("source", where),
+        ("file", path),
         ("model", _joined(model)),
         ("arch", _joined([row.architecture or row.family, _shape(row)])),
         ("context", _joined(context)),
@@ -108,5 +110,5 @@ class ModelDetail(Horizontal):
             about.update("[dim]No model matches the filter.[/dim]")
             fit.update("")
             return
-        about.update(about_text(row, aliases))
+        about.update(about_text(row, aliases, about.content_region.width or 80))
         fit.update(fit_text(row, n_ctx))
