@@ -139,7 +139,13 @@ class CatalogScreen(AppScreen):
             return
         self._scanned = True
         if message.listing is None:
-            self.notify(message.error or "unknown error", title="Could not scan models", severity="error", timeout=15)
+            self.notify(
+                message.error or "unknown error",
+                title="Could not scan models",
+                severity="error",
+                timeout=15,
+                markup=False,
+            )
             self._show_status()
             return
         self.listing = message.listing
@@ -288,7 +294,9 @@ class CatalogScreen(AppScreen):
         from tui.screens.modals.confirm import ConfirmModal
 
         if not row.repo and not row.ollama:
-            self.notify(f"{row.id} names nowhere to download it from.", title="Not here", severity="warning")
+            self.notify(
+                f"{row.id} names nowhere to download it from.", title="Not here", severity="warning", markup=False
+            )
             return
         exact = "" if row.sha256 else "about "  # a curated size is an estimate until the Hub says
         size = f" ({exact}{human_bytes(row.size_bytes)})" if row.size_bytes else ""
@@ -319,7 +327,9 @@ class CatalogScreen(AppScreen):
         rows = self.listing.rows if self.listing else []
         build = next((r for r in rows if r.id == build_id or r.catalog_id == build_id), None)
         if build is None or build.source != "catalog":
-            self.notify(f"{build_id} is here already: Enter on its row launches it.", title="Nothing to download")
+            self.notify(
+                f"{build_id} is here already: Enter on its row launches it.", title="Nothing to download", markup=False
+            )
             return
 
         def done(yes: bool | None) -> None:
@@ -368,10 +378,12 @@ class CatalogScreen(AppScreen):
         try:
             removed = remove_local(row, self.llm_app.runtime.config.models_dir)
         except (LlmTuiError, OSError) as exc:
-            self.app.call_from_thread(self.notify, str(exc), title="Not deleted", severity="error", timeout=15)
+            self.app.call_from_thread(
+                self.notify, str(exc), title="Not deleted", severity="error", timeout=15, markup=False
+            )
             return
         names = ", ".join(p.name for p in removed) or "nothing (already gone)"
-        self.app.call_from_thread(self.notify, f"Removed {names}.", title=f"Deleted {row.id}")
+        self.app.call_from_thread(self.notify, f"Removed {names}.", title=f"Deleted {row.id}", markup=False)
         self.app.call_from_thread(self.rescan)
 
     def action_alias(self) -> None:
@@ -396,9 +408,11 @@ class CatalogScreen(AppScreen):
             try:
                 self.llm_app.runtime.set_alias(name, ref)
             except LlmTuiError as exc:
-                self.notify(str(exc), title="Alias not saved", severity="error", timeout=15)
+                self.notify(str(exc), title="Alias not saved", severity="error", timeout=15, markup=False)
                 return
-            self.notify(f"{name} → {ref} (saved in {self.llm_app.runtime.config.source})", title="Alias saved")
+            self.notify(
+                f"{name} → {ref} (saved in {self.llm_app.runtime.config.source})", title="Alias saved", markup=False
+            )
             self._show_detail(self.table.current)
 
         title = f"Alias for {row.id} (use it with --model and in the model picker)"

@@ -37,14 +37,16 @@ class HubSize(Message):
 def download_row(screen: AppScreen, row: CatalogRow) -> None:
     """`d`: queue the row's file, or its whole repo; say why not for rows that are already here."""
     if row.source != "catalog":
-        screen.notify(f"{row.id} is already here ({row.source}).", title="Nothing to download")
+        screen.notify(f"{row.id} is already here ({row.source}).", title="Nothing to download", markup=False)
         return
     if not row.repo:
         hint = f"; o pulls it with Ollama ({row.ollama})" if row.ollama else ""
-        screen.notify(f"{row.id} names no Hugging Face repo{hint}.", title="Not queued", severity="warning")
+        screen.notify(
+            f"{row.id} names no Hugging Face repo{hint}.", title="Not queued", severity="warning", markup=False
+        )
         return
     if not row.file:
-        screen.notify(f"Asking the Hub which files {row.repo} holds…", title="Whole repo")
+        screen.notify(f"Asking the Hub which files {row.repo} holds…", title="Whole repo", markup=False)
         screen.run_worker(lambda: queue_repo(screen, row.repo or ""), thread=True, group="catalog-download")
         return
     if row.sha256 and row.size_bytes:  # pinned by the catalog: exactly this file, whatever the Hub says
@@ -79,7 +81,7 @@ def queue_file(screen: AppScreen, repo: str, file: str, fields: dict[str, Any]) 
         target = safe_join(runtime.config.models_dir, file)
         runtime.downloads.add("hf", target, repo=repo, file=file, **fields)
     except LlmTuiError as exc:
-        screen.notify(str(exc), title="Not queued", severity="error")
+        screen.notify(str(exc), title="Not queued", severity="error", markup=False)
         return
     size = f" ({human_bytes(fields['total_bytes'])})" if fields.get("total_bytes") else ""
     screen.notify(f"{repo}/{file}{size} → {target}", title=QUEUED, markup=False)
@@ -93,20 +95,24 @@ def queue_repo(screen: AppScreen, repo: str, patterns: Sequence[str] = (), *, to
     try:
         tasks = runtime.downloads.add_repo(repo, folder, patterns=patterns)
     except LlmTuiError as exc:
-        screen.app.call_from_thread(screen.notify, str(exc), title="Not queued", severity="error", timeout=15)
+        screen.app.call_from_thread(
+            screen.notify, str(exc), title="Not queued", severity="error", timeout=15, markup=False
+        )
         return
     where = "the Hugging Face cache" if folder is None else str(folder)
     what = f"{len(tasks)} file{'s' if len(tasks) != 1 else ''} of {repo} → {where}"
     if not tasks:
         what = f"those files of {repo} are already in the queue"
-    screen.app.call_from_thread(screen.notify, what, title=QUEUED)
+    screen.app.call_from_thread(screen.notify, what, title=QUEUED, markup=False)
 
 
 def pull_row_with_ollama(screen: AppScreen, row: CatalogRow) -> None:
     """`o`: have the Ollama daemon pull the curated model's Ollama build."""
     if row.source != "catalog" or not row.ollama:
         why = "it is already here" if row.source != "catalog" else "the catalog names no Ollama build of it"
-        screen.notify(f"{row.id} cannot be pulled with Ollama: {why}.", title="Not queued", severity="warning")
+        screen.notify(
+            f"{row.id} cannot be pulled with Ollama: {why}.", title="Not queued", severity="warning", markup=False
+        )
         return
     from engines.downloads.ollama_source import normalise_name
     from engines.downloads.queue import ollama_target
@@ -115,6 +121,6 @@ def pull_row_with_ollama(screen: AppScreen, row: CatalogRow) -> None:
         name = normalise_name(row.ollama)
         screen.runtime.downloads.add("ollama", ollama_target(name), repo=name)
     except LlmTuiError as exc:
-        screen.notify(str(exc), title="Not queued", severity="error")
+        screen.notify(str(exc), title="Not queued", severity="error", markup=False)
         return
-    screen.notify(f"ollama:{name} → Ollama at {screen.runtime.config.ollama_host}", title=QUEUED)
+    screen.notify(f"ollama:{name} → Ollama at {screen.runtime.config.ollama_host}", title=QUEUED, markup=False)

@@ -244,7 +244,7 @@ class DownloadsScreen(AppScreen):
             else:
                 queue.resume(task.id)
         except LlmTuiError as exc:
-            self.notify(str(exc), title="Not possible", severity="warning")
+            self.notify(str(exc), title="Not possible", severity="warning", markup=False)
         self.refresh_table()
 
     def action_pause(self) -> None:
@@ -265,7 +265,7 @@ class DownloadsScreen(AppScreen):
             try:
                 self.runtime.downloads.cancel(task.id, delete_part=delete)
             except LlmTuiError as exc:
-                self.notify(str(exc), title="Not cancelled", severity="warning")
+                self.notify(str(exc), title="Not cancelled", severity="warning", markup=False)
             self.refresh_table()
 
         if task.source == "ollama":  # the daemon keeps its partial blobs; pulling again resumes
@@ -309,7 +309,7 @@ class DownloadsScreen(AppScreen):
                 from tui.screens.catalog_download import queue_repo
 
                 repo, patterns = addition.repo or "", addition.patterns
-                self.notify(f"Asking the Hub which files {repo} holds…", title="Listing")
+                self.notify(f"Asking the Hub which files {repo} holds…", title="Listing", markup=False)
                 self.run_worker(lambda: queue_repo(self, repo, patterns, to_cache=addition.to_cache), thread=True)
             elif addition.source == "ollama":
                 downloads.add("ollama", ollama_target(addition.repo or ""), repo=addition.repo)
@@ -320,5 +320,5 @@ class DownloadsScreen(AppScreen):
                 name = (addition.url or "").rstrip("/").rsplit("/", 1)[-1].split("?")[0]
                 downloads.add("url", safe_join(self.runtime.config.models_dir, name), url=addition.url)
         except LlmTuiError as exc:  # an unsafe name, a file already queued
-            self.notify(str(exc), title="Not queued", severity="error")
+            self.notify(str(exc), title="Not queued", severity="error", markup=False)
         self.refresh_table()
