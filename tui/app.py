@@ -171,7 +171,8 @@ class LlmTuiApp(App[int]):
         if self.runtime.config.downloads_resume_on_start:
             self.notify(f"resuming {files} the last run left unfinished")
         else:
-            self.notify(f"{files} the last run left unfinished are paused: F3, then r to resume", timeout=10)
+            verb = "are" if len(recovered) > 1 else "is"
+            self.notify(f"{files} the last run left unfinished {verb} paused: F3, then r to resume", timeout=10)
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
