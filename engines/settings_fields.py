@@ -189,15 +189,21 @@ def origin_note(field: SettingField, config: Config) -> str | None:
     """Why the running app does not use the file's value for this field, when it does not."""
     origin = config.origins.get(field.key[0], "")
     kind, _, where = origin.partition(" ")
-    if len(field.key) > 1:
+    if kind not in ("env", "flag") or len(field.key) > 1:
         return None
     what = "" if field.kind == "secret" else f" (= {effective_text(field, config)})"
-    if kind == "file" and config.base_source is not None and where == str(config.base_source):
-        # The read-only defaults under the user's file (a checkout's config.toml): saving here overrides them.
-        return f"{show_path(config.base_source)} sets it{what}; a value saved here overrides it"
-    if kind not in ("env", "flag"):
-        return None
     return f"set by {where}{what} for this run; the file's value applies without it"
+
+
+def base_text(field: SettingField, config: Config) -> str | None:
+    """`/srv/models (from ./config.toml)` when the read-only defaults file under the user's (a checkout's
+    config.toml) gives this field its value, else None: an empty field then shows what applies without it."""
+    base = config.base_source
+    if base is None or len(field.key) > 1 or field.kind == "secret":
+        return None
+    if config.origins.get(field.key[0], "") != f"file {base}":
+        return None
+    return f"{effective_text(field, config)} (from {show_path(base)})"
 
 
 def effective_text(field: SettingField, config: Config) -> str:

@@ -432,7 +432,7 @@ def test_run_from_a_checkout_saves_to_the_users_file_and_leaves_the_checkouts_un
         screen = settings(app)
         assert screen.config_path == user_config_path()
         assert "created on the first save" in str(screen.query_one("#settings-file", Static).render())
-        assert "config.toml sets it (= 2)" in note(app, "n_gpu_layers")
+        assert screen.row("n_gpu_layers").placeholder == f"2 (from {checkout})" and not note(app, "n_gpu_layers")
         select = screen.row("theme").query_one(Select)
         select.focus()
         await pilot.press("enter", *"nord", "enter")

@@ -32,6 +32,7 @@ from engines.settings_fields import (
     GROUPS,
     REMOTE,
     SettingField,
+    base_text,
     check_folder,
     effective_text,
     file_text,
@@ -138,6 +139,8 @@ class SettingsScreen(SettingsLists):
             placeholder = f"default: {DEFAULT_THEME}"
         elif field.kind == "bool":
             choices = ("yes", "no")
+        # What the read-only defaults under the user's file (a checkout's config.toml) set shows in the empty field.
+        placeholder = base_text(field, self.runtime.config) or placeholder
         text = "" if field.kind == "secret" else file_text(field, raw)
         return SettingRow(field, text, placeholder=placeholder, choices=choices, secret_set=raw is not None)
 
