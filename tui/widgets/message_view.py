@@ -7,7 +7,9 @@ import time
 from dataclasses import replace
 
 from textual.app import ComposeResult
+from textual.geometry import Region
 from textual.message import Message
+from textual.strip import Strip
 from textual.widget import MountError
 from textual.widgets import Static
 
@@ -82,10 +84,26 @@ class MessageView(BlankContent):
         self._pending_since = 0.0
         self._frame_cost = 0.0
         self._parked = False
+        self._line_cache: tuple[tuple[object, ...], Strip] | None = None
         self.frames = 0
         """How many times streamed text was applied (a probe for tests and benches)."""
         self._set_status(message.status)
         self._footer_widget.set_class(bool(message.footer), "-shown")
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # With no top or bottom border or padding every line of the message's own area (its
+        # left border, padding and blank content, beneath the segments) is the same: draw one
+        # and repeat it, instead of every visible line each time a streamed frame changes the height.
+        styles = self.styles
+        padding = styles.padding
+        if padding.top or padding.bottom or styles.border_top[0] or styles.border_bottom[0]:
+            return super().render_lines(crop)
+        key = (crop.x, crop.width, self.size.width, styles._cache_key, self.background_colors, *self.app._filters)
+        cached = self._line_cache
+        if cached is None or cached[0] != key:
+            (line,) = super().render_lines(Region(crop.x, 0, crop.width, 1))
+            cached = self._line_cache = (key, line)
+        return [cached[1]] * crop.height
 
     # -- what it holds ----------------------------------------------------------------------------------------
 

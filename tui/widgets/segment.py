@@ -1,15 +1,32 @@
-"""One Markdown segment of a message: drawn once, parked (widgets dropped, height kept) when far away."""
+"""One Markdown segment of a message: drawn once into static lines, parked (lines dropped, height kept) when far.
+
+A streamed frame must not cost a layout of the whole screen. Two things keep it cheap:
+
+- a frozen segment, once its Markdown blocks are laid out, is drawn once into
+  strips (`capture`) and its block widgets are dropped: the compositor then
+  walks and paints one widget per segment instead of tens;
+- the live tail's paragraphs and code fences are updated in place and ask for
+  a layout only when their size changes (`TailParagraph`, `TailFence`), so
+  most frames repaint only the lines that changed.
+"""
 
 from __future__ import annotations
 
+from textual._compositor import Compositor
+from textual.content import Content
 from textual.events import Mount
-from textual.geometry import Spacing
+from textual.geometry import Region, Spacing
 from textual.strip import Strip
+from textual.visual import VisualType
 from textual.widget import Widget
-from textual.widgets import Label, Markdown
+from textual.widgets import Label, Markdown, Static
+from textual.widgets._markdown import MarkdownParagraph  # not re-exported by textual.widgets.markdown
 from textual.widgets.markdown import MarkdownBlock, MarkdownFence
 
 from tui.widgets.segmenter import Piece
+
+CAPTURE_RETRIES = 20
+"""Refreshes to wait for a segment's blocks to be laid out before it is drawn into static lines."""
 
 
 class BlankContent(Widget):
@@ -20,6 +37,7 @@ class BlankContent(Widget):
     """
 
     _blank: tuple[int, object, Strip] | None = None
+    _blank_lines: tuple[tuple[object, ...], Strip] | None = None
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
@@ -29,14 +47,77 @@ class BlankContent(Widget):
             blank = self._blank = (width, visual_style, Strip.blank(width, visual_style.rich_style))
         return blank[2]
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # Without border or padding every line is the same blank strip: make it once per width
+        # and background instead of once per line per resize (a growing message resizes every frame).
+        if self.styles.gutter:
+            return super().render_lines(crop)
+        style = self.visual_style
+        background = self.background_colors[1]
+        if style.background != background:  # the style is cached by own styles only: an ancestor changed
+            return super().render_lines(crop)
+        filters = self.app._filters
+        key = (crop.width, style.rich_style, *filters)
+        cached = self._blank_lines
+        if cached is None or cached[0] != key:
+            strip = Strip.blank(crop.width, style.rich_style)
+            for line_filter in filters:
+                strip = strip.apply_filter(line_filter, background)
+            cached = self._blank_lines = (key, strip)
+        return [cached[1]] * crop.height
+
+
+def _update_in_place(widget: Static, content: VisualType, *, width_too: bool = False) -> None:
+    """Show `content` in `widget`, asking for a layout only if its size changes (else repaint only)."""
+    size = widget.content_size
+    if not size:
+        widget.update(content)
+        return
+    container = widget.parent.size if isinstance(widget.parent, Widget) else size
+    old_width = widget.get_content_width(container, container) if width_too else 0
+    widget.update(content, layout=False)
+    new_width = widget.get_content_width(container, container) if width_too else 0
+    if new_width != old_width or widget.get_content_height(container, container, size.width) != size.height:
+        widget.refresh(layout=True)
+
+
+class TailParagraph(MarkdownParagraph):
+    """A paragraph of the live tail: a frame that adds words but no line repaints it without a layout."""
+
+    def set_content(self, content: Content) -> None:
+        self._content = content
+        _update_in_place(self, content)
+
+
+class TailFence(MarkdownFence):
+    """A code fence of the live tail: relaid out only when it gains a line or a wider one."""
+
+    def set_content(self, content: Content) -> None:
+        self._content = content
+        labels = self.query("#code-content").results(Label)
+        for label in labels:
+            _update_in_place(label, content, width_too=True)
+
+
+TAIL_BLOCKS: dict[str, type[MarkdownBlock]] = {
+    **Markdown.BLOCKS,
+    "paragraph_open": TailParagraph,
+    "fence": TailFence,
+    "code_block": TailFence,
+}
+"""Block classes of a live tail: the same look, cheaper updates."""
+
 
 class Segment(Markdown):
     """A piece of a message's Markdown. Once frozen it is never updated again.
 
-    Far from the viewport a frozen segment is *parked*: its block widgets are
-    removed and it keeps its height; near again it is rebuilt from its source.
-    So the widgets alive, and the work of every layout, stay bounded however
-    long the log grows.
+    A frozen segment whose blocks are laid out is drawn once into strips and
+    its block widgets are dropped (*static*); when what it is drawn over
+    changes (width, the message's or log's background, the theme) the blocks
+    are built and drawn again. Far from the viewport a frozen segment is
+    *parked*: its blocks and strips are dropped and it keeps its height; near
+    again it is rebuilt from its source. So the widgets alive, and the work of
+    every layout and paint, stay bounded however long the log grows.
     """
 
     DEFAULT_CSS = """
@@ -45,6 +126,7 @@ class Segment(Markdown):
 
     # Textual's CSS follows a widget's first base class only: borrow the method rather than inherit it.
     _blank: tuple[int, object, Strip] | None = None
+    _blank_lines: tuple[tuple[object, ...], Strip] | None = None
     render_line = BlankContent.render_line
 
     def __init__(self, piece: Piece | None = None) -> None:
@@ -56,6 +138,22 @@ class Segment(Markdown):
         self.parked = False
         self.split_before = piece.split_before if piece is not None else False
         self.split_after = piece.split_after if piece is not None else False
+        self._strips: list[Strip] | None = None
+        self._strips_key: tuple[object, ...] = ()
+        self._capture_scheduled = False
+        self._capture_tries = 0
+        self._rebuilding = False
+        self.captures = 0
+        """How many times the blocks were drawn into strips (a probe for tests)."""
+
+    def get_block_class(self, block_name: str) -> type[MarkdownBlock]:
+        """Tail blocks update in place while text may still come; frozen ones are Textual's own."""
+        return (self.BLOCKS if self.frozen else TAIL_BLOCKS)[block_name]
+
+    @property
+    def static(self) -> bool:
+        """Drawn from captured strips, with no block widgets."""
+        return self._strips is not None
 
     @property
     def piece(self) -> Piece:
@@ -68,10 +166,11 @@ class Segment(Markdown):
         self.split_after = piece.split_after
 
     def freeze(self) -> None:
-        """No more text will come: it may be parked from now on."""
+        """No more text will come: it may be parked, and drawn into static lines, from now on."""
         self.frozen = True
         self.ready = True
         self.join_fences()
+        self._schedule_capture()
 
     def join_fences(self) -> None:
         """Draw a code fence split across segments as one block: no gap where it was cut."""
@@ -92,9 +191,70 @@ class Segment(Markdown):
         if self.frozen:
             self.join_fences()
             self.ready = True
+            self._schedule_capture()
+
+    # -- static lines ---------------------------------------------------------------------------------------
+
+    def _lines_key(self) -> tuple[object, ...]:
+        """What captured strips depend on besides the source: width, background beneath, theme."""
+        return (self.size.width, self.background_colors, self.app.theme, self.app.ansi_theme)
+
+    def _schedule_capture(self) -> None:
+        if not self._capture_scheduled and self.is_mounted:
+            self._capture_scheduled = True
+            # After the next refresh the blocks have been laid out at their final size.
+            self.call_after_refresh(self._capture)
+
+    async def _capture(self) -> None:
+        """Draw the laid-out blocks into strips once, then drop the block widgets."""
+        self._capture_scheduled = False
+        blocks = self.children
+        size = self.size
+        if self.parked or not (self.frozen and self.ready) or not blocks or not size:
+            return  # nothing to draw, or not shown: unpark() or a rebuild schedules it again
+        if self.lock.is_locked or not all(block.size.width for block in blocks if block.display):
+            # Blocks still being built or not laid out yet: look again after the next refresh.
+            if self._capture_tries < CAPTURE_RETRIES:
+                self._capture_tries += 1
+                self._schedule_capture()
+            return
+        self._capture_tries = 0
+        strips = self.picture()
+        self._strips, self._strips_key = strips, self._lines_key()
+        self.captures += 1
+        self.styles.height = len(strips)
+        await self._drop_blocks()
+
+    def picture(self) -> list[Strip]:
+        """What this segment shows, line by line: its strips if static, else its laid-out blocks drawn now."""
+        if self._strips is not None and not self.children:
+            return list(self._strips)
+        # A compositor of its own lays the blocks out as the screen did (same size, cached
+        # arrangements) and draws every line, on screen or not.
+        compositor = Compositor()
+        compositor.reflow(self, self.size)
+        return compositor.render_strips(self.size)
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        strips = self._strips
+        if strips is None or self.children:
+            return BlankContent.render_lines(self, crop)  # type: ignore[arg-type]
+        if self._strips_key != self._lines_key() and not self._rebuilding:
+            # Drawn over something else now (selected, focused log, new width or theme): draw again.
+            self._rebuilding = True
+            self.call_later(self._rebuild)
+        width = crop.width
+        lines = strips[crop.y : crop.bottom]
+        if crop.x or width != self.size.width:
+            lines = [strip.crop(crop.x, crop.right) for strip in lines]
+        if len(lines) < crop.height:
+            lines += [Strip.blank(width, self.visual_style.rich_style)] * (crop.height - len(lines))
+        return lines
+
+    # -- parking ----------------------------------------------------------------------------------------------
 
     def park(self) -> None:
-        """Drop the block widgets of a frozen, laid-out segment, keeping its height."""
+        """Drop the block widgets or strips of a frozen, laid-out segment, keeping its height."""
         height = self.outer_size.height
         if self.parked or not (self.frozen and self.ready) or not height:
             return
@@ -103,28 +263,43 @@ class Segment(Markdown):
         self.call_later(self._drop)
 
     def unpark(self) -> None:
-        """Rebuild the block widgets (the height stays fixed until they are built)."""
+        """Rebuild the block widgets (the height stays fixed until they are built).
+
+        A static segment drawn at another width is rebuilt too.
+        """
         if self.parked:
             self.parked = False
+            self.call_later(self._rebuild)
+        elif self._strips is not None and self._strips_key[:1] != (self.size.width,) and not self._rebuilding:
+            self._rebuilding = True
             self.call_later(self._rebuild)
 
     async def _drop(self) -> None:
         if not self.parked:
             return
+        self._strips = None
+        await self._drop_blocks()
+
+    async def _drop_blocks(self) -> None:
         await self.remove_children()
         # The cached arrangements and the cached list of displayed children still
-        # reference the removed blocks: refresh both, or parked blocks stay in memory.
+        # reference the removed blocks: refresh both, or dropped blocks stay in memory.
         self._clear_arrangement_cache()
         _ = self.displayed_children
 
     async def _rebuild(self) -> None:
-        if self.parked:
-            return
-        if not self.children:
-            await self.update(self.source)
-            self.join_fences()
-        if not self.parked:
-            self.styles.height = "auto"
+        try:
+            if self.parked:
+                return
+            if not self.children:
+                self._strips = None
+                await self.update(self.source)
+                self.join_fences()
+            if not self.parked:
+                self.styles.height = "auto"
+                self._schedule_capture()
+        finally:
+            self._rebuilding = False
 
 
 def _trim(fence: MarkdownFence, *, top: bool) -> None:
