@@ -91,12 +91,17 @@ def session_to_json(session: SessionRecord, messages: Sequence[MessageRecord]) -
                 "engine": m.engine,
                 "created_at": _iso(m.created_at),
                 "error": m.error,
-                "metrics": dataclasses.asdict(m.metrics) if m.metrics is not None else None,
+                "metrics": _metrics_json(m.metrics) if m.metrics is not None else None,
             }
             for m in messages
         ],
     }
     return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
+
+
+def _metrics_json(metrics: TurnMetrics) -> dict[str, object]:
+    """The stored metrics (`estimated` lives only while a reply is on screen, so it is left out)."""
+    return {k: v for k, v in dataclasses.asdict(metrics).items() if k != "estimated"}
 
 
 def exports_dir(data_dir: Path) -> Path:
