@@ -3,18 +3,23 @@
 Each sample starts a detached tmux session (80×24) running the program and polls `tmux capture-pane`
 until a string only the first painted frame holds appears: the screen bar's `F8Settings` for llm-tui,
 the Static's text for the minimal app. They alternate so machine load hits all alike; llm-tui runs
-with isolated XDG folders (its own empty config, store and download queue). `--before DIR` times
-another checkout's `python -m tui` in the same run (a git worktree of an older commit), for
-before/after figures under the same load. On a busy machine run it under `nice -n -10` (root): each
-sample has a tmux server of its own, which inherits the priority.
+with isolated XDG folders (its own config, store and download queue, kept across runs: run 0, not
+counted, is the first start). `--before DIR` times another checkout's `python -m tui` (e.g. a `git
+archive` of an older commit) in the same run, for before/after figures under the same load.
+
+Modules are byte-compiled once (run 0) into a folder of the run's own, as an installed llm-tui has
+them; `--no-bytecode-cache` compiles ours at every start instead (what PYTHONDONTWRITEBYTECODE=1 does
+to an editable install, while Textual's own .pyc files still load). On a busy machine run it under
+`nice -n -10` (root): each sample has a tmux server of its own, which inherits the priority.
 Target: median llm-tui ÷ median minimal ≤ 1.5.
 
-    python bench/first_frame.py [--runs 7] [--before DIR]
+    python bench/first_frame.py [--runs 7] [--before DIR] [--no-bytecode-cache]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shlex
 import statistics
@@ -34,23 +39,24 @@ MINIMAL = (
     "        yield Static('minimal-first-frame')\n"
     "Minimal().run()\n"
 )
-SOCKET = f"first-frame-{os.getpid()}"
-"""A tmux server of its own: its sessions inherit this process's priority (`nice -n -10 python bench/…` on a
-busy machine) and nobody else's sessions share it."""
+SAMPLES = itertools.count()
+"""Each sample has a tmux server of its own (socket first-frame-PID-N): it inherits this process's priority
+(`nice -n -10 python bench/…` on a busy machine), nobody else's sessions share it, and it never meets the
+previous sample's server on its way out."""
 POLL_S = 0.005
 TIMEOUT_S = 30.0
 
 
 def first_frame(command: str, marker: str, env: dict[str, str], cwd: Path = ROOT) -> float:
     """Seconds from starting `command` in a new tmux session until `marker` is on its screen."""
-    session = f"first-frame-{os.getpid()}"
+    session = socket = f"first-frame-{os.getpid()}-{next(SAMPLES)}"
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     start = time.perf_counter()
     subprocess.run(
         [
             "tmux",
             "-L",
-            SOCKET,
+            socket,
             "new-session",
             "-d",
             "-s",
@@ -59,21 +65,21 @@ def first_frame(command: str, marker: str, env: dict[str, str], cwd: Path = ROOT
             "80",
             "-y",
             "24",
-            f"cd {cwd} && {exports} {command}",
+            f"cd {cwd} && env -u PYTHONDONTWRITEBYTECODE {exports} {command}",
         ],
         check=True,
     )
     try:
         while time.perf_counter() - start < TIMEOUT_S:
             screen = subprocess.run(
-                ["tmux", "-L", SOCKET, "capture-pane", "-p", "-t", session], capture_output=True, text=True, check=False
+                ["tmux", "-L", socket, "capture-pane", "-p", "-t", session], capture_output=True, text=True, check=False
             ).stdout
             if marker in screen:
                 return time.perf_counter() - start
             time.sleep(POLL_S)
         raise RuntimeError(f"no first frame in {TIMEOUT_S:.0f} s: {command}")
     finally:
-        subprocess.run(["tmux", "-L", SOCKET, "kill-session", "-t", session], check=False, capture_output=True)
+        subprocess.run(["tmux", "-L", socket, "kill-session", "-t", session], check=False, capture_output=True)
 
 
 def main() -> None:
@@ -81,6 +87,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument(
         "--before", type=Path, metavar="DIR", help="also time `python -m tui` in DIR (another commit's checkout)"
+    )
+    parser.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="compile every module at every start (as with PYTHONDONTWRITEBYTECODE=1 and an editable install)",
     )
     args = parser.parse_args()
     programs = {"llm-tui": (str(PYTHON.parent / "llm-tui"), ROOT)}
@@ -91,6 +102,12 @@ def main() -> None:
         script = Path(tmp) / "minimal.py"
         script.write_text(MINIMAL, encoding="utf-8")
         base_env = {"TERM": os.environ.get("TERM", "xterm-256color")}
+        if args.no_bytecode_cache:
+            base_env["PYTHONDONTWRITEBYTECODE"] = "1"
+        else:
+            # Compiled modules are cached as a user's install has them (pip compiles at install; an editable
+            # install on first run), here in a folder of the run's own: nothing is written into the checkout.
+            base_env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
         for run in range(args.runs + 1):
             sample = {"minimal": first_frame(f"{PYTHON} {script}", "minimal-first-frame", base_env)}
             for name, (command, cwd) in programs.items():
