@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
+from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import AwaitMount
@@ -93,6 +94,12 @@ class ChatLog(VerticalScroll, can_focus=True):
         self._parking_scheduled = False
         self._parking_retries = 0
         self._width = 0
+
+    def _size_updated(self, size: Size, virtual_size: Size, container_size: Size, layout: bool = True) -> bool:
+        # The reflow that measured a taller log already moved it to its bottom when following;
+        # the layout Textual would ask for again on a new virtual size changes nothing but its cost
+        # (a second whole-screen reflow for every streamed frame that adds a line).
+        return super()._size_updated(size, virtual_size, container_size, layout=False)
 
     # -- the model ---------------------------------------------------------------------------------------------
 

@@ -13,9 +13,10 @@ A streamed frame must not cost a layout of the whole screen. Two things keep it 
 from __future__ import annotations
 
 from textual._compositor import Compositor
+from textual.app import ComposeResult
 from textual.content import Content
 from textual.events import Mount
-from textual.geometry import Region, Spacing
+from textual.geometry import Region, Size, Spacing
 from textual.strip import Strip
 from textual.visual import VisualType
 from textual.widget import Widget
@@ -29,6 +30,18 @@ CAPTURE_RETRIES = 20
 """Refreshes to wait for a segment's blocks to be laid out before it is drawn into static lines."""
 
 
+def _sized_without_second_layout(
+    widget: Widget, size: Size, virtual_size: Size, container_size: Size, layout: bool = True
+) -> bool:
+    """Widget._size_updated without the layout Textual asks for again when a size changed.
+
+    The reflow that measured the new size has already placed every widget (and moved an
+    anchored log to its bottom); the second, whole-screen reflow would change nothing but
+    doubled the cost of every streamed frame that adds a line.
+    """
+    return Widget._size_updated(widget, size, virtual_size, container_size, layout=False)
+
+
 class BlankContent(Widget):
     """A container whose children cover its content area: blank lines are drawn only where asked.
 
@@ -38,6 +51,7 @@ class BlankContent(Widget):
 
     _blank: tuple[int, object, Strip] | None = None
     _blank_lines: tuple[tuple[object, ...], Strip] | None = None
+    _size_updated = _sized_without_second_layout
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
@@ -84,13 +98,26 @@ def _update_in_place(widget: Static, content: VisualType, *, width_too: bool = F
 class TailParagraph(MarkdownParagraph):
     """A paragraph of the live tail: a frame that adds words but no line repaints it without a layout."""
 
+    _size_updated = _sized_without_second_layout
+
     def set_content(self, content: Content) -> None:
         self._content = content
         _update_in_place(self, content)
 
 
+class TailLabel(Label):
+    """The code of a live tail's fence."""
+
+    _size_updated = _sized_without_second_layout
+
+
 class TailFence(MarkdownFence):
     """A code fence of the live tail: relaid out only when it gains a line or a wider one."""
+
+    _size_updated = _sized_without_second_layout
+
+    def compose(self) -> ComposeResult:
+        yield TailLabel(self._highlighted_code, id="code-content", expand=True)
 
     def set_content(self, content: Content) -> None:
         self._content = content
@@ -128,6 +155,7 @@ class Segment(Markdown):
     _blank: tuple[int, object, Strip] | None = None
     _blank_lines: tuple[tuple[object, ...], Strip] | None = None
     render_line = BlankContent.render_line
+    _size_updated = _sized_without_second_layout
 
     def __init__(self, piece: Piece | None = None) -> None:
         super().__init__(piece.markdown if piece is not None else None)
