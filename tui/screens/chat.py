@@ -35,6 +35,11 @@ TITLE_LENGTH = 40
 class ConversationLog(ChatLog):
     """The chat's log; its keys act on the selected message, so the footer lists them while it has focus."""
 
+    # The base tint (3%) does not show on the log's transparent background, nor $boost in light themes.
+    DEFAULT_CSS = """
+    ConversationLog:focus { background: $foreground 6%; }
+    """
+
     BINDINGS = [
         Binding("c", "screen.copy_message", "Copy"),
         Binding("y", "screen.copy_code", "Code"),
