@@ -199,12 +199,12 @@ def test_export_writes_markdown_and_json(make_app: AppFactory, isolated_dirs: Pa
             assert Path(offered).is_absolute() and Path(offered).parent == exports
             await pilot.press("enter")
             await pilot.pause()
-            assert list(app._notifications)[-1].message == f"Saved {offered}"
+            assert list(app._notifications)[-1].message == f"Saved {Path(offered).name}\nin {exports}"
             await pilot.press("ctrl+t", *str(isolated_dirs / "chat.json"), "enter")
             await pilot.pause()
             await pilot.press("ctrl+t", "ctrl+u", *"plain.md", "enter")
             await pilot.pause()
-            assert list(app._notifications)[-1].message == f"Saved {exports / 'plain.md'}"
+            assert list(app._notifications)[-1].message == f"Saved plain.md\nin {exports}"
         assert list(isolated_dirs.glob("*.md")) == []  # nothing lands in the working directory
         markdown = sorted(exports.glob("*.md"))
         assert len(markdown) == 2 and all("Echo: export me" in f.read_text() for f in markdown)

@@ -422,7 +422,8 @@ class ChatScreen(Screen[None]):
             except (OSError, LlmTuiError) as exc:
                 self.notify(str(exc), title="Export failed", severity="error", timeout=10)
                 return
-            self.notify(f"Saved {written.absolute()}", title="Exported", timeout=8)
+            where = written.absolute()  # name and folder on lines of their own: a toast breaks a long path anywhere
+            self.notify(f"Saved {where.name}\nin {where.parent}", title="Exported", timeout=8, markup=False)
 
         name = str(folder / default_export_name(session, "markdown"))
         self.app.push_screen(TextPromptModal("Export chat to (.md or .json)", name), done)
