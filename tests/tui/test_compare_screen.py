@@ -200,8 +200,11 @@ def test_save_reopen_and_export(make_app: AppFactory, tmp_path: Path, isolated_d
             await pilot.press("ctrl+t")
             await until(pilot, lambda: isinstance(app.screen, TextPromptModal), "the export prompt")
             await pilot.press("enter")
-            await until(pilot, lambda: list(isolated_dirs.glob("compare-*.md")) != [], "the export")
-            (exported,) = isolated_dirs.glob("compare-*.md")
+            # Where chat exports go (exports/ in the data folder), never the working folder.
+            exports = app.runtime.config.data_dir / "exports"
+            await until(pilot, lambda: list(exports.glob("compare-*.md")) != [], "the export")
+            (exported,) = exports.glob("compare-*.md")
+            assert not list(isolated_dirs.glob("compare-*.md"))
             text = exported.read_text(encoding="utf-8")
             assert exported.name == f"compare-keep-me-{saved[0].id}.md"
             assert "## Prompt\n\nkeep me" in text and text.count("Echo: keep me") == 2

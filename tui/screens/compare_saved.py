@@ -65,21 +65,25 @@ def choose_saved(screen: AppScreen, show: Callable[[CompareRun], Awaitable[None]
 
 
 def export_run(screen: AppScreen, run: CompareRun | None) -> None:
-    """Ask where (the default name goes where chat exports go: the working folder), then write the Markdown."""
+    """Ask where (by default where chat exports go: exports/ in the data folder), then write the Markdown."""
     if run is None:
         screen.notify("Nothing to export yet: run or open a comparison first.")
         return
-    from engines.export import default_compare_name, export_compare
+    from engines.export import default_compare_name, export_compare, export_target, exports_dir
     from tui.screens.modals.text_prompt import TextPromptModal
 
+    folder = exports_dir(screen.runtime.config.data_dir)
+
     def done(path: str | None) -> None:
-        if not path:
+        if not path or not path.strip():
             return
         try:
-            written = export_compare(run, Path(path).expanduser())
+            written = export_compare(run, export_target(path, folder))
         except (OSError, LlmTuiError) as exc:
-            screen.notify(str(exc), title="Export failed", severity="error", timeout=10)
+            screen.notify(str(exc), title="Export failed", severity="error", timeout=10, markup=False)
             return
-        screen.notify(f"Saved {written}", title="Exported", timeout=6)
+        where = written.absolute()  # name and folder on lines of their own: a toast breaks a long path anywhere
+        screen.notify(f"Saved {where.name}\nin {where.parent}", title="Exported", timeout=8, markup=False)
 
-    screen.app.push_screen(TextPromptModal("Export comparison to (.md)", default_compare_name(run)), done)
+    name = str(folder / default_compare_name(run))
+    screen.app.push_screen(TextPromptModal("Export comparison to (.md)", name), done)
