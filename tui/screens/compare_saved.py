@@ -4,7 +4,6 @@ delete), Ctrl+T exports the run on screen to Markdown, named like the chat's exp
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engines.compare_types import CompareModel, CompareRun
