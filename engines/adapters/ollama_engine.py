@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from engines.adapters.base import Engine
+from engines.adapters.token_estimate import estimate_prompt_tokens
 from engines.downloads.ollama_source import hang_up_on_cancel, normalise_name
 from engines.errors import (
     BadRequest,
@@ -189,15 +190,18 @@ class OllamaEngine(Engine):
                 target=hang_up_on_cancel, args=(cancel, finished, sockets), daemon=True, name="ollama-chat"
             ).start()
             try:
-                yield from self._events(stream, stops, cancel)
+                yield from self._events(stream, stops, cancel, estimate_prompt_tokens({"messages": body}))
             finally:
                 finished.set()
                 stream.close()  # an unfinished reply: the connection is dropped, so the daemon stops generating
 
     def _events(
-        self, stream: Iterator[ollama.ChatResponse], stops: Sequence[str], cancel: threading.Event
+        self, stream: Iterator[ollama.ChatResponse], stops: Sequence[str], cancel: threading.Event, prompt_guess: int
     ) -> Iterator[StreamEvent]:
-        """Turn the daemon's NDJSON lines into Delta, then Done or Error."""
+        """Turn the daemon's NDJSON lines into Delta, then Done or Error.
+
+        A reply that ends before the daemon's last line (cut at a stop sequence, or stopped by the user) never
+        gets the daemon's counts: the prompt is then `prompt_guess` and both counts are marked estimated."""
         held, pieces, usage = "", 0, Usage()
         finish: FinishReason | None = None
         try:
@@ -210,7 +214,7 @@ class OllamaEngine(Engine):
                     if emit:
                         yield Delta(emit)
                     if stopped:  # the daemon honours `stop` too; this cut is for what it let through
-                        yield Done(Usage(0, pieces), "stop")
+                        yield Done(Usage(prompt_guess, pieces, estimated=True), "stop")
                         return
                 if part.done:
                     usage = Usage(part.prompt_eval_count or 0, part.eval_count or pieces)
@@ -225,7 +229,7 @@ class OllamaEngine(Engine):
         if held:
             yield Delta(held)
         if cancel.is_set():
-            yield Done(Usage(0, pieces), "cancelled")
+            yield Done(Usage(prompt_guess, pieces, estimated=True), "cancelled")
         elif finish is None:
             yield Error(f"Ollama at {self.host} ended the reply before it was complete", "ollama")
         else:

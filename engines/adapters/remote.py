@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from engines.adapters.base import Engine
+from engines.adapters.token_estimate import estimate_prompt_tokens
 from engines.errors import BadRequest, InstanceNotReady, LlmTuiError, ModelNotFound, RemoteEndpointError
 from engines.images import image_mime
 from engines.secret import MASK, Secret
@@ -433,22 +434,3 @@ def _json_or_none(raw: bytes) -> Any:
 
 def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
-
-
-CHARS_PER_TOKEN = 4
-"""A typical English tokenizer's average, for estimating a prompt's size when the server does not say."""
-TOKENS_PER_MESSAGE = 4
-"""What a chat template adds around each message (role markers), about."""
-
-
-def estimate_prompt_tokens(body: dict[str, Any]) -> int:
-    """About how many tokens the request's prompt or messages are (text only; images are not counted)."""
-    if isinstance(prompt := body.get("prompt"), str):
-        return -(-len(prompt) // CHARS_PER_TOKEN)
-    total = 0
-    for message in body.get("messages") or []:
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, list):  # parts: text and images
-            content = " ".join(str(p.get("text") or "") for p in content if isinstance(p, dict))
-        total += -(-len(content or "") // CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE
-    return total
