@@ -54,7 +54,7 @@ ENGINES: dict[str, EngineEntry] = {
             ("torch", "transformers"),
             "transformers",
             ("hf", "gguf"),
-            ("device", "n_ctx", "n_threads", "dtype", "quantization", "idle_unload_s"),
+            ("device", "n_ctx", "n_threads", "dtype", "quantization", "idle_unload_s", "chat_template"),
         ),
         EngineEntry(
             "ollama",

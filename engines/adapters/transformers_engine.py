@@ -19,6 +19,7 @@ import gc
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,7 +33,7 @@ from engines.adapters.transformers_load import (
     load_plan,
     require_packages,
 )
-from engines.chat_template import compile_template, render_chat
+from engines.chat_template import NO_TEMPLATE, TEMPLATE_STOPS, compile_template, pick_template, render_chat
 from engines.errors import (
     BadModelFile,
     BadRequest,
@@ -108,7 +109,7 @@ class TransformersEngine(Engine):
         path = Path(spec.path)
         plan = load_plan(options)  # bad options fail before any slow work
         if spec.format == "gguf":
-            folder = self._converted(path, spec)
+            folder = self._converted(path, spec, options)
         elif spec.format == "hf":
             if not path.is_dir():
                 raise ModelNotFound(f"model folder not found: {path}")
@@ -130,13 +131,15 @@ class TransformersEngine(Engine):
                 )
             except Exception as exc:
                 raise BadModelFile(str(path), f"transformers cannot load its tokenizer: {describe(exc)}") from None
-            template = tokenizer_template(tokenizer) or spec.chat_template
+            template, template_name = pick_template(
+                tokenizer_template(tokenizer), spec.chat_template, options.chat_template
+            )
             if not template:
-                raise BadModelFile(
-                    str(path),
-                    "no chat template in the model; pass one (ModelSpec.chat_template, e.g. from the catalog)",
-                )
+                raise BadModelFile(str(path), NO_TEMPLATE)
             compile_template(template)
+            self._say(f"chat template: {template_name}")
+            # A chosen template's turn marker ends replies even where the model's own end token differs.
+            spec = replace(spec, stop=(*spec.stop, *TEMPLATE_STOPS.get(options.chat_template or "", ())))
             model: Any
             try:
                 model = transformers.AutoModelForCausalLM.from_pretrained(
@@ -395,17 +398,15 @@ class TransformersEngine(Engine):
                     ids.append(token_id)
         return ids
 
-    def _converted(self, path: Path, spec: ModelSpec) -> Path:
+    def _converted(self, path: Path, spec: ModelSpec, options: LaunchOptions) -> Path:
         """The cached Hugging Face folder for a GGUF, converting it first if needed."""
         if not path.is_file():
             raise ModelNotFound(f"model file not found: {path}")
         from engines.catalog.gguf_header import read_gguf_header
 
         header = read_gguf_header(path)  # BadModelFile before the slow conversion ever sees a malformed file
-        if not (header.chat_template or spec.chat_template):
-            raise BadModelFile(
-                str(path), "no chat template in the file; pass one (ModelSpec.chat_template, e.g. from the catalog)"
-            )
+        if not (header.chat_template or spec.chat_template or options.chat_template):
+            raise BadModelFile(str(path), NO_TEMPLATE)  # before the slow conversion
         cache = self.cache_dir if self.cache_dir is not None else transformers_convert.default_cache_dir()
         return transformers_convert.ensure_converted(path, cache, self._say)
 

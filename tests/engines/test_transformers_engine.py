@@ -9,6 +9,7 @@ import sys
 import threading
 import types
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -322,6 +323,28 @@ def test_closing_the_stream_early_stops_generate(engine: TransformersEngine) -> 
 
 
 @pytest.mark.real_model
+def test_a_gguf_without_a_template_says_where_to_choose_one(gemma_path: Path, tmp_path: Path) -> None:
+    bare = replace(_spec(gemma_path), chat_template=None)
+    with pytest.raises(BadModelFile, match="choose one in the launch dialog"):
+        TransformersEngine(cache_dir=tmp_path).load(bare, OPTIONS)  # refused before the slow conversion
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_template_chosen_at_launch_is_used_and_named(
+    engine: TransformersEngine, gemma_path: Path, cache_dir: Path
+) -> None:
+    said: list[str] = []
+    chosen = TransformersEngine(cache_dir=cache_dir, progress=said.append)  # the module's conversion is reused
+    chosen.load(replace(_spec(gemma_path), chat_template=None), replace(OPTIONS, chat_template="chatml"))
+    try:
+        assert "chat template: ChatML (chosen at launch)" in said
+        assert chosen.spec is not None and "<|im_end|>" in chosen.spec.stop
+        _, done = _run(chosen, HELLO, Params(max_tokens=8, temperature=0))
+        assert done.usage.completion_tokens > 0
+    finally:
+        chosen.unload()
+
+
 def test_json_schema_is_refused(engine: TransformersEngine) -> None:
     with pytest.raises(CapabilityNotSupported, match="json_schema"):
         list(engine.chat(HELLO, Params(json_schema='{"type": "object"}'), threading.Event()))
