@@ -8,8 +8,13 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
+from textual._compositor import Compositor
 from textual.app import App, ComposeResult
+from textual.geometry import Region, Size
 from textual.pilot import Pilot
+from textual.screen import Screen
+from textual.strip import Strip
+from textual.widget import Widget
 from textual.widgets.markdown import MarkdownBlock, MarkdownFence
 
 from tui.widgets import message_view
@@ -209,6 +214,148 @@ def test_streamed_reply_renders_like_a_loaded_one(monkeypatch: pytest.MonkeyPatc
         assert live.code_blocks() == fenced_code_blocks(text) and len(live.code_blocks()) == 7
 
     run(test, size=(100, 40))
+
+
+def screen_lines(app: App[None]) -> list[str]:
+    """The whole screen as terminal text with colours (what a user sees)."""
+    compositor = app.screen._compositor
+    return [strip.render(app.console) for strip in compositor.render_strips(compositor.size)]
+
+
+def picture(view: MessageView) -> list[str]:
+    """Every line of a message's segments, on screen or not, with colours."""
+    return [strip.render(view.app.console) for segment in view.segments() for strip in segment.picture()]
+
+
+def test_a_long_stream_draws_what_a_fresh_render_of_its_markdown_draws() -> None:
+    """Streamed into a live tail, frozen and drawn into static lines: the same picture as the whole text loaded."""
+    text = reply_text(48)
+
+    async def test(app: LogApp, log: ChatLog, pilot: Pilot[None]) -> None:
+        live = log.start_reply("r1", header="m")
+        await pilot.pause()
+        await stream(live, text, pilot, sizes=[3, 11, 40])
+        live.finish()
+        await settle(pilot)
+        await until(pilot, lambda: all(s.static for s in live.segments()), "the streamed message is drawn")
+        streamed, streamed_pieces = picture(live), live.pieces()
+        log.load([LogMessage("r2", "assistant", text, header="m")])
+        await settle(pilot)
+        fresh = log.view_at(0)
+        assert fresh is not None
+        await until(pilot, lambda: all(s.static for s in fresh.segments()), "the loaded message is drawn")
+        assert len(fresh.segments()) > 3
+        assert streamed_pieces == fresh.pieces()
+        assert streamed == picture(fresh)
+        shown_text = "\n".join(strip.text for segment in fresh.segments() for strip in segment.picture())
+        assert shown_text.count("def f_") == text.count("def f_") and "step 3 of 47" in shown_text
+
+    # Keep far segments drawn: parking has its own test.
+    run(test, size=(100, 200))
+
+
+def test_frozen_segments_are_drawn_once_and_keep_no_widgets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once frozen, a segment is drawn into strips once; later frames never draw its blocks again."""
+    block_renders: list[Segment] = []
+    original = MarkdownBlock.render_lines
+
+    def spy(self: MarkdownBlock, crop: Region) -> list[Strip]:
+        segment = self.query_ancestor(Segment)
+        if segment.frozen and segment.captures:
+            block_renders.append(segment)
+        return original(self, crop)
+
+    monkeypatch.setattr(MarkdownBlock, "render_lines", spy)
+
+    async def test(app: LogApp, log: ChatLog, pilot: Pilot[None]) -> None:
+        view = log.start_reply(1)
+        await pilot.pause()
+        await stream(view, reply_text(50), pilot, sizes=[5, 20])
+        await until(pilot, lambda: all(s.static for s in view.segments()[:-1]), "frozen segments are static")
+        frozen = view.segments()[:-1]
+        assert len(frozen) >= 3
+        assert all(s.captures and not s.children for s in frozen)
+        captures = [s.captures for s in frozen]  # a scrollbar appearing (a new width) draws them again, once
+        block_renders.clear()
+        await stream(view, reply_text(12, seed=9), pilot, sizes=[5, 20])
+        view.finish()
+        await settle(pilot)
+        assert [s.captures for s in frozen] == captures, "a frozen segment was drawn again"
+        assert not block_renders, "the blocks of a drawn segment were rendered again"
+
+    run(test, size=(100, 200))  # nothing parked: parking has its own test
+
+
+@pytest.mark.parametrize("state", ["plain", "selected", "unfocused"])
+def test_static_lines_look_like_the_blocks_they_replace(state: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Static lines are drawn over what is beneath them now: selecting or unfocusing redraws them to match."""
+    text = reply_text(12)
+
+    async def shot(capture: bool) -> list[str]:
+        if not capture:
+            monkeypatch.setattr(Segment, "_schedule_capture", lambda self: None)
+        app = LogApp()
+        async with app.run_test(size=(90, 50)) as pilot:
+            log = app.query_one(ChatLog)
+            log.load([LogMessage(1, "user", "Show me."), LogMessage(2, "assistant", text, header="m")])
+            log.focus()
+            await settle(pilot)
+            view = log.view_at(1)
+            assert view is not None
+            if capture:
+                await until(pilot, lambda: all(s.static for s in view.segments()), "drawn into static lines")
+            if state == "selected":
+                await pilot.press("k")
+            elif state == "unfocused":
+                log.blur()
+            await settle(pilot)
+            if capture:
+                await until(pilot, lambda: all(s.static for s in view.segments()), "drawn again")
+                assert all(not s.children for s in view.segments())
+            else:
+                assert all(s.children and not s.static for s in view.segments())
+            return screen_lines(app)
+
+    with_blocks = asyncio.run(shot(capture=False))
+    monkeypatch.undo()
+    assert asyncio.run(shot(capture=True)) == with_blocks
+
+
+def test_a_growing_tail_lays_out_the_screen_only_when_it_gains_a_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Words that fit on the tail's last line repaint that line; a new line costs one reflow, not two."""
+    reflows: list[int] = []
+    original = Compositor.reflow
+
+    def spy(self: Compositor, parent: Widget, size: Size) -> object:
+        if isinstance(parent, Screen):
+            reflows.append(1)
+        return original(self, parent, size)
+
+    monkeypatch.setattr(Compositor, "reflow", spy)
+
+    async def test(app: LogApp, log: ChatLog, pilot: Pilot[None]) -> None:
+        log.load([LogMessage(n, "user", f"message {n}\n\n{PARAGRAPH}") for n in range(6)])  # taller than the view
+        view = log.start_reply(1)
+        await settle(pilot)
+        view.append("Start. ")
+        await view.flush()
+        await settle(pilot)
+        tail = view.segments()[-1]
+        heights, frames = {tail.outer_size.height}, 0
+        reflows.clear()
+        for n in range(120):
+            view.append(f"word{n} ")
+            await view.flush()
+            await pilot.pause()
+            frames += 1
+            heights.add(tail.outer_size.height)
+        await settle(pilot)
+        new_lines = len(heights) - 1
+        assert new_lines >= 8  # the paragraph wrapped onto many lines
+        assert len(reflows) <= new_lines + 2, f"{len(reflows)} reflows for {new_lines} new lines in {frames} frames"
+        assert log.scroll_y == log.max_scroll_y  # still following the tail
+
+    run(test, size=(60, 20))
 
 
 def test_long_open_fence_stays_code_and_small(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -155,7 +155,13 @@ class Segment(Markdown):
     _blank: tuple[int, object, Strip] | None = None
     _blank_lines: tuple[tuple[object, ...], Strip] | None = None
     render_line = BlankContent.render_line
-    _size_updated = _sized_without_second_layout
+
+    def _size_updated(self, size: Size, virtual_size: Size, container_size: Size, layout: bool = True) -> bool:
+        changed = _sized_without_second_layout(self, size, virtual_size, container_size)
+        if changed and self.frozen and self.ready and self.children and not self.parked:
+            # Laid out anew (blocks placed at last, or a new width): now it can be drawn.
+            self._schedule_capture()
+        return changed
 
     def __init__(self, piece: Piece | None = None) -> None:
         super().__init__(piece.markdown if piece is not None else None)
@@ -227,8 +233,10 @@ class Segment(Markdown):
         """What captured strips depend on besides the source: width, background beneath, theme."""
         return (self.size.width, self.background_colors, self.app.theme, self.app.ansi_theme)
 
-    def _schedule_capture(self) -> None:
-        if not self._capture_scheduled and self.is_mounted:
+    def _schedule_capture(self, retry: bool = False) -> None:
+        if not retry:
+            self._capture_tries = 0
+        if not self._capture_scheduled and self.is_attached:
             self._capture_scheduled = True
             # After the next refresh the blocks have been laid out at their final size.
             self.call_after_refresh(self._capture)
@@ -238,13 +246,13 @@ class Segment(Markdown):
         self._capture_scheduled = False
         blocks = self.children
         size = self.size
-        if self.parked or not (self.frozen and self.ready) or not blocks or not size:
-            return  # nothing to draw, or not shown: unpark() or a rebuild schedules it again
-        if self.lock.is_locked or not all(block.size.width for block in blocks if block.display):
-            # Blocks still being built or not laid out yet: look again after the next refresh.
+        if self.parked or not (self.frozen and self.ready) or not blocks:
+            return  # nothing to draw: unpark() or a rebuild schedules it again
+        if not size or self.lock.is_locked or not all(block.size.width for block in blocks if block.display):
+            # Not laid out yet, or its blocks are being built: look again after the next refresh.
             if self._capture_tries < CAPTURE_RETRIES:
                 self._capture_tries += 1
-                self._schedule_capture()
+                self._schedule_capture(retry=True)
             return
         self._capture_tries = 0
         strips = self.picture()
