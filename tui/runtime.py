@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from engines.config import Config
@@ -243,11 +243,12 @@ class Runtime:
     def set_alias(self, name: str, ref: str) -> None:
         """Save alias `name` for `ref` in the config file in use (or the user's) and use it from now on."""
         from engines.config import user_config_path
-        from engines.config_edit import set_alias
+        from engines.config_edit import reload_config, set_alias
 
         path = self.config.source or user_config_path()
-        aliases = set_alias(path, name, ref)
-        self.config = replace(self.config, aliases=aliases, source=path)
+        set_alias(path, name, ref)
+        # Reloaded over the read-only defaults underneath, so their aliases stay in use beside the new one.
+        self.config = reload_config(path, self.config)
 
     @property
     def downloads(self) -> DownloadQueue:
