@@ -121,6 +121,7 @@ def _options_from(data: Mapping[str, Any]) -> LaunchOptions:
         "quantization": (str, type(None)),
         "idle_unload_s": (float, int, type(None)),
         "lora_path": (str, type(None)),
+        "chat_template": (str, type(None)),
     }
     values: dict[str, Any] = {}
     for name, allowed in kinds.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,11 @@ def test_a_run_that_has_not_ended_or_has_no_prompt_is_not_saved(store: Store) ->
 def test_launch_options_json_round_trips_and_tolerates_junk() -> None:
     options = LaunchOptions(n_ctx=8192, n_gpu_layers=-1, device="cuda:1", dtype="bfloat16", idle_unload_s=300.0)
     assert options_from_json(options_to_json(options)) == options
+    # Every field survives, a new one included: each set away from its default.
+    everything = LaunchOptions(
+        **{f.name: value for f, value in zip(fields(LaunchOptions), _unusual_values(), strict=True)}
+    )
+    assert options_from_json(options_to_json(everything)) == everything
     assert options_to_json(None) is None and options_from_json(None) is None
     assert options_from_json("not json") == LaunchOptions()
     assert options_from_json('{"n_ctx": "big", "n_threads": true, "device": "cpu", "extra": 1}') == LaunchOptions()
@@ -134,3 +140,22 @@ def test_markdown_export_has_prompt_options_summary_and_every_reply(store: Store
     other = export_compare(saved, tmp_path / "out.md")
     assert other.read_text(encoding="utf-8") == text
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def _unusual_values() -> list[object]:
+    """A value for each LaunchOptions field, in order, that differs from its default."""
+    chosen = {
+        "device": "cuda:1",
+        "n_ctx": 1234,
+        "n_gpu_layers": 7,
+        "n_threads": 3,
+        "dtype": "bfloat16",
+        "quantization": "4bit",
+        "lora_path": Path("/tmp/adapter.gguf"),
+        "idle_unload_s": 60.0,
+        "seed": 42,
+        "chat_template": "chatml",
+    }
+    missing = [f.name for f in fields(LaunchOptions) if f.name not in chosen]
+    assert not missing, f"give the new LaunchOptions fields a value here and a kind in store_compare: {missing}"
+    return [chosen[f.name] for f in fields(LaunchOptions)]
