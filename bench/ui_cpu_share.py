@@ -80,7 +80,7 @@ async def measure(engine: str, tokens_per_s: float, seconds: float, sample_s: fl
                 await pilot.pause(0.01)
             log = screen.query_one("#chat-log")
             # Wait for the first streamed text: loading and prompt processing are not streaming.
-            while screen.turn is not None and not app.screen.query("MessageView.-streaming Segment"):
+            while screen.turn is not None and not any(view.text for view in log.query("MessageView.-streaming")):  # type: ignore[attr-defined]
                 await asyncio.sleep(0.01)
             shares: list[float] = []
             wall0, cpu0, proc0 = time.perf_counter(), time.thread_time(), time.process_time()
