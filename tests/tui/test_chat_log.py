@@ -381,7 +381,17 @@ def test_long_open_fence_stays_code_and_small(monkeypatch: pytest.MonkeyPatch) -
     run(test, size=(100, 200))
 
 
-def test_appends_are_coalesced_to_frames() -> None:
+def test_appends_are_coalesced_to_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many appends make few frames; a burst is drawn over a few short frames, never one long one."""
+    applied: list[str] = []
+    original = MessageView._apply
+
+    async def spy(self: MessageView, text: str) -> None:
+        applied.append(text)
+        await original(self, text)
+
+    monkeypatch.setattr(MessageView, "_apply", spy)
+
     async def test(app: LogApp, log: ChatLog, pilot: Pilot[None]) -> None:
         view = log.start_reply(1)
         await pilot.pause()
@@ -389,10 +399,21 @@ def test_appends_are_coalesced_to_frames() -> None:
         for word in words:
             view.append(word)
         assert view.text == "".join(words)  # the model is current at once
-        await pilot.pause()
-        await pilot.pause()
-        assert view.frames <= 2
-        assert "".join(s.source for s in view.segments()) == "".join(words)
+
+        def drawn() -> bool:
+            return "".join(s.source for s in view.segments()) == "".join(words)
+
+        await until(pilot, drawn, "the burst is drawn")
+        burst = len("".join(words))
+        assert burst > 2 * message_view.FRAME_CHARS
+        assert 2 <= view.frames <= burst // (message_view.FRAME_CHARS // 2) + 1
+        assert all(len(text) <= message_view.FRAME_CHARS for text in applied)
+        assert all(text.endswith(" ") for text in applied)  # cut between words
+
+        view.finish()  # finishing draws whatever is left in one go
+        view.append("ignored")
+        await settle(pilot)
+        assert view.segments()[-1].frozen and drawn()
 
     run(test)
 

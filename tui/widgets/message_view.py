@@ -25,6 +25,8 @@ INPUT_QUIET_SECONDS = 0.15
 """After a key press, the next frame waits this long, so what the user types is painted first."""
 MAX_WAIT_SECONDS = 0.4
 """Streamed text is never held longer than this (however busy the UI or fast the typing)."""
+FRAME_CHARS = 600
+"""A frame draws at most about this much streamed text (the rest goes to the next frames)."""
 GROUP_SIZE = 8
 """Segments per SegmentGroup."""
 
@@ -202,16 +204,25 @@ class MessageView(BlankContent):
         self._error = text
         self.finish(self._footer, "error")
 
-    async def flush(self) -> None:
-        """Draw all buffered text now (the frame timer calls this; tests and benches may too)."""
+    async def flush(self, limit: int | None = None) -> None:
+        """Draw buffered text now: all of it, or while streaming at most about `limit` characters.
+
+        The frame timer passes FRAME_CHARS, so a burst (a fast engine, or text held back while
+        the user typed) is drawn over a few short frames instead of one long one that a key
+        would wait for; tests and benches may call it to draw everything.
+        """
         async with self._lock:
             tail = self._tail
             if tail is None or not tail.is_mounted:
                 return
             if self._pending:
                 text = "".join(self._pending)
-                self._parts.append(text)
                 self._pending.clear()
+                if limit is not None and self._streaming and len(text) > limit:
+                    cut = text.rfind(" ", limit // 2, limit) + 1 or limit  # between words where it can
+                    text, rest = text[:cut], text[cut:]
+                    self._pending.append(rest)
+                self._parts.append(text)
                 self._last_flush = started = time.monotonic()
                 self.frames += 1
                 try:
@@ -256,7 +267,9 @@ class MessageView(BlankContent):
         if self._streaming and self._frame_due() - time.monotonic() > 0.001:
             self._schedule()  # a key came in meanwhile: let its frame go first
             return
-        await self.flush()
+        await self.flush(FRAME_CHARS)
+        if self._pending:
+            self._schedule()  # the rest of a burst: next frame
 
     async def _apply(self, text: str) -> None:
         """Hand `text` to the segmenter; grow the tail, freeze it where a segment ends."""
