@@ -321,6 +321,34 @@ def test_static_lines_look_like_the_blocks_they_replace(state: str, monkeypatch:
     assert asyncio.run(shot(capture=True)) == with_blocks
 
 
+def test_static_lines_are_drawn_again_at_a_new_width() -> None:
+    text = reply_text(24)
+
+    async def test(app: LogApp, log: ChatLog, pilot: Pilot[None]) -> None:
+        log.load([LogMessage(1, "assistant", text, header="m")])
+        await settle(pilot)
+        view = log.view_at(0)
+        assert view is not None
+        await until(pilot, lambda: all(s.static for s in view.segments()), "drawn into static lines")
+        wide = picture(view)
+        await pilot.resize_terminal(70, 120)
+        await until(
+            pilot,
+            lambda: all(s.static and s.picture()[0].cell_length == s.size.width for s in view.segments()),
+            "drawn again at the new width",
+        )
+        narrow = picture(view)
+        assert narrow != wide and len(narrow) > len(wide)  # rewrapped, so taller
+        log.load([LogMessage(2, "assistant", text, header="m")])
+        await settle(pilot)
+        fresh = log.view_at(0)
+        assert fresh is not None
+        await until(pilot, lambda: all(s.static for s in fresh.segments()), "the fresh message is drawn")
+        assert picture(fresh) == narrow
+
+    run(test, size=(100, 120))
+
+
 def test_a_growing_tail_lays_out_the_screen_only_when_it_gains_a_line(monkeypatch: pytest.MonkeyPatch) -> None:
     """Words that fit on the tail's last line repaint that line; a new line costs one reflow, not two."""
     reflows: list[int] = []

@@ -287,6 +287,10 @@ class Segment(Markdown):
             lines += [Strip.blank(width, self.visual_style.rich_style)] * (crop.height - len(lines))
         return lines
 
+    async def action_link(self, href: str) -> None:
+        """A link clicked in static lines: reported as Markdown's own blocks report it."""
+        self.post_message(Markdown.LinkClicked(self, href))
+
     # -- parking ----------------------------------------------------------------------------------------------
 
     def park(self) -> None:
