@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ def models_dir(isolated_dirs: Path) -> Path:
 
 
 @pytest.fixture
-def make_app(isolated_dirs: Path, fake_model: Path) -> AppFactory:
+def make_app(isolated_dirs: Path, fake_model: Path) -> Iterator[AppFactory]:
     """Build an app whose models all run on a FakeEngine configured by the test."""
     runtimes: list[Runtime] = []
 
@@ -83,3 +83,9 @@ def make_app(isolated_dirs: Path, fake_model: Path) -> AppFactory:
     yield factory
     for runtime in runtimes:
         runtime.close()
+    # The crash guard keeps the app running where Textual would have ended it and failed the test: what it caught
+    # fails the test here instead (tests that make it catch on purpose remove the log).
+    crash_log = load_config(env={}, cwd=isolated_dirs).state_dir / "crash.log"
+    caught = crash_log.read_text(encoding="utf-8", errors="replace") if crash_log.exists() else ""
+    if caught.strip():
+        pytest.fail(f"the app's crash guard caught an exception:\n{caught}", pytrace=False)

@@ -3,6 +3,7 @@ traceback, said once naming the log, and the app keeps running with its instance
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,13 @@ from tui.app import LlmTuiApp
 from tui.messages import ModelLaunched
 from tui.runtime import Runtime
 from tui.screens.chat import ChatScreen
+
+
+@pytest.fixture(autouse=True)
+def caught_on_purpose(make_app: AppFactory, isolated_dirs: Path) -> Iterator[None]:
+    """These tests make the guard catch on purpose: their log must not fail make_app's check of it."""
+    yield
+    (isolated_dirs / "xdg_state_home" / "llm-tui" / "crash.log").unlink(missing_ok=True)
 
 
 def error_notes(app: LlmTuiApp) -> list[str]:
