@@ -40,22 +40,23 @@ MINIMAL = (
     "Minimal().run()\n"
 )
 SAMPLES = itertools.count()
-"""Each sample has a tmux server of its own (socket first-frame-PID-N): it inherits this process's priority
-(`nice -n -10 python bench/…` on a busy machine), nobody else's sessions share it, and it never meets the
-previous sample's server on its way out."""
+"""Each sample has a tmux server of its own (a socket in the run's temporary folder, gone with it): it inherits
+this process's priority (`nice -n -10 python bench/…` on a busy machine), nobody else's sessions share it, and it
+never meets the previous sample's server on its way out."""
 POLL_S = 0.005
 TIMEOUT_S = 30.0
 
 
-def first_frame(command: str, marker: str, env: dict[str, str], cwd: Path = ROOT) -> float:
+def first_frame(command: str, marker: str, env: dict[str, str], sockets: Path, cwd: Path = ROOT) -> float:
     """Seconds from starting `command` in a new tmux session until `marker` is on its screen."""
-    session = socket = f"first-frame-{os.getpid()}-{next(SAMPLES)}"
+    number = next(SAMPLES)
+    session, socket = f"first-frame-{number}", str(sockets / f"tmux-{number}")
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     start = time.perf_counter()
     subprocess.run(
         [
             "tmux",
-            "-L",
+            "-S",
             socket,
             "new-session",
             "-d",
@@ -72,14 +73,14 @@ def first_frame(command: str, marker: str, env: dict[str, str], cwd: Path = ROOT
     try:
         while time.perf_counter() - start < TIMEOUT_S:
             screen = subprocess.run(
-                ["tmux", "-L", socket, "capture-pane", "-p", "-t", session], capture_output=True, text=True, check=False
+                ["tmux", "-S", socket, "capture-pane", "-p", "-t", session], capture_output=True, text=True, check=False
             ).stdout
             if marker in screen:
                 return time.perf_counter() - start
             time.sleep(POLL_S)
         raise RuntimeError(f"no first frame in {TIMEOUT_S:.0f} s: {command}")
     finally:
-        subprocess.run(["tmux", "-L", socket, "kill-session", "-t", session], check=False, capture_output=True)
+        subprocess.run(["tmux", "-S", socket, "kill-session", "-t", session], check=False, capture_output=True)
 
 
 def main() -> None:
@@ -109,13 +110,13 @@ def main() -> None:
             # install on first run), here in a folder of the run's own: nothing is written into the checkout.
             base_env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
         for run in range(args.runs + 1):
-            sample = {"minimal": first_frame(f"{PYTHON} {script}", "minimal-first-frame", base_env)}
+            sample = {"minimal": first_frame(f"{PYTHON} {script}", "minimal-first-frame", base_env, Path(tmp))}
             for name, (command, cwd) in programs.items():
                 # One set of folders per program, kept across runs: run 0 creates the store (a first start,
                 # not counted); the counted runs are the everyday start of a returning user.
                 home = Path(tmp) / name
                 xdg = {n: str(home / n.lower()) for n in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME")}
-                sample[name] = first_frame(command, "F8Settings", {**base_env, **xdg}, cwd)
+                sample[name] = first_frame(command, "F8Settings", {**base_env, **xdg}, Path(tmp), cwd)
             if run == 0:
                 continue  # warms the page cache; not counted
             for name, seconds in sample.items():
