@@ -84,11 +84,12 @@ class State:
 
 
 def crash_log_text(app: LlmTuiApp) -> str:
-    """What the app's last line of defence wrote ("" when it caught nothing or is not built yet)."""
-    path = getattr(app, "crash_log_path", None)
-    if path is None or not Path(path).exists():
-        return ""
-    return Path(path).read_text(errors="replace")
+    """What the app's last line of defence caught: its log ("" when it caught nothing)."""
+    path = app.crash_log_path
+    text = path.read_text(errors="replace") if path.exists() else ""
+    if app.crash_guard.caught and not text:
+        return f"{app.crash_guard.caught} exceptions caught, none written to {path}"
+    return text
 
 
 def problem(app: LlmTuiApp) -> str | None:
@@ -320,8 +321,9 @@ async def one_exchange(pilot: Pilot[int], env: Env) -> None:
 
 
 def streaming_engine() -> FakeEngine:
-    """A reply long enough to stream for the whole sweep of a screen (until Esc stops it; keep() restarts it)."""
-    return FakeEngine(reply=" ".join(f"word{i}" for i in range(20000)), token_delay_s=0.05)
+    """A reply that streams for about ten seconds (keep() starts another when it ends or Esc stops it). Not longer:
+    an embedding asked for on F7 queues behind it, and quitting waits for that embedding to end."""
+    return FakeEngine(reply=" ".join(f"word{i}" for i in range(500)), token_delay_s=0.02)
 
 
 async def editing(pilot: Pilot[int], env: Env) -> None:

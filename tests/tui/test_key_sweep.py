@@ -146,3 +146,20 @@ def test_every_key_at_every_focus_stop(state: State, size: tuple[int, int], env:
     stops, keys = sweep(app, state, env, size)
     tally.runs.append((state.name, f"{size[0]}x{size[1]}", stops, keys, time.perf_counter() - started))
     assert keys > 0
+
+
+def test_the_sweep_fails_on_a_key_that_raises(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key whose action raises fails the sweep naming the state, the focus stop and the key (the crash guard
+    keeps the app running, and its log is what fails it)."""
+    from tui.screens.modals.log_view import LogModal
+
+    def broken(self: LogModal) -> None:
+        raise RuntimeError("broken on purpose")
+
+    monkeypatch.setattr(LogModal, "action_close", broken)
+    state = next(s for s in STATES if s.name == "log-view")
+    app = state.build(env)
+    guard_quit(app)
+    with pytest.raises(pytest.fail.Exception, match=r"log-view at 80x24: stop 1/\d+ .*key 'escape'.*broken on purpose"):
+        sweep(app, state, env, (80, 24))
+    app.crash_log_path.unlink()  # caught on purpose (make_app fails a test whose app's guard caught anything)

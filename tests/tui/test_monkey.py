@@ -49,6 +49,7 @@ def test_random_keys_never_end_the_app(state: State, size: tuple[int, int], env:
     app = state.build(env)
     quits = guard_quit(app)
     where = ["setting up"]
+    visited: set[str] = set()
     replay = f"LLM_TUI_MONKEY_SEED={SEED} pytest 'tests/tui/test_monkey.py::test_random_keys_never_end_the_app'"
 
     async def main() -> None:
@@ -60,6 +61,7 @@ def test_random_keys_never_end_the_app(state: State, size: tuple[int, int], env:
                 recent = keys[max(0, number - 8) : number]
                 where[0] = f"key {number}/{len(keys)} {key!r} on {type(app.screen).__name__}, last keys {recent}"
                 await press(pilot, key)
+                visited.add(type(app.screen).__name__)
                 if (why := problem(app)) is not None:
                     raise AssertionError(why)
             where[0] = "after the last key"
@@ -80,5 +82,5 @@ def test_random_keys_never_end_the_app(state: State, size: tuple[int, int], env:
     assert app._exception is None
     assert crash_log_text(app) == "", "the crash guard had to catch something (it must not be what saves the run)"
     size_name = f"{size[0]}x{size[1]}"
-    figures = f"{len(keys)} keys in {seconds:.0f} s, {len(quits)} quits refused"
+    figures = f"{len(keys)} keys in {seconds:.0f} s over {len(visited)} screens, {len(quits)} quits refused"
     print(f"monkey: seed {SEED}, {state.name} at {size_name}: {figures}")
