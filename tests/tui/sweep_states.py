@@ -504,6 +504,17 @@ async def catalog_listed(pilot: Pilot[int], env: Env) -> None:
     await until(pilot, lambda: len(screen.table.rows) > 5, "the catalog rows")
 
 
+def without_engines(env: Env) -> None:
+    """Pretend no engine is installed (the launch dialog of a user who installed no extra)."""
+    env.monkeypatch.setattr(registry, "is_installed", lambda name: False)
+
+
+async def catalog_without_engines(pilot: Pilot[int], env: Env) -> None:
+    """The catalog listed while neither llama.cpp nor transformers is installed."""
+    without_engines(env)
+    await catalog_listed(pilot, env)
+
+
 async def catalog_without_transformers(pilot: Pilot[int], env: Env) -> None:
     """The catalog listed while transformers is not installed."""
     without_transformers(env)
@@ -589,8 +600,11 @@ def _modals() -> list[State]:
             "launch-dialog/engine-missing",
             "catalog",
             _idle_app("catalog"),
-            catalog_without_transformers,
-            open=opener("catalog", launch_from_catalog(lambda r: r.id == "embed-small")),
+            catalog_without_engines,
+            open=opener(
+                "catalog",
+                launch_from_catalog(lambda r: r.source == "local" and r.status == "ok" and r.format == "gguf"),
+            ),
         ),
         State("confirm", "chat", _ready_app("chat"), one_exchange, open=opener("chat", _confirm)),
         State(
