@@ -282,27 +282,32 @@ def ids(states: list[State]) -> list[str]:
 @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
 @pytest.mark.parametrize("state", RULE_STATES, ids=ids(RULE_STATES))
 def test_text_is_not_cut(state: State, size: tuple[int, int], env: Env) -> None:
-    assert findings(state, env, size).cut == []
+    found = findings(state, env, size).cut
+    assert found == [], "\n".join(found)
 
 
 @pytest.mark.parametrize("state", RULE_STATES, ids=ids(RULE_STATES))
 def test_install_hints_shown_name_the_extra(state: State, env: Env) -> None:
-    assert findings(state, env, SIZES["80x24"]).bare_hints == []
+    found = findings(state, env, SIZES["80x24"]).bare_hints
+    assert found == [], "\n".join(found)
 
 
 @pytest.mark.parametrize("state", RULE_STATES, ids=ids(RULE_STATES))
 def test_every_input_shows_what_is_typed(state: State, env: Env) -> None:
-    assert findings(state, env, SIZES["80x24"]).hidden_input == []
+    found = findings(state, env, SIZES["80x24"]).hidden_input
+    assert found == [], "\n".join(found)
 
 
 @pytest.mark.parametrize("state", RULE_STATES, ids=ids(RULE_STATES))
 def test_the_focused_widget_looks_different(state: State, env: Env) -> None:
-    assert findings(state, env, SIZES["80x24"]).focus_invisible == []
+    found = findings(state, env, SIZES["80x24"]).focus_invisible
+    assert found == [], "\n".join(found)
 
 
 @pytest.mark.parametrize("state", RULE_STATES, ids=ids(RULE_STATES))
 def test_the_footer_lists_the_focused_widgets_keys(state: State, env: Env) -> None:
-    assert findings(state, env, SIZES["80x24"]).footer_missing == []
+    found = findings(state, env, SIZES["80x24"]).footer_missing
+    assert found == [], "\n".join(found)
 
 
 # -- install hints ---------------------------------------------------------------------------------------------
