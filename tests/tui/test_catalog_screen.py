@@ -547,3 +547,27 @@ def test_a_local_path_in_the_detail_pane_is_shortened_not_broken_at_80x24(
             assert line.endswith("/my-finetune.gguf") and "…" in line  # the folder elided, the name whole
 
     run(main())
+
+
+def test_the_cursor_row_stays_in_view_when_the_table_shrinks(make_app: AppFactory) -> None:
+    """At the last row, a shorter terminal (or the detail pane filling in) must not hide the cursor's row."""
+    app = make_app(screen="catalog", launch=False, listing=many_rows)
+
+    def in_view(table: ModelTable) -> bool:
+        top = int(table.scroll_offset.y)
+        return top <= table.cursor < top + table.scrollable_content_region.height - 1  # less the header line
+
+    async def main() -> None:
+        async with app.run_test(size=(80, 30)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, CatalogScreen)
+            await until(pilot, lambda: screen.listing is not None, "the listing is built")
+            table = screen.query_one(ModelTable)
+            await pilot.press("end")
+            await until(pilot, lambda: in_view(table), "the last row in view")
+            await pilot.resize_terminal(80, 20)
+            await until(pilot, lambda: table.size.height < 12, "the table to shrink")
+            await until(pilot, lambda: in_view(table), "the last row still in view")
+            assert table.cursor == 59
+
+    run(main())

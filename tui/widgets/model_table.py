@@ -160,6 +160,7 @@ class ModelTable(ScrollView, can_focus=True):
         index = next((i for i, r in enumerate(self._rows) if r.id == keep), 0) if keep else 0
         self.scroll_to(y=0, animate=False, immediate=True)
         self.cursor = index
+        self._follow_cursor()  # the cursor may keep its index (no watch_cursor) while the scroll went to the top
         self.refresh()
 
     def widths(self) -> list[int]:
@@ -230,14 +231,22 @@ class ModelTable(ScrollView, can_focus=True):
         return max(0, min(value, len(self._rows) - 1))
 
     def watch_cursor(self, old: int, new: int) -> None:
-        visible = max(1, self.scrollable_content_region.height - 1)
-        top = int(self.scroll_offset.y)
-        if new < top:
-            self.scroll_to(y=new, animate=False, immediate=True)
-        elif new >= top + visible:
-            self.scroll_to(y=new - visible + 1, animate=False, immediate=True)
+        self._follow_cursor()
         self.refresh()
         self.post_message(self.Highlighted(self.current))
+
+    def _follow_cursor(self, retry: bool = True) -> None:
+        """Scroll so the cursor's row shows; again after the next refresh when the rows just arrived and the
+        scrollable height does not reach it yet (a scroll past the end is clamped, leaving the cursor hidden)."""
+        visible = max(1, self.scrollable_content_region.height - 1)
+        top = int(self.scroll_offset.y)
+        if self.cursor < top:
+            self.scroll_to(y=self.cursor, animate=False, immediate=True)
+        elif self.cursor >= top + visible:
+            want = self.cursor - visible + 1
+            self.scroll_to(y=want, animate=False, immediate=True)
+            if retry and want > self.max_scroll_y:
+                self.call_after_refresh(self._follow_cursor, False)
 
     def action_cursor(self, step: int) -> None:
         self.cursor += step
@@ -270,3 +279,5 @@ class ModelTable(ScrollView, can_focus=True):
     def on_resize(self) -> None:
         self._widths = None
         self.virtual_size = Size(self.size.width, len(self._rows) + 1)
+        # A table that shrinks (the detail pane below fills in) must not leave its cursor row out of view.
+        self.call_after_refresh(self._follow_cursor, False)
