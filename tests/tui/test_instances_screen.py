@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Input
 
 from engines.adapters.fake import FakeEngine
 from engines.catalog.fit import GpuFree, ModelShape, Resources
-from engines.errors import BadModelFile
+from engines.errors import BadModelFile, InstanceNotFound
 from engines.types import ChatMessage, InstanceState, LaunchOptions, ModelSpec
 from tests.tui.conftest import AppFactory
 from tests.tui.test_chat_screen import run, until
@@ -131,6 +131,41 @@ def test_restart_relaunches_with_the_same_options_and_log_opens(make_app: AppFac
         new = app.runtime.active.run_id  # type: ignore[union-attr]
         assert app.runtime.launches[new].options == options
         await until(pilot, lambda: first not in [i.run_id for i in app.runtime.manager.instances()], "old one gone")
+
+    drive(app, test)
+
+
+def test_a_stop_that_fails_says_why_and_a_restart_of_a_gone_instance_still_launches(
+    make_app: AppFactory, fake_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """F4's stop and restart workers dropped their errors (exit_on_error=False): a failed stop said nothing."""
+    app = make_app(screen="instances", launch=False)
+
+    async def test(app: LlmTuiApp, pilot: Pilot[int]) -> None:
+        app.launch_model(str(fake_model))
+        await until(pilot, lambda: app.runtime.active is not None, "launched")
+        first = app.runtime.active.run_id  # type: ignore[union-attr]
+        screen = app.screen
+        assert isinstance(screen, InstancesScreen)
+        screen.refresh_table()
+        await pilot.pause()
+        real_stop = app.runtime.manager.stop
+
+        def gone(run_id: str, timeout: float | None = None) -> None:
+            raise InstanceNotFound(f"no instance {run_id} (it was stopped meanwhile)")
+
+        monkeypatch.setattr(app.runtime.manager, "stop", gone)
+        await pilot.press("s")
+        await until(
+            pilot, lambda: any("stopped meanwhile" in n.message for n in app._notifications), "the stop's error said"
+        )
+        await pilot.press("r")  # the restart goes on: the old one is gone either way
+        await until(
+            pilot,
+            lambda: app.runtime.active is not None and app.runtime.active.run_id != first,
+            "relaunched under a new run id",
+        )
+        monkeypatch.setattr(app.runtime.manager, "stop", real_stop)
 
     drive(app, test)
 

@@ -11,6 +11,7 @@ the API's recent requests.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from typing import ClassVar
@@ -247,17 +248,8 @@ class InstancesScreen(AppScreen):
     def action_stop(self) -> None:
         info = self.selected
         if info is not None:
-            self._stop(info.run_id)
+            self.llm_app.stop_instance(info.run_id)  # the palette's stop: a failure is said, not dropped
             self.notify(f"Stopping {info.run_id} ({info.model_id})…", title="Stop")
-
-    def _stop(self, run_id: str) -> None:
-        manager = self.llm_app.runtime.manager
-
-        def stop() -> None:
-            manager.stop(run_id, timeout=30)
-            self.app.call_from_thread(self.llm_app.refresh_status)
-
-        self.run_worker(stop, thread=True, group=f"stop-{run_id}", exit_on_error=False)
 
     def action_restart(self) -> None:
         info = self.selected
@@ -270,10 +262,12 @@ class InstancesScreen(AppScreen):
         manager, app = self.llm_app.runtime.manager, self.llm_app
 
         def restart() -> None:
-            manager.stop(info.run_id, timeout=30)
+            # Stopped meanwhile (idle unload, a stop)? Launching it again is still what was asked.
+            with contextlib.suppress(LlmTuiError):
+                manager.stop(info.run_id, timeout=30)
             app.call_from_thread(app.launch_model, record.ref, record.engine, record.options)
 
-        self.run_worker(restart, thread=True, group=f"restart-{info.run_id}", exit_on_error=False)
+        self.run_worker(restart, thread=True, group=f"restart-{info.run_id}")
         self.notify(f"Restarting {info.model_id}…", title="Restart")
 
     def action_toggle_api(self) -> None:
