@@ -26,7 +26,7 @@ from textual.widgets.markdown import MarkdownBlock, MarkdownFence
 
 from tui.widgets.segmenter import Piece
 
-CAPTURE_RETRIES = 20
+CAPTURE_RETRIES = 100
 """Refreshes to wait for a segment's blocks to be laid out before it is drawn into static lines."""
 
 
@@ -248,8 +248,8 @@ class Segment(Markdown):
         size = self.size
         if self.parked or not (self.frozen and self.ready) or not blocks:
             return  # nothing to draw: unpark() or a rebuild schedules it again
-        if not size or self.lock.is_locked or not all(block.size.width for block in blocks if block.display):
-            # Not laid out yet, or its blocks are being built: look again after the next refresh.
+        if not size or self.lock.is_locked or self._layout_pending():
+            # Not laid out (at its latest size) yet, or its blocks are being built: look again after the next refresh.
             if self._capture_tries < CAPTURE_RETRIES:
                 self._capture_tries += 1
                 self._schedule_capture(retry=True)
@@ -260,6 +260,14 @@ class Segment(Markdown):
         self.captures += 1
         self.styles.height = len(strips)
         await self._drop_blocks()
+
+    def _layout_pending(self) -> bool:
+        """Whether a layout that may change this segment's blocks is still to come (its size would be stale)."""
+        if self in self.screen._layout_widgets:  # a block asked for a layout the screen has not done yet
+            return True
+        if not all(block.size.width for block in self.children if block.display):
+            return True  # mounted since the last layout
+        return any(widget._layout_required for widget in self.walk_children(Widget, with_self=True))
 
     def picture(self) -> list[Strip]:
         """What this segment shows, line by line: its strips if static, else its laid-out blocks drawn now."""
@@ -274,6 +282,8 @@ class Segment(Markdown):
     def render_lines(self, crop: Region) -> list[Strip]:
         strips = self._strips
         if strips is None or self.children:
+            if self.frozen and self.ready and self.children and not (self.parked or self._capture_scheduled):
+                self._schedule_capture()  # shown with its blocks: draw it into static lines when laid out
             return BlankContent.render_lines(self, crop)  # type: ignore[arg-type]
         if self._strips_key != self._lines_key() and not self._rebuilding:
             # Drawn over something else now (selected, focused log, new width or theme): draw again.
