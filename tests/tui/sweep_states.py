@@ -544,7 +544,7 @@ async def _ready(pilot: Pilot[int], env: Env) -> None:
 
 
 MODES = ("chat", "catalog", "gauges", "instances", "downloads", "embeddings", "compare", "settings")
-"""F1-F8, in order."""
+"""The app's eight screens (F1-F8)."""
 
 
 def _screens() -> list[State]:
