@@ -166,6 +166,12 @@ def load(args: argparse.Namespace) -> Config:
 
 def run_app(args: argparse.Namespace) -> int:
     """Start the Textual app."""
+    import gc
+
+    # Start-up allocates a great many objects that live as long as the app (Textual, CSS, widgets): collecting
+    # them again and again before the first frame is wasted work. The app turns collection back on (and freezes
+    # what start-up made) once its first frame is painted.
+    gc.disable()
     try:
         from tui.app import run  # type: ignore[import-not-found,import-untyped,unused-ignore]
     except ImportError as exc:

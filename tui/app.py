@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -144,12 +145,18 @@ class LlmTuiApp(App[int]):
             self.crash_guard.catch(error, "the app")
 
     def on_mount(self) -> None:
+        self.call_after_refresh(self._after_first_frame)
         self.switch_mode(self.start_screen)
         if self.start_model:
             self.launch_model(self.start_model)
         self.runtime.download_finished = self._download_finished
         self.runtime.active_replaced = self._active_replaced
-        self.resume_downloads()
+
+    def _after_first_frame(self) -> None:
+        # What start-up made lives as long as the app: frozen, later collections (during a stream) skip it.
+        gc.freeze()
+        gc.enable()  # the entry point turns collection off while the app starts
+        self.resume_downloads()  # a thread that would compete with the first paint for the GIL
 
     def _active_replaced(self, old: ActiveModel, new: ActiveModel | None) -> None:
         self.post_message(ActiveReplaced(old, new))  # from the thread that stopped the instance

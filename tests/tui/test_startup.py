@@ -117,3 +117,27 @@ def test_an_empty_chat_paints_without_markdown_and_without_a_blank_default_scree
         "asyncio.run(main())\n"
     )
     assert run_probe(code) == ["chat"]
+
+
+def test_collection_is_off_while_the_app_starts_and_on_after_its_first_frame(isolated_dirs: Path) -> None:
+    """The entry point turns the garbage collector off for start-up; the app must turn it back on (else memory
+    would only grow), freeze what start-up made, and only then resume the download queue."""
+    code = (
+        "import gc, json, sys\n"
+        "import engines.cli as cli\n"
+        "import tui.app as app_module\n"
+        "seen = {}\n"
+        "original = app_module.LlmTuiApp._after_first_frame\n"
+        "def after(self):\n"
+        "    seen['off_before'] = not gc.isenabled()\n"
+        "    original(self)\n"
+        "    seen['on_after'] = gc.isenabled()\n"
+        "    seen['frozen'] = gc.get_freeze_count() > 0\n"
+        "    self.exit(0)\n"
+        "app_module.LlmTuiApp._after_first_frame = after\n"
+        "original_run = app_module.LlmTuiApp.run\n"
+        "app_module.LlmTuiApp.run = lambda self, **kw: original_run(self, headless=True)\n"
+        "code = cli.main([])\n"
+        "print(json.dumps([code, seen]))\n"
+    )
+    assert run_probe(code) == [0, {"off_before": True, "on_after": True, "frozen": True}]
