@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import time
@@ -388,7 +389,17 @@ def run(args: argparse.Namespace, config: Config) -> int:
     runtime = Runtime(config, env=os.environ)
     try:
         app = LlmTuiApp(runtime, screen=args.screen or "chat", model=args.model)
-        app.run()
-    finally:
+    except BaseException:
         runtime.close()
+        raise
+
+    async def main() -> None:
+        try:
+            await app.run_async()
+        finally:
+            # Inside the loop, before asyncio.run waits for the thread workers: stopping the instances ends what
+            # they wait on (an embedding queued behind a long reply waited up to 300 s, and the quit with it).
+            runtime.close()
+
+    asyncio.run(main())
     return app.return_code or 0

@@ -141,3 +141,39 @@ def test_collection_is_off_while_the_app_starts_and_on_after_its_first_frame(iso
         "print(json.dumps([code, seen]))\n"
     )
     assert run_probe(code) == [0, {"off_before": True, "on_after": True, "frozen": True}]
+
+
+@pytest.mark.timeout(120)
+def test_quitting_does_not_wait_for_an_embedding_queued_behind_a_long_reply(
+    isolated_dirs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread worker waiting on an instance held asyncio.run's exit (it joins the workers) until its 300 s
+    timeout; the instances must stop first, which ends the wait."""
+    import argparse
+    import threading
+
+    from engines.adapters.fake import FakeEngine
+    from engines.config import load_config
+    from engines.types import ChatMessage, LaunchOptions, ModelSpec
+    from tui import app as app_module
+
+    embedding_queued = threading.Event()
+
+    def on_mount(self: app_module.LlmTuiApp) -> None:
+        manager = self.runtime.manager
+        spec = ModelSpec("slow", format="fake", engines=("fake",))
+        run_id = manager.start(spec, LaunchOptions(), FakeEngine(reply="word " * 1000, token_delay_s=0.3))
+        manager.submit(run_id, [ChatMessage("user", "a long story")])  # about 5 minutes of reply
+
+        def embed() -> None:
+            embedding_queued.set()
+            manager.embed(run_id, ["queued behind the reply"])
+
+        self.run_worker(embed, thread=True, exit_on_error=False)
+        self.set_interval(0.05, lambda: embedding_queued.is_set() and self.exit(0))
+
+    monkeypatch.setattr(app_module.LlmTuiApp, "on_mount", on_mount)
+    original = app_module.LlmTuiApp.run_async
+    monkeypatch.setattr(app_module.LlmTuiApp, "run_async", lambda self, **kw: original(self, headless=True))
+    args = argparse.Namespace(screen=None, model=None)
+    assert app_module.run(args, load_config(env={}, cwd=isolated_dirs)) == 0
