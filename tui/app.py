@@ -122,6 +122,8 @@ class LlmTuiApp(App[int]):
         self.start_screen = screen
         self.start_model = model
         self.last_input_at = 0.0
+        self.downloads_resumed = False
+        """The download queue was told to resume (after the first frame)."""
         """When the last key or paste arrived (monotonic seconds)."""
         self.theme = runtime.config.theme if runtime.config.theme in self.available_themes else "textual-dark"
         self.crash_log_path: Path = runtime.config.state_dir / "crash.log"
@@ -158,6 +160,7 @@ class LlmTuiApp(App[int]):
         gc.freeze()
         gc.enable()  # the entry point turns collection off while the app starts
         self.resume_downloads()  # a thread that would compete with the first paint for the GIL
+        self.downloads_resumed = True
 
     def _active_replaced(self, old: ActiveModel, new: ActiveModel | None) -> None:
         self.post_message(ActiveReplaced(old, new))  # from the thread that stopped the instance

@@ -9,6 +9,7 @@ from textual.pilot import Pilot
 
 from engines.downloads.tasks import TaskStatus
 from tests.tui.conftest import AppFactory
+from tests.tui.test_chat_screen import until
 from tests.tui.test_snapshots import SIZES, settle
 from tui.app import LlmTuiApp
 from tui.screens.downloads import DownloadsScreen
@@ -21,6 +22,10 @@ def test_downloads_in_every_status(snap_compare, make_app: AppFactory, size: tup
     async def fill(pilot: Pilot[int]) -> None:
         app = pilot.app
         assert isinstance(app, LlmTuiApp)
+        # The queue resumes what a last run left once the first frame is painted: let it, before the table
+        # gets rows no queue would start.
+        await until(pilot, lambda: app.downloads_resumed, "the start-up resume")
+        await app.workers.wait_for_complete()
         tasks = app.runtime.downloads.tasks  # the table itself: nothing starts a transfer
         models = app.runtime.config.models_dir
         rows = [
