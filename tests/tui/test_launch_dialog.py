@@ -91,9 +91,11 @@ def test_enter_enter_on_a_catalog_model_whose_engine_is_missing(
         await until(pilot, lambda: screen.listing is not None, "the listing")
         await pilot.press("slash", *"finetune", "enter", "enter")  # a GGUF here; no engine for it installed
         modal = await opened(app, pilot)
-        await pilot.press("enter", "ctrl+s")
+        await pilot.press("enter", "ctrl+s")  # Enter on the first field (a Select) opens its list
         assert app.screen is modal and "pip install 'llm-tui[llama]'" in text(modal, "#error")
-        await pilot.press("escape")
+        await pilot.press("escape")  # the list closes
+        assert app.screen is modal
+        await pilot.press("escape")  # then the dialog
         assert app.screen is not modal and isinstance(app.screen, CatalogScreen) and app.is_running
 
     drive(make_app(screen="catalog", launch=False, listing=fixed_listing), test)

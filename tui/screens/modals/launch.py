@@ -243,7 +243,8 @@ class LaunchModal(ModalScreen[LaunchChoice | None]):
         usable = [o for o in self.engines if o.usable]
         device_list = devices(self.resources)
         device = self.base.device if self.base.device in {v for _, v in device_list} else "auto"
-        with VerticalScroll(classes="dialog wide", id="launch-dialog"):
+        # Not a Tab stop of its own: focusing a field scrolls it into view (an invisible stop confused Tab).
+        with VerticalScroll(classes="dialog wide", id="launch-dialog", can_focus=False):
             yield Label(f"Launch {self.target.name}", classes="dialog-title", markup=False)
             with Grid(id="launch-grid"):
                 yield Label("Engine")
