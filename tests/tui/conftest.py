@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -17,6 +17,9 @@ from engines.manager import Coalescing, EngineManager
 from engines.telemetry.sources import GpuSource
 from tui.app import LlmTuiApp
 from tui.runtime import ListingSource, Runtime
+
+if TYPE_CHECKING:
+    from tests.tui.sweep_states import Env
 
 AppFactory = Callable[..., LlmTuiApp]
 
@@ -89,3 +92,13 @@ def make_app(isolated_dirs: Path, fake_model: Path) -> Iterator[AppFactory]:
     caught = crash_log.read_text(encoding="utf-8", errors="replace") if crash_log.exists() else ""
     if caught.strip():
         pytest.fail(f"the app's crash guard caught an exception:\n{caught}", pytrace=False)
+
+
+@pytest.fixture
+def env(make_app: AppFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+    """The sweep states' shared environment (key sweep, monkey run, rule tests), released after the test."""
+    from tests.tui.sweep_states import Env as SweepEnv  # it imports this module
+
+    built = SweepEnv(make_app, tmp_path, monkeypatch)
+    yield built
+    built.release_all()

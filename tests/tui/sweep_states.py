@@ -3,7 +3,6 @@ after each key: the app still runs, nothing was raised, and the crash log (the l
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,6 +27,7 @@ from engines.downloads.tasks import TaskStatus
 from engines.telemetry.fake import FakeGpuSource
 from tests.tui.catalog_fixture import ENTRIES, RESOURCES
 from tests.tui.conftest import AppFactory
+from tests.tui.test_chat_screen import until
 from tui.app import LlmTuiApp
 
 GB = 10**9
@@ -201,16 +201,6 @@ def all_keys() -> list[str]:
                 continue
             keys.extend(k.strip() for k in binding.key.split(",") if k.strip() not in SKIPPED_KEYS)
     return sorted(set(keys) | set(NAVIGATION) | set(LETTERS) | set(SCREEN_KEYS))
-
-
-async def until(pilot: Pilot[int], condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    """Let the app run until `condition` holds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.02)
 
 
 def shell(pilot: Pilot[int]) -> LlmTuiApp:
@@ -646,3 +636,9 @@ def _modals() -> list[State]:
 STATES = [*_screens(), *_special(), *_modals()]
 """Every screen (F1-F8) with no model and with one ready, streaming where it shows, the special states, every modal
 and the command palette."""
+
+
+def widget_label(widget: object) -> str:
+    """Widget#id (or its class), as a failure message names it."""
+    widget_id = getattr(widget, "id", None)
+    return f"{type(widget).__name__}#{widget_id}" if widget_id else type(widget).__name__

@@ -8,12 +8,10 @@ import asyncio
 import time
 import traceback
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
 
-from tests.tui.conftest import AppFactory
 from tests.tui.sweep_states import (
     SIZES,
     STATES,
@@ -25,6 +23,7 @@ from tests.tui.sweep_states import (
     press,
     problem,
     restore,
+    widget_label,
 )
 from tui.app import LlmTuiApp
 
@@ -63,19 +62,9 @@ def tally(request: pytest.FixtureRequest) -> Iterator[Tally]:
     print(counts.summary())
 
 
-@pytest.fixture
-def env(make_app: AppFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
-    built = Env(make_app, tmp_path, monkeypatch)
-    yield built
-    built.release_all()
-
-
 def widget_name(app: LlmTuiApp) -> str:
     """The focused widget, as a failure message names it."""
-    focused = app.focused
-    if focused is None:
-        return "nothing focused"
-    return f"{type(focused).__name__}#{focused.id}" if focused.id else type(focused).__name__
+    return "nothing focused" if app.focused is None else widget_label(app.focused)
 
 
 async def focus_stop(pilot: Pilot[int], index: int) -> bool:

@@ -13,12 +13,9 @@ import os
 import random
 import time
 import traceback
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.tui.conftest import AppFactory
 from tests.tui.sweep_states import SIZES, STATES, Env, State, all_keys, crash_log_text, guard_quit, press, problem
 
 # Read at import: the isolated_dirs fixture removes LLM_TUI_* variables before a test runs.
@@ -26,13 +23,6 @@ SEED = int(os.environ.get("LLM_TUI_MONKEY_SEED", "17"))
 KEYS_PER_RUN = int(os.environ.get("LLM_TUI_MONKEY_KEYS", "500"))
 STARTS = [s for s in STATES if s.name in ("chat/streaming", "catalog/every-kind-of-row")]
 """Where the monkey starts: a reply streaming (the busiest state) and the catalog with every kind of row."""
-
-
-@pytest.fixture
-def env(make_app: AppFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
-    built = Env(make_app, tmp_path, monkeypatch)
-    yield built
-    built.release_all()
 
 
 def keys_for(seed: int, state: State, size: tuple[int, int], count: int) -> list[str]:

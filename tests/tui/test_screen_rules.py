@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -23,8 +22,7 @@ from textual.widget import Widget
 from textual.widgets import Input, Static, TextArea
 from textual.widgets._footer import Footer, FooterKey
 
-from tests.tui.conftest import AppFactory
-from tests.tui.sweep_states import STATES, Env, State, press, restore
+from tests.tui.sweep_states import STATES, Env, State, press, restore, widget_label
 
 ROOT = Path(__file__).resolve().parents[2]
 THEMES = ("textual-dark", "textual-light", "nord", "gruvbox", "solarized-light")
@@ -69,16 +67,7 @@ FOUND: dict[tuple[str, str], Findings] = {}
 """Findings by (state, size), collected once per state for all the rule tests."""
 
 
-@pytest.fixture
-def env(make_app: AppFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
-    built = Env(make_app, tmp_path, monkeypatch)
-    yield built
-    built.release_all()
-
-
-def name_of(widget: Widget) -> str:
-    """Widget#id (or its class), as a finding names it."""
-    return f"{type(widget).__name__}#{widget.id}" if widget.id else type(widget).__name__
+name_of = widget_label
 
 
 def lines_of(widget: Widget) -> list[str]:
