@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
 import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -137,7 +140,6 @@ def test_real_gemma_chat_with_stats(isolated_dirs: Path, gemma_path: Path) -> No
 
 
 def test_interactive_chat_on_a_terminal_keeps_the_conversation(model_file: Path) -> None:
-    import pty
     import select
 
     controller, terminal = pty.openpty()
@@ -301,6 +303,12 @@ def test_real_gemma_on_transformers_from_the_command_line(
     assert result.stdout.strip()
 
 
+def _controlling_terminal() -> None:
+    """In the child: a terminal session of its own, so Ctrl-C typed on it becomes SIGINT, as in a shell."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 class Terminal:
     """What a pseudo-terminal's program wrote, read up to each thing a test waits for."""
 
@@ -325,15 +333,6 @@ class Terminal:
 
 @pytest.mark.real_model
 def test_real_gemma_line_chat_ctrl_c_stops_the_reply_and_ctrl_d_quits(isolated_dirs: Path, gemma_path: Path) -> None:
-    import fcntl
-    import pty
-    import termios
-
-    def controlling_terminal() -> None:
-        # A real terminal session: Ctrl-C typed on it becomes SIGINT for the program, as in a shell.
-        os.setsid()
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
     controller, terminal = pty.openpty()
     env = {**os.environ, "LLM_TUI_MODELS_DIR": str(gemma_path.parent), "LLM_TUI_N_THREADS": "2"}
     proc = subprocess.Popen(
@@ -342,7 +341,7 @@ def test_real_gemma_line_chat_ctrl_c_stops_the_reply_and_ctrl_d_quits(isolated_d
         stdout=terminal,
         stderr=terminal,
         env=env,
-        preexec_fn=controlling_terminal,
+        preexec_fn=_controlling_terminal,
     )
     os.close(terminal)
     term = Terminal(controller)
@@ -356,9 +355,6 @@ def test_real_gemma_line_chat_ctrl_c_stops_the_reply_and_ctrl_d_quits(isolated_d
         os.write(controller, b"\x03")
         term.wait_for(b">>> ")  # the reply stopped; the chat goes on
         reply = bytes(term.seen[reply_start : term.pos]).decode(errors="replace")
-        os.write(controller, b"half a line\x03")  # Ctrl-C at the prompt drops the line, does not quit
-        term.wait_for(b"(Ctrl-D or /exit quits)")
-        term.wait_for(b">>> ")
         os.write(controller, b"\x04")  # Ctrl-D on an empty line quits
         assert proc.wait(timeout=60) == 0
     finally:
@@ -367,6 +363,35 @@ def test_real_gemma_line_chat_ctrl_c_stops_the_reply_and_ctrl_d_quits(isolated_d
         os.close(controller)
     assert b"Traceback" not in term.seen
     assert len(reply.strip(" >\r\n^C")) >= 20, reply  # the partial reply stayed on screen
+
+
+def test_line_chat_ctrl_c_at_the_prompt_drops_the_line_and_goes_on(model_file: Path) -> None:
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engines.cli", "chat", str(model_file), "--engine", "fake"],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        preexec_fn=_controlling_terminal,
+    )
+    os.close(terminal)
+    term = Terminal(controller)
+    try:
+        term.wait_for(b">>> ")
+        os.write(controller, b"half a line")
+        term.wait_for(b"half a line")  # echoed: the line editor is reading (a Ctrl-C before it is a race)
+        os.write(controller, b"\x03")  # Ctrl-C at the prompt drops the line, does not quit
+        term.wait_for(b"(Ctrl-D or /exit quits)")
+        term.wait_for(b">>> ")
+        os.write(controller, b"still here\n")
+        term.wait_for(b"Echo: still here")
+        os.write(controller, b"/exit\n")
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(controller)
+    assert b"Echo: half a line" not in term.seen  # the dropped line never reached the model
 
 
 @pytest.mark.real_model
