@@ -9,7 +9,6 @@ engine does not flood the UI with one message per token.
 from __future__ import annotations
 
 import queue
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -178,11 +177,6 @@ class Instance:
                 self.state = state
 
     def _run(self) -> None:
-        # Ctrl-C and SIGTERM are for the main thread: a signal the kernel hands to this thread (or to the native
-        # threads the engine starts from it, which inherit the mask) would leave the main thread asleep in a
-        # blocking read, so the line chat's Ctrl-C at its prompt went unseen until Enter.
-        if hasattr(signal, "pthread_sigmask"):
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             self._load()
             if self.state is InstanceState.READY:
