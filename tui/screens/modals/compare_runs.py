@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Label, OptionList
+from textual.widgets import Footer, Label, OptionList
 from textual.widgets.option_list import Option
 
 from engines.compare_types import CompareRun
@@ -43,6 +43,7 @@ class CompareRunsModal(ModalScreen[int | None]):
             yield OptionList(*self._options(), id="compare-runs")
             hint = "Enter reopens · Delete removes · Esc cancels" if self.runs else "Nothing saved yet (Ctrl+S saves)."
             yield Label(hint, classes="dialog-hint")
+        yield Footer()  # the dialog's own keys, not those of the screen beneath
 
     def on_mount(self) -> None:
         options = self.query_one(OptionList)

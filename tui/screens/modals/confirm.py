@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Static
+from textual.widgets import Button, Footer, Static
 
 QUESTION_WIDTH = 56
 """Cells a question has in the dialog at 80 columns (64 wide, less border and padding)."""
@@ -62,6 +62,7 @@ class ConfirmModal(ModalScreen[bool | None]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button(f"{self.yes} (y)", variant="error" if self.danger else "primary", id="yes")
                 yield Button(f"{self.no} (n)", id="no")
+        yield Footer()  # the dialog's own keys, not those of the screen beneath
 
     def on_mount(self) -> None:
         self.query_one("#no" if self.danger else "#yes", Button).focus()

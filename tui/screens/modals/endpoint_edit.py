@@ -13,7 +13,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Footer, Input, Label, Static
 
 from engines.catalog.discover_net import RemoteListing
 from engines.config_tables import RemoteEndpoint
@@ -107,6 +107,7 @@ class EndpointModal(ModalScreen[RemoteEndpoint | None]):
                 yield Button("Test (ctrl+t)", id="ep-test")
                 yield Button("Keep (ctrl+s)", variant="primary", id="ep-keep")
                 yield Button("Cancel (esc)", id="ep-cancel")
+        yield Footer()  # the dialog's own keys, not those of the screen beneath
 
     def on_mount(self) -> None:
         self.query_one("#ep-name", Input).focus()

@@ -20,7 +20,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Select, Static
+from textual.widgets import Button, Footer, Input, Label, Select, Static
 
 from engines.adapters import registry
 from engines.catalog.fit import ModelShape, Resources, fit
@@ -285,6 +285,7 @@ class LaunchModal(ModalScreen[LaunchChoice | None]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Launch (ctrl+s)", variant="primary", id="launch", disabled=not usable)
                 yield Button("Cancel (esc)", id="cancel")
+        yield Footer()  # the dialog's own keys, not those of the screen beneath
 
     def _engines_text(self) -> str:
         """The engines that cannot be used and what installs them; with none usable, that it cannot launch."""

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Label, Log
+from textual.widgets import Footer, Label, Log
 
 
 class LogModal(ModalScreen[None]):
@@ -31,6 +31,7 @@ class LogModal(ModalScreen[None]):
             yield Log(id="log-lines", highlight=False, auto_scroll=True)
             hint = "Esc closes" if self.lines else "Nothing logged yet. Esc closes"
             yield Label(hint, classes="dialog-hint")
+        yield Footer()  # the dialog's own keys, not those of the screen beneath
 
     def on_mount(self) -> None:
         log = self.query_one(Log)

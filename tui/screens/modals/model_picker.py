@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label, OptionList
+from textual.widgets import Footer, Input, Label, OptionList
 from textual.widgets.option_list import Option
 
 from engines.catalog.builtin import builtin_catalog
@@ -50,6 +50,7 @@ class ModelPickerModal(ModalScreen[ModelChoice | None]):
             yield Input(placeholder="catalog id, alias or path to a GGUF file", id="model-query")
             yield OptionList(id="model-options")
             yield Label("Enter picks · Esc cancels", classes="dialog-hint")
+        yield Footer()  # the dialog's own keys, not those of the screen beneath
 
     def on_mount(self) -> None:
         self._show("")

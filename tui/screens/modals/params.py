@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Switch, TextArea
+from textual.widgets import Button, Footer, Input, Label, Switch, TextArea
 
 from engines.errors import BadRequest
 from engines.types import Params
@@ -75,6 +75,7 @@ class ParamsModal(ModalScreen[SessionSettings | None]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save (ctrl+s)", variant="primary", id="save")
                 yield Button("Cancel (esc)", id="cancel")
+        yield Footer()  # the dialog's own keys, not those of the screen beneath
 
     def on_mount(self) -> None:
         self.query_one("#system", TextArea).focus(scroll_visible=False)

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label, Static
+from textual.widgets import Footer, Input, Label, Static
 
 
 class TextPromptModal(ModalScreen[str | None]):
@@ -42,6 +42,7 @@ class TextPromptModal(ModalScreen[str | None]):
             yield Static(self.title_text, classes="dialog-title", id="title", markup=False)  # wraps: all of it shows
             yield Input(self.value, placeholder=self.placeholder, id="text")
             yield Label("Enter to accept, Esc to cancel", classes="dialog-hint", id="hint")
+        yield Footer()  # the dialog's own keys, not those of the screen beneath
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if not event.value.strip():
