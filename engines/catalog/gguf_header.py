@@ -33,6 +33,14 @@ _UINT32, _BOOL, _STRING = 4, 7, 8
 _SCALAR_CODES = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "B", 10: "Q", 11: "q", 12: "d"}
 _SCALARS = {vtype: struct.Struct("<" + code) for vtype, code in _SCALAR_CODES.items()}
 _MIN_KV = 8 + 4 + 1  # key length, value type, one-byte value
+# Caps far above any real model, so a hostile header is refused before it costs time or memory.
+# Real files: Gemma 3 has 33 keys and 236 tensors; a 405B split ~1,100 tensors; unmerged MoE experts ~14k;
+# the largest vocabularies (tokens, scores, merges) are ~260k entries per array.
+_MAX_TENSORS = 100_000
+_MAX_KEYS = 10_000
+_MAX_ARRAY = 1 << 24  # items in one array (scalar arrays are skipped, not read)
+_MAX_WALKED = 1 << 22  # string items and sub-arrays walked one by one, over all metadata (the time cost)
+_MAX_METADATA = 256 << 20  # bytes of the metadata section (Gemma 3's is 6.5 MB)
 _MIN_TENSOR_INFO = 8 + 4 + 4 + 8  # name length, n_dims, ggml type, offset
 
 
@@ -93,7 +101,8 @@ def _describe_bad_magic(head: bytes) -> str:
         return "a safetensors file, not a GGUF file"
     if head[:4] == b"FUGG":
         return "byte-swapped GGUF magic (big-endian files are not supported)"
-    return f"not a GGUF file (starts with {head[:4]!r}, expected {_MAGIC!r})"
+    # Never echo the bytes: the file may be anything a caller can name (a password file).
+    return "not a GGUF file (no GGUF magic)"
 
 
 class _Parser:
@@ -108,6 +117,7 @@ class _Parser:
         self.pos = 0  # read position inside buf
         self.kept = 0  # bytes of metadata strings kept so far
         self.types: dict[str, int] = {}  # value type of each metadata key
+        self.walked = 0  # string items and sub-arrays walked so far
 
     # -- errors ---------------------------------------------------------------------------------
 
@@ -224,17 +234,30 @@ class _Parser:
         _, version, n_tensors, n_kv = _HEADER.unpack_from(self.buf, self.pos)
         self.check_version(version)
         self.pos += _HEADER.size
+        self.check_limit(n_tensors, _MAX_TENSORS, "tensors")
+        self.check_limit(n_kv, _MAX_KEYS, "metadata keys")
         self.check_count(n_kv, _MIN_KV, "metadata count")
         self.check_count(n_tensors, _MIN_TENSOR_INFO, "tensor count")
         metadata: dict[str, object] = {}
         for index in range(n_kv):
             self.read_kv(index, metadata)
+            if self.at - _HEADER.size > _MAX_METADATA:
+                raise self.bad(f"metadata passes {_MAX_METADATA:,} bytes at key #{index}; that is the limit")
         alignment = self.alignment(metadata)
         self.check_count(n_tensors, _MIN_TENSOR_INFO, "tensor count")
         tensors = tuple(self.read_tensor_info(index) for index in range(n_tensors))
         data_offset = -(-self.at // alignment) * alignment
         self.check_tensors(tensors, data_offset, alignment)
         return GgufHeader(Path(self.shown), version, self.size, metadata, tensors, data_offset)
+
+    def check_limit(self, count: int, limit: int, what: str) -> None:
+        if count > limit:
+            raise self.bad(f"declares {count:,} {what}; the limit is {limit:,}")
+
+    def walk(self, count: int, what: str) -> None:
+        self.walked += count
+        if self.walked > _MAX_WALKED:
+            raise self.bad(f"metadata arrays hold more than {_MAX_WALKED:,} strings or arrays (at {what})")
 
     def check_version(self, version: int) -> None:
         if version in (2, 3):
@@ -290,6 +313,10 @@ class _Parser:
         code = _SCALAR_CODES.get(item_type)
         item_size = struct.calcsize("<" + code) if code else (8 if item_type == _STRING else 12)
         self.check_count(count, item_size, f"array {what} of {item_name} length")
+        if count > _MAX_ARRAY:
+            raise self.bad(f"array {what} declares {count:,} items; the limit is {_MAX_ARRAY:,}")
+        if code is None:
+            self.walk(count, what)
         if code is not None:
             if count > _KEEP_ARRAY:
                 self.skip(count * item_size, f"array {what}")
