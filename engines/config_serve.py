@@ -9,8 +9,16 @@ requests_per_minute = 0     # per key (per client address without keys); 0 = no 
 max_body_bytes = 16777216
 max_tokens = 4096           # the most a request may ask for; requests that ask for none get this many at most
 max_queue = 32              # requests waiting per instance before the server answers 429
-launch_on_demand = false    # load a model that is not running when a request names it (memory permitting)
+shutdown_grace_s = 10       # on SIGTERM / Ctrl+C, how long running replies may go on before they are ended
+launch_on_demand = false    # load a model that is not running when a request names it (memory permitting):
+                            # only catalog ids, aliases and files inside models_dir, never any other path
+allowed_origins = []        # web pages (browser Origin) that may call the server, e.g. ["http://localhost:3000"];
+                            # "*" allows any page; a request from any other page gets 403, key or not
 ```
+
+Without an API key the server answers only requests addressed to a loopback name (Host 127.0.0.1,
+localhost or [::1], or the address it is bound to), so a web page whose domain is made to resolve to
+127.0.0.1 (DNS rebinding) cannot use it; /healthz follows the same rule.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.config_tables import as_table, file_value
-from engines.config_values import Invalid, Parse, parse_bool, parse_int, parse_text
+from engines.config_values import Invalid, Parse, parse_bool, parse_float, parse_int, parse_text
 from engines.secret import Secret
 
 API_KEY_ENV = "LLM_TUI_API_KEY"
@@ -39,7 +47,11 @@ class ServeConfig:
     max_body_bytes: int = 16 * 1024 * 1024
     max_tokens: int = 4096
     max_queue: int = 32
+    shutdown_grace_s: float = 10.0
+    """On SIGTERM, seconds running replies may take to finish before they end with an error event."""
     launch_on_demand: bool = False
+    allowed_origins: tuple[str, ...] = ()
+    """Browser origins ("scheme://host[:port]", lower case, or "*") whose requests are served."""
 
     def with_env(self, env: Mapping[str, str]) -> ServeConfig:
         """Add the keys of LLM_TUI_API_KEY, and LLM_TUI_SERVE_HOST / _PORT over the file's values."""
@@ -77,6 +89,28 @@ def _keys(raw: object, base: Path) -> tuple[Secret, ...]:
     return tuple(Secret(k.strip()) for k in items)
 
 
+def origin_text(value: str) -> str | None:
+    """The origin as browsers send it (lower case, no trailing slash), or None when it is not one."""
+    text = value.strip().lower().rstrip("/")
+    if text == "*":
+        return text
+    scheme, sep, rest = text.partition("://")
+    if not sep or not scheme or not rest or any(c in rest for c in "/?#@ "):
+        return None
+    return text
+
+
+def _origins(raw: object, base: Path) -> tuple[str, ...]:
+    expected = 'a list of origins such as "http://localhost:3000" (or "*" for any)'
+    items = [raw] if isinstance(raw, str) else raw
+    if not isinstance(items, list | tuple) or not all(isinstance(o, str) for o in items):
+        raise Invalid(expected)
+    out = tuple(origin_text(o) for o in items)
+    if any(o is None for o in out):
+        raise Invalid(expected)
+    return tuple(o for o in out if o is not None)
+
+
 _FIELDS: dict[str, Parse] = {
     "host": parse_text,
     "port": _port,
@@ -85,7 +119,9 @@ _FIELDS: dict[str, Parse] = {
     "max_body_bytes": parse_int(1024, "a number of bytes, at least 1024"),
     "max_tokens": parse_int(1, "an integer of at least 1"),
     "max_queue": parse_int(1, "an integer of at least 1"),
+    "shutdown_grace_s": parse_float(lambda s: 0 <= s <= 3600, "a number of seconds from 0 to 3600"),
     "launch_on_demand": parse_bool,
+    "allowed_origins": _origins,
 }
 
 
@@ -101,7 +137,8 @@ def parse_serve(raw: object, label: str, warnings: list[str]) -> ServeConfig:
         if key in _FIELDS:
             values[key] = _value(key, value, f"{label}: serve.{key}")
         else:
-            warnings.append(f"{label}: serve: unknown key {key!r} ignored")
+            known = ", ".join(_FIELDS)
+            warnings.append(f"{label}: serve: unknown key {key!r} ignored (known keys: {known})")
     return ServeConfig(**values)
 
 
@@ -112,5 +149,7 @@ def serve_table(config: ServeConfig) -> dict[str, object]:
     for f in fields(config):
         value = getattr(config, f.name)
         if value != getattr(base, f.name):
-            out[f.name] = [k.reveal() for k in value] if f.name == "api_keys" else value
+            if f.name == "api_keys":
+                value = [k.reveal() for k in value]
+            out[f.name] = list(value) if isinstance(value, tuple) else value
     return out

@@ -1,5 +1,12 @@
-"""What every request passes before it reaches a route: body size limit, API key, per-key rate limit; and the
-count and log line every request leaves behind.
+"""What every request passes before it reaches a route: Origin and Host rules, body size limit and type, API
+key, per-key rate limit; and the count and log line every request leaves behind.
+
+A web page can make a browser send requests to 127.0.0.1 in two ways, and both are refused: from its own
+origin (the browser sends `Origin`; only `[serve] allowed_origins` are served), and by DNS rebinding (its
+domain resolves to 127.0.0.1; the browser then sends `Host: evil.example`, which a keyless server refuses:
+only loopback names and the bound address are served). A page can post a "simple" cross-site form without
+`Origin` checks in older browsers, so POST bodies must say `Content-Type: application/json`, which a form
+cannot.
 
 A pure ASGI middleware (no buffering of streamed replies). Keys are compared in constant time and never
 logged: the log names the key by its position ("key 2"), the rate limit counts per key (per client address
@@ -30,7 +37,36 @@ Send = Callable[[Message], Awaitable[None]]
 Asgi = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PATHS = ("/healthz",)
-"""Paths answered without a key (load balancers and `curl` probes)."""
+"""Paths answered without a key (load balancers and `curl` probes); the Host and Origin rules still apply."""
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
+"""Host names a keyless server answers (with any port), besides the address it is bound to."""
+
+CORS_METHODS = "GET, POST, HEAD, OPTIONS"
+CORS_HEADERS = "authorization, content-type"
+
+
+def host_name(value: str) -> str:
+    """The name part of a Host header, lower case, without port or trailing dot ("[::1]:8000" -> "[::1]")."""
+    text = value.strip().lower()
+    if text.startswith("["):
+        end = text.find("]")
+        return text[: end + 1] if end > 0 else text
+    name, sep, port = text.rpartition(":")
+    if sep and port.isdigit():
+        text = name
+    return text.rstrip(".")
+
+
+def bound_name(host: str) -> str:
+    """The address the server binds, as it appears in a Host header (IPv6 in brackets)."""
+    text = host.strip().lower()
+    return f"[{text}]" if ":" in text and not text.startswith("[") else text
+
+
+def _shown(value: str) -> str:
+    """A header value fit to quote back in an error: the caller's own text, cut short."""
+    return repr(value if len(value) <= 80 else value[:80] + "...")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +174,8 @@ class Guard:
         self.keys = tuple(k.reveal() for k in serve.api_keys)
         self.limiter = RateLimiter(serve.requests_per_minute)
         self.stats = stats
+        self.hosts = LOOPBACK_HOSTS | {bound_name(serve.host)}
+        self.origins = frozenset(serve.allowed_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -148,19 +186,28 @@ class Guard:
         error: str | None = None
         self.stats.begin()
 
+        cors = self._cors_headers(scope)
+
         async def record_send(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                if cors:
+                    message = {**message, "headers": [*message.get("headers", []), *cors]}
             await send(message)
 
         try:
+            if self._preflight(scope):
+                status = 204
+                await record_send({"type": "http.response.start", "status": 204, "headers": _PREFLIGHT})
+                await record_send({"type": "http.response.body", "body": b""})
+                return
             self._check(scope)
             await self.app(scope, self._limited(scope, receive), record_send)
         except ApiError as exc:
             error = exc.message
             status = exc.status
-            await _answer(send, exc)
+            await _answer(record_send, exc)
         except Exception as exc:  # the reply has already started or the app failed: log, count, don't leak
             error = f"{type(exc).__name__}: {exc}"
             log.exception("request failed")
@@ -187,13 +234,72 @@ class Guard:
                 f" ({error})" if error else "",
             )
 
+    def _origin(self, scope: Scope) -> str | None:
+        """The request's Origin when it is allowed; ApiError 403 when one is sent and not allowed."""
+        origin = _headers(scope).get("origin")
+        if origin is None:
+            return None
+        if "*" in self.origins or origin.strip().lower().rstrip("/") in self.origins:
+            return origin
+        raise ApiError(
+            403,
+            f"requests from the web page {_shown(origin)} are refused: add that origin to [serve] "
+            "allowed_origins in config.toml to allow it",
+            type="permission_error",
+            code="origin_not_allowed",
+        )
+
+    def _cors_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        """The CORS headers for an allowed Origin (none for a refused or absent one: the refusal says why)."""
+        try:
+            origin = self._origin(scope)
+        except ApiError:
+            return []
+        if origin is None:
+            return []
+        return [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin")]
+
+    def _preflight(self, scope: Scope) -> bool:
+        """Whether this is a browser's CORS preflight from an allowed origin (answered here, before the key)."""
+        headers = _headers(scope)
+        if scope["method"] != "OPTIONS" or "access-control-request-method" not in headers:
+            return False
+        self._check_host(headers)
+        return self._origin(scope) is not None
+
+    def _check_host(self, headers: dict[str, str]) -> None:
+        """Without keys, only requests addressed to a loopback name (or the bound address) are served."""
+        host = headers.get("host")
+        if self.keys or host is None or host_name(host) in self.hosts:
+            return
+        raise ApiError(
+            403,
+            f"this server has no API key, so it answers only requests addressed to 127.0.0.1, localhost or "
+            f"[::1], not to {_shown(host)}: call it by 127.0.0.1, or set an API key ([serve] api_keys or "
+            "LLM_TUI_API_KEY) to serve other names",
+            type="permission_error",
+            code="host_not_allowed",
+        )
+
     def _check(self, scope: Scope) -> None:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        headers = _headers(scope)
+        self._origin(scope)
+        self._check_host(headers)
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
             raise ApiError(
                 413, f"the request body is {length} bytes; the limit is {self.max_body}", code="body_too_large"
             )
+        if scope["method"] == "POST" and scope["path"].startswith("/v1/"):
+            mime = headers.get("content-type", "").partition(";")[0].strip().lower()
+            if mime != "application/json":
+                shown = f"got {_shown(mime)}" if mime else "it sent none"
+                raise ApiError(
+                    415,
+                    f"send Content-Type: application/json ({shown}): the body must be JSON, and other types are "
+                    "refused so that a web page cannot post a form to this server",
+                    code="unsupported_media_type",
+                )
         client = scope.get("client")
         caller = client[0] if client else "unknown"
         scope.setdefault("state", {})["caller"] = caller
@@ -234,6 +340,18 @@ class Guard:
             return message
 
         return guarded
+
+
+_PREFLIGHT = [
+    (b"access-control-allow-methods", CORS_METHODS.encode()),
+    (b"access-control-allow-headers", CORS_HEADERS.encode()),
+    (b"access-control-max-age", b"600"),
+    (b"content-length", b"0"),
+]
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
 
 
 async def _answer(send: Send, error: ApiError) -> None:
