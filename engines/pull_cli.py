@@ -115,11 +115,23 @@ class _Pull:
         line = ProgressLine(file.path, self.err)
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         url = hf_url(self.endpoint, self.listing.repo, file.path, self.listing.commit)  # a resume gets the same bytes
+        blob_id = None if file.sha256 else file.blob_id  # an LFS file's blob id is its pointer's: only sha256 counts
         result = download_file(
-            url, target, expected_sha256=file.sha256, expected_size=file.size, headers=headers, progress=line
+            url,
+            target,
+            expected_sha256=file.sha256,
+            expected_size=file.size,
+            expected_blob_id=blob_id,
+            headers=headers,
+            progress=line,
         )
         resumed = f", resumed at {human_bytes(result.resumed_from)}" if result.resumed_from else ""
-        line.finish(f"{human_bytes(result.size)} verified (sha256 {result.sha256[:12]}…){resumed}")
+        if file.sha256:
+            line.finish(f"{human_bytes(result.size)} verified (sha256 {result.sha256[:12]}…){resumed}")
+        elif blob_id:
+            line.finish(f"{human_bytes(result.size)} verified (git blob {blob_id[:12]}…){resumed}")
+        else:  # the listing gave no hash: say what was not checked
+            line.finish(f"{human_bytes(result.size)} (size checked; the Hub listed no hash){resumed}")
         return result.path
 
 

@@ -25,7 +25,12 @@ _WRITEBACK_EVERY = 8 << 20  # start disk write-back as we go, so the fsync befor
 
 
 class DiskFull(DownloadError):
-    """Not enough free disk space; the `.part` file is kept so the download can resume."""
+    """Not enough free disk space. Found before starting, the `.part` is kept for resume; hit while writing
+    (`while_writing`), the transfer deletes it, so a full disk does not stay full because of us."""
+
+    def __init__(self, message: str, *, while_writing: bool = False) -> None:
+        super().__init__(message)
+        self.while_writing = while_writing
 
 
 class PartInUse(DownloadError):
@@ -140,9 +145,7 @@ class PartFile:
                 os.ftruncate(self.fd, self.size)
                 os.lseek(self.fd, 0, os.SEEK_END)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFull(
-                    f"disk full while writing {self.path}; the partial file is kept: free some space and resume"
-                ) from None
+                raise DiskFull(f"disk full while writing {self.path}", while_writing=True) from None
             raise DownloadError(f"cannot write {self.path}: {exc.strerror}") from None
         self.digest.update(chunk)
         self.size += len(chunk)

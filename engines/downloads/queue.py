@@ -43,6 +43,7 @@ class Transfer(Protocol):
         *,
         expected_sha256: str | None = ...,
         expected_size: int | None = ...,
+        expected_blob_id: str | None = ...,
         headers: Mapping[str, str] | None = ...,
         progress: Callable[[Any], None] | None = ...,
         cancel: threading.Event | None = ...,
@@ -96,8 +97,11 @@ def ollama_target(name: str) -> Path:
 
 
 def hf_url(endpoint: str, repo: str, file: str, revision: str | None) -> str:
-    """The `resolve/` URL huggingface_hub downloads a file from."""
-    return f"{endpoint.rstrip('/')}/{repo}/resolve/{revision or 'main'}/{file}"
+    """The `resolve/` URL huggingface_hub downloads a file from, quoted as its hf_hub_url quotes it ("a#b.bin" must
+    not fetch "a"; the '/' of subfolders stay)."""
+    from urllib.parse import quote
+
+    return f"{endpoint.rstrip('/')}/{repo}/resolve/{quote(revision or 'main', safe='')}/{quote(file)}"
 
 
 class DownloadQueue:
@@ -282,11 +286,12 @@ class DownloadQueue:
         settings = self.settings
         return describe(repo, file, revision=revision, endpoint=settings.hf_endpoint, token=settings.hf_token)
 
-    def _describe(self, task: DownloadTask) -> DownloadTask:
+    def _describe(self, task: DownloadTask) -> tuple[DownloadTask, str | None]:
         """For a Hub file missing its size or hash, ask the Hub first and pin the commit (resumes then
-        fetch the same bytes even if the branch moves)."""
+        fetch the same bytes even if the branch moves). Also returns the git blob id of a file not in LFS (it has
+        no sha256 to check, so it is asked about every time)."""
         if task.source != "hf" or not (task.repo and task.file) or (task.sha256 and task.total_bytes and task.revision):
-            return task
+            return task, None
         info = self.describe(task.repo, task.file, revision=task.revision)
         # A size queued without a sha256 is someone's estimate (a curated catalog's rounded figure): the Hub's
         # size is the file's. A sha256 queued with its size pins both: the Hub must serve exactly that.
@@ -294,7 +299,8 @@ class DownloadQueue:
         self.tasks.set_expected(
             task.id, total_bytes=info.size, sha256=info.sha256, revision=info.commit, replace_size=not pinned
         )
-        return self.tasks.get(task.id)
+        task = self.tasks.get(task.id)
+        return task, None if task.sha256 else getattr(info, "blob_id", None)
 
     def _url_and_headers(self, task: DownloadTask) -> tuple[str, dict[str, str]]:
         if task.source == "hf" and task.repo and task.file:
@@ -344,7 +350,7 @@ class DownloadQueue:
 
     def _fetch_file(self, task: DownloadTask, progress: Callable[[Any], None], cancel: threading.Event) -> None:
         """A Hub file or a URL, through our resumable, verified transfer."""
-        task = self._describe(task)
+        task, blob_id = self._describe(task)
         if task.cache_ref is not None and task.target_path.is_file():  # blobs are named by content: already here
             have = task.target_path.stat().st_size
             self.tasks.record_progress(task.id, have, have, None)
@@ -361,6 +367,7 @@ class DownloadQueue:
             progress=progress,
             cancel=cancel,
             **self._extra,
+            **_blob_check(blob_id),
         )
         size = getattr(result, "size", task.total_bytes)
         self.tasks.record_progress(task.id, size or 0, size, None)
@@ -384,6 +391,11 @@ class DownloadQueue:
             listener(value)
         except Exception:  # a listener's bug must not stop downloads
             log.exception("download listener failed")
+
+
+def _blob_check(blob_id: str | None) -> dict[str, Any]:
+    """The transfer's git blob id argument, given only when there is one (so fakes in tests need not know it)."""
+    return {"expected_blob_id": blob_id} if blob_id else {}
 
 
 def _link_into_cache(task: DownloadTask) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 _SECRET_HEADERS = ("authorization", "cookie", "proxy-authorization")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_BLOB_ID_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")  # git's sha1 object ids, or sha256 ones
 _CONTENT_RANGE_RE = re.compile(r"^bytes\s+(\d+)-(\d+)/(\d+|\*)$")
 _MAX_REDIRECTS = 10
 
@@ -53,7 +55,7 @@ class DownloadNotFound(DownloadError):
 
 
 class VerificationFailed(DownloadError):
-    """The downloaded bytes do not match the expected size or sha256; the `.part` was deleted."""
+    """The downloaded bytes do not match the expected size, sha256 or git blob id; the `.part` was deleted."""
 
     def __init__(self, what: str, expected: str, got: str) -> None:
         self.what = what
@@ -90,6 +92,13 @@ class _Restart(Exception):
     """Internal: the `.part` was discarded; ask again from byte 0 at once."""
 
 
+class _Overrun(Exception):
+    """Internal: the body went past the size the server or the listing gave; the bytes past it were not written."""
+
+    def __init__(self, total: int, received: int) -> None:
+        self.total, self.received = total, received
+
+
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return (url.scheme, url.host, url.port)
 
@@ -105,6 +114,7 @@ def download_file(
     *,
     expected_sha256: str | None = None,
     expected_size: int | None = None,
+    expected_blob_id: str | None = None,
     headers: Mapping[str, str] | None = None,
     progress: Callable[[TransferProgress], None] | None = None,
     cancel: threading.Event | None = None,
@@ -114,15 +124,23 @@ def download_file(
     bandwidth_cap: int | TokenBucket | None = None,
     backoff: Callable[[int], float] = default_backoff,
 ) -> TransferResult:
-    """Download `url` to `target` via a resumable `.part` file, verify size and sha256, then rename into place.
+    """Download `url` to `target` via a resumable `.part` file, verify size, sha256 and git blob id, then rename.
 
-    `headers` may carry credentials: they go only to the URL's own origin, never to a redirect target on another
-    host. Raises a `DownloadError` subclass; the `.part` is kept for resume except after a verification failure.
+    `expected_blob_id` is the git object id of a file kept in git itself (not LFS): sha1 (or sha256) over
+    `blob <size>\\0` + its bytes. A body longer than the expected size is cut off within one chunk: the bytes past
+    the size are never written. `headers` may carry credentials: they go only to the URL's own origin, never to a
+    redirect target on another host. Raises a `DownloadError` subclass; the `.part` is kept for resume only when
+    it holds bytes that can be resumed: a verification failure, an overlong body or a full disk delete it, and so
+    does any failure before the first byte arrived.
     """
     if expected_sha256 is not None:
         expected_sha256 = expected_sha256.lower()
         if not _SHA256_RE.match(expected_sha256):
             raise DownloadError("the expected sha256 is not 64 hexadecimal digits")
+    if expected_blob_id is not None:
+        expected_blob_id = expected_blob_id.lower()
+        if not _BLOB_ID_RE.match(expected_blob_id):
+            raise DownloadError("the expected git blob id is not 40 (or 64) hexadecimal digits")
     secrets = [v for k, v in (headers or {}).items() if k.lower() in _SECRET_HEADERS and v]
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -142,7 +160,22 @@ def download_file(
         resumed_from = part.size
         attempts = job.run(max_retries, backoff)
         job.verify(expected_sha256, expected_size)
+        job.verify_blob(expected_blob_id)
         part.sync()
+    except DiskFull as exc:
+        if not exc.while_writing:  # the check before starting: what the `.part` holds can still resume
+            _discard_if_empty(part)
+            raise
+        # A full disk must not stay full because of us: the bytes go, and the message says how many to free.
+        _discard(part)
+        need = f"{expected_size} bytes" if expected_size is not None else "space for the whole file"
+        raise DiskFull(
+            f"disk full while writing {target.name}: the partial file was deleted so the disk is not left full; "
+            f"free {need} in {target.parent} and download again"
+        ) from None
+    except BaseException:
+        _discard_if_empty(part)  # a 404, 401 or 500 before any byte leaves no empty `.part` behind
+        raise
     finally:
         part.close()
         if client is None:
@@ -151,6 +184,30 @@ def download_file(
     _fsync_dir(target.parent)
     elapsed = time.monotonic() - started
     return TransferResult(target, part.size, part.digest.hexdigest(), resumed_from, attempts, elapsed)
+
+
+def _discard(part: PartFile) -> None:
+    """Delete the `.part` (still open and locked by us, so no other download is writing it)."""
+    with contextlib.suppress(OSError):
+        os.unlink(part.path)
+
+
+def _discard_if_empty(part: PartFile) -> None:
+    """Delete a `.part` that holds nothing to resume from."""
+    with contextlib.suppress(OSError):
+        if part.size == 0 and os.fstat(part.fd).st_size == 0:
+            os.unlink(part.path)
+
+
+def git_blob_id(path: Path, *, sha256: bool = False) -> str:
+    """The git object id of a blob holding the file's bytes: sha1 (or sha256) over `blob <size>\\0` + bytes."""
+    digest = hashlib.sha256() if sha256 else hashlib.sha1()
+    with open(path, "rb") as stream:
+        size = os.fstat(stream.fileno()).st_size
+        digest.update(b"blob %d\0" % size)
+        while block := stream.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -228,6 +285,14 @@ class _Job:
                 self.attempt()
                 self.meter.emit()
                 return attempts
+            except _Overrun as over:
+                with contextlib.suppress(OSError):  # the file cannot be right: none of it is kept
+                    os.unlink(self.part.path)
+                raise VerificationFailed(
+                    f"size of {self.target.name}",
+                    f"{over.total} bytes",
+                    f"more: the server sent at least {over.received} bytes and was cut off",
+                ) from None
             except _Restart:
                 failures += 1  # a server that keeps lying about ranges must not loop forever
                 if failures > max_retries:
@@ -274,7 +339,7 @@ class _Job:
             if encoding not in ("identity", ""):
                 raise DownloadError(f"{_shown(response.url)} sent compressed bytes ({encoding}); cannot resume those")
             self.meter.total = self.total
-            self.stream(response.iter_raw())
+            self.stream(response.iter_raw(), None if self.total is None else self.total - self.size)
         if self.total is not None and self.size < self.total:
             raise _Retry(f"connection closed at {self.size} of {self.total} bytes")
 
@@ -338,10 +403,18 @@ class _Job:
             return
         raise DownloadError(f"too many redirects for {_shown(self.url)}")
 
-    def stream(self, chunks: Iterator[bytes]) -> None:
-        """Hand the body to the writer thread; `self.size` and the digest are exact again on return."""
+    def stream(self, chunks: Iterator[bytes], room: int | None) -> None:
+        """Hand the body to the writer thread; `self.size` and the digest are exact again on return.
+
+        `room` is how many bytes the body may have: one byte more (a chunked body that does not end, a server
+        that lies about its size) stops it there, without writing the chunk that went past, and fails the file.
+        """
+        start, received = self.size, 0  # settled here; `self.size` grows on the writer thread from now on
         try:
             for chunk in chunks:
+                received += len(chunk)
+                if room is not None and received > room:
+                    raise _Overrun(start + room, start + received)
                 self.part.put(chunk)
                 if self.bucket is not None:
                     self.bucket.take(len(chunk), self.cancel)
@@ -362,3 +435,13 @@ class _Job:
             with contextlib.suppress(OSError):
                 os.unlink(self.part.path)
             raise failure
+
+    def verify_blob(self, expected: str | None) -> None:
+        """For a file kept in git (not LFS): its git blob id must be the listed one; a mismatch deletes it."""
+        if expected is None:
+            return
+        got = git_blob_id(self.part.path, sha256=len(expected) == 64)
+        if got != expected:
+            with contextlib.suppress(OSError):
+                os.unlink(self.part.path)
+            raise VerificationFailed(f"git blob id of {self.target.name}", expected, got)

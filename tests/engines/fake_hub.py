@@ -42,6 +42,7 @@ class Fault:
     throttle_bps: int | None = None  # send at about this rate
     error_code: str | None = None  # with `status`: the Hub's X-Error-Code ("GatedRepo", "RepoNotFound", ...)
     error_message: str | None = None  # with `status`: the Hub's X-Error-Message
+    chunked_bytes: int | None = None  # answer chunked, no Content-Length: this many bytes (the file, then zeros)
 
 
 @dataclass
@@ -240,6 +241,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.redirect_to is not None:
             self.answer(302, {"Location": fault.redirect_to})
             return
+        if fault.chunked_bytes is not None:
+            self.send_chunked(served, fault.chunked_bytes)
+            return
         size = len(served.data)
         start = 0
         match = re.match(r"^bytes=(\d+)-$", self.headers.get("Range", ""))
@@ -331,6 +335,30 @@ class _Handler(BaseHTTPRequestHandler):
             pass
         if limit < len(body):
             self.close_connection = True
+
+    def send_chunked(self, served: Served, count: int) -> None:
+        """A chunked body of `count` bytes (the file from the Range's start, then zeros): a server that sends more
+        than it listed; a large count is "without end" for the client, bounded so a test of a broken client ends."""
+        match = re.match(r"^bytes=(\d+)-$", self.headers.get("Range", ""))
+        start = int(match.group(1)) if match else 0
+        self.send_response(206 if match else 200)
+        if match:
+            self.send_header("Content-Range", f"bytes {start}-{len(served.data) - 1}/{len(served.data)}")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.close_connection = True
+        chunk = 1 << 16
+        body = memoryview(served.data)[start:]
+        try:
+            while count > 0 and not self.owner.stopping.is_set():
+                piece = bytes(body[: min(chunk, count)]).ljust(min(chunk, count), b"\0")
+                count -= len(piece)
+                body = body[chunk:]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                served.sent_bytes += len(piece)
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     def answer(self, status: int, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
