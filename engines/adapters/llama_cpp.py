@@ -230,7 +230,10 @@ class LlamaCppEngine(Engine):
         if cancel.is_set():
             yield Done(Usage(n_prompt, 0), finish_reason="cancelled")
             return
-        n_past = self._prefix.prepare(tokens, session)
+        # A seeded sampled reply evaluates its prompt from scratch: reusing a cached prefix changes the batches
+        # and so the logits, and the same seed would then draw other tokens (greedy picks are not that fragile).
+        reproducible = params.seed is not None and params.temperature != 0
+        n_past = self._prefix.prepare(tokens, session, reuse=not reproducible)
         self.prompt_tokens_evaluated = n_prompt - n_past
         # Evaluate long prompts in whole batches first, so Stop is honoured between them.
         n_batch = llm.n_batch

@@ -89,11 +89,22 @@ class PrefixCache:
         if self._llm is not None:
             self._llm.reset()
 
-    def prepare(self, tokens: list[int], session: str | None) -> int:
-        """Make the context hold the longest reusable prefix of `tokens`; return its length (never all of it)."""
+    def prepare(self, tokens: list[int], session: str | None, *, reuse: bool = True) -> int:
+        """Make the context hold the longest reusable prefix of `tokens`; return its length (never all of it).
+
+        `reuse=False` empties the context instead (returns 0): llama.cpp's logits depend on how the tokens
+        were batched, so only a prompt evaluated from scratch, in the same batches, gives the same logits
+        whatever ran before (a seeded reply needs that). Other conversations stay parked.
+        """
         if session != self.owner:
-            self._switch(session, tokens)
-        return self._truncate_to_common_prefix(tokens)
+            self._switch(session, tokens if reuse else [])
+        if reuse:
+            return self._truncate_to_common_prefix(tokens)
+        llm, lib = self._llm, self._lib
+        # Clear the memory, not just drop the cells: the next cells are then laid out as in a fresh context.
+        lib.llama_memory_clear(lib.llama_get_memory(llm.ctx), True)
+        llm.reset()
+        return 0
 
     def _switch(self, session: str | None, tokens: list[int]) -> None:
         """Park the conversation holding the context and bring back `session`'s, if it is the better prefix."""
