@@ -75,6 +75,7 @@ _EVENT_ERRORS: dict[str, tuple[int, str, str]] = {
     "CapabilityNotSupported": (400, "invalid_request_error", "capability_not_supported"),
     "stopped": (503, "server_error", "model_unavailable"),
     "InstanceNotReady": (503, "server_error", "model_unavailable"),
+    "shutdown": (503, "server_error", "server_shutting_down"),  # drain.SHUTDOWN_KIND: ended by a server stop
 }
 
 

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import math
 import socket
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from engines.errors import LlmTuiError
 from engines.server.app import ServerContext, create_app
 from engines.server.guard import ServerStats
+
+if TYPE_CHECKING:
+    from engines.server.drain import DrainingServer
 
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
 
@@ -99,24 +104,27 @@ def prepare(context: ServerContext, host: str | None = None, port: int | None = 
     return Listening(context, bind(host, port))
 
 
-def _uvicorn(listening: Listening) -> object:
+def _uvicorn(listening: Listening, grace_s: float) -> DrainingServer:
     import uvicorn
+
+    from engines.server.drain import FINISH_MARGIN_S, DrainingServer
 
     config = uvicorn.Config(
         create_app(listening.context),
         log_level="warning",
         access_log=False,  # the guard logs one line per request, without keys
         lifespan="off",
-        timeout_graceful_shutdown=3,
+        # Past the grace the drain ends every reply itself; uvicorn's own cancel is only the backstop.
+        timeout_graceful_shutdown=math.ceil(grace_s + FINISH_MARGIN_S),
         timeout_keep_alive=30,
     )
-    return uvicorn.Server(config)
+    return DrainingServer(config, listening.context.drain, grace_s)
 
 
 def serve_forever(listening: Listening) -> None:
-    """Run in the foreground until Ctrl+C / SIGTERM (uvicorn's own signal handling)."""
-    server = _uvicorn(listening)
-    server.run(sockets=[listening.sock])  # type: ignore[attr-defined]
+    """Run in the foreground until Ctrl+C / SIGTERM; running replies get `shutdown_grace_s` to finish."""
+    server = _uvicorn(listening, listening.context.serve.shutdown_grace_s)
+    server.run(sockets=[listening.sock])
 
 
 class ServerThread:
@@ -124,7 +132,8 @@ class ServerThread:
 
     def __init__(self, listening: Listening) -> None:
         self.listening = listening
-        self._server = _uvicorn(listening)
+        # No grace: turning the app's server off ends its replies at once (each with an error event).
+        self._server = _uvicorn(listening, 0.0)
         self._thread = threading.Thread(target=self._run, name="llm-tui-serve", daemon=True)
         self.error: BaseException | None = None
 
@@ -143,7 +152,7 @@ class ServerThread:
 
     def _run(self) -> None:
         try:
-            self._server.run(sockets=[self.listening.sock])  # type: ignore[attr-defined]
+            self._server.run(sockets=[self.listening.sock])
         except BaseException as exc:  # reported by the app, not lost on a daemon thread
             self.error = exc
 
@@ -152,7 +161,7 @@ class ServerThread:
         self._thread.start()
         deadline = threading.Event()
         for _ in range(int(timeout / 0.02)):
-            if getattr(self._server, "started", False) or not self._thread.is_alive():
+            if self._server.started or not self._thread.is_alive():
                 break
             deadline.wait(0.02)
         if self.error is not None:
@@ -164,6 +173,6 @@ class ServerThread:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop accepting, end open streams (their requests are cancelled) and wait for the thread."""
-        self._server.should_exit = True  # type: ignore[attr-defined]
+        self._server.should_exit = True
         self._thread.join(timeout)
         self.listening.sock.close()

@@ -284,24 +284,27 @@ def test_body_size_limit_with_and_without_content_length() -> None:
     assert fine.status_code == 200
 
 
-def test_full_queue_is_429_overloaded() -> None:
+def test_max_queue_counts_only_the_waiting_requests() -> None:
+    # max_queue = 1: the running request and one waiting are admitted; the next one is 429 overloaded.
     gate = threading.Event()
     with served({"tiny": FakeEngine(gate=gate)}, serve=ServeConfig(max_queue=1)) as s:
         results: list[int] = []
-        first = threading.Thread(
-            target=lambda: results.append(
-                httpx.post(
-                    f"{s.url}/chat/completions", json={"model": "tiny", "messages": USER}, timeout=30
-                ).status_code
-            )
-        )
-        first.start()
-        assert s.engines["tiny"].started.wait(10)
+
+        def post() -> None:
+            reply = httpx.post(f"{s.url}/chat/completions", json={"model": "tiny", "messages": USER}, timeout=30)
+            results.append(reply.status_code)
+
+        admitted = [threading.Thread(target=post) for _ in range(2)]
+        for number, thread in enumerate(admitted, start=1):
+            thread.start()
+            wait_until(lambda n=number: s.manager.info(s.run_ids["tiny"]).pending_requests == n)  # type: ignore[misc]
         busy = httpx.post(f"{s.url}/chat/completions", json={"model": "tiny", "messages": USER})
         gate.set()
-        first.join(30)
+        for thread in admitted:
+            thread.join(30)
     assert busy.status_code == 429 and error_of(busy)["code"] == "overloaded"
-    assert results == [200]
+    assert "1 requests waiting (max_queue 1)" in str(error_of(busy)["message"])
+    assert results == [200, 200]
 
 
 # --- cancellation ----------------------------------------------------------------------------------------------------
