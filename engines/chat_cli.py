@@ -76,8 +76,15 @@ def build_params(args: argparse.Namespace, config: Config) -> Params:
 
 
 def _read_schema(path: str) -> str:
+    """The schema file's text; never more than the schema size limit is read (it could be /dev/zero)."""
+    from engines.schema_limits import MAX_SCHEMA_BYTES
+
     try:
-        return Path(path).read_text(encoding="utf-8")
+        with Path(path).open("rb") as file:
+            data = file.read(MAX_SCHEMA_BYTES + 1)
+        if len(data) > MAX_SCHEMA_BYTES:
+            raise BadRequest(f"--json-schema: {path} is over {MAX_SCHEMA_BYTES} bytes, the limit for a schema")
+        return data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise BadRequest(f"--json-schema: cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
 

@@ -85,20 +85,12 @@ class Params:
 
 
 def schema_of(params: Params) -> dict[str, object] | None:
-    """The JSON schema `params` asks for, parsed; BadRequest when it is not a JSON object."""
-    import json
-
-    from engines.errors import BadRequest
-
+    """The JSON schema `params` asks for, parsed; BadRequest when it is not a JSON object or is over a limit."""
     if params.json_schema is None:
         return None
-    try:
-        schema = json.loads(params.json_schema)
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"the JSON schema is not valid JSON: {exc}") from None
-    if not isinstance(schema, dict):
-        raise BadRequest("the JSON schema must be a JSON object")
-    return schema
+    from engines.schema_limits import check_schema_text
+
+    return check_schema_text(params.json_schema)
 
 
 @dataclass(frozen=True, slots=True)
