@@ -19,6 +19,7 @@ from engines.errors import (
     LlmTuiError,
     ModelNotFound,
 )
+from engines.schema_limits import SchemaRefused
 from engines.types import Error
 
 
@@ -57,6 +58,8 @@ def from_exception(exc: BaseException) -> ApiError:
     text = str(exc) or type(exc).__name__
     if isinstance(exc, CapabilityNotSupported):
         return ApiError(400, text, code="capability_not_supported")
+    if isinstance(exc, SchemaRefused):
+        return ApiError(400, text, param="response_format", code="invalid_value")
     if isinstance(exc, BadRequest):
         return ApiError(400, text, code="invalid_value")
     if isinstance(exc, ModelNotFound | InstanceNotFound):
@@ -72,6 +75,7 @@ def from_exception(exc: BaseException) -> ApiError:
 
 _EVENT_ERRORS: dict[str, tuple[int, str, str]] = {
     "BadRequest": (400, "invalid_request_error", "invalid_value"),
+    SchemaRefused.__name__: (400, "invalid_request_error", "invalid_value"),
     "CapabilityNotSupported": (400, "invalid_request_error", "capability_not_supported"),
     "stopped": (503, "server_error", "model_unavailable"),
     "InstanceNotReady": (503, "server_error", "model_unavailable"),
@@ -82,4 +86,5 @@ _EVENT_ERRORS: dict[str, tuple[int, str, str]] = {
 def from_event(event: Error) -> ApiError:
     """The answer for an Error the instance delivered (engine failure, context overflow, instance stopped)."""
     status, kind, code = _EVENT_ERRORS.get(event.kind, (500, "server_error", "engine_error"))
-    return ApiError(status, event.message, type=kind, code=code)
+    param = "response_format" if event.kind == SchemaRefused.__name__ else None  # its grammar failed a test run
+    return ApiError(status, event.message, type=kind, param=param, code=code)
