@@ -78,11 +78,8 @@ class Drain:
 
     def _end(self, reply: Endable) -> None:
         self._live.discard(reply)
-        reply.end_now(
-            Error(
-                f"the server is shutting down (replies still running after {self.grace_s:g} s are ended)", SHUTDOWN_KIND
-            )
-        )
+        why = f"the server is shutting down: replies still running after its {self.grace_s:g} s grace are ended"
+        reply.end_now(Error(why, SHUTDOWN_KIND))
 
 
 class DrainingServer(uvicorn.Server):

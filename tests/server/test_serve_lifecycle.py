@@ -90,6 +90,16 @@ def serve(home: Path, *args: str) -> Iterator[Serve]:
         reader.join(5)
 
 
+def wait_for_pending(server: Serve, count: int, timeout: float = 10.0) -> None:
+    """Until the model's instance holds `count` requests (running + queued), as /metrics reports."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        metrics = httpx.get(server.url.removesuffix("/v1") + "/metrics").json()
+        if metrics["instances"][0]["pending_requests"] == count:
+            return
+    raise AssertionError(f"never {count} pending requests")
+
+
 def chat(words: int) -> dict[str, object]:
     text = " ".join(f"w{i}" for i in range(words))
     return {"model": "tiny", "messages": [{"role": "user", "content": text}], "stream": True}
@@ -139,8 +149,17 @@ def test_sigterm_ends_a_stream_past_the_grace_with_an_error_event(tmp_path: Path
         first = threading.Event()
         client = start_stream(server.url, 2000, events, first)  # ~100 s of tokens
         assert first.wait(20)
+        # A whole (not streamed) request queued behind it is ended too, with a 503.
+        queued: list[httpx.Response] = []
+        waiting = threading.Thread(
+            target=lambda: queued.append(
+                httpx.post(f"{server.url}/chat/completions", json=chat(3) | {"stream": False}, timeout=30)
+            )
+        )
+        waiting.start()
+        wait_for_pending(server, 2)
         server.process.send_signal(signal.SIGTERM)
-        server.wait_for_line("stopping: waiting up to 0.5 s for 1 running reply")
+        server.wait_for_line("stopping: waiting up to 0.5 s for 2 running replies")
         # No new request is taken while it stops: the port is closed, or the request is refused.
         try:
             late = httpx.post(f"{server.url}/chat/completions", json=chat(2) | {"stream": False}, timeout=10)
@@ -149,14 +168,17 @@ def test_sigterm_ends_a_stream_past_the_grace_with_an_error_event(tmp_path: Path
             pass
         code = server.process.wait(15)
         client.join(20)
+        waiting.join(20)
         log = list(server.log)
     assert code == 0, log
+    assert queued[0].status_code == 503 and queued[0].json()["error"]["code"] == "server_shutting_down"
     assert "[DONE]" not in events
     error = json.loads(events[-1])["error"]
     assert error["code"] == "server_shutting_down" and "shutting down" in error["message"], events[-1]
     assert text_of(events).startswith("Echo: w0")  # what was generated before the end was sent
-    line = next(x for x in log if "POST /v1/chat/completions" in x)
-    assert re.search(r"POST /v1/chat/completions 200 \d+ ms .*\(the server is shutting down", line), line
+    # One log line per request, each saying why it ended.
+    ended = [x for x in log if "POST /v1/chat/completions" in x and "(the server is shutting down" in x]
+    assert sorted(re.findall(r"completions (\d{3}) ", " ".join(ended))) == ["200", "503"], log
     assert log[-1] == "llm-tui serve: stopped", log
     assert not any("Cancel" in x or "Traceback" in x for x in log), log
 
