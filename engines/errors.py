@@ -52,6 +52,10 @@ class BadRequest(LlmTuiError):
     """Parameters or messages of a request are invalid."""
 
 
+class ContextLengthExceeded(BadRequest):
+    """The prompt does not fit the model's context window (with room for a reply)."""
+
+
 class InstanceNotFound(LlmTuiError):
     """No running instance has the given run id."""
 

@@ -25,7 +25,14 @@ from engines.adapters.base import Engine
 from engines.adapters.llama_cpp_native import INSTALL_HINT, clear_log, import_llama_cpp, load_error, quoted_log
 from engines.adapters.llama_cpp_prefix import PrefixCache
 from engines.chat_template import NO_TEMPLATE, TEMPLATE_STOPS, compile_template, pick_template, render_chat
-from engines.errors import BadModelFile, BadRequest, EngineUnavailable, InstanceNotReady, ModelNotFound
+from engines.errors import (
+    BadModelFile,
+    BadRequest,
+    ContextLengthExceeded,
+    EngineUnavailable,
+    InstanceNotReady,
+    ModelNotFound,
+)
 from engines.stop_text import split_at_stop
 from engines.types import (
     Capability,
@@ -221,7 +228,7 @@ class LlamaCppEngine(Engine):
         llm = self._llm
         n_prompt, n_ctx = len(tokens), llm.n_ctx()
         if n_prompt >= n_ctx:
-            raise BadRequest(
+            raise ContextLengthExceeded(
                 f"the {what} is {n_prompt} tokens but the context holds {n_ctx} (and the reply needs room); "
                 "shorten it or relaunch with a larger context"
             )
@@ -301,12 +308,10 @@ class LlamaCppEngine(Engine):
         """The GBNF grammar that makes every sampled token keep the reply valid for the JSON schema, or None."""
         if params.json_schema is None:
             return None
-        from engines.adapters.llama_cpp_grammar import vetted_grammar
-
-        # Built and sampled in a child process first (once per schema): a grammar llama.cpp cannot parse would
-        # otherwise be sampled as a null pointer, and kill this process.
-        assert self.spec is not None and self.spec.path is not None
-        return self._lib.LlamaGrammar.from_string(vetted_grammar(params.json_schema, self.spec.path), verbose=False)
+        try:
+            return self._lib.LlamaGrammar.from_json_schema(params.json_schema, verbose=False)
+        except Exception as exc:  # llama.cpp's converter rejects what it cannot express
+            raise BadRequest(f"llama.cpp cannot follow this JSON schema: {exc}") from None
 
     def tokenize_prompt(self, messages: Sequence[ChatMessage]) -> list[int]:
         """The prompt tokens for `messages`: rendered template, special tokens parsed, exactly one BOS."""

@@ -38,6 +38,7 @@ from engines.errors import (
     BadModelFile,
     BadRequest,
     CapabilityNotSupported,
+    ContextLengthExceeded,
     InstanceNotReady,
     InsufficientMemory,
     ModelNotFound,
@@ -236,7 +237,7 @@ class TransformersEngine(Engine):
         tokens = self.tokenize_prompt(messages)
         n_prompt = len(tokens)
         if n_prompt >= self._n_ctx:
-            raise BadRequest(
+            raise ContextLengthExceeded(
                 f"the conversation is {n_prompt} tokens but the context holds {self._n_ctx} (and the reply needs "
                 "room); shorten it or relaunch with a larger context"
             )

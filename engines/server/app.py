@@ -27,7 +27,6 @@ from engines.errors import LlmTuiError
 from engines.launch import SnapshotSource
 from engines.manager import EngineManager
 from engines.requests import RequestHandle
-from engines.server.drain import Drain
 from engines.server.errors import ApiError, from_event, from_exception, model_not_found
 from engines.server.guard import Asgi, Guard, ServerStats
 from engines.server.replies import SSE_DONE, Kind, Shaper, embeddings_json, finish_reason, sse
@@ -59,7 +58,6 @@ class ServerContext:
     snapshot: SnapshotSource | None = None
     stats: ServerStats = field(default_factory=ServerStats)
     started_at: float = field(default_factory=time.time)
-    drain: Drain = field(default_factory=Drain)
     router: Router = field(init=False)
 
     def __post_init__(self) -> None:
@@ -76,8 +74,6 @@ class Bridge:
         self._queue: asyncio.Queue[StreamEvent] = asyncio.Queue()
         self.ended = False
         """The final event (Done or Error) was taken: there is nothing left to cancel."""
-        self.handle: RequestHandle | None = None
-        """The request, once submitted (what a shutdown cancels)."""
 
     def put(self, event: StreamEvent) -> None:
         """The request's sink (worker thread): never blocks."""
@@ -104,12 +100,6 @@ class Bridge:
             except TimeoutError:
                 continue
 
-    def end_now(self, event: Error) -> None:
-        """The server is stopping (on the event loop): cancel the generation; `event` is the reply's last."""
-        if self.handle is not None:
-            self.cancel(self.handle)
-        self._queue.put_nowait(event)
-
     def cancel(self, handle: RequestHandle) -> None:
         """The client went away: stop its generation (the engine sees it before its next token)."""
         # The worker marks the handle finished only after handing over the final event, so `ended` is
@@ -124,8 +114,7 @@ def create_app(ctx: ServerContext) -> Asgi:
     app = FastAPI(title="llm-tui", docs_url=None, redoc_url=None, openapi_url=None)
     _error_handlers(app)
 
-    # HEAD too: what load balancers and `curl -I` send.
-    @app.api_route("/healthz", methods=["GET", "HEAD"])
+    @app.get("/healthz")
     async def healthz() -> dict[str, object]:
         return {"status": "ok", "instances": len(ctx.manager.instances())}
 
@@ -183,8 +172,6 @@ Submit = Callable[[str, Callable[[StreamEvent], None]], RequestHandle]
 
 async def _reply(request: Request, ctx: ServerContext, body: Sampling, kind: Kind, submit: Submit) -> Any:
     """Route to the model's instance, submit, and answer: whole, or streamed as SSE."""
-    if ctx.drain.stopping:
-        raise ApiError(503, "the server is shutting down", type="server_error", code="server_shutting_down")
     info = await to_thread.run_sync(ctx.router.instance_for, body.model)
     shaper = Shaper(kind, body.model)
     bridge = Bridge(asyncio.get_running_loop(), ctx.stats)
@@ -192,22 +179,6 @@ async def _reply(request: Request, ctx: ServerContext, body: Sampling, kind: Kin
         handle = submit(info.run_id, bridge.put)
     except LlmTuiError as exc:
         raise from_exception(exc) from None
-    bridge.handle = handle
-    ctx.drain.track(bridge)  # a stop ends it after the grace
-    try:
-        answer = await _answer(request, ctx, body, handle, bridge, shaper)
-    except BaseException:
-        ctx.drain.untrack(bridge)
-        raise
-    if not isinstance(answer, StreamingResponse):  # a stream untracks itself when it ends
-        ctx.drain.untrack(bridge)
-    return answer
-
-
-async def _answer(
-    request: Request, ctx: ServerContext, body: Sampling, handle: RequestHandle, bridge: Bridge, shaper: Shaper
-) -> Any:
-    """The reply once submitted: whole, or streamed as SSE."""
     # Wait for the first event before answering: an error that comes first (context overflow, engine
     # failure) gets its proper status instead of a 200 stream that fails.
     first = await bridge.get_watching(request, handle)
@@ -218,7 +189,7 @@ async def _answer(
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(
-            _stream(request, handle, bridge, shaper, first, include_usage, ctx.drain),
+            _stream(request, handle, bridge, shaper, first, include_usage),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -236,13 +207,7 @@ async def _answer(
 
 
 async def _stream(
-    request: Request,
-    handle: RequestHandle,
-    bridge: Bridge,
-    shaper: Shaper,
-    first: StreamEvent,
-    include_usage: bool,
-    drain: Drain,
+    request: Request, handle: RequestHandle, bridge: Bridge, shaper: Shaper, first: StreamEvent, include_usage: bool
 ) -> AsyncIterator[bytes]:
     try:
         if shaper.kind == "chat":
@@ -265,7 +230,6 @@ async def _stream(
             event = await bridge.get()
     finally:
         bridge.cancel(handle)  # a no-op after Done; else the client went away or the server is stopping
-        drain.untrack(bridge)
 
 
 def _note_error(request: Request, message: str) -> None:
@@ -309,6 +273,11 @@ def _error_handlers(app: FastAPI) -> None:
     async def invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         first = exc.errors()[0] if exc.errors() else {}
+        if first.get("type") == "json_invalid":  # loc is ("body", offset): an offset is no parameter
+            why = str(first.get("ctx", {}).get("error", "")).lower() or "it does not parse"
+            message = f"the request body is not valid JSON: {why} at character {first.get('loc', (0, 0))[-1]}"
+            _note_error(request, message)
+            return answer(ApiError(400, message, code="invalid_value"))
         where = [str(p) for p in first.get("loc", ()) if p != "body"]
         param = ".".join(where) or None
         message = f"{param}: {first.get('msg', 'invalid value')}" if param else str(first.get("msg", "invalid body"))

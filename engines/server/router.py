@@ -6,10 +6,12 @@ the same admission (memory check) as the app; two requests for it at once launch
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from engines.config import Config
 from engines.config_serve import ServeConfig
@@ -18,6 +20,11 @@ from engines.launch import SnapshotSource, default_options, launch
 from engines.manager import EngineManager
 from engines.server.errors import ApiError, from_exception, model_not_found
 from engines.types import InstanceInfo, InstanceState
+
+NOT_LAUNCHABLE = (
+    "no running instance, catalog id, alias or file in the models folder has that name (GET /v1/models lists them)"
+)
+"""The one answer for a name launch-on-demand does not take: the same for a path that exists and one that doesn't."""
 
 LISTING_TTL_S = 10.0
 """How long the launchable models found on disk are reused by GET /v1/models."""
@@ -76,12 +83,10 @@ class Router:
         if info.state not in (InstanceState.READY, InstanceState.BUSY):
             detail = f": {info.error}" if info.error else ""
             raise ApiError(503, f"{name} is {info.state.value}{detail}", type="server_error", code="model_unavailable")
-        # pending_requests counts the running request too: max_queue is how many may wait besides it.
-        waiting = max(info.pending_requests - 1, 0)
-        if waiting >= self.serve.max_queue:
+        if info.pending_requests >= self.serve.max_queue:
             raise ApiError(
                 429,
-                f"{name} has {waiting} requests waiting (max_queue {self.serve.max_queue}); try again shortly",
+                f"{name} has {info.pending_requests} requests waiting; try again shortly",
                 type="server_error",
                 code="overloaded",
                 headers=(("Retry-After", "1"),),
@@ -111,7 +116,10 @@ class Router:
             info = self._running(name)  # another request may have launched it meanwhile
             if info is not None:
                 return info
-            ref = self._cached_launchable().get(name, name)
+            ref = self._launch_ref(name)
+            if ref is None:  # one answer whether or not such a file exists: no probing the disk through us
+                raise model_not_found(name, NOT_LAUNCHABLE)
+            before = {i.run_id for i in self.manager.instances()}
             try:
                 launched = launch(
                     self.manager, ref, self.config, options=default_options(self.config), snapshot=self.snapshot
@@ -119,19 +127,39 @@ class Router:
             except ModelNotFound as exc:
                 raise model_not_found(name, str(exc)) from None
             except LlmTuiError as exc:
+                self._forget_failed(before)
                 error = from_exception(exc)
                 error.message = f"cannot load {name!r}: {error.message}"
                 raise error from None
+            except Exception:
+                self._forget_failed(before)
+                raise
             self._launched[name] = launched.run_id
             return self.manager.info(launched.run_id)
 
-    def _why_not_running(self, name: str) -> str:
-        from engines.launch import resolve_ref
+    def _launch_ref(self, name: str) -> str | None:
+        """What `name` launches: a model found on disk (by its listed name), an alias, a catalog id, or a file
+        or folder inside models_dir (symlinks resolved first); None for anything else."""
+        from engines.catalog.builtin import find_entry
 
-        try:
-            resolve_ref(name, self.config)
-        except LlmTuiError:
-            return "no running instance, catalog id or alias has that name (GET /v1/models lists them)"
+        listed = self._cached_launchable()
+        if name in listed:
+            return listed[name]
+        if name in self.config.aliases or find_entry(name) is not None:
+            return name
+        path = inside_models_dir(name, self.config.models_dir)
+        return str(path) if path is not None else None
+
+    def _forget_failed(self, before: set[str]) -> None:
+        """Stop the instance a failed launch left behind (in its error state), so no error row lingers."""
+        for info in self.manager.instances():
+            if info.run_id not in before and info.state is InstanceState.ERROR:
+                with contextlib.suppress(LlmTuiError):  # already gone
+                    self.manager.stop(info.run_id, reason=f"launch on demand of {info.model_id} failed")
+
+    def _why_not_running(self, name: str) -> str:
+        if self._launch_ref(name) is None:
+            return NOT_LAUNCHABLE
         return (
             "it is known but not running; start it in llm-tui or with `llm-tui serve --model`, "
             "or set [serve] launch_on_demand"
@@ -179,3 +207,17 @@ class Router:
         for alias in self.config.aliases:
             out.setdefault(alias, alias)
         return out
+
+
+def inside_models_dir(name: str, models_dir: Path) -> Path | None:
+    """The file or folder `name` names inside `models_dir` (relative names are taken from there), with symlinks
+    resolved; None when it resolves elsewhere, is the folder itself or does not exist."""
+    try:
+        root = models_dir.expanduser().resolve()
+        given = Path(name)
+        target = (given if given.is_absolute() else root / given).resolve(strict=True)
+    except (OSError, RuntimeError, ValueError):  # missing, a symlink loop, a NUL byte in the name
+        return None
+    if target == root or not target.is_relative_to(root):
+        return None
+    return target
