@@ -223,3 +223,28 @@ def test_shutdown_grace_from_the_file_and_the_flag() -> None:
     assert serve_settings(parser.parse_args(["serve", "--shutdown-grace", "0"]), config, {}).shutdown_grace_s == 0
     with pytest.raises(BadRequest, match="--shutdown-grace must be from 0 to 3600"):
         serve_settings(parser.parse_args(["serve", "--shutdown-grace", "-1"]), config, {})
+
+
+def test_the_apps_server_ends_running_streams_with_an_error_event_when_turned_off() -> None:
+    from engines.adapters.fake import FakeEngine
+    from engines.config import default_config
+    from engines.config_serve import ServeConfig
+    from engines.manager import EngineManager
+    from engines.server.app import ServerContext
+    from engines.server.runner import ServerThread, prepare
+    from engines.types import ModelSpec
+
+    with EngineManager() as manager:
+        manager.start(ModelSpec("tiny", format="fake", engines=("fake",)), engine=FakeEngine(token_delay_s=0.05))
+        server = ServerThread(prepare(ServerContext(manager, default_config(), ServeConfig(port=0))))
+        server.start()
+        events: list[str] = []
+        first = threading.Event()
+        client = start_stream(server.url, 2000, events, first)
+        assert first.wait(20)
+        started = time.monotonic()
+        server.stop()  # the app's toggle: no grace
+        took = time.monotonic() - started
+        client.join(10)
+    assert json.loads(events[-1])["error"]["code"] == "server_shutting_down"
+    assert took < 2.5 and not server.running
