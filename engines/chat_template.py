@@ -4,7 +4,8 @@ Templates come from model files, so they are untrusted code: they run in
 Jinja's ImmutableSandboxedEnvironment with the same extras Hugging Face
 transformers provides (`raise_exception`, `strftime_now`, a `tojson` that does
 not escape HTML, loop controls and the `{% generation %}` block), so a template
-written for transformers renders the same text here.
+written for transformers renders the same text here. Each render also runs under engines.template_limits:
+a time limit, a size limit on the prompt and on every value the template builds, and the request's cancel.
 """
 
 from __future__ import annotations
@@ -12,18 +13,21 @@ from __future__ import annotations
 import functools
 import json
 import re
+import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from importlib import resources
 from typing import Any
 
 import jinja2
+import jinja2.compiler
 import jinja2.exceptions
 import jinja2.ext
 import jinja2.nodes
 import jinja2.parser
 import jinja2.sandbox
 
+from engines import template_limits as limits
 from engines.errors import BadRequest, ChatTemplateError
 from engines.types import ChatMessage
 
@@ -97,14 +101,64 @@ class _GenerationBlock(jinja2.ext.Extension):
         return caller()
 
 
+class _LimitedCodeGenerator(jinja2.compiler.CodeGenerator):
+    """Compiles `a ~ b` to a size-checked join: Jinja's own is a plain str join the sandbox cannot intercept."""
+
+    @jinja2.compiler.optimizeconst
+    def visit_Concat(self, node: jinja2.nodes.Concat, frame: jinja2.compiler.Frame) -> None:
+        self.write("environment.checked_concat((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
+class _LimitedEnvironment(jinja2.sandbox.ImmutableSandboxedEnvironment):
+    """The sandbox with every operator, call, join and printed value checked against the render's budget."""
+
+    code_generator_class = _LimitedCodeGenerator
+    intercepted_binops = frozenset({"+", "-", "*", "/", "//", "%", "**"})
+    concat = staticmethod(limits.checked_concat)  # block captures and macro bodies
+    checked_concat = staticmethod(limits.checked_concat)
+
+    def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
+        """`left operator right`, refused when the result would pass the limits."""
+        if operator == "+" and type(left) is str and type(right) is str:  # the common case, kept fast
+            result: str = left + right  # at most twice the limit: both sides are within it
+            if len(result) > limits.MAX_CHARS:
+                limits.current().check_size(len(result))
+            return result
+        return limits.checked_binop(operator, left, right, self.binop_table[operator])
+
+    def call(__self, __context: jinja2.runtime.Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        """Call a method or global from the template, with its numbers and result size checked."""
+        if not __self.is_safe_callable(__obj):
+            raise jinja2.exceptions.SecurityError(f"{__obj!r} is not safely callable")
+        return limits.checked_call(__obj, args, kwargs, __context.call)
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> jinja2.nodes.Template:
+        # Jinja's hook between parsing and code generation: where the clock checks are put into loops and macros.
+        return limits.add_ticks(super()._parse(source, name, filename))
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """The sandbox's `str.format` wrapper, with the result's size bounded before it is built."""
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        return limits.guard_str_format(value.__self__, value.__name__ == "format_map", wrapped)
+
+
 @functools.lru_cache(maxsize=1)
 def _environment() -> jinja2.sandbox.ImmutableSandboxedEnvironment:
-    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
+    env = _LimitedEnvironment(
         trim_blocks=True,
         lstrip_blocks=True,
         extensions=[_GenerationBlock, jinja2.ext.loopcontrols],
+        finalize=limits.checked_finalize,
     )
     env.filters["tojson"] = _tojson
+    env.filters = {name: limits.guard_filter(name, func) for name, func in env.filters.items()}
+    env.filters[limits.TICK] = limits.tick
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
     return env
@@ -117,6 +171,8 @@ def compile_template(template: str) -> jinja2.Template:
         return _environment().from_string(template)
     except jinja2.TemplateSyntaxError as exc:
         raise ChatTemplateError(f"chat template does not parse (line {exc.lineno}): {exc.message}") from None
+    except limits.TemplateLimitError as exc:  # a constant folded at compile time, e.g. `'x' | center(10**7)`
+        raise ChatTemplateError(str(exc)) from None
 
 
 def render_chat(
@@ -126,16 +182,27 @@ def render_chat(
     bos_token: str,
     eos_token: str,
     add_generation_prompt: bool = True,
+    cancel: threading.Event | None = None,
+    seconds: float = limits.SECONDS,
 ) -> str:
-    """Render `messages` into a prompt; BadRequest if the template rejects them, ChatTemplateError if it is broken."""
+    """Render `messages` into a prompt; BadRequest if the template rejects them, ChatTemplateError if it is broken,
+    runs past `seconds`, builds more than a few MB, or `cancel` is set meanwhile."""
     compiled = compile_template(template)
+    context = {
+        "messages": [{"role": m.role, "content": m.content} for m in messages],
+        "bos_token": bos_token,
+        "eos_token": eos_token,
+        "add_generation_prompt": add_generation_prompt,
+    }
+    # A long conversation may legitimately pass the fixed limit: allow a few times the input's own size.
+    given = sum(len(m.content) for m in messages) + len(bos_token) + len(eos_token)
+    budget = limits.Budget(seconds=seconds, max_chars=max(limits.MAX_CHARS, 4 * given), cancel=cancel)
     try:
-        return compiled.render(
-            messages=[{"role": m.role, "content": m.content} for m in messages],
-            bos_token=bos_token,
-            eos_token=eos_token,
-            add_generation_prompt=add_generation_prompt,
-        )
+        return limits.run_limited(lambda: compiled.generate(context), budget)
+    except (limits.TemplateLimitError, limits.TemplateCancelled) as exc:
+        raise ChatTemplateError(str(exc)) from None
+    except MemoryError:
+        raise ChatTemplateError("the chat template ran out of memory") from None
     except _TemplateRaised as exc:
         raise BadRequest(f"the model's chat template rejected the conversation: {exc}") from None
     except jinja2.exceptions.SecurityError as exc:
