@@ -19,6 +19,7 @@ from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from engines.config import Config
@@ -27,6 +28,8 @@ from engines.errors import LlmTuiError
 from engines.launch import SnapshotSource
 from engines.manager import EngineManager
 from engines.requests import RequestHandle
+from engines.server import openapi
+from engines.server.drain import Drain
 from engines.server.errors import ApiError, from_event, from_exception, model_not_found
 from engines.server.guard import Asgi, Guard, ServerStats
 from engines.server.replies import SSE_DONE, Kind, Shaper, embeddings_json, finish_reason, sse
@@ -41,6 +44,7 @@ from engines.server.schemas import (
     completion_prompt,
     embedding_inputs,
     sampling_params,
+    validation_message,
 )
 from engines.types import Delta, Done, Error, StreamEvent
 
@@ -58,6 +62,7 @@ class ServerContext:
     snapshot: SnapshotSource | None = None
     stats: ServerStats = field(default_factory=ServerStats)
     started_at: float = field(default_factory=time.time)
+    drain: Drain = field(default_factory=Drain)
     router: Router = field(init=False)
 
     def __post_init__(self) -> None:
@@ -74,6 +79,8 @@ class Bridge:
         self._queue: asyncio.Queue[StreamEvent] = asyncio.Queue()
         self.ended = False
         """The final event (Done or Error) was taken: there is nothing left to cancel."""
+        self.handle: RequestHandle | None = None
+        """The request, once submitted (what a shutdown cancels)."""
 
     def put(self, event: StreamEvent) -> None:
         """The request's sink (worker thread): never blocks."""
@@ -100,6 +107,12 @@ class Bridge:
             except TimeoutError:
                 continue
 
+    def end_now(self, event: Error) -> None:
+        """The server is stopping (on the event loop): cancel the generation; `event` is the reply's last."""
+        if self.handle is not None:
+            self.cancel(self.handle)
+        self._queue.put_nowait(event)
+
     def cancel(self, handle: RequestHandle) -> None:
         """The client went away: stop its generation (the engine sees it before its next token)."""
         # The worker marks the handle finished only after handing over the final event, so `ended` is
@@ -111,23 +124,27 @@ class Bridge:
 
 def create_app(ctx: ServerContext) -> Asgi:
     """The ASGI app: the API routes behind the guard (body limit, keys, rate limit, request log)."""
-    app = FastAPI(title="llm-tui", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="llm-tui", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     _error_handlers(app)
+    openapi.install(app, ctx.serve.max_tokens)
 
-    @app.get("/healthz")
+    # HEAD too: what load balancers and `curl -I` send.
+    @app.api_route(
+        "/healthz", methods=["GET", "HEAD"], responses={200: {"model": openapi.Health}, **openapi.errors(keyed=False)}
+    )
     async def healthz() -> dict[str, object]:
         return {"status": "ok", "instances": len(ctx.manager.instances())}
 
-    @app.get("/metrics")
+    @app.get("/metrics", responses=openapi.errors())
     async def metrics() -> dict[str, object]:
         return await to_thread.run_sync(_metrics, ctx)
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", responses={200: {"model": openapi.ModelList}, **openapi.errors()})
     async def list_models() -> dict[str, object]:
         entries = await to_thread.run_sync(ctx.router.models)
         return {"object": "list", "data": [e.to_json() for e in entries]}
 
-    @app.get("/v1/models/{name:path}")
+    @app.get("/v1/models/{name:path}", responses={200: {"model": openapi.ModelCard}, **openapi.errors(404)})
     async def get_model(name: str) -> dict[str, object]:
         entries = await to_thread.run_sync(ctx.router.models)
         entry = next((e for e in entries if e.id == name), None)
@@ -135,7 +152,7 @@ def create_app(ctx: ServerContext) -> Asgi:
             raise model_not_found(name)
         return entry.to_json()
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", responses={200: _reply_doc(openapi.ChatCompletion), **openapi.GENERATION})
     async def chat_completions(body: ChatRequest, request: Request) -> Any:
         messages = chat_messages(body)
         params = chat_params(body, ctx.serve.max_tokens)
@@ -143,7 +160,7 @@ def create_app(ctx: ServerContext) -> Asgi:
             request, ctx, body, "chat", lambda run_id, sink: ctx.manager.submit(run_id, messages, params, sink=sink)
         )
 
-    @app.post("/v1/completions")
+    @app.post("/v1/completions", responses={200: _reply_doc(openapi.TextCompletion), **openapi.GENERATION})
     async def completions(body: CompletionRequest, request: Request) -> Any:
         prompt = completion_prompt(body)
         params = sampling_params(body, body.max_tokens, "max_tokens", ctx.serve.max_tokens)
@@ -151,7 +168,7 @@ def create_app(ctx: ServerContext) -> Asgi:
             request, ctx, body, "text", lambda run_id, sink: ctx.manager.complete(run_id, prompt, params, sink=sink)
         )
 
-    @app.post("/v1/embeddings")
+    @app.post("/v1/embeddings", responses={200: {"model": openapi.EmbeddingList}, **openapi.GENERATION})
     async def embeddings(body: EmbeddingRequest) -> dict[str, object]:
         texts = embedding_inputs(body)
         info = await to_thread.run_sync(ctx.router.instance_for, body.model)
@@ -166,12 +183,19 @@ def create_app(ctx: ServerContext) -> Asgi:
     return Guard(app, ctx.serve, ctx.stats)
 
 
+def _reply_doc(model: type[BaseModel]) -> dict[str, Any]:
+    """A generation's 200: the whole reply as JSON, or (`stream: true`) server-sent events."""
+    return {"model": model, "content": {"text/event-stream": {"schema": {"type": "string"}}}}
+
+
 Submit = Callable[[str, Callable[[StreamEvent], None]], RequestHandle]
 """Queues the request on an instance (run id) with the given sink; returns its handle."""
 
 
 async def _reply(request: Request, ctx: ServerContext, body: Sampling, kind: Kind, submit: Submit) -> Any:
     """Route to the model's instance, submit, and answer: whole, or streamed as SSE."""
+    if ctx.drain.stopping:
+        raise ApiError(503, "the server is shutting down", type="server_error", code="server_shutting_down")
     info = await to_thread.run_sync(ctx.router.instance_for, body.model)
     shaper = Shaper(kind, body.model)
     bridge = Bridge(asyncio.get_running_loop(), ctx.stats)
@@ -179,6 +203,22 @@ async def _reply(request: Request, ctx: ServerContext, body: Sampling, kind: Kin
         handle = submit(info.run_id, bridge.put)
     except LlmTuiError as exc:
         raise from_exception(exc) from None
+    bridge.handle = handle
+    ctx.drain.track(bridge)  # a stop ends it after the grace
+    try:
+        answer = await _answer(request, ctx, body, handle, bridge, shaper)
+    except BaseException:
+        ctx.drain.untrack(bridge)
+        raise
+    if not isinstance(answer, StreamingResponse):  # a stream untracks itself when it ends
+        ctx.drain.untrack(bridge)
+    return answer
+
+
+async def _answer(
+    request: Request, ctx: ServerContext, body: Sampling, handle: RequestHandle, bridge: Bridge, shaper: Shaper
+) -> Any:
+    """The reply once submitted: whole, or streamed as SSE."""
     # Wait for the first event before answering: an error that comes first (context overflow, engine
     # failure) gets its proper status instead of a 200 stream that fails.
     first = await bridge.get_watching(request, handle)
@@ -189,7 +229,7 @@ async def _reply(request: Request, ctx: ServerContext, body: Sampling, kind: Kin
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(
-            _stream(request, handle, bridge, shaper, first, include_usage),
+            _stream(request, handle, bridge, shaper, first, include_usage, ctx.drain),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -207,7 +247,13 @@ async def _reply(request: Request, ctx: ServerContext, body: Sampling, kind: Kin
 
 
 async def _stream(
-    request: Request, handle: RequestHandle, bridge: Bridge, shaper: Shaper, first: StreamEvent, include_usage: bool
+    request: Request,
+    handle: RequestHandle,
+    bridge: Bridge,
+    shaper: Shaper,
+    first: StreamEvent,
+    include_usage: bool,
+    drain: Drain,
 ) -> AsyncIterator[bytes]:
     try:
         if shaper.kind == "chat":
@@ -230,6 +276,7 @@ async def _stream(
             event = await bridge.get()
     finally:
         bridge.cancel(handle)  # a no-op after Done; else the client went away or the server is stopping
+        drain.untrack(bridge)
 
 
 def _note_error(request: Request, message: str) -> None:
@@ -278,9 +325,7 @@ def _error_handlers(app: FastAPI) -> None:
             message = f"the request body is not valid JSON: {why} at character {first.get('loc', (0, 0))[-1]}"
             _note_error(request, message)
             return answer(ApiError(400, message, code="invalid_value"))
-        where = [str(p) for p in first.get("loc", ()) if p != "body"]
-        param = ".".join(where) or None
-        message = f"{param}: {first.get('msg', 'invalid value')}" if param else str(first.get("msg", "invalid body"))
+        param, message = validation_message(exc.errors())
         _note_error(request, message)
         return answer(ApiError(400, message, param=param, code="invalid_value"))
 
@@ -289,7 +334,9 @@ def _error_handlers(app: FastAPI) -> None:
         if isinstance(exc.__cause__, ApiError):  # our body limit, raised while FastAPI read the body
             return answer(exc.__cause__)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-        return answer(ApiError(exc.status_code, str(exc.detail), code=code))
+        # Starlette's own headers (a 405's `Allow`, which RFC 9110 requires) go out with our body.
+        headers = tuple((exc.headers or {}).items())
+        return answer(ApiError(exc.status_code, str(exc.detail), code=code, headers=headers))
 
     async def crash(request: Request, exc: Exception) -> JSONResponse:
         return answer(from_exception(exc))

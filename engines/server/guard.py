@@ -39,6 +39,9 @@ Asgi = Callable[[Scope, Receive, Send], Awaitable[None]]
 OPEN_PATHS = ("/healthz",)
 """Paths answered without a key (load balancers and `curl` probes); the Host and Origin rules still apply."""
 
+BODY_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})
+"""The routes that take a (JSON) body."""
+
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
 """Host names a keyless server answers (with any port), besides the address it is bound to."""
 
@@ -290,7 +293,8 @@ class Guard:
             raise ApiError(
                 413, f"the request body is {length} bytes; the limit is {self.max_body}", code="body_too_large"
             )
-        if scope["method"] == "POST" and scope["path"].startswith("/v1/"):
+        # Only the routes that take a body: a POST elsewhere is the router's 405 (with `Allow`), not a 415.
+        if scope["method"] == "POST" and scope["path"] in BODY_PATHS:
             mime = headers.get("content-type", "").partition(";")[0].strip().lower()
             if mime != "application/json":
                 shown = f"got {_shown(mime)}" if mime else "it sent none"

@@ -11,14 +11,42 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from engines.images import MAX_IMAGE_BYTES, image_mime
 from engines.server.errors import ApiError, bad_param
 from engines.types import ChatMessage, Params, Role
+
+# Bounds on what a request may hold, far above real use, so that a giant value is a 400 before any work (the
+# body limit, 16 MiB by default, bounds the rest). Pydantic checks them; the schema (GET /openapi.json) shows them.
+MAX_NAME = 4096
+"""Characters in a model name (a catalog id, alias, run id or file name)."""
+MAX_MESSAGES = 10_000
+MAX_PARTS = 1_000
+"""Content parts of one message."""
+MAX_STOP = 4
+MAX_STOP_CHARS = 1_000
+MAX_INPUTS = 2_048
+"""Texts in one embeddings request (OpenAI's own limit)."""
+MAX_TOKENS = 2**31 - 1
+"""The most a count may say (llama.cpp counts in int32); the server's own max_tokens is far lower."""
+SEED_RANGE = 2**64
+"""Seeds are taken modulo this: torch.manual_seed takes 0..2**64-1 and refuses more (llama.cpp uses the low
+32 bits), and OpenAI's clients may send any int64, negative ones too."""
+
+Name = Annotated[str, Field(max_length=MAX_NAME)]
+Text = Annotated[str, Field(min_length=1)]
+Count = Annotated[int, Field(ge=1, le=MAX_TOKENS)]
+Real = Annotated[float, Field(allow_inf_nan=False)]
+"""A finite number: JSON has no NaN or Infinity, but Python's parser accepts them."""
+Stop = Annotated[str, Field(min_length=1, max_length=MAX_STOP_CHARS)]
+
+
+_UNSUPPORTED: dict[str, JsonValue] = {"description": "not supported: leave it out"}
+"""OpenAI fields this server refuses when set: the schema says so, and the code's 400 says why in words."""
 
 
 class _Body(BaseModel):
@@ -30,14 +58,21 @@ class ImageUrl(_Body):
 
 
 class ContentPart(_Body):
-    type: str
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "if": {"properties": {"type": {"const": "image_url"}}},
+            "then": {"required": ["image_url"], "properties": {"image_url": {"type": "object"}}},
+        },
+    )
+    type: Literal["text", "image_url"]
     text: str | None = None
     image_url: ImageUrl | None = None
 
 
 class Message(_Body):
-    role: str
-    content: str | list[ContentPart] | None = None
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | Annotated[list[ContentPart], Field(max_length=MAX_PARTS)] | None = None
 
 
 class StreamOptions(_Body):
@@ -45,6 +80,23 @@ class StreamOptions(_Body):
 
 
 class ResponseFormat(_Body):
+    # `json_schema` must hold the schema when the type says so (the code's 400 says it in words).
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "if": {"properties": {"type": {"const": "json_schema"}}},
+            "then": {
+                "required": ["json_schema"],
+                "properties": {
+                    "json_schema": {
+                        "type": "object",
+                        "required": ["schema"],
+                        "properties": {"schema": {"type": "object"}},
+                    }
+                },
+            },
+        },
+    )
     type: Literal["text", "json_object", "json_schema"]
     json_schema: dict[str, Any] | None = None
 
@@ -52,37 +104,37 @@ class ResponseFormat(_Body):
 class Sampling(_Body):
     """What chat and raw completions share."""
 
-    model: str
+    model: Name
     stream: bool = False
     stream_options: StreamOptions | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    repetition_penalty: float | None = None
-    max_tokens: int | None = None
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    n: int | None = None
+    temperature: Annotated[Real, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[Real, Field(gt=0, le=1)] | None = None
+    top_k: Annotated[int, Field(ge=0, le=MAX_TOKENS)] | None = Field(None, description="0: off")
+    repetition_penalty: Annotated[Real, Field(gt=0)] | None = None
+    max_tokens: Count | None = None
+    stop: Stop | Annotated[list[Stop], Field(max_length=MAX_STOP)] | None = None
+    seed: int | None = Field(None, description="any integer; engines use it modulo 2**64")
+    n: Annotated[int, Field(ge=1, le=1, description="only 1 is supported")] | None = None
 
 
 class ChatRequest(Sampling):
-    messages: list[Message] = Field(min_length=1)
-    max_completion_tokens: int | None = None
+    messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
+    max_completion_tokens: Count | None = None
     response_format: ResponseFormat | None = None
-    tools: list[dict[str, Any]] | None = None
+    tools: list[dict[str, Any]] | None = Field(None, json_schema_extra=_UNSUPPORTED | {"maxItems": 0})
 
 
 class CompletionRequest(Sampling):
-    prompt: str | list[str]
-    echo: bool = False
-    suffix: str | None = None
+    prompt: Text | Annotated[list[Text], Field(min_length=1, max_length=1)]
+    echo: bool = Field(False, json_schema_extra=_UNSUPPORTED | {"enum": [False]})
+    suffix: str | None = Field(None, json_schema_extra=_UNSUPPORTED | {"maxLength": 0})
 
 
 class EmbeddingRequest(_Body):
-    model: str
-    input: str | list[str]
+    model: Name
+    input: Text | Annotated[list[Text], Field(min_length=1, max_length=MAX_INPUTS)]
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = None
+    dimensions: int | None = Field(None, json_schema_extra=_UNSUPPORTED | {"type": "null"})
 
 
 _ROLES: dict[str, Role] = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
@@ -94,10 +146,7 @@ def chat_messages(request: ChatRequest) -> list[ChatMessage]:
         raise ApiError(400, "tool calling is not supported by this server", param="tools", code="unsupported_parameter")
     out: list[ChatMessage] = []
     for i, message in enumerate(request.messages):
-        role = _ROLES.get(message.role)
-        if role is None:
-            raise bad_param(f"messages[{i}].role", f"role {message.role!r} is not supported (system, user, assistant)")
-        out.append(_message(role, message, f"messages[{i}].content"))
+        out.append(_message(_ROLES[message.role], message, f"messages[{i}].content"))
     return out
 
 
@@ -109,10 +158,10 @@ def _message(role: Role, message: Message, where: str) -> ChatMessage:
     for j, part in enumerate(message.content):
         if part.type == "text":
             texts.append(part.text or "")
-        elif part.type == "image_url" and part.image_url is not None:
+        elif part.image_url is not None:
             images.append(_data_url_image(part.image_url.url, f"{where}[{j}].image_url.url"))
-        else:
-            raise bad_param(f"{where}[{j}].type", f"content part type {part.type!r} is not supported (text, image_url)")
+        else:  # the fuzzer's find: this once said "type 'image_url' is not supported (text, image_url)"
+            raise bad_param(f"{where}[{j}].image_url", 'an image_url part needs image_url: {"url": "data:..."}')
     if images and role != "user":
         raise bad_param(where, "images can only be attached to user messages")
     return ChatMessage(role, "\n".join(texts), tuple(images))
@@ -160,25 +209,11 @@ def sampling_params(
     *,
     json_schema: str | None = None,
 ) -> Params:
-    """Params from the shared fields; 400 naming the field for a value out of range or over the server's limit."""
-    if request.n not in (None, 1):
-        raise bad_param("n", "only n=1 is supported")
-    if asked is not None and asked < 1:
-        raise bad_param(asked_from, f"{asked_from} must be at least 1, got {asked}")
+    """Params from the shared fields; 400 naming the field for a value over the server's limit (the models above
+    have checked ranges, counts and lengths)."""
     if asked is not None and asked > max_tokens_limit:
         raise bad_param(asked_from, f"{asked_from} is {asked}; this server allows at most {max_tokens_limit}")
-    checks: tuple[tuple[str, float | None, Callable[[float], bool], str], ...] = (
-        ("temperature", request.temperature, lambda v: 0 <= v <= 2, "between 0 and 2"),
-        ("top_p", request.top_p, lambda v: 0 < v <= 1, "in (0, 1]"),
-        ("top_k", request.top_k, lambda v: v >= 0, "0 (off) or positive"),
-        ("repetition_penalty", request.repetition_penalty, lambda v: v > 0, "positive"),
-    )
-    for name, value, ok, expected in checks:
-        if value is not None and not ok(value):
-            raise bad_param(name, f"{name} must be {expected}, got {value}")
     stops = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
-    if len(stops) > 4 or any(not s for s in stops):
-        raise bad_param("stop", "give at most 4 stop sequences, none empty")
     return Params(
         temperature=request.temperature,
         top_p=request.top_p,
@@ -186,27 +221,54 @@ def sampling_params(
         repetition_penalty=request.repetition_penalty,
         max_tokens=asked if asked is not None else max_tokens_limit,
         stop=tuple(stops),
-        seed=request.seed,
+        seed=None if request.seed is None else request.seed % SEED_RANGE,
         json_schema=json_schema,
     )
 
 
 def completion_prompt(request: CompletionRequest) -> str:
     """The one prompt of a raw completion (a list of one is accepted, as clients send it)."""
-    prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
-    if len(prompts) != 1:
-        raise bad_param("prompt", "give exactly one prompt")
-    if not prompts[0]:
-        raise bad_param("prompt", "the prompt is empty")
+    prompt = request.prompt if isinstance(request.prompt, str) else request.prompt[0]
     if request.echo or request.suffix:
         raise bad_param("echo" if request.echo else "suffix", "echo and suffix are not supported")
-    return prompts[0]
+    return prompt
 
 
 def embedding_inputs(request: EmbeddingRequest) -> list[str]:
+    """The texts to embed; 400 for a setting these models cannot honour."""
     texts = [request.input] if isinstance(request.input, str) else request.input
-    if not texts or any(not t for t in texts):
-        raise bad_param("input", "give one or more non-empty texts")
     if request.dimensions is not None:
         raise bad_param("dimensions", "dimensions cannot be changed for these models")
     return texts
+
+
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "none", "list", "dict"})
+
+
+def _is_type_tag(part: str) -> bool:
+    """Pydantic names the member of a union in `loc` ("list[str]", "str", "function-after[...]"): no field."""
+    return part in _TYPE_TAGS or "[" in part or "-" in part or part[:1].isupper()
+
+
+def param_of(loc: Sequence[int | str]) -> str | None:
+    """The field at fault, as OpenAI writes it ("messages[0].content[1].type"), from a pydantic `loc`."""
+    out = ""
+    for part in loc[1:] if loc[:1] == ("body",) else loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not _is_type_tag(part):
+            out += f".{part}" if out else part
+    return out or None
+
+
+def validation_message(errors: Sequence[Mapping[str, Any]]) -> tuple[str | None, str]:
+    """The field and the message of a 400 for a body pydantic refused: the most specific of its errors (a value
+    that fits no member of a union gets one error per member; the deepest says what is wrong)."""
+    if not errors:
+        return None, "invalid body"
+    first = max(errors, key=lambda e: len(e.get("loc", ())))
+    if tuple(first.get("loc", ())) == ("body",) and first.get("type") == "missing":
+        return None, "the request body is missing: send a JSON object"
+    param = param_of(tuple(first.get("loc", ())))
+    text = str(first.get("msg", "invalid value"))
+    return param, f"{param}: {text}" if param else text

@@ -159,7 +159,7 @@ def test_unknown_model_is_404_naming_the_field() -> None:
         ({"max_tokens": 0}, "max_tokens"),
         ({"max_tokens": 100_000}, "max_tokens"),
         ({"max_completion_tokens": 100_000}, "max_completion_tokens"),
-        ({"stop": ["a", ""]}, "stop"),
+        ({"stop": ["a", ""]}, "stop[1]"),
         ({"messages": "hello"}, "messages"),
         ({"messages": []}, "messages"),
         ({"messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
