@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -14,6 +15,7 @@ import jinja2.ext
 import jinja2.sandbox
 import pytest
 
+from engines.catalog.gguf_header import read_gguf_header
 from engines.chat_template import CHOOSABLE, _tojson, compile_template, load_builtin_template, render_chat
 from engines.errors import ChatTemplateError
 from engines.types import ChatMessage
@@ -37,6 +39,7 @@ def render(template: str, **kwargs: object) -> str:
 _CHILD = """
 import re, resource, sys, time
 resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+from engines.catalog.gguf_header import read_gguf_header
 from engines.chat_template import render_chat
 from engines.errors import ChatTemplateError
 from engines.types import ChatMessage
@@ -193,3 +196,46 @@ def test_a_long_conversation_may_pass_the_fixed_limit() -> None:
     big = [ChatMessage("user", "x" * (20 << 20))]  # 20 MB of input: the limit grows with it
     out = render_chat(load_builtin_template("chatml"), big, bos_token="", eos_token="")
     assert len(out) > 20 << 20
+
+
+# -- end to end: a GGUF whose own template is a bomb, through `llm-tui chat` and the llama.cpp adapter ----------
+
+
+def gguf_with_template(src: Path, dst: Path, template: str) -> Path:
+    """A copy of `src` with `template` as its tokenizer.chat_template: one key put first, padded to 32 bytes so
+    every later offset stays aligned, the tensor data copied by the kernel (a second, not a rewrite)."""
+    header = read_gguf_header(src)
+    key, value = b"tokenizer.chat_template", template.encode()
+    value += b" " * (-(8 + len(key) + 4 + 8 + len(value)) % 32)
+    entry = struct.pack("<Q", len(key)) + key + struct.pack("<IQ", 8, len(value)) + value
+    with src.open("rb") as fin, dst.open("wb") as fout:
+        head = fin.read(header.data_offset)
+        n_tensors, n_kv = struct.unpack_from("<QQ", head, 8)
+        fout.write(head[:8] + struct.pack("<QQ", n_tensors, n_kv + 1) + entry + head[24:])
+        left, at = header.file_size - header.data_offset, header.data_offset
+        while left:
+            copied = os.copy_file_range(fin.fileno(), fout.fileno(), left, at)
+            left, at = left - copied, at + copied
+    return dst
+
+
+@pytest.mark.real_model
+@pytest.mark.timeout(120)
+def test_llm_tui_chat_with_a_bomb_in_the_gguf_says_one_line_and_exits_1(
+    gemma_path: Path, tmp_path: Path, isolated_dirs: Path
+) -> None:
+    # The nested loops: the issue's Ctrl+C-proof one (the doubling one is the child-process test above).
+    bomb = gguf_with_template(gemma_path, tmp_path / "bomb.gguf", NESTED_RANGES)
+    assert (read_gguf_header(bomb).chat_template or "").rstrip() == NESTED_RANGES
+    start = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "engines.cli", "chat", str(bomb), "hi"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "LLM_TUI_N_THREADS": "2"},
+    )
+    assert time.perf_counter() - start < 30  # the model loads in a second or two; the template stops at 2 s
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.strip().splitlines() == ["llm-tui: error: the chat template ran past 2 s"]
+    assert out.stdout == ""
