@@ -156,3 +156,16 @@ def _literal(text: str) -> str:
     import re
 
     return re.escape(text)
+
+
+def test_checking_a_reply_nested_past_the_stack_is_a_reply_error() -> None:
+    """A remote engine follows no grammar: its reply can be anything, and the CLI checks it against the schema."""
+    from engines.structured import ReplyNotValid, check_reply
+
+    with pytest.raises(ReplyNotValid, match="nested too deep"):
+        check_reply("[" * 100_000 + "]" * 100_000, {"type": "array"})
+    with pytest.raises(ReplyNotValid, match="too long"):
+        check_reply("9" * 5000, {"type": "integer"})
+    nested = "[" * 900 + "]" * 900  # parses, but validating `items` recursively goes past the stack
+    with pytest.raises(ReplyNotValid, match="nests too deep"):
+        check_reply(nested, {"$ref": "#/$defs/a", "$defs": {"a": {"type": "array", "items": {"$ref": "#/$defs/a"}}}})
