@@ -36,6 +36,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         default=None,
         help="load a model a request names when it is not running (memory permitting)",
     )
+    serve.add_argument(
+        "--shutdown-grace",
+        type=float,
+        metavar="SECONDS",
+        help="on SIGTERM / Ctrl+C, how long running replies may take to finish (default 10)",
+    )
     serve.add_argument("--n-ctx", type=int, metavar="N", help="context size in tokens for the models loaded")
     serve.add_argument("--threads", type=int, metavar="N", help="CPU threads for inference")
     serve.add_argument("--n-gpu-layers", type=int, metavar="N", help="layers to offload to the GPU (-1 = all)")
@@ -57,11 +63,15 @@ def serve_settings(args: argparse.Namespace, config: Config, env: os._Environ[st
         serve = serve.with_keys(key)
     if args.launch_on_demand:
         serve = replace(serve, launch_on_demand=True)
+    if args.shutdown_grace is not None:
+        if not 0 <= args.shutdown_grace <= 3600:
+            raise BadRequest(f"--shutdown-grace must be from 0 to 3600 seconds, got {args.shutdown_grace:g}")
+        serve = replace(serve, shutdown_grace_s=args.shutdown_grace)
     return serve
 
 
 def run_serve(args: argparse.Namespace, config: Config) -> int:
-    """Bind (or fail with one line), load the --model models, serve until Ctrl+C."""
+    """Bind (or fail with one line), load the --model models, serve until Ctrl+C / SIGTERM (then exit 0)."""
     from engines.server import require_serve_extra
 
     require_serve_extra()
@@ -75,6 +85,7 @@ def run_serve(args: argparse.Namespace, config: Config) -> int:
     _log_to_stderr()
     for warning in config.warnings:  # a mistyped [serve] key would otherwise leave a limit silently unset
         _say(f"warning: {warning}")
+    _ignore_hangup()
     snapshot = _snapshot_source(config)
     with EngineManager() as manager:
         context = ServerContext(manager, config, serve, snapshot=snapshot)
@@ -101,6 +112,15 @@ def run_serve(args: argparse.Namespace, config: Config) -> int:
 
 def _say(text: str) -> None:
     print(f"llm-tui serve: {text}", file=sys.stderr, flush=True)
+
+
+def _ignore_hangup() -> None:
+    """SIGHUP is logged and ignored from the start, not only once uvicorn runs (it would end the process)."""
+    import signal
+
+    from engines.server.drain import hangup
+
+    signal.signal(signal.SIGHUP, hangup)
 
 
 def _log_to_stderr() -> None:

@@ -308,10 +308,12 @@ class LlamaCppEngine(Engine):
         """The GBNF grammar that makes every sampled token keep the reply valid for the JSON schema, or None."""
         if params.json_schema is None:
             return None
-        try:
-            return self._lib.LlamaGrammar.from_json_schema(params.json_schema, verbose=False)
-        except Exception as exc:  # llama.cpp's converter rejects what it cannot express
-            raise BadRequest(f"llama.cpp cannot follow this JSON schema: {exc}") from None
+        from engines.adapters.llama_cpp_grammar import vetted_grammar
+
+        # Built and sampled in a child process first (once per schema): a grammar llama.cpp cannot parse would
+        # otherwise be sampled as a null pointer, and kill this process.
+        assert self.spec is not None and self.spec.path is not None
+        return self._lib.LlamaGrammar.from_string(vetted_grammar(params.json_schema, self.spec.path), verbose=False)
 
     def tokenize_prompt(self, messages: Sequence[ChatMessage]) -> list[int]:
         """The prompt tokens for `messages`: rendered template, special tokens parsed, exactly one BOS."""

@@ -20,6 +20,7 @@ from engines.errors import (
     LlmTuiError,
     ModelNotFound,
 )
+from engines.schema_limits import SchemaRefused
 from engines.types import Error
 
 
@@ -60,6 +61,8 @@ def from_exception(exc: BaseException) -> ApiError:
         return ApiError(400, text, param="messages", code="context_length_exceeded")
     if isinstance(exc, CapabilityNotSupported):
         return ApiError(400, text, code="capability_not_supported")
+    if isinstance(exc, SchemaRefused):
+        return ApiError(400, text, param="response_format", code="invalid_value")
     if isinstance(exc, BadRequest):
         return ApiError(400, text, code="invalid_value")
     if isinstance(exc, ModelNotFound | InstanceNotFound):
@@ -76,14 +79,18 @@ def from_exception(exc: BaseException) -> ApiError:
 _EVENT_ERRORS: dict[str, tuple[int, str, str]] = {
     "BadRequest": (400, "invalid_request_error", "invalid_value"),
     ContextLengthExceeded.__name__: (400, "invalid_request_error", "context_length_exceeded"),
+    SchemaRefused.__name__: (400, "invalid_request_error", "invalid_value"),
     "CapabilityNotSupported": (400, "invalid_request_error", "capability_not_supported"),
     "stopped": (503, "server_error", "model_unavailable"),
     "InstanceNotReady": (503, "server_error", "model_unavailable"),
+    "shutdown": (503, "server_error", "server_shutting_down"),  # drain.SHUTDOWN_KIND: ended by a server stop
 }
 
 
 def from_event(event: Error) -> ApiError:
     """The answer for an Error the instance delivered (engine failure, context overflow, instance stopped)."""
     status, kind, code = _EVENT_ERRORS.get(event.kind, (500, "server_error", "engine_error"))
-    param = "messages" if code == "context_length_exceeded" else None
+    param = "response_format" if event.kind == SchemaRefused.__name__ else None  # its grammar failed a test run
+    if code == "context_length_exceeded":
+        param = "messages"
     return ApiError(status, event.message, type=kind, param=param, code=code)

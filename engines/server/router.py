@@ -83,10 +83,12 @@ class Router:
         if info.state not in (InstanceState.READY, InstanceState.BUSY):
             detail = f": {info.error}" if info.error else ""
             raise ApiError(503, f"{name} is {info.state.value}{detail}", type="server_error", code="model_unavailable")
-        if info.pending_requests >= self.serve.max_queue:
+        # pending_requests counts the running request too: max_queue is how many may wait besides it.
+        waiting = max(info.pending_requests - 1, 0)
+        if waiting >= self.serve.max_queue:
             raise ApiError(
                 429,
-                f"{name} has {info.pending_requests} requests waiting; try again shortly",
+                f"{name} has {waiting} requests waiting (max_queue {self.serve.max_queue}); try again shortly",
                 type="server_error",
                 code="overloaded",
                 headers=(("Retry-After", "1"),),
