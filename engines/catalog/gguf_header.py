@@ -315,8 +315,6 @@ class _Parser:
         self.check_count(count, item_size, f"array {what} of {item_name} length")
         if count > _MAX_ARRAY:
             raise self.bad(f"array {what} declares {count:,} items; the limit is {_MAX_ARRAY:,}")
-        if code is None:
-            self.walk(count, what)
         if code is not None:
             if count > _KEEP_ARRAY:
                 self.skip(count * item_size, f"array {what}")
@@ -326,6 +324,7 @@ class _Parser:
             values = list(fmt.unpack_from(self.buf, self.pos))
             self.pos += fmt.size
             return [bool(v) for v in values] if item_type == _BOOL else values
+        self.walk(count, what)  # strings and sub-arrays are walked one by one: that is the time they cost
         if item_type == _STRING:
             if count > _KEEP_ARRAY:
                 self.skip_strings(count, f"array {what}")
