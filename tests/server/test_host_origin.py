@@ -3,15 +3,20 @@ and a web page's requests by the Origin rule (`[serve] allowed_origins`), with a
 
 from __future__ import annotations
 
+import string
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engines.config import load_config
 from engines.config_serve import ServeConfig
 from engines.errors import ConfigError
+from engines.server.errors import ApiError
+from engines.server.guard import Guard, ServerStats, host_name
 from tests.engines.server_fixture import Served, served
 
 KEY = "sk-host-origin-test"
@@ -120,3 +125,20 @@ def test_allowed_origins_from_the_config_file(tmp_path: Path) -> None:
     path.write_text('[serve]\nallowed_origins = ["localhost:3000/app"]\n')
     with pytest.raises(ConfigError, match=r"serve\.allowed_origins must be a list of origins"):
         load_config(path, env={})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=string.ascii_letters + string.digits + ".-:[]@_", min_size=1, max_size=40))
+def test_only_loopback_names_pass_the_host_rule(host: str) -> None:
+    """Whatever a Host header holds, a keyless guard lets it through only when its name is a loopback one."""
+    guard = Guard(_nothing, ServeConfig(), ServerStats())
+    try:
+        guard._check_host({"host": host})
+    except ApiError as refused:
+        assert refused.status == 403
+        return
+    assert host_name(host) in {"127.0.0.1", "localhost", "[::1]"}, host
+
+
+async def _nothing(scope: object, receive: object, send: object) -> None:
+    """An app the guard never reaches in the property test."""
