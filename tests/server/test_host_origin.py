@@ -65,6 +65,15 @@ def test_keyless_server_serves_loopback_names_with_or_without_the_port(host: str
     assert (with_port.status_code, without.status_code) == (200, 200)
 
 
+def test_the_bound_address_is_served_too() -> None:
+    with served(serve=ServeConfig(host="127.0.0.2")) as s:
+        port = port_of(s)
+        bound = httpx.get(f"{s.url}/models")  # Host: 127.0.0.2:port
+        other = httpx.get(f"{s.url}/models", headers={"Host": f"127.0.0.3:{port}"})
+    assert "127.0.0.2" in s.url and bound.status_code == 200
+    assert other.status_code == 403
+
+
 def test_a_server_with_a_key_serves_any_host_name_that_brings_the_key() -> None:
     with served(serve=ServeConfig().with_keys(KEY)) as s:
         other = httpx.get(f"{s.url}/models", headers={"Host": "gpu-box.lan:8000", "Authorization": f"Bearer {KEY}"})
