@@ -74,3 +74,15 @@ class InsufficientMemory(LlmTuiError):
 
 class DownloadError(LlmTuiError):
     """A download failed; the partial file is kept for resume unless said otherwise."""
+
+
+class EmbedInputTooLong(BadRequest):
+    """A text to embed has more tokens than the model embeds at once: refused, never silently cut."""
+
+    def __init__(self, index: int, tokens: int, limit: int) -> None:
+        self.index, self.tokens, self.limit = index, tokens, limit
+        super().__init__(f"input[{index}] is {tokens} tokens; this model embeds at most {limit} tokens per text")
+
+
+class Cancelled(LlmTuiError):
+    """The request was cancelled (its client went away, or Stop) before it finished."""

@@ -17,7 +17,7 @@ from typing import Literal
 
 from engines import footprint as mem
 from engines.adapters.base import Engine
-from engines.errors import InstanceNotReady, LlmTuiError
+from engines.errors import Cancelled, InstanceNotReady, LlmTuiError
 from engines.requests import EmbedJob, RequestHandle
 from engines.types import (
     Delta,
@@ -246,11 +246,14 @@ class Instance:
             stopping = self.state is InstanceState.STOPPING
         if stopping:
             job.error = InstanceNotReady("instance stopped before the request ran")
+        elif job.cancel_event.is_set():  # its client left while it waited: the model never sees it
+            job.error = Cancelled("the embedding request was cancelled before it ran")
         else:
             self._set_state(InstanceState.BUSY)
             started = self.clock()
             try:
-                job.vectors = self.engine.embed(job.texts)
+                job.vectors = self.engine.embed(job.texts, job.cancel_event)
+                job.prompt_tokens = self.engine.last_embed_tokens or 0
             except BaseException as exc:  # handed to the caller, like a chat request's Error
                 job.error = exc
             job.elapsed_ms = (self.clock() - started) * 1000.0
@@ -259,7 +262,7 @@ class Instance:
             self.requests_served += not stopping
             self._touch()
         self._set_state(InstanceState.READY)
-        job.done.set()
+        job.finish()
 
     def _finished(self, item: RequestHandle, final: StreamEvent, *, served: bool = True) -> None:
         # The instance is ready again before the caller hears the reply is done,
@@ -338,7 +341,7 @@ class Instance:
                 item.deliver(Error(reason, kind="stopped"))
             elif isinstance(item, EmbedJob):
                 item.error = InstanceNotReady(reason)
-                item.done.set()
+                item.finish()
 
 
 def _message(exc: BaseException) -> str:

@@ -139,13 +139,23 @@ class EngineManager:
     def embed(self, run_id: str, texts: Sequence[str], timeout: float | None = 300.0) -> EmbedJob:
         """Embed `texts` on an instance (queued behind its chat requests); the finished job holds the vectors and
         the time the engine took. Raises CapabilityNotSupported when the engine cannot embed."""
+        job = self.submit_embed(run_id, texts)
+        try:
+            job.result(timeout)
+        except BaseException:
+            job.cancel()  # nobody waits for it any more (timeout, Ctrl-C): the engine stops between texts
+            raise
+        return job
+
+    def submit_embed(self, run_id: str, texts: Sequence[str], *, notify: Callable[[], None] | None = None) -> EmbedJob:
+        """Queue `texts` for embedding and return the job at once (cancel it to stop it); `notify` is called on
+        the worker thread when it is done. Raises CapabilityNotSupported when the engine cannot embed."""
         if not texts:
             raise BadRequest("give at least one text to embed")
         instance = self._get(run_id)
         instance.engine.require(Capability.EMBED)
-        job = EmbedJob(list(texts))
+        job = EmbedJob(list(texts), notify=notify)
         instance.submit(job)
-        job.result(timeout)
         return job
 
     def stop(self, run_id: str, timeout: float | None = 30.0, *, reason: str = "stopped") -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import queue
 import threading
@@ -97,13 +98,30 @@ class RequestHandle:
 
 @dataclass(eq=False)
 class EmbedJob:
-    """Texts to embed on an instance's worker (an engine is used from one thread at a time)."""
+    """Texts to embed on an instance's worker (an engine is used from one thread at a time).
+
+    `notify` is called on the worker thread once the job is done (it must not block, e.g. call_soon_threadsafe)."""
 
     texts: Sequence[str]
     vectors: list[list[float]] | None = None
     error: BaseException | None = None
     elapsed_ms: float = 0.0
+    prompt_tokens: int = 0
+    """Tokens the engine read for all the texts (0 when it cannot tell)."""
     done: threading.Event = field(default_factory=threading.Event)
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    notify: Callable[[], None] | None = None
+
+    def cancel(self) -> None:
+        """Stop the job: a queued one never runs, a running one ends between texts (or inside a decode)."""
+        self.cancel_event.set()
+
+    def finish(self) -> None:
+        """Mark the job done and tell whoever waits (called by the worker)."""
+        self.done.set()
+        if self.notify is not None:
+            with contextlib.suppress(Exception):  # e.g. the server's loop has closed: the worker must live on
+                self.notify()
 
     def result(self, timeout: float | None) -> list[list[float]]:
         """The vectors, in the order of the texts; raises what the engine raised."""

@@ -71,8 +71,14 @@ class Engine(ABC):
         self.require(Capability.COMPLETION)
         raise NotImplementedError
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """Embed texts; raises CapabilityNotSupported unless EMBED is declared."""
+    last_embed_tokens: int | None = None
+    """Tokens the last `embed` call read, over all its texts (None when the engine cannot tell)."""
+
+    def embed(self, texts: Sequence[str], cancel: threading.Event | None = None) -> list[list[float]]:
+        """Embed texts; raises CapabilityNotSupported unless EMBED is declared.
+
+        A text longer than the model takes raises EmbedInputTooLong (never cut silently); once `cancel` is set
+        the engine stops as soon as it can (between texts at least) and raises Cancelled."""
         self.require(Capability.EMBED)
         raise NotImplementedError
 

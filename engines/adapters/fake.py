@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
 from engines.adapters.base import Engine
-from engines.errors import BadModelFile, InstanceNotReady
+from engines.errors import BadModelFile, Cancelled, EmbedInputTooLong, InstanceNotReady
 from engines.stop_text import split_at_stop
 from engines.types import (
     Capability,
@@ -34,7 +34,8 @@ class FakeEngine(Engine):
     `reply` fixes the reply text; `token_delay_s` paces tokens (waiting on the
     cancel event, so Stop still ends it at once); `gate` holds the first token
     until a test sets it; `load_gate` holds the load; `load_error` makes load() fail;
-    `n_ctx` is a context window (in the fake's tokens: words) that ends a reply with "context" when full.
+    `n_ctx` is a context window (in the fake's tokens: words) that ends a reply with "context" when full;
+    `embed_gate` holds each text to embed until a test sets it.
     """
 
     name: ClassVar[str] = "fake"
@@ -51,8 +52,14 @@ class FakeEngine(Engine):
         ram_bytes: int = 64 * 1024 * 1024,
         load_gate: threading.Event | None = None,
         n_ctx: int | None = None,
+        embed_gate: threading.Event | None = None,
     ) -> None:
         self.reply = reply
+        self.embed_gate = embed_gate
+        self.embedded = 0
+        """Texts embedded so far."""
+        self.embed_started = threading.Event()
+        """Set when an embedding call reaches its first text."""
         self.n_ctx = n_ctx
         self.token_delay_s = token_delay_s
         self.gate = gate
@@ -144,15 +151,28 @@ class FakeEngine(Engine):
             finish = "context"
         yield Done(Usage(prompt_tokens, count), finish)
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """A tiny bag-of-letters vector, enough to test similarity plumbing."""
+    def embed(self, texts: Sequence[str], cancel: threading.Event | None = None) -> list[list[float]]:
+        """A tiny bag-of-letters vector, enough to test similarity plumbing (tokens: words; `n_ctx` limits them;
+        `embed_gate` holds each text until a test sets it, or until `cancel` ends the wait with Cancelled)."""
+        for i, text in enumerate(texts):
+            if self.n_ctx is not None and len(text.split()) > self.n_ctx:
+                raise EmbedInputTooLong(i, len(text.split()), self.n_ctx)
         vectors = []
         for text in texts:
+            self.embed_started.set()
+            if self.embed_gate is not None:
+                while not self.embed_gate.wait(0.01):
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled("embedding cancelled")
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("embedding cancelled")
+            self.embedded += 1
             counts = [0.0] * 26
             for ch in text.lower():
                 if "a" <= ch <= "z":
                     counts[ord(ch) - 97] += 1.0
             vectors.append(counts)
+        self.last_embed_tokens = sum(len(text.split()) for text in texts)
         return vectors
 
     def footprint(self) -> Footprint:

@@ -28,7 +28,9 @@ from engines.chat_template import NO_TEMPLATE, TEMPLATE_STOPS, compile_template,
 from engines.errors import (
     BadModelFile,
     BadRequest,
+    Cancelled,
     ContextLengthExceeded,
+    EmbedInputTooLong,
     EngineUnavailable,
     InstanceNotReady,
     ModelNotFound,
@@ -93,6 +95,8 @@ class LlamaCppEngine(Engine):
         self._options = LaunchOptions()
         self._llm: Any = None
         self._embedder: Any = None
+        self._embed_cancel: threading.Event | None = None
+        self._abort_callback: Any = None
         self._lib: Any = None
         self._template = ""
         self._bos_text = self._eos_text = ""
@@ -325,34 +329,69 @@ class LlamaCppEngine(Engine):
             tokens.insert(0, self._bos_id)
         return tokens
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """Mean-pooled, L2-normalised embeddings from a second, embedding-mode context on the same file."""
+    def embed(self, texts: Sequence[str], cancel: threading.Event | None = None) -> list[list[float]]:
+        """Mean-pooled, L2-normalised embeddings from a second, embedding-mode context on the same file.
+
+        A text past that context is refused (EmbedInputTooLong), never cut; `cancel` stops the work between
+        decodes and, through llama.cpp's abort callback, inside one (Cancelled)."""
         self._require_llm()
-        if self._embedder is None:
-            assert self.spec is not None and self.spec.path is not None
-            n_ctx = min(self._options.n_ctx, 2048)
-            threads = self._options.n_threads or _physical_cores()
-            clear_log()
-            try:
-                self._embedder = self._lib.Llama(
-                    model_path=str(self.spec.path),
-                    embedding=True,
-                    pooling_type=self._lib.LLAMA_POOLING_TYPE_MEAN,
-                    n_ctx=n_ctx,
-                    n_batch=n_ctx,
-                    n_ubatch=n_ctx,
-                    n_threads=threads,
-                    n_threads_batch=threads,
-                    n_gpu_layers=self._options.n_gpu_layers,
-                    verbose=False,
-                )
-            except Exception as exc:
-                raise BadModelFile(str(self.spec.path), f"cannot open it for embeddings: {exc}{quoted_log()}") from None
+        embedder = self._open_embedder()
+        limit = int(embedder.n_batch)  # n_ctx = n_batch = n_ubatch: one text is decoded in one go
+        counts = [len(embedder.tokenize(text.encode("utf-8"))) for text in texts]  # as Llama.embed tokenizes
+        for i, n in enumerate(counts):
+            if n > limit:
+                raise EmbedInputTooLong(i, n, limit)
+        vectors: list[list[float]] = []
+        self._embed_cancel = cancel
         try:
-            vectors = self._embedder.embed(list(texts), normalize=True)
-        except ValueError as exc:
-            raise BadRequest(f"cannot embed: {exc}") from None
+            for group in _groups(list(texts), counts, limit):  # one decode each, as Llama.embed would pack them
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("embedding cancelled")
+                try:
+                    vectors.extend(embedder.embed(group, normalize=True, truncate=False))
+                except RuntimeError:  # llama_decode returned 2: our abort callback stopped it
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled("embedding cancelled") from None
+                    raise
+                except ValueError as exc:
+                    raise BadRequest(f"cannot embed: {exc}") from None
+        finally:
+            self._embed_cancel = None
+        self.last_embed_tokens = sum(counts)
         return [[float(x) for x in v] for v in vectors]
+
+    def _open_embedder(self) -> Any:
+        """The embedding-mode context (opened on first use), with an abort callback that watches the request."""
+        if self._embedder is not None:
+            return self._embedder
+        assert self.spec is not None and self.spec.path is not None
+        n_ctx = min(self._options.n_ctx, 2048)
+        threads = self._options.n_threads or _physical_cores()
+        clear_log()
+        try:
+            self._embedder = self._lib.Llama(
+                model_path=str(self.spec.path),
+                embedding=True,
+                pooling_type=self._lib.LLAMA_POOLING_TYPE_MEAN,
+                n_ctx=n_ctx,
+                n_batch=n_ctx,
+                n_ubatch=n_ctx,
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_gpu_layers=self._options.n_gpu_layers,
+                verbose=False,
+            )
+        except Exception as exc:
+            raise BadModelFile(str(self.spec.path), f"cannot open it for embeddings: {exc}{quoted_log()}") from None
+
+        def abort(_data: Any) -> bool:
+            # Called by ggml between graph nodes (CPU backend): a 2,048-token decode stops within milliseconds.
+            cancel = self._embed_cancel
+            return cancel is not None and cancel.is_set()
+
+        self._abort_callback = self._lib.ggml_abort_callback(abort)  # kept referenced while C holds it
+        self._lib.llama_set_abort_callback(self._embedder.ctx, self._abort_callback, None)
+        return self._embedder
 
     # -- helpers ------------------------------------------------------------------------------------------------
 
@@ -387,6 +426,20 @@ class LlamaCppEngine(Engine):
         import platformdirs
 
         return platformdirs.user_cache_path("llm-tui")
+
+
+def _groups(texts: list[str], counts: list[int], n_batch: int, n_seq: int = 64) -> Iterator[list[str]]:
+    """Texts in runs of at most `n_batch` tokens and `n_seq` texts: what one embedding decode takes."""
+    group: list[str] = []
+    used = 0
+    for text, n in zip(texts, counts, strict=True):
+        if group and (used + n > n_batch or len(group) >= n_seq):
+            yield group
+            group, used = [], 0
+        group.append(text)
+        used += n
+    if group:
+        yield group
 
 
 def _physical_cores() -> int:

@@ -235,8 +235,9 @@ class OllamaEngine(Engine):
         else:
             yield Done(usage, finish)
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """`/api/embed`: one vector per text, in order (the daemon normalises them)."""
+    def embed(self, texts: Sequence[str], cancel: threading.Event | None = None) -> list[list[float]]:
+        """`/api/embed`: one vector per text, in order (the daemon normalises them; one call: `cancel` cannot cut
+        it)."""
         self._require()
         if not texts:
             return []
@@ -247,6 +248,8 @@ class OllamaEngine(Engine):
                 raise _failure(exc, self.host, self.model) from None
         if len(vectors.embeddings) != len(texts):
             raise RemoteEndpointError(f"Ollama sent {len(vectors.embeddings)} embeddings for {len(texts)} texts")
+        counted = getattr(vectors, "prompt_eval_count", None)
+        self.last_embed_tokens = counted if isinstance(counted, int) and counted > 0 else None
         return [[float(x) for x in v] for v in vectors.embeddings]
 
     def _require(self) -> ModelSpec:

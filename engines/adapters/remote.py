@@ -340,8 +340,8 @@ class RemoteEngine(Engine):
                 yield Delta(held)
             yield Done(counted(), finish)
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """POST /embeddings; the vectors come back in the order of `texts`."""
+    def embed(self, texts: Sequence[str], cancel: threading.Event | None = None) -> list[list[float]]:
+        """POST /embeddings; the vectors come back in the order of `texts` (one call: `cancel` cannot cut it)."""
         link, spec = self._require()
         if not texts:
             return []
@@ -351,6 +351,9 @@ class RemoteEngine(Engine):
             raise RemoteEndpointError(
                 f"{link.shown} sent {len(items) if isinstance(items, list) else 'no'} embeddings for {len(texts)} texts"
             )
+        usage = doc.get("usage") if isinstance(doc, dict) else None
+        tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+        self.last_embed_tokens = tokens if isinstance(tokens, int) and tokens > 0 else None
         try:
             ordered = sorted(items, key=lambda item: int(item.get("index", 0)))
             return [[float(x) for x in item["embedding"]] for item in ordered]

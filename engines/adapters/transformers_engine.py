@@ -335,7 +335,7 @@ class TransformersEngine(Engine):
             tokens.insert(0, self._bos_id)
         return tokens
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+    def embed(self, texts: Sequence[str], cancel: threading.Event | None = None) -> list[list[float]]:
         """Mean-pooled (attention-masked), L2-normalised last hidden states of the model's base network."""
         model = self._require_model()
         if not texts:
@@ -345,10 +345,17 @@ class TransformersEngine(Engine):
         tokenizer = self._tokenizer
         base = model.base_model
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self._pad_id
+        from engines.errors import Cancelled, EmbedInputTooLong
+
         vectors: list[list[float]] = []
+        encoded = [tokenizer(text, add_special_tokens=True)["input_ids"] for text in texts]
+        for i, ids in enumerate(encoded):  # refused whole, before any work: a cut text gives a wrong vector
+            if len(ids) > self._n_ctx:
+                raise EmbedInputTooLong(i, len(ids), self._n_ctx)
         with torch.inference_mode():
-            for text in texts:  # one at a time: no padding, so no model-specific padding side to get right
-                ids = tokenizer(text, add_special_tokens=True, truncation=True, max_length=self._n_ctx)["input_ids"]
+            for ids in encoded:  # one at a time: no padding, so no model-specific padding side to get right
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("embedding cancelled")
                 if not ids:
                     ids = [pad if pad is not None else 0]
                 input_ids = torch.tensor([ids], dtype=torch.long, device=model.device)
@@ -360,6 +367,7 @@ class TransformersEngine(Engine):
                 pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
                 pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
                 vectors.append([float(x) for x in pooled[0].tolist()])
+        self.last_embed_tokens = sum(len(ids) for ids in encoded)
         return vectors
 
     # -- helpers ------------------------------------------------------------------------------------------------

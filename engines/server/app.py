@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException
 
 from engines.config import Config
 from engines.config_serve import ServeConfig
-from engines.errors import LlmTuiError
+from engines.errors import EmbedInputTooLong, LlmTuiError
 from engines.launch import SnapshotSource
 from engines.manager import EngineManager
 from engines.requests import RequestHandle
@@ -169,16 +169,27 @@ def create_app(ctx: ServerContext) -> Asgi:
         )
 
     @app.post("/v1/embeddings", responses={200: {"model": openapi.EmbeddingList}, **openapi.GENERATION})
-    async def embeddings(body: EmbeddingRequest) -> dict[str, object]:
+    async def embeddings(body: EmbeddingRequest, request: Request) -> Any:
         texts = embedding_inputs(body)
         info = await to_thread.run_sync(ctx.router.instance_for, body.model)
+        loop = asyncio.get_running_loop()
+        finished = asyncio.Event()
+
+        def notify() -> None:  # on the instance's worker thread
+            loop.call_soon_threadsafe(finished.set)
+
         try:
-            job = await to_thread.run_sync(lambda: ctx.manager.embed(info.run_id, texts))
-        except (LlmTuiError, ApiError) as exc:
+            job = ctx.manager.submit_embed(info.run_id, texts, notify=notify)
+        except LlmTuiError as exc:
             raise from_exception(exc) from None
-        except Exception as exc:  # the engine's own failure, handed over by the worker
-            raise ApiError(500, f"{type(exc).__name__}: {exc}", type="server_error", code="engine_error") from None
-        return embeddings_json(body.model, job.vectors or [], body.encoding_format)
+        # Watched like a chat request: a client that hangs up frees the instance (the engine stops mid-decode).
+        if not await _until_set(finished, request):
+            job.cancel()
+            ctx.stats.note_cancelled()
+            return JSONResponse({"error": {"message": "client closed the request"}}, status_code=499)
+        if job.error is not None:
+            raise _embedding_error(job.error, body) from None
+        return embeddings_json(body.model, job.vectors or [], body.encoding_format, job.prompt_tokens)
 
     return Guard(app, ctx.serve, ctx.stats)
 
@@ -186,6 +197,27 @@ def create_app(ctx: ServerContext) -> Asgi:
 def _reply_doc(model: type[BaseModel]) -> dict[str, Any]:
     """A generation's 200: the whole reply as JSON, or (`stream: true`) server-sent events."""
     return {"model": model, "content": {"text/event-stream": {"schema": {"type": "string"}}}}
+
+
+async def _until_set(event: asyncio.Event, request: Request) -> bool:
+    """Wait for `event`; False as soon as the client has gone away (checked every DISCONNECT_POLL_S)."""
+    while True:
+        try:
+            await asyncio.wait_for(event.wait(), DISCONNECT_POLL_S)
+            return True
+        except TimeoutError:
+            if await request.is_disconnected():
+                return False
+
+
+def _embedding_error(exc: BaseException, body: EmbeddingRequest) -> ApiError:
+    """The answer for what the engine raised: an over-long text is named (OpenAI's code), never cut."""
+    if isinstance(exc, EmbedInputTooLong):
+        param = "input" if isinstance(body.input, str) else f"input[{exc.index}]"
+        return ApiError(400, str(exc), param=param, code="context_length_exceeded")
+    if isinstance(exc, LlmTuiError | ApiError):
+        return from_exception(exc)
+    return ApiError(500, f"{type(exc).__name__}: {exc}", type="server_error", code="engine_error")
 
 
 Submit = Callable[[str, Callable[[StreamEvent], None]], RequestHandle]

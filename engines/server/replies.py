@@ -90,12 +90,15 @@ class Shaper:
         return {**self._head(False), "choices": [choice], "usage": usage_json(done.usage)}
 
 
-def embeddings_json(model: str, vectors: list[list[float]], encoding: str) -> dict[str, object]:
-    """The embeddings reply; "base64" packs each vector as little-endian float32, as the OpenAI SDK asks by default."""
+def embeddings_json(model: str, vectors: list[list[float]], encoding: str, prompt_tokens: int = 0) -> dict[str, object]:
+    """The embeddings reply; "base64" packs each vector as little-endian float32, as the OpenAI SDK asks by default.
+
+    `prompt_tokens`: the tokens the engine read for all the texts."""
     data = []
     for i, vector in enumerate(vectors):
         value: object = vector
         if encoding == "base64":
             value = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
         data.append({"object": "embedding", "index": i, "embedding": value})
-    return {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": 0, "total_tokens": 0}}
+    usage = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}
+    return {"object": "list", "data": data, "model": model, "usage": usage}
