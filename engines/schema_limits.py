@@ -21,13 +21,18 @@ MAX_DEPTH = 64
 """Nesting of JSON objects and arrays in the schema document (a subschema under `properties` is two levels)."""
 MAX_REPEAT = 500
 """minLength, maxLength, minItems, maxItems, minProperties, maxProperties, and {m,n} counts in a pattern."""
-MAX_ENUM = 1000
-"""Values in one `enum`."""
+MAX_ENUM = 256
+"""Values in one `enum` (every country code fits): each is a live grammar alternative that every sampled token is
+checked against, over the whole vocabulary; 300 short values took up to 1 s a token, 1,000 took 2 s."""
 MAX_PATTERN = 1000
 """Characters in one `pattern`."""
 MAX_PATTERN_COST = 2000
 """Characters a pattern's grammar spells out, nested counts multiplied: `(a{0,40}){0,40}` is 1,600 (a nested
 `(a{0,500}){0,500}` kept llama.cpp's converter busy past a minute)."""
+MAX_NESTED_RANGE = 10
+"""The largest {m,n} that may repeat a group whose own text varies in length: every way of splitting the reply
+among the repetitions is a grammar stack, so `([a-z]{0,3}){0,30}` ran past 40 s in 8 sampled tokens, while
+{0,8} took 2.8 s and `([a-z]+ ?){0,10}` 3.8 s (a whole test run, 2 busy cores)."""
 
 _REPEAT_KEYS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties")
 _QUANTIFIER = re.compile(r"\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}")
@@ -89,11 +94,16 @@ def _check_keywords(node: dict[Any, Any], path: str) -> None:
                 raise SchemaRefused(
                     f"json_schema: {path}/pattern repeats {match.group(0)}; the limit is {MAX_REPEAT} repetitions"
                 )
-        cost = pattern_cost(pattern)
+        cost, nested = scan_pattern(pattern)
         if cost > MAX_PATTERN_COST:
             raise SchemaRefused(
                 f"json_schema: {path}/pattern spells out {cost} characters with its repetitions; "
                 f"the limit is {MAX_PATTERN_COST}"
+            )
+        if nested > MAX_NESTED_RANGE:
+            raise SchemaRefused(
+                f"json_schema: {path}/pattern repeats a group of varying length up to {nested} times; "
+                f"the limit is {MAX_NESTED_RANGE}"
             )
     ref = node.get("$ref")
     if isinstance(ref, str) and not ref.startswith("#"):
@@ -105,10 +115,18 @@ def _check_keywords(node: dict[Any, Any], path: str) -> None:
 
 def pattern_cost(pattern: str) -> int:
     """About how many atoms the grammar of `pattern` spells out: counts multiply when groups nest, add otherwise."""
-    stack = [[0, 0]]  # per open group: [cost so far, cost of the last atom (what a quantifier repeats)]
+    return scan_pattern(pattern)[0]
+
+
+def scan_pattern(pattern: str) -> tuple[int, int]:
+    """The pattern's cost (see pattern_cost), and the largest count {m,n} (n > m) that repeats a group which can
+    itself match text of different lengths (the ambiguity that makes llama.cpp's grammar stacks explode)."""
+    # Per open group: [cost so far, cost of the last atom, holds variable-length text, last atom is variable].
+    stack: list[list[int]] = [[0, 0, 0, 0]]
+    worst = 0
     i, n = 0, len(pattern)
     while i < n:
-        char, atom = pattern[i], 1
+        char, atom, variable = pattern[i], 1, 0
         if char == "\\":
             i += 2
         elif char == "[":  # a class is one atom, whatever it holds ( "(", "{" and "]" first included)
@@ -117,29 +135,43 @@ def pattern_cost(pattern: str) -> int:
                 i += 2 if pattern[i] == "\\" else 1
             i += 1
         elif char == "(":
-            stack.append([0, 0])
+            stack.append([0, 0, 0, 0])
             i += 1
+            if pattern[i : i + 2] in ("?:", "?=", "?!"):
+                i += 2
             continue
         elif char == ")" and len(stack) > 1:
-            atom = max(stack.pop()[0], 1)
+            group = stack.pop()
+            atom, variable = max(group[0], 1), group[2]
             i += 1
         elif char == "{" and (match := _QUANTIFIER.match(pattern, i)):
-            count = max(int(g) for g in match.groups() if g)
+            low, high = match.group(1), match.group(2)
+            count = max(int(g) for g in (low, high) if g)
+            ranged = match.group(0).count(",") == 1 and (not high or int(high) > int(low))
             top = stack[-1]
+            if ranged and top[3]:
+                worst = max(worst, count)
             top[0] += top[1] * max(count - 1, 0)
             top[1] *= count
+            top[2] |= int(ranged)
             i = match.end()
             continue
         else:
             i += 1
-            if char in "|*+?^$":  # no atom of its own (an alternation costs the sum: an upper bound)
+            if char in "|*+?":  # the text's length varies (an alternation costs the sum: an upper bound)
+                stack[-1][2] = 1
                 continue
-        stack[-1][0] += atom
-        stack[-1][1] = atom
+            if char in "^$":
+                continue
+        top = stack[-1]
+        top[0] += atom
+        top[1] = atom
+        top[2] |= variable
+        top[3] = variable
     while len(stack) > 1:  # an unclosed group: count what it holds
-        inner = stack.pop()[0]
-        stack[-1][0] += inner
-    return stack[0][0]
+        inner = stack.pop()
+        stack[-1][0] += inner[0]
+    return stack[0][0], worst
 
 
 def _show(value: int | float) -> str:

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,9 @@ MAX_GRAMMAR_BYTES = 512 * 1024
 """The GBNF text built from one schema (20 properties of maxLength 500 build about 80 KB)."""
 TEST_RUN_STEPS = 8
 """Tokens the test run samples through the grammar, each over the whole vocabulary."""
+STEP_BUDGET_S = 5.0
+"""Longest one sampled token may take in the test run: a grammar slower than that would stall every reply that
+uses it. Real schemas take 0.05-0.3 s; 256 enum values up to 2.4 s with 2 cores shared by 5 busy processes."""
 _CHILD_MEMORY_BYTES = 4 * 1024**3
 """Address space the child may map: a grammar that would eat the machine fails there instead."""
 
@@ -39,7 +43,8 @@ _guard = threading.Lock()
 def vetted_grammar(schema_text: str, model_path: Path) -> str:
     """The GBNF for `schema_text`, once a child process has built and sampled it on this model's vocabulary.
 
-    Raises SchemaRefused when the child refused, died or timed out; both outcomes are cached per schema."""
+    Raises SchemaRefused when the child refused, died, was too slow or timed out. Grammars, refusals and crashes
+    are kept for the next request with the same schema; slowness and time-outs (maybe the machine's load) are not."""
     key = (str(model_path), hashlib.sha256(schema_text.encode("utf-8", "surrogatepass")).hexdigest())
     with _guard:
         lock = _locks.setdefault(key, threading.Lock())
@@ -83,6 +88,9 @@ def _test_run(schema_text: str, model_path: Path) -> tuple[str | SchemaRefused, 
         return SchemaRefused(f"json_schema: the schema's grammar test run failed: {last[0][:200]}"), False
     if "grammar" in answer:
         return str(answer["grammar"]), True
+    if "slow" in answer:  # load can do this too: not kept, the next request measures again
+        took = f"took {float(answer['slow']):.1f} s for one token in a test run; the limit is {STEP_BUDGET_S:g} s"
+        return SchemaRefused(f"json_schema: the schema's grammar {took}"), False
     if "unparsed" in answer:
         why = _parse_error(done.stderr.decode("utf-8", "replace"))
         return SchemaRefused(f"llama.cpp cannot follow this JSON schema: its grammar does not parse ({why})"), True
@@ -148,6 +156,7 @@ def _child(model_path: str) -> dict[str, str]:
     candidates = np.zeros(n_vocab, dtype=[("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
     rng = np.random.default_rng(0)
     for _ in range(TEST_RUN_STEPS):
+        started = time.monotonic()
         candidates["id"] = np.arange(n_vocab, dtype=np.int32)
         candidates["logit"] = 0.0
         candidates["p"] = 0.0
@@ -162,6 +171,8 @@ def _child(model_path: str) -> dict[str, str]:
         if llama_cpp.llama_vocab_is_eog(vocab, token):  # the grammar allows the reply to end here
             break
         llama_cpp.llama_sampler_accept(sampler, token)
+        if (took := time.monotonic() - started) > STEP_BUDGET_S:
+            return {"slow": str(took)}
     llama_cpp.llama_sampler_free(sampler)
     llama_cpp.llama_model_free(model)
     return {"grammar": gbnf}

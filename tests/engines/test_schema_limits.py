@@ -49,6 +49,10 @@ def test_the_issues_schema_is_refused_naming_the_field_and_the_limit() -> None:
         ({"type": "string", "pattern": "^[a-z]{1,2000}$"}, "/pattern repeats {1,2000}; the limit is 500"),
         ({"type": "string", "pattern": "^(a{0,500}){0,500}$"}, "/pattern spells out 250000 characters"),
         ({"type": "string", "pattern": "a" * 1001}, "/pattern is 1001 characters; the limit is 1000"),
+        (
+            {"type": "string", "pattern": "^([a-z]{0,3}){0,30}$"},
+            "/pattern repeats a group of varying length up to 30 times; the limit is 10",
+        ),
         ({"$ref": "https://example.com/s.json"}, "/$ref is 'https://example.com/s.json'; only references inside"),
         ({"a/b": {"maxLength": 600}}, "/a~1b/maxLength is 600"),
         ({"anyOf": [{"type": "null"}, {"type": "string", "maxLength": 800}]}, "/anyOf/1/maxLength is 800"),
@@ -129,6 +133,45 @@ def test_the_checker_accepts_or_refuses_never_anything_else(schema: object) -> N
         assert parsed == json.loads(text)
 
 
+_count = st.integers(min_value=0, max_value=2 * MAX_REPEAT)
+_schema_leaf = st.one_of(
+    st.fixed_dictionaries({"type": st.just("string")}, optional={"maxLength": _count, "minLength": _count}),
+    st.fixed_dictionaries({"type": st.just("string"), "pattern": st.from_regex(r"\^?[a-z(){},0-9|+*?]{0,12}")}),
+    st.fixed_dictionaries({"enum": st.lists(st.integers(), max_size=MAX_ENUM + 2)}),
+    st.just({"type": "integer", "minimum": 0}),
+)
+_schemas = st.recursive(
+    _schema_leaf,
+    lambda inner: st.one_of(
+        st.fixed_dictionaries({"type": st.just("array"), "items": inner}, optional={"maxItems": _count}),
+        st.fixed_dictionaries(
+            {"type": st.just("object"), "properties": st.dictionaries(st.text("ab/~", max_size=3), inner, max_size=3)}
+        ),
+        st.fixed_dictionaries({"anyOf": st.lists(inner, min_size=1, max_size=3)}),
+    ),
+    max_leaves=80,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_schemas)
+def test_nested_schemas_are_accepted_only_within_the_limits(schema: dict[str, Any]) -> None:
+    try:
+        check_schema_text(json.dumps(schema))
+    except BadRequest as exc:
+        assert str(exc).startswith("json_schema: /") or "json_schema: the schema" in str(exc), exc
+        return
+    stack: list[object] = [schema]
+    while stack:  # accepted: every count is within its limit
+        node = stack.pop()
+        if isinstance(node, dict):
+            assert all(node.get(k, 0) <= MAX_REPEAT for k in ("maxLength", "minLength", "maxItems"))
+            assert len(node.get("enum", [])) <= MAX_ENUM
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.text(max_size=60))
 def test_pattern_cost_never_raises(pattern: str) -> None:
@@ -150,6 +193,35 @@ def test_a_test_run_that_crashes_or_hangs_refuses_the_schema(monkeypatch: pytest
     monkeypatch.setattr(llama_cpp_grammar, "TEST_RUN_TIMEOUT_S", 0.5)
     with pytest.raises(SchemaRefused, match=r"took more than 0.5 s in a test run"):
         llama_cpp_grammar.vetted_grammar('{"type": "string", "x-case": "hang"}', Path("/m.gguf"))
+
+
+def test_a_slow_or_timed_out_test_run_is_refused_but_tried_again_next_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Load can make a test run slow as well as the schema: that refusal is not kept, unlike a crash."""
+    runs: list[str] = []
+
+    def slow(model: Path) -> list[str]:
+        runs.append("run")
+        return [sys.executable, "-c", 'import sys; sys.stdin.read(); print(\'{"slow": "7.5"}\')']
+
+    monkeypatch.setattr(llama_cpp_grammar, "_child_command", slow)
+    for _ in range(2):
+        with pytest.raises(SchemaRefused, match=r"took 7.5 s for one token in a test run; the limit is 5 s"):
+            llama_cpp_grammar.vetted_grammar('{"type": "string", "x-case": "slow"}', Path("/m.gguf"))
+    assert len(runs) == 2
+
+
+@pytest.mark.real_model
+def test_schemas_at_the_limits_pass_the_real_test_run(gemma_path: Path) -> None:
+    """The limits sit well inside what llama.cpp parses and samples at a usable speed (gemma's 262k vocabulary)."""
+    at_limits = [
+        {"type": "string", "minLength": 1, "maxLength": MAX_REPEAT},
+        {"enum": [f"value number {i}" for i in range(MAX_ENUM)]},
+        {"type": "string", "pattern": "^([a-z]+ ?){0,10}$"},
+    ]
+    for schema in at_limits:
+        text = json.dumps(schema)
+        check_schema_text(text)
+        assert "root ::=" in llama_cpp_grammar.vetted_grammar(text, gemma_path)
 
 
 def _literal(text: str) -> str:
