@@ -61,7 +61,8 @@ def vetted_grammar(schema_text: str, model_path: Path) -> str:
 
 
 def _child_command(model_path: Path) -> list[str]:
-    return [sys.executable, "-m", __name__, str(model_path)]
+    # -P: the working directory is not put on the child's import path (a stray engines/ or llama_cpp/ there).
+    return [sys.executable, "-P", "-m", __name__, str(model_path)]
 
 
 def _test_run(schema_text: str, model_path: Path) -> tuple[str | SchemaRefused, bool]:
