@@ -241,3 +241,19 @@ def test_checking_a_reply_nested_past_the_stack_is_a_reply_error() -> None:
     nested = "[" * 900 + "]" * 900  # parses, but validating `items` recursively goes past the stack
     with pytest.raises(ReplyNotValid, match="nests too deep"):
         check_reply(nested, {"$ref": "#/$defs/a", "$defs": {"a": {"type": "array", "items": {"$ref": "#/$defs/a"}}}})
+
+
+def test_the_server_names_response_format_for_any_engine() -> None:
+    """The limits hold before any engine sees the schema (here the fake engine, which follows none)."""
+    import httpx
+
+    from tests.engines.server_fixture import served
+
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "maxLength": 10000}}}
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "response_format": fmt}
+    with served() as server:
+        reply = httpx.post(f"{server.url}/chat/completions", json=body, timeout=30)
+    assert reply.status_code == 400
+    error = reply.json()["error"]
+    assert error["param"] == "response_format"
+    assert error["message"] == f"json_schema: /maxLength is 10000; the limit is {MAX_REPEAT}"
