@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -33,7 +34,8 @@ STEP_BUDGET_S = 5.0
 """Longest one sampled token may take in the test run: a grammar slower than that would stall every reply that
 uses it. Real schemas take 0.05-0.3 s; 256 enum values up to 2.4 s with 2 cores shared by 5 busy processes."""
 _CHILD_MEMORY_BYTES = 4 * 1024**3
-"""Address space the child may map: a grammar that would eat the machine fails there instead."""
+"""Memory the child may allocate (RLIMIT_DATA, which GPU drivers' address-space reservations do not count against,
+unlike RLIMIT_AS): a grammar that would eat the machine fails there instead. A run takes 150-260 MB."""
 
 _cache: dict[tuple[str, str], str | SchemaRefused] = {}
 _locks: dict[tuple[str, str], threading.Lock] = {}
@@ -70,6 +72,7 @@ def _test_run(schema_text: str, model_path: Path) -> tuple[str | SchemaRefused, 
     try:
         done = subprocess.run(
             _child_command(model_path),
+            env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "HIP_VISIBLE_DEVICES": ""},  # a vocabulary needs no GPU
             input=schema_text.encode("utf-8", "surrogatepass"),
             capture_output=True,
             timeout=TEST_RUN_TIMEOUT_S,
@@ -182,5 +185,5 @@ def _child(model_path: str) -> dict[str, str]:
 if __name__ == "__main__":
     import resource
 
-    resource.setrlimit(resource.RLIMIT_AS, (_CHILD_MEMORY_BYTES, _CHILD_MEMORY_BYTES))
+    resource.setrlimit(resource.RLIMIT_DATA, (_CHILD_MEMORY_BYTES, _CHILD_MEMORY_BYTES))
     sys.stdout.write(json.dumps(_child(sys.argv[1])))
