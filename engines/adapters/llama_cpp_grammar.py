@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from engines.schema_limits import SchemaRefused
 TEST_RUN_TIMEOUT_S = 30.0
 """A child that has not answered by then is killed and the schema refused (it takes about 1 s)."""
 MAX_GRAMMAR_BYTES = 512 * 1024
-"""The GBNF text built from one schema (20 properties of maxLength 500 build about 80 KB)."""
+"""The GBNF text built from one schema (100 string properties of maxLength 500 build 413 KB)."""
 TEST_RUN_STEPS = 8
 """Tokens the test run samples through the grammar, each over the whole vocabulary."""
 STEP_BUDGET_S = 5.0
@@ -37,9 +38,13 @@ _CHILD_MEMORY_BYTES = 4 * 1024**3
 """Memory the child may allocate (RLIMIT_DATA, which GPU drivers' address-space reservations do not count against,
 unlike RLIMIT_AS): a grammar that would eat the machine fails there instead. A run takes 150-260 MB."""
 
-_cache: dict[tuple[str, str], str | SchemaRefused] = {}
-_locks: dict[tuple[str, str], threading.Lock] = {}
+CACHE_ENTRIES = 256
+"""Schemas whose outcome is kept, least recently used dropped first: distinct schemas cannot grow memory forever."""
+
+_cache: OrderedDict[tuple[str, str], str | SchemaRefused] = OrderedDict()
 _guard = threading.Lock()
+_one_run = threading.Lock()
+"""One test run at a time, whichever instance asks: a burst of new schemas queues instead of filling the cores."""
 
 
 def vetted_grammar(schema_text: str, model_path: Path) -> str:
@@ -48,18 +53,28 @@ def vetted_grammar(schema_text: str, model_path: Path) -> str:
     Raises SchemaRefused when the child refused, died, was too slow or timed out. Grammars, refusals and crashes
     are kept for the next request with the same schema; slowness and time-outs (maybe the machine's load) are not."""
     key = (str(model_path), hashlib.sha256(schema_text.encode("utf-8", "surrogatepass")).hexdigest())
-    with _guard:
-        lock = _locks.setdefault(key, threading.Lock())
-    with lock:  # one test run per schema, even when two requests bring it at once
-        found = _cache.get(key)
-        if found is None:
-            found, final = _test_run(schema_text, model_path)
-            if final:  # a time-out may be the machine's load, not the schema: the next request tries again
-                with _guard:
-                    _cache[key] = found
+    found = _cached(key)
+    if found is None:
+        with _one_run:
+            found = _cached(key)  # another request may have run it while this one waited
+            if found is None:
+                found, final = _test_run(schema_text, model_path)
+                if final:  # a time-out may be the machine's load, not the schema: the next request tries again
+                    with _guard:
+                        _cache[key] = found
+                        while len(_cache) > CACHE_ENTRIES:
+                            _cache.popitem(last=False)
     if isinstance(found, SchemaRefused):
         raise SchemaRefused(str(found))
     return found
+
+
+def _cached(key: tuple[str, str]) -> str | SchemaRefused | None:
+    with _guard:
+        found = _cache.get(key)
+        if found is not None:
+            _cache.move_to_end(key)
+        return found
 
 
 def _child_command(model_path: Path) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -257,3 +258,13 @@ def test_the_server_names_response_format_for_any_engine() -> None:
     error = reply.json()["error"]
     assert error["param"] == "response_format"
     assert error["message"] == f"json_schema: /maxLength is 10000; the limit is {MAX_REPEAT}"
+
+
+def test_the_outcome_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Distinct schemas, one after another, cannot grow the server's memory without end."""
+    monkeypatch.setattr(llama_cpp_grammar, "_cache", OrderedDict())
+    monkeypatch.setattr(llama_cpp_grammar, "CACHE_ENTRIES", 3)
+    monkeypatch.setattr(llama_cpp_grammar, "_test_run", lambda text, model: ("root ::= [a]", True))
+    for i in range(10):
+        llama_cpp_grammar.vetted_grammar(json.dumps({"const": i}), Path("/m.gguf"))
+    assert len(llama_cpp_grammar._cache) == 3
