@@ -113,14 +113,16 @@ def fuzz_schema(base: str, model: str) -> Any:
     for component in doc["components"]["schemas"].values():
         prop = component.get("properties", {}).get("model")
         if prop is not None:
-            component["properties"]["model"] = {"anyOf": [{"const": model}, prop]}
+            # Longer than `model`: a union whose members overlap is merged into one by the generator.
+            other = {**prop, "minLength": len(model) + 1}
+            component["properties"]["model"] = {"anyOf": [{"const": model}, other]}
     schema = schemathesis.openapi.from_dict(doc)
     schema.config.update(base_url=base)
     return schema
 
 
-def fuzz_operation(operation: Any, base: str, examples: int, seed: int) -> tuple[int, Counter[str]]:
-    """Draw `examples` valid and as many invalid cases for one operation: how many ran, and the failures."""
+def fuzz_operation(operation: Any, base: str, examples: int, seed: int) -> tuple[Counter[int], Counter[str]]:
+    """Draw `examples` valid and as many invalid cases for one operation: the statuses seen, and the failures."""
     from hypothesis import HealthCheck, given, settings
     from hypothesis import seed as hseed
     from hypothesis.errors import Unsatisfiable
@@ -128,7 +130,7 @@ def fuzz_operation(operation: Any, base: str, examples: int, seed: int) -> tuple
     from schemathesis.core.failures import FailureGroup
     from schemathesis.generation import GenerationMode
 
-    count = 0
+    statuses: Counter[int] = Counter()
     failures: Counter[str] = Counter()
     note = failures.update
     for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
@@ -142,11 +144,10 @@ def fuzz_operation(operation: Any, base: str, examples: int, seed: int) -> tuple
         )
         @given(case=operation.as_strategy(generation_mode=mode))
         def run(case: Any) -> None:
-            nonlocal count
-            count += 1
             headers = {"Authorization": f"Bearer {KEY}"}
             try:
                 response = case.call(base_url=base, headers=headers, timeout=120)
+                statuses[response.status_code] += 1
                 case.validate_response(response, excluded_checks=[positive_data_acceptance], headers=headers)
             except FailureGroup as group:
                 for failure in group.exceptions:
@@ -156,7 +157,7 @@ def fuzz_operation(operation: Any, base: str, examples: int, seed: int) -> tuple
 
         with contextlib.suppress(Unsatisfiable):  # no invalid case exists (an operation with no parameters)
             run()
-    return count, failures
+    return statuses, failures
 
 
 def gemma_path() -> str:
@@ -195,11 +196,13 @@ def main() -> None:
             for result in schema.get_all_operations():
                 operation = result.ok()
                 operations += 1
-                n, mine = fuzz_operation(operation, base, args.examples, args.seed)
+                seen, mine = fuzz_operation(operation, base, args.examples, args.seed)
+                n = seen.total()
                 examples += n
                 for text, times in mine.items():
                     failures[f"{operation.label}: {text}"] += times
-                print(f"{operation.label}: {n} examples, {sum(mine.values())} failures", flush=True)
+                shown = ", ".join(f"{status}: {times}" for status, times in sorted(seen.items()))
+                print(f"{operation.label}: {n} examples ({shown}), {mine.total()} failures", flush=True)
                 for text, times in mine.most_common(10):
                     print(f"    {times} x {text}", flush=True)
             alive = server.alive()

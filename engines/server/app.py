@@ -196,7 +196,7 @@ def create_app(ctx: ServerContext) -> Asgi:
 
 def _reply_doc(model: type[BaseModel]) -> dict[str, Any]:
     """A generation's 200: the whole reply as JSON, or (`stream: true`) server-sent events."""
-    return {"model": model, "content": {"text/event-stream": {"schema": {"type": "string"}}}}
+    return {"model": model, "content": {"text/event-stream": {"schema": openapi.SSE_EVENT}}}
 
 
 async def _until_set(event: asyncio.Event, request: Request) -> bool:

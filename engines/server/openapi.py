@@ -127,6 +127,19 @@ class EmbeddingList(BaseModel):
     usage: Usage
 
 
+SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {
+            "type": "string",
+            "description": "a chunk as JSON (chat.completion.chunk or text_completion), then `[DONE]`; "
+            "a failure after the reply began is an error object as JSON, with no `[DONE]`",
+        }
+    },
+}
+"""One server-sent event of a streamed reply (the schema of each event, as OpenAPI describes a stream)."""
+
 _WHY: dict[int, str] = {
     400: "A field is missing, has the wrong type or is out of range (`param` names it), or the body is not JSON",
     401: "Missing or wrong API key",

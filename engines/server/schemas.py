@@ -1,7 +1,7 @@
 """The request bodies the server accepts (OpenAI's shapes), and how they become llm-tui's messages and Params.
 
-Pydantic checks the types (a wrong type is a 400 naming the field); the functions here check what
-pydantic cannot (roles we do not serve, `n` > 1, tools, image URLs) and apply the server's limits.
+Pydantic checks the types, ranges and sizes (a 400 naming the field; GET /openapi.json shows every bound); the
+functions here check what pydantic cannot (tools, image URLs and data) and apply the server's own limits.
 Fields OpenAI defines that change nothing here (`user`, `logit_bias`, penalties...) are accepted and ignored,
 so existing clients work unchanged; `top_k` and `repetition_penalty` are accepted as extensions (vLLM's names).
 """
@@ -58,8 +58,7 @@ class ImageUrl(_Body):
 
 
 class ContentPart(_Body):
-    model_config = ConfigDict(
-        extra="allow",
+    model_config = ConfigDict(  # merged with _Body's
         json_schema_extra={
             "if": {"properties": {"type": {"const": "image_url"}}},
             "then": {"required": ["image_url"], "properties": {"image_url": {"type": "object"}}},
@@ -82,7 +81,6 @@ class StreamOptions(_Body):
 class ResponseFormat(_Body):
     # `json_schema` must hold the schema when the type says so (the code's 400 says it in words).
     model_config = ConfigDict(
-        extra="allow",
         json_schema_extra={
             "if": {"properties": {"type": {"const": "json_schema"}}},
             "then": {
