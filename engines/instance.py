@@ -30,6 +30,7 @@ from engines.types import (
     Metrics,
     ModelSpec,
     StreamEvent,
+    TokenLogprob,
     Usage,
 )
 
@@ -285,6 +286,7 @@ class Instance:
         interval, max_chars = self.coalescing.interval_s, self.coalescing.max_chars
         first_at: float | None = None
         pending: list[str] = []
+        scored: list[TokenLogprob] = []  # the pending text's token log-probabilities, when the request asked
         pending_chars = 0
         last_flush = started
         try:
@@ -300,21 +302,23 @@ class Instance:
                         handle.deliver(event)
                         continue
                     pending.append(event.text)
+                    scored.extend(event.logprobs)
                     pending_chars += len(event.text)
                     if now - last_flush >= interval or pending_chars >= max_chars:
-                        handle.deliver(Delta("".join(pending)))
+                        handle.deliver(Delta("".join(pending), tuple(scored)))
                         pending.clear()
+                        scored.clear()
                         pending_chars = 0
                         last_flush = now
                     continue
                 if pending:
-                    handle.deliver(Delta("".join(pending)))
+                    handle.deliver(Delta("".join(pending), tuple(scored)))
                     pending.clear()
                 return self._finish(event, started, first_at, queue_ms) if isinstance(event, Done) else event
             return Error("the engine ended the reply without saying it was done", kind="truncated")
         except BaseException as exc:  # an engine failure ends this request, not the instance
             if pending:
-                handle.deliver(Delta("".join(pending)))
+                handle.deliver(Delta("".join(pending), tuple(scored)))
             return Error(_message(exc), kind=type(exc).__name__)
 
     def _finish(self, done: Done, started: float, first_at: float | None, queue_ms: float) -> Done:

@@ -116,6 +116,8 @@ class EngineManager:
             instance.engine.require(Capability.JSON_SCHEMA)
         if any(m.images for m in messages):
             instance.engine.require(Capability.VISION)
+        if params.logprobs is not None:
+            instance.engine.require(Capability.LOGPROBS)
         handle = RequestHandle(run_id, list(messages), params, session=session, sink=sink, submitted_at=self._clock())
         instance.submit(handle)
         return handle
@@ -132,6 +134,8 @@ class EngineManager:
         instance.engine.require(Capability.COMPLETION)
         if params.json_schema is not None:
             instance.engine.require(Capability.JSON_SCHEMA)
+        if params.logprobs is not None:
+            instance.engine.require(Capability.LOGPROBS)
         handle = RequestHandle(run_id, [], params, sink=sink, submitted_at=self._clock(), prompt=prompt)
         instance.submit(handle)
         return handle

@@ -15,6 +15,10 @@ FinishReason = Literal["stop", "length", "context", "cancelled"]
 """Why a reply ended: end of turn or a stop sequence; max_tokens; the context window was full; Stop."""
 
 
+MAX_TOP_LOGPROBS = 20
+"""The most alternatives per token a request may ask (OpenAI's own limit for chat)."""
+
+
 class Capability(enum.Flag):
     """What an engine can do; the UI and CLI ask instead of guessing."""
 
@@ -27,6 +31,8 @@ class Capability(enum.Flag):
     LORA = enum.auto()
     COMPLETION = enum.auto()
     """Raw text completion of a prompt, no chat template (`Engine.complete`)."""
+    LOGPROBS = enum.auto()
+    """Log-probabilities of the generated tokens (`Params.logprobs`)."""
 
 
 class InstanceState(enum.StrEnum):
@@ -63,6 +69,9 @@ class Params:
     seed: int | None = None
     json_schema: str | None = None
     """A JSON Schema (as JSON text) the reply must follow; engines without JSON_SCHEMA refuse it."""
+    logprobs: int | None = None
+    """Give each generated token's log-probability and this many likeliest alternatives (0 to MAX_TOP_LOGPROBS);
+    None: none. Engines without LOGPROBS refuse it."""
 
     def validate(self) -> None:
         """Raise BadRequest for values no engine accepts."""
@@ -78,6 +87,8 @@ class Params:
             raise BadRequest(f"repetition_penalty must be positive, got {self.repetition_penalty}")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise BadRequest(f"max_tokens must be at least 1, got {self.max_tokens}")
+        if self.logprobs is not None and not 0 <= self.logprobs <= MAX_TOP_LOGPROBS:
+            raise BadRequest(f"logprobs must be between 0 and {MAX_TOP_LOGPROBS} alternatives, got {self.logprobs}")
         if any(s == "" for s in self.stop):
             raise BadRequest("stop sequences must not be empty")
         if self.json_schema is not None:
@@ -159,6 +170,17 @@ class Delta:
     """A piece of generated text."""
 
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()
+    """The tokens this text came from, when the request asked for `logprobs`."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """A generated token's log-probability, and the likeliest tokens at its place (when asked), likeliest first."""
+
+    token: bytes
+    logprob: float
+    top: tuple[tuple[bytes, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

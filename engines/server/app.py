@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException
 
 from engines.config import Config
 from engines.config_serve import ServeConfig
-from engines.errors import EmbedInputTooLong, LlmTuiError
+from engines.errors import CapabilityNotSupported, EmbedInputTooLong, LlmTuiError
 from engines.launch import SnapshotSource
 from engines.manager import EngineManager
 from engines.requests import RequestHandle
@@ -46,7 +46,7 @@ from engines.server.schemas import (
     sampling_params,
     validation_message,
 )
-from engines.types import Delta, Done, Error, StreamEvent
+from engines.types import Delta, Done, Error, StreamEvent, TokenLogprob
 
 DISCONNECT_POLL_S = 0.25
 """How often a request waiting for its first token checks whether its client is still there."""
@@ -163,7 +163,7 @@ def create_app(ctx: ServerContext) -> Asgi:
     @app.post("/v1/completions", responses={200: _reply_doc(openapi.TextCompletion), **openapi.GENERATION})
     async def completions(body: CompletionRequest, request: Request) -> Any:
         prompt = completion_prompt(body)
-        params = sampling_params(body, body.max_tokens, "max_tokens", ctx.serve.max_tokens)
+        params = sampling_params(body, body.max_tokens, "max_tokens", ctx.serve.max_tokens, logprobs=body.logprobs)
         return await _reply(
             request, ctx, body, "text", lambda run_id, sink: ctx.manager.complete(run_id, prompt, params, sink=sink)
         )
@@ -229,10 +229,21 @@ async def _reply(request: Request, ctx: ServerContext, body: Sampling, kind: Kin
     if ctx.drain.stopping:
         raise ApiError(503, "the server is shutting down", type="server_error", code="server_shutting_down")
     info = await to_thread.run_sync(ctx.router.instance_for, body.model)
-    shaper = Shaper(kind, body.model)
+    asked = getattr(body, "logprobs", None)  # chat: a bool; text completions: alternatives per token (0 counts)
+    shaper = Shaper(kind, body.model, logprobs=asked is not None and asked is not False)
     bridge = Bridge(asyncio.get_running_loop(), ctx.stats)
     try:
         handle = submit(info.run_id, bridge.put)
+    except CapabilityNotSupported as exc:
+        if exc.capability != "logprobs":
+            raise from_exception(exc) from None
+        # Refused by name: a client that asked for logprobs must not get a reply without them.
+        raise ApiError(
+            400,
+            f"logprobs are not available on the {exc.engine} engine: only llama.cpp gives them",
+            param="logprobs",
+            code="unsupported_parameter",
+        ) from None
     except LlmTuiError as exc:
         raise from_exception(exc) from None
     bridge.handle = handle
@@ -266,16 +277,18 @@ async def _answer(
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     parts: list[str] = []
+    scored: list[TokenLogprob] = []
     event: StreamEvent | None = first
     while isinstance(event, Delta):
         parts.append(event.text)
+        scored.extend(event.logprobs)
         event = await bridge.get_watching(request, handle)
     if event is None:
         return JSONResponse({"error": {"message": "client closed the request"}}, status_code=499)
     if isinstance(event, Error):
         _note_error(request, event.message)
         raise from_event(event)
-    return shaper.whole("".join(parts), event)
+    return shaper.whole("".join(parts), event, scored)
 
 
 async def _stream(
@@ -293,7 +306,7 @@ async def _stream(
         event = first
         while True:
             if isinstance(event, Delta):
-                yield sse(shaper.chunk(event.text))
+                yield sse(shaper.chunk(event.text, scored=event.logprobs))
             elif isinstance(event, Done):
                 yield sse(shaper.chunk(None, finish=finish_reason(event)))
                 if include_usage:

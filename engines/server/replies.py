@@ -11,10 +11,11 @@ import json
 import struct
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from engines.types import Done, Usage
+from engines.types import Done, TokenLogprob, Usage
 
 Kind = Literal["chat", "text"]
 
@@ -49,6 +50,10 @@ class Shaper:
     model: str
     id: str = field(default="")
     created: int = field(default_factory=lambda: int(time.time()))
+    logprobs: bool = False
+    """The request asked for logprobs: each piece of text carries its tokens' (else `logprobs` is null)."""
+    _offset: int = 0
+    """Characters of text written so far (a text completion's `text_offset`)."""
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -62,9 +67,18 @@ class Shaper:
     def _head(self, stream: bool) -> dict[str, object]:
         return {"id": self.id, "object": self._object(stream), "created": self.created, "model": self.model}
 
-    def chunk(self, text: str | None, *, finish: str | None = None, role: bool = False) -> dict[str, object]:
-        """One streamed piece; `role` marks the first chat chunk, `finish` the last one."""
+    def chunk(
+        self,
+        text: str | None,
+        *,
+        finish: str | None = None,
+        role: bool = False,
+        scored: Sequence[TokenLogprob] = (),
+    ) -> dict[str, object]:
+        """One streamed piece; `role` marks the first chat chunk, `finish` the last one; `scored`: its tokens."""
         choice: dict[str, object] = {"index": 0, "finish_reason": finish, "logprobs": None}
+        if self.logprobs and text is not None and not role:
+            choice["logprobs"] = self._logprobs(scored)
         if self.kind == "chat":
             delta: dict[str, object] = {}
             if role:
@@ -76,18 +90,52 @@ class Shaper:
             choice["text"] = text or ""
         return {**self._head(True), "choices": [choice]}
 
+    def _logprobs(self, scored: Sequence[TokenLogprob]) -> dict[str, object]:
+        if self.kind == "chat":
+            return chat_logprobs(scored)
+        shaped = text_logprobs(scored, self._offset)
+        self._offset += sum(len(t.token.decode("utf-8", "replace")) for t in scored)
+        return shaped
+
     def usage_chunk(self, usage: Usage) -> dict[str, object]:
         """The last chunk when the client asked `stream_options.include_usage`: no choices, the usage."""
         return {**self._head(True), "choices": [], "usage": usage_json(usage)}
 
-    def whole(self, text: str, done: Done) -> dict[str, object]:
-        """The non-streamed reply."""
+    def whole(self, text: str, done: Done, scored: Sequence[TokenLogprob] = ()) -> dict[str, object]:
+        """The non-streamed reply (`scored`: its tokens' log-probabilities, when asked)."""
         choice: dict[str, object] = {"index": 0, "finish_reason": finish_reason(done), "logprobs": None}
+        if self.logprobs:
+            choice["logprobs"] = self._logprobs(scored)
         if self.kind == "chat":
             choice["message"] = {"role": "assistant", "content": text}
         else:
             choice["text"] = text
         return {**self._head(False), "choices": [choice], "usage": usage_json(done.usage)}
+
+
+def _token(token: bytes, logprob: float) -> dict[str, object]:
+    return {"token": token.decode("utf-8", "replace"), "logprob": logprob, "bytes": list(token)}
+
+
+def chat_logprobs(scored: Sequence[TokenLogprob]) -> dict[str, object]:
+    """A chat choice's `logprobs`: per token its text, log-probability, bytes and likeliest alternatives."""
+    content = [{**_token(t.token, t.logprob), "top_logprobs": [_token(b, p) for b, p in t.top]} for t in scored]
+    return {"content": content}
+
+
+def text_logprobs(scored: Sequence[TokenLogprob], offset: int) -> dict[str, object]:
+    """A text completion's `logprobs` (the legacy shape: parallel lists); `offset`: characters before them."""
+    tokens = [t.token.decode("utf-8", "replace") for t in scored]
+    offsets = []
+    for token in tokens:
+        offsets.append(offset)
+        offset += len(token)
+    return {
+        "tokens": tokens,
+        "token_logprobs": [t.logprob for t in scored],
+        "top_logprobs": [{b.decode("utf-8", "replace"): p for b, p in t.top} for t in scored],
+        "text_offset": offsets,
+    }
 
 
 def embeddings_json(model: str, vectors: list[list[float]], encoding: str, prompt_tokens: int = 0) -> dict[str, object]:

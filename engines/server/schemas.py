@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from engines.images import MAX_IMAGE_BYTES, image_mime
 from engines.server.errors import ApiError, bad_param
-from engines.types import ChatMessage, Params, Role
+from engines.types import MAX_TOP_LOGPROBS, ChatMessage, Params, Role
 
 # Bounds on what a request may hold, far above real use, so that a giant value is a 400 before any work (the
 # body limit, 16 MiB by default, bounds the rest). Pydantic checks them; the schema (GET /openapi.json) shows them.
@@ -33,6 +33,8 @@ MAX_INPUTS = 2_048
 """Texts in one embeddings request (OpenAI's own limit)."""
 MAX_TOKENS = 2**31 - 1
 """The most a count may say (llama.cpp counts in int32); the server's own max_tokens is far lower."""
+MAX_TEXT_LOGPROBS = 5
+"""Alternatives per token a text completion may ask (OpenAI's limit for /v1/completions)."""
 SEED_RANGE = 2**64
 """Seeds are taken modulo this: torch.manual_seed takes 0..2**64-1 and refuses more (llama.cpp uses the low
 32 bits), and OpenAI's clients may send any int64, negative ones too."""
@@ -119,11 +121,16 @@ class ChatRequest(Sampling):
     messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
     max_completion_tokens: Count | None = None
     response_format: ResponseFormat | None = None
+    logprobs: bool | None = Field(None, description="llama.cpp engines give them; others answer 400")
+    top_logprobs: Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = Field(None, description="needs logprobs")
     tools: list[dict[str, Any]] | None = Field(None, json_schema_extra=_UNSUPPORTED | {"maxItems": 0})
 
 
 class CompletionRequest(Sampling):
     prompt: Text | Annotated[list[Text], Field(min_length=1, max_length=1)]
+    logprobs: Annotated[int, Field(ge=0, le=MAX_TEXT_LOGPROBS)] | None = Field(
+        None, description="alternatives per token; llama.cpp engines give them, others answer 400"
+    )
     echo: bool = Field(False, json_schema_extra=_UNSUPPORTED | {"enum": [False]})
     suffix: str | None = Field(None, json_schema_extra=_UNSUPPORTED | {"maxLength": 0})
 
@@ -196,7 +203,10 @@ def chat_params(request: ChatRequest, max_tokens_limit: int) -> Params:
         schema = json.dumps(inner)
     limit_from = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
     asked = request.max_completion_tokens if request.max_completion_tokens is not None else request.max_tokens
-    return sampling_params(request, asked, limit_from, max_tokens_limit, json_schema=schema)
+    if request.top_logprobs is not None and not request.logprobs:
+        raise bad_param("top_logprobs", "top_logprobs needs logprobs: true")
+    logprobs = (request.top_logprobs or 0) if request.logprobs else None
+    return sampling_params(request, asked, limit_from, max_tokens_limit, json_schema=schema, logprobs=logprobs)
 
 
 def sampling_params(
@@ -206,6 +216,7 @@ def sampling_params(
     max_tokens_limit: int,
     *,
     json_schema: str | None = None,
+    logprobs: int | None = None,
 ) -> Params:
     """Params from the shared fields; 400 naming the field for a value over the server's limit (the models above
     have checked ranges, counts and lengths)."""
@@ -221,6 +232,7 @@ def sampling_params(
         stop=tuple(stops),
         seed=None if request.seed is None else request.seed % SEED_RANGE,
         json_schema=json_schema,
+        logprobs=logprobs,
     )
 
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -233,3 +234,70 @@ def test_a_prompt_longer_than_the_context_is_400(server: Server) -> None:
         server.client().chat.completions.create(model=model, messages=long)  # type: ignore[arg-type]
     with pytest.raises(openai.BadRequestError, match="context holds 2048"):
         list(server.client().chat.completions.create(model=model, messages=long, stream=True))  # type: ignore[arg-type]
+
+
+POEM = [{"role": "user", "content": "Write a short poem about the sea."}]
+
+
+def test_a_seeded_reply_is_the_same_whatever_ran_before(server: Server) -> None:
+    """Issue 18, item 11: temperature 1.0 and seed 7, then another short request, then the same again."""
+    model = server.client().models.list().data[0].id
+
+    def poem() -> str | None:
+        reply = server.client().chat.completions.create(
+            model=model,
+            messages=POEM,  # type: ignore[arg-type]
+            temperature=1.0,
+            seed=7,
+            max_tokens=16,
+        )
+        return reply.choices[0].message.content
+
+    first = poem()
+    server.client().chat.completions.create(model=model, messages=USER, temperature=1.0, max_tokens=5)  # type: ignore[arg-type]
+    assert first and poem() == first
+
+
+def test_logprobs_are_given_and_the_official_client_parses_them(server: Server) -> None:
+    """Issue 18, item 12: chat `logprobs` + `top_logprobs` (whole and streamed) and text completions' `logprobs`."""
+    model = server.client().models.list().data[0].id
+    whole = server.client().chat.completions.create(
+        model=model,
+        messages=USER,  # type: ignore[arg-type]
+        temperature=0,
+        max_tokens=8,
+        logprobs=True,
+        top_logprobs=3,
+    )
+    choice = whole.choices[0]
+    assert choice.logprobs is not None and choice.logprobs.content and whole.usage is not None
+    tokens = choice.logprobs.content
+    assert len(tokens) == whole.usage.completion_tokens
+    for token in tokens:
+        assert token.logprob <= 0 and len(token.top_logprobs) == 3
+        assert token.top_logprobs[0].token == token.token  # greedy: the chosen token is the likeliest
+        assert bytes(token.bytes or []).decode("utf-8", "replace") == token.token
+    assert "".join(t.token for t in tokens).strip() == (choice.message.content or "").strip()
+
+    streamed: list[Any] = list(
+        server.client().chat.completions.create(
+            model=model,
+            messages=USER,  # type: ignore[arg-type]
+            temperature=0,
+            max_tokens=8,
+            logprobs=True,
+            stream=True,
+        )
+    )
+    pieces = [t for c in streamed if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content or []]
+    assert [t.token for t in pieces] == [t.token for t in tokens]
+    assert all(t.top_logprobs == [] for t in pieces)
+
+    text = server.client().completions.create(model=model, prompt="The capital of France is", max_tokens=4, logprobs=2)
+    legacy = text.choices[0].logprobs
+    assert legacy is not None and legacy.tokens and legacy.token_logprobs and legacy.top_logprobs
+    assert len(legacy.tokens) == len(legacy.token_logprobs) == len(legacy.top_logprobs) == 4
+    assert all(len(top) <= 2 for top in legacy.top_logprobs) and legacy.text_offset is not None
+    assert legacy.text_offset[0] == 0 and "".join(legacy.tokens) == text.choices[0].text
+    bare = server.client().completions.create(model=model, prompt="The capital of France is", max_tokens=2, logprobs=0)
+    assert bare.choices[0].logprobs is not None and len(bare.choices[0].logprobs.tokens or []) == 2  # 0 asks too
