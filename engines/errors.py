@@ -79,9 +79,10 @@ class DownloadError(LlmTuiError):
 class EmbedInputTooLong(BadRequest):
     """A text to embed has more tokens than the model embeds at once: refused, never silently cut."""
 
-    def __init__(self, index: int, tokens: int, limit: int) -> None:
+    def __init__(self, index: int, tokens: int, limit: int, *, over: bool = False) -> None:
         self.index, self.tokens, self.limit = index, tokens, limit
-        super().__init__(f"input[{index}] is {tokens} tokens; this model embeds at most {limit} tokens per text")
+        counted = f"over {tokens}" if over else str(tokens)  # over: counted only until it was certainly too long
+        super().__init__(f"input[{index}] is {counted} tokens; this model embeds at most {limit} tokens per text")
 
 
 class Cancelled(LlmTuiError):

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 from engines.adapters.base import Engine
 from engines.adapters.llama_cpp_native import INSTALL_HINT, clear_log, import_llama_cpp, load_error, quoted_log
 from engines.adapters.llama_cpp_prefix import PrefixCache
+from engines.adapters.token_bound import tokenize_within
 from engines.chat_template import NO_TEMPLATE, TEMPLATE_STOPS, compile_template, pick_template, render_chat
 from engines.errors import (
     BadModelFile,
@@ -217,7 +218,11 @@ class LlamaCppEngine(Engine):
         """Stream a raw continuation of `prompt` (no chat template; a leading space is kept, as in the text)."""
         llm = self._require_llm()
         params.validate()
-        tokens: list[int] = llm.tokenize(prompt.encode("utf-8"), add_bos=self._add_bos, special=True)
+        tokens, whole = tokenize_within(
+            lambda data: llm.tokenize(data, add_bos=self._add_bos, special=True), prompt.encode("utf-8"), llm.n_ctx()
+        )
+        if not whole:  # a giant prompt: refused without tokenizing all of it
+            raise ContextLengthExceeded(_too_long("prompt", f"over {len(tokens)}", llm.n_ctx()))
         yield from self._stream(tokens, params, cancel, None, params.stop, strip_leading=False, what="prompt")
 
     def _stream(
@@ -235,10 +240,7 @@ class LlamaCppEngine(Engine):
         llm = self._llm
         n_prompt, n_ctx = len(tokens), llm.n_ctx()
         if n_prompt >= n_ctx:
-            raise ContextLengthExceeded(
-                f"the {what} is {n_prompt} tokens but the context holds {n_ctx} (and the reply needs room); "
-                "shorten it or relaunch with a larger context"
-            )
+            raise ContextLengthExceeded(_too_long(what, str(n_prompt), n_ctx))
         budget = n_ctx - n_prompt
         max_tokens = budget if params.max_tokens is None else min(params.max_tokens, budget)
         if cancel.is_set():
@@ -352,11 +354,16 @@ class LlamaCppEngine(Engine):
         return piece if piece is not None else self._token_text(token).encode()
 
     def tokenize_prompt(self, messages: Sequence[ChatMessage]) -> list[int]:
-        """The prompt tokens for `messages`: rendered template, special tokens parsed, exactly one BOS."""
+        """The prompt tokens for `messages`: rendered template, special tokens parsed, exactly one BOS;
+        ContextLengthExceeded for a giant conversation (found without tokenizing all of it)."""
         llm = self._require_llm()
         prompt = render_chat(self._template, messages, bos_token=self._bos_text, eos_token=self._eos_text)
         # The template writes the BOS text itself; add one only when the model wants it and the template forgot.
-        tokens: list[int] = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        tokens, whole = tokenize_within(
+            lambda data: llm.tokenize(data, add_bos=False, special=True), prompt.encode("utf-8"), llm.n_ctx()
+        )
+        if not whole:
+            raise ContextLengthExceeded(_too_long("conversation", f"over {len(tokens)}", llm.n_ctx()))
         if self._add_bos and self._bos_id >= 0 and (not tokens or tokens[0] != self._bos_id):
             tokens.insert(0, self._bos_id)
         return tokens
@@ -369,10 +376,12 @@ class LlamaCppEngine(Engine):
         self._require_llm()
         embedder = self._open_embedder()
         limit = int(embedder.n_batch)  # n_ctx = n_batch = n_ubatch: one text is decoded in one go
-        counts = [len(embedder.tokenize(text.encode("utf-8"))) for text in texts]  # as Llama.embed tokenizes
-        for i, n in enumerate(counts):
-            if n > limit:
-                raise EmbedInputTooLong(i, n, limit)
+        counts = []
+        for i, text in enumerate(texts):
+            tokens, whole = tokenize_within(embedder.tokenize, text.encode("utf-8"), limit)  # as Llama.embed does
+            if not whole or len(tokens) > limit:
+                raise EmbedInputTooLong(i, len(tokens), limit, over=not whole)
+            counts.append(len(tokens))
         vectors: list[list[float]] = []
         self._embed_cancel = cancel
         try:
@@ -496,3 +505,10 @@ def _kv_estimate(header: Any, n_ctx: int) -> int:
         return 0
     v_dim = header.value_length or head_dim
     return int(n_ctx * layers * kv_heads * (head_dim + v_dim) * 2)
+
+
+def _too_long(what: str, tokens: str, n_ctx: int) -> str:
+    return (
+        f"the {what} is {tokens} tokens but the context holds {n_ctx} (and the reply needs room); "
+        "shorten it or relaunch with a larger context"
+    )
