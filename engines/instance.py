@@ -81,7 +81,8 @@ class Instance:
         self.pending = 0
         self.stop_reason: str | None = None
         self.footprint = Footprint()
-        self.current: RequestHandle | None = None
+        self.current: RequestHandle | EmbedJob | None = None
+        """The request running now (a stop cancels it)."""
         self.ready = threading.Event()
         self._queue: queue.SimpleQueue[RequestHandle | object] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -245,6 +246,7 @@ class Instance:
     def _embed(self, job: EmbedJob) -> None:
         with self._lock:
             stopping = self.state is InstanceState.STOPPING
+            self.current = job  # a stop cancels it: a long embedding does not hold the unload up
         if stopping:
             job.error = InstanceNotReady("instance stopped before the request ran")
         elif job.cancel_event.is_set():  # its client left while it waited: the model never sees it
@@ -259,6 +261,7 @@ class Instance:
                 job.error = exc
             job.elapsed_ms = (self.clock() - started) * 1000.0
         with self._lock:
+            self.current = None
             self.pending -= 1
             self.requests_served += not stopping
             self._touch()
