@@ -27,7 +27,7 @@ from engines.config_serve import ServeConfig
 from engines.errors import CapabilityNotSupported, EmbedInputTooLong, LlmTuiError
 from engines.launch import SnapshotSource
 from engines.manager import EngineManager
-from engines.requests import RequestHandle
+from engines.requests import EmbedJob, RequestHandle
 from engines.server import openapi
 from engines.server.drain import Drain
 from engines.server.errors import ApiError, from_event, from_exception, model_not_found
@@ -171,6 +171,8 @@ def create_app(ctx: ServerContext) -> Asgi:
     @app.post("/v1/embeddings", responses={200: {"model": openapi.EmbeddingList}, **openapi.GENERATION})
     async def embeddings(body: EmbeddingRequest, request: Request) -> Any:
         texts = embedding_inputs(body)
+        if ctx.drain.stopping:
+            raise ApiError(503, "the server is shutting down", type="server_error", code="server_shutting_down")
         info = await to_thread.run_sync(ctx.router.instance_for, body.model)
         loop = asyncio.get_running_loop()
         finished = asyncio.Event()
@@ -182,8 +184,16 @@ def create_app(ctx: ServerContext) -> Asgi:
             job = ctx.manager.submit_embed(info.run_id, texts, notify=notify)
         except LlmTuiError as exc:
             raise from_exception(exc) from None
-        # Watched like a chat request: a client that hangs up frees the instance (the engine stops mid-decode).
-        if not await _until_set(finished, request):
+        running = _RunningEmbedding(job, finished)
+        ctx.drain.track(running)  # a stop ends it after the grace, like a reply
+        try:
+            # Watched like a chat request: a client that hangs up frees the instance (the engine stops mid-decode).
+            present = await _until_set(finished, request)
+        finally:
+            ctx.drain.untrack(running)
+        if running.ended is not None:
+            raise from_event(running.ended)
+        if not present:
             job.cancel()
             ctx.stats.note_cancelled()
             return JSONResponse({"error": {"message": "client closed the request"}}, status_code=499)
@@ -197,6 +207,21 @@ def create_app(ctx: ServerContext) -> Asgi:
 def _reply_doc(model: type[BaseModel]) -> dict[str, Any]:
     """A generation's 200: the whole reply as JSON, or (`stream: true`) server-sent events."""
     return {"model": model, "content": {"text/event-stream": {"schema": openapi.SSE_EVENT}}}
+
+
+class _RunningEmbedding:
+    """An embedding request as the server's drain sees it: ending it cancels the job and answers `ended`."""
+
+    def __init__(self, job: EmbedJob, finished: asyncio.Event) -> None:
+        self.job = job
+        self.finished = finished
+        self.ended: Error | None = None
+
+    def end_now(self, event: Error) -> None:
+        """The server is stopping (on the event loop): stop the engine and answer with `event`."""
+        self.ended = event
+        self.job.cancel()
+        self.finished.set()
 
 
 async def _until_set(event: asyncio.Event, request: Request) -> bool:

@@ -79,3 +79,32 @@ def test_a_cancelled_fake_embedding_raises_cancelled() -> None:
     cancel.set()
     with pytest.raises(Cancelled):
         engine.embed(["x"], cancel)
+
+
+def test_a_server_stop_ends_a_running_embedding_with_503() -> None:
+    from engines.config import default_config
+    from engines.config_serve import ServeConfig
+    from engines.manager import EngineManager
+    from engines.server.app import ServerContext
+    from engines.server.runner import ServerThread, prepare
+    from engines.types import ModelSpec
+
+    gate = threading.Event()
+    engine = FakeEngine(embed_gate=gate)
+    answers: list[httpx.Response] = []
+    with EngineManager() as manager:
+        manager.start(ModelSpec("tiny", format="fake", engines=("fake",)), engine=engine)
+        server = ServerThread(prepare(ServerContext(manager, default_config(), ServeConfig(port=0))))
+        server.start()
+        body = {"model": "tiny", "input": "never ends"}
+        client = threading.Thread(target=lambda: answers.append(httpx.post(f"{server.url}/embeddings", json=body)))
+        client.start()
+        try:
+            assert engine.embed_started.wait(10)
+            server.stop()  # the app's toggle: no grace
+            client.join(10)
+        finally:
+            gate.set()
+    assert answers and answers[0].status_code == 503, answers
+    assert answers[0].json()["error"]["code"] == "server_shutting_down"
+    assert engine.embedded == 0
