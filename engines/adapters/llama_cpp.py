@@ -212,7 +212,8 @@ class LlamaCppEngine(Engine):
         params.validate()
         spec_stops = self.spec.stop if self.spec else ()
         # Replies never start with the blank the template's last word leaves open.
-        yield from self._stream(self.tokenize_prompt(messages), params, cancel, session, (*params.stop, *spec_stops))
+        tokens = self.tokenize_prompt(messages, cancel)  # a hostile template stops at cancel, not only at its limit
+        yield from self._stream(tokens, params, cancel, session, (*params.stop, *spec_stops))
 
     def complete(self, prompt: str, params: Params, cancel: threading.Event) -> Iterator[StreamEvent]:
         """Stream a raw continuation of `prompt` (no chat template; a leading space is kept, as in the text)."""
@@ -353,11 +354,13 @@ class LlamaCppEngine(Engine):
         piece = self._pieces[token] if token in self._pieces else self._piece(token)
         return piece if piece is not None else self._token_text(token).encode()
 
-    def tokenize_prompt(self, messages: Sequence[ChatMessage]) -> list[int]:
+    def tokenize_prompt(self, messages: Sequence[ChatMessage], cancel: threading.Event | None = None) -> list[int]:
         """The prompt tokens for `messages`: rendered template, special tokens parsed, exactly one BOS;
         ContextLengthExceeded for a giant conversation (found without tokenizing all of it)."""
         llm = self._require_llm()
-        prompt = render_chat(self._template, messages, bos_token=self._bos_text, eos_token=self._eos_text)
+        prompt = render_chat(
+            self._template, messages, bos_token=self._bos_text, eos_token=self._eos_text, cancel=cancel
+        )
         # The template writes the BOS text itself; add one only when the model wants it and the template forgot.
         tokens, whole = tokenize_within(
             lambda data: llm.tokenize(data, add_bos=False, special=True), prompt.encode("utf-8"), llm.n_ctx()

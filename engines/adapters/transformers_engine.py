@@ -234,7 +234,7 @@ class TransformersEngine(Engine):
             raise CapabilityNotSupported(self.name, "json_schema")
         if any(m.images for m in messages):
             raise CapabilityNotSupported(self.name, "vision")
-        tokens = self.tokenize_prompt(messages)
+        tokens = self.tokenize_prompt(messages, cancel)
         n_prompt = len(tokens)
         if n_prompt >= self._n_ctx:
             raise ContextLengthExceeded(
@@ -326,10 +326,12 @@ class TransformersEngine(Engine):
             yield Delta(held)  # text that looked like the start of a stop sequence, but the reply ended first
         yield Done(Usage(n_prompt, completion), finish_reason=finish)
 
-    def tokenize_prompt(self, messages: Sequence[ChatMessage]) -> list[int]:
+    def tokenize_prompt(self, messages: Sequence[ChatMessage], cancel: threading.Event | None = None) -> list[int]:
         """The prompt tokens for `messages`: rendered template, special tokens parsed, exactly one BOS."""
         self._require_model()
-        prompt = render_chat(self._template, messages, bos_token=self._bos_text, eos_token=self._eos_text)
+        prompt = render_chat(
+            self._template, messages, bos_token=self._bos_text, eos_token=self._eos_text, cancel=cancel
+        )
         tokens: list[int] = list(self._tokenizer(prompt, add_special_tokens=False)["input_ids"])
         if self._add_bos and self._bos_id is not None and (not tokens or tokens[0] != self._bos_id):
             tokens.insert(0, self._bos_id)
