@@ -28,7 +28,7 @@ import jinja2.parser
 import jinja2.sandbox
 
 from engines import template_limits as limits
-from engines.errors import BadRequest, ChatTemplateError
+from engines.errors import BadRequest, Cancelled, ChatTemplateError
 from engines.types import ChatMessage
 
 _BUILTIN_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -186,7 +186,7 @@ def render_chat(
     seconds: float = limits.SECONDS,
 ) -> str:
     """Render `messages` into a prompt; BadRequest if the template rejects them, ChatTemplateError if it is broken,
-    runs past `seconds`, builds more than a few MB, or `cancel` is set meanwhile."""
+    runs past `seconds` or builds more than a few MB; Cancelled if `cancel` is set meanwhile."""
     compiled = compile_template(template)
     context = {
         "messages": [{"role": m.role, "content": m.content} for m in messages],
@@ -199,8 +199,10 @@ def render_chat(
     budget = limits.Budget(seconds=seconds, max_chars=max(limits.MAX_CHARS, 4 * given), cancel=cancel)
     try:
         return limits.run_limited(lambda: compiled.generate(context), budget)
-    except (limits.TemplateLimitError, limits.TemplateCancelled) as exc:
+    except limits.TemplateLimitError as exc:
         raise ChatTemplateError(str(exc)) from None
+    except limits.TemplateCancelled as exc:  # Stop pressed while it rendered: the engine ends the reply as cancelled
+        raise Cancelled(str(exc)) from None
     except MemoryError:
         raise ChatTemplateError("the chat template ran out of memory") from None
     except _TemplateRaised as exc:

@@ -212,7 +212,11 @@ class LlamaCppEngine(Engine):
         params.validate()
         spec_stops = self.spec.stop if self.spec else ()
         # Replies never start with the blank the template's last word leaves open.
-        tokens = self.tokenize_prompt(messages, cancel)  # a hostile template stops at cancel, not only at its limit
+        try:
+            tokens = self.tokenize_prompt(messages, cancel)  # a slow template stops at cancel, not only at its limit
+        except Cancelled:
+            yield Done(Usage(), finish_reason="cancelled")
+            return
         yield from self._stream(tokens, params, cancel, session, (*params.stop, *spec_stops))
 
     def complete(self, prompt: str, params: Params, cancel: threading.Event) -> Iterator[StreamEvent]:

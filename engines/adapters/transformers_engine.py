@@ -37,6 +37,7 @@ from engines.chat_template import NO_TEMPLATE, TEMPLATE_STOPS, compile_template,
 from engines.errors import (
     BadModelFile,
     BadRequest,
+    Cancelled,
     CapabilityNotSupported,
     ContextLengthExceeded,
     InstanceNotReady,
@@ -234,7 +235,11 @@ class TransformersEngine(Engine):
             raise CapabilityNotSupported(self.name, "json_schema")
         if any(m.images for m in messages):
             raise CapabilityNotSupported(self.name, "vision")
-        tokens = self.tokenize_prompt(messages, cancel)
+        try:
+            tokens = self.tokenize_prompt(messages, cancel)  # a slow template stops at cancel, not only at its limit
+        except Cancelled:
+            yield Done(Usage(), finish_reason="cancelled")
+            return
         n_prompt = len(tokens)
         if n_prompt >= self._n_ctx:
             raise ContextLengthExceeded(
@@ -347,7 +352,7 @@ class TransformersEngine(Engine):
         tokenizer = self._tokenizer
         base = model.base_model
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self._pad_id
-        from engines.errors import Cancelled, EmbedInputTooLong
+        from engines.errors import EmbedInputTooLong
 
         vectors: list[list[float]] = []
         encoded = [tokenizer(text, add_special_tokens=True)["input_ids"] for text in texts]
