@@ -23,16 +23,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from engines.adapters.base import Engine
-from engines.adapters.llama_cpp_native import INSTALL_HINT, clear_log, import_llama_cpp, load_error, quoted_log
+from engines.adapters.llama_cpp_embed import Embedder
+from engines.adapters.llama_cpp_native import INSTALL_HINT, clear_log, import_llama_cpp, load_error
 from engines.adapters.llama_cpp_prefix import PrefixCache
 from engines.adapters.token_bound import tokenize_within
 from engines.chat_template import NO_TEMPLATE, TEMPLATE_STOPS, compile_template, pick_template, render_chat
 from engines.errors import (
     BadModelFile,
-    BadRequest,
     Cancelled,
     ContextLengthExceeded,
-    EmbedInputTooLong,
     EngineUnavailable,
     InstanceNotReady,
     ModelNotFound,
@@ -98,9 +97,7 @@ class LlamaCppEngine(Engine):
         self.spec: ModelSpec | None = None
         self._options = LaunchOptions()
         self._llm: Any = None
-        self._embedder: Any = None
-        self._embed_cancel: threading.Event | None = None
-        self._abort_callback: Any = None
+        self._embedder: Embedder | None = None
         self._lib: Any = None
         self._template = ""
         self._bos_text = self._eos_text = ""
@@ -169,9 +166,10 @@ class LlamaCppEngine(Engine):
 
     def unload(self) -> None:
         """Free the model, its contexts and parked states; safe to call twice."""
-        for llm in (self._llm, self._embedder):
-            if llm is not None:
-                llm.close()
+        if self._embedder is not None:
+            self._embedder.close()
+        if self._llm is not None:
+            self._llm.close()
         self._llm = self._embedder = None
         self._pieces.clear()
         self._prefix.detach()
@@ -376,70 +374,15 @@ class LlamaCppEngine(Engine):
         return tokens
 
     def embed(self, texts: Sequence[str], cancel: threading.Event | None = None) -> list[list[float]]:
-        """Mean-pooled, L2-normalised embeddings from a second, embedding-mode context on the same file.
-
-        A text past that context is refused (EmbedInputTooLong), never cut; `cancel` stops the work between
-        decodes and, through llama.cpp's abort callback, inside one (Cancelled)."""
+        """Mean-pooled, L2-normalised embeddings (engines/adapters/llama_cpp_embed.py): a text past the context is
+        refused, never cut; `cancel` stops the work between decodes and inside one."""
         self._require_llm()
-        embedder = self._open_embedder()
-        limit = int(embedder.n_batch)  # n_ctx = n_batch = n_ubatch: one text is decoded in one go
-        counts = []
-        for i, text in enumerate(texts):
-            tokens, whole = tokenize_within(embedder.tokenize, text.encode("utf-8"), limit)  # as Llama.embed does
-            if not whole or len(tokens) > limit:
-                raise EmbedInputTooLong(i, len(tokens), limit, over=not whole)
-            counts.append(len(tokens))
-        vectors: list[list[float]] = []
-        self._embed_cancel = cancel
-        try:
-            for group in _groups(list(texts), counts, limit):  # one decode each, as Llama.embed would pack them
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled("embedding cancelled")
-                try:
-                    vectors.extend(embedder.embed(group, normalize=True, truncate=False))
-                except RuntimeError:  # llama_decode returned 2: our abort callback stopped it
-                    if cancel is not None and cancel.is_set():
-                        raise Cancelled("embedding cancelled") from None
-                    raise
-                except ValueError as exc:
-                    raise BadRequest(f"cannot embed: {exc}") from None
-        finally:
-            self._embed_cancel = None
-        self.last_embed_tokens = sum(counts)
-        return [[float(x) for x in v] for v in vectors]
-
-    def _open_embedder(self) -> Any:
-        """The embedding-mode context (opened on first use), with an abort callback that watches the request."""
-        if self._embedder is not None:
-            return self._embedder
-        assert self.spec is not None and self.spec.path is not None
-        n_ctx = min(self._options.n_ctx, 2048)
-        threads = self._options.n_threads or _physical_cores()
-        clear_log()
-        try:
-            self._embedder = self._lib.Llama(
-                model_path=str(self.spec.path),
-                embedding=True,
-                pooling_type=self._lib.LLAMA_POOLING_TYPE_MEAN,
-                n_ctx=n_ctx,
-                n_batch=n_ctx,
-                n_ubatch=n_ctx,
-                n_threads=threads,
-                n_threads_batch=threads,
-                n_gpu_layers=self._options.n_gpu_layers,
-                verbose=False,
-            )
-        except Exception as exc:
-            raise BadModelFile(str(self.spec.path), f"cannot open it for embeddings: {exc}{quoted_log()}") from None
-
-        def abort(_data: Any) -> bool:
-            # Called by ggml between graph nodes (CPU backend): a 2,048-token decode stops within milliseconds.
-            cancel = self._embed_cancel
-            return cancel is not None and cancel.is_set()
-
-        self._abort_callback = self._lib.ggml_abort_callback(abort)  # kept referenced while C holds it
-        self._lib.llama_set_abort_callback(self._embedder.ctx, self._abort_callback, None)
-        return self._embedder
+        if self._embedder is None:
+            assert self.spec is not None and self.spec.path is not None
+            o, path = self._options, self.spec.path
+            self._embedder = Embedder(self._lib, path, o.n_ctx, o.n_threads or _physical_cores(), o.n_gpu_layers)
+        vectors, self.last_embed_tokens = self._embedder.embed(texts, cancel)
+        return vectors
 
     # -- helpers ------------------------------------------------------------------------------------------------
 
@@ -474,20 +417,6 @@ class LlamaCppEngine(Engine):
         import platformdirs
 
         return platformdirs.user_cache_path("llm-tui")
-
-
-def _groups(texts: list[str], counts: list[int], n_batch: int, n_seq: int = 64) -> Iterator[list[str]]:
-    """Texts in runs of at most `n_batch` tokens and `n_seq` texts: what one embedding decode takes."""
-    group: list[str] = []
-    used = 0
-    for text, n in zip(texts, counts, strict=True):
-        if group and (used + n > n_batch or len(group) >= n_seq):
-            yield group
-            group, used = [], 0
-        group.append(text)
-        used += n
-    if group:
-        yield group
 
 
 def _physical_cores() -> int:

@@ -50,7 +50,7 @@ def test_texts_past_the_context_are_refused_by_index_not_cut(engine: LlamaCppEng
 def test_the_tokens_read_are_counted(engine: LlamaCppEngine) -> None:
     texts = ["a red apple", "a green apple"]
     vectors = engine.embed(texts)
-    expected = sum(len(engine._embedder.tokenize(t.encode())) for t in texts)
+    expected = sum(len(engine._embedder.llama.tokenize(t.encode())) for t in texts)
     assert len(vectors) == 2 and engine.last_embed_tokens == expected > 4
 
 
