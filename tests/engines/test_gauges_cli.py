@@ -95,7 +95,7 @@ def test_once_table_uses_binary_units_throughout(config: Config) -> None:
     text, _ = gauges(config, "--once", gpu=FakeGpuSource())
     units = re.findall(r"\d (T|G|M|K)?(i)?B\b", text)
     assert units and all(binary for _, binary in units), text
-    assert re.search(r"RSS \d+ [KMG]iB", text) and re.search(r"Disk +\d+(\.\d)? [KMGT]iB free of", text)
+    assert re.search(r"RSS \d+(\.\d)? [KMG]iB", text) and re.search(r"Disk +\d+(\.\d)? [KMGT]iB free of", text)
 
 
 def test_once_table_without_a_gpu_gives_the_reason(config: Config) -> None:
