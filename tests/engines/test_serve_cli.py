@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import re
-import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,16 +15,14 @@ import httpx
 import openai
 import pytest
 
+from tests.serve_process import serve_env, serve_process
+
 KEY = "sk-serve-test-0123456789"
 USER = [{"role": "user", "content": "Name three colours."}]
 
 
 def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_TUI_") and k not in ("HF_TOKEN", "OLLAMA_HOST")}
-    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
-        env[name] = str(home / name.lower())
-    env["SERVE_KEY"] = KEY
-    return env
+    return serve_env(home, SERVE_KEY=KEY)
 
 
 def run_serve(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -73,38 +67,8 @@ def server(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "--n-ctx",
         "2048",
     ]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "engines.cli", "serve", *args],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        env=_env(home),
-        cwd=home,
-    )
-    log: list[str] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            log.append(line.rstrip("\n"))
-            if "serving on" in line:
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    try:
-        assert ready.wait(180), "llm-tui serve did not start"
-        found = next((re.search(r"serving on (http://\S+/v1)", line) for line in log if "serving on" in line), None)
-        assert found is not None, "\n".join(log)
-        yield Server(found.group(1), process, log)
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with serve_process(home, *args, env=_env(home)) as served:
+        yield Server(served.base + "/v1", served.process, served.log)
 
 
 pytestmark = pytest.mark.real_model

@@ -8,10 +8,7 @@ from __future__ import annotations
 import functools
 import os
 import re
-import signal
 import subprocess
-import sys
-import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -21,6 +18,7 @@ import pytest
 from engines.adapters.fake import FakeEngine
 from engines.config_serve import ServeConfig
 from tests.engines.server_fixture import served
+from tests.serve_process import serve_process
 
 ROOT = Path(__file__).resolve().parents[2]
 USER = [{"role": "user", "content": "hello"}]
@@ -134,39 +132,8 @@ def test_a_prompt_past_the_context_is_context_length_exceeded(gemma_path: Path) 
 def test_unknown_serve_keys_are_named_when_serve_starts(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text("[serve]\ncors = true\nbogus_key = 1\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_TUI_")}
-    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
-        env[name] = str(tmp_path / name.lower())
-    env["PYTHONPATH"] = str(ROOT)  # this checkout's code, whatever the venv has installed
-    process = subprocess.Popen(
-        [sys.executable, "-m", "engines.cli", "serve", "--config", str(config), "--port", "0"],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
-    log: list[str] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            log.append(line)
-            if "serving on" in line:
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    try:
-        assert ready.wait(60), "".join(log)
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    text = "".join(log)
+    with serve_process(tmp_path, "--config", str(config), "--port", "0", start_s=60) as served:
+        log = list(served.log)
+    text = "\n".join(log)
     warnings = [line for line in log if "warning" in line]
     assert any("'cors'" in w for w in warnings) and any("'bogus_key'" in w for w in warnings), text

@@ -6,12 +6,8 @@ A real keyless loopback server with the real Gemma GGUF on llama.cpp, one proces
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +18,7 @@ import pytest
 
 from engines.schema_limits import MAX_REPEAT
 from engines.structured import check_reply
+from tests.serve_process import serve_env, serve_process
 
 pytestmark = pytest.mark.real_model
 
@@ -39,13 +36,6 @@ PERSON = {
     },
     "required": ["name", "age", "student"],
 }
-
-
-def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_TUI_") and k not in ("HF_TOKEN", "OLLAMA_HOST")}
-    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
-        env[name] = str(home / name.lower())
-    return env
 
 
 @dataclass
@@ -72,41 +62,9 @@ class Server:
 @pytest.fixture(scope="module")
 def server(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("schema-serve")
-    args = ["--port", "0", "--model", str(gemma_path), "--threads", "2", "--n-ctx", "1024"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "engines.cli", "serve", *args],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        env=_env(home),
-        cwd=home,
-    )
-    log: list[str] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            log.append(line.rstrip("\n"))
-            if "serving on" in line:
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    try:
-        assert ready.wait(180), "llm-tui serve did not start"
-        found = next((re.search(r"serving on (http://\S+)/v1", line) for line in log if "serving on" in line), None)
-        assert found is not None, "\n".join(log)
-        url = found.group(1)
-        model = httpx.get(f"{url}/v1/models", timeout=10).json()["data"][0]["id"]
-        yield Server(url, model, process, log)
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with serve_process(home, "--port", "0", "--model", str(gemma_path), "--threads", "2", "--n-ctx", "1024") as s:
+        model = httpx.get(f"{s.base}/v1/models", timeout=10).json()["data"][0]["id"]
+        yield Server(s.base, model, s.process, s.log)
 
 
 def test_the_issues_request_is_a_400_and_the_server_lives(server: Server) -> None:
@@ -166,7 +124,7 @@ def test_chat_cli_refuses_the_schema_file_in_one_line(gemma_path: Path, tmp_path
         [sys.executable, "-m", "engines.cli", "chat", str(gemma_path), "hi", "--json-schema", str(big)],
         capture_output=True,
         text=True,
-        env=_env(tmp_path),
+        env=serve_env(tmp_path),
         cwd=tmp_path,
         timeout=120,
     )
