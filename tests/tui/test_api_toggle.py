@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import openai
 from textual.pilot import Pilot
-from textual.widgets import Log
+from textual.widgets import Label, Log
 
 from engines.adapters.fake import FakeEngine
 from engines.types import LaunchOptions, ModelSpec
@@ -67,6 +67,11 @@ def test_a_starts_the_api_over_the_running_instances_and_shows_its_requests(
         await until(pilot, lambda: isinstance(app.screen, LogModal), "the API log opens")
         logged = "\n".join(str(line) for line in app.screen.query_one(Log).lines)
         assert logged.count("POST /v1/chat/completions 200") == 2 and "POST /v1/chat/completions 400" in logged
+        log = app.screen.query_one(Log)
+        assert log.max_scroll_x > 0, "the refusal's reason runs past the dialog"
+        assert "← → scroll long lines" in str(app.screen.query_one(".dialog-hint", Label).render())
+        await pilot.press("right")
+        assert log.scroll_x > 0, "→ shows the rest of a long line"
         await pilot.press("escape")
 
         url = server.url

@@ -109,34 +109,57 @@ class ShownServer:
         """Nothing runs."""
 
 
-@pytest.mark.parametrize("size", SIZES)
-def test_instances_with_the_api_on(  # type: ignore[no-untyped-def]
-    snap_compare, make_app: AppFactory, fake_model: Path, size
-) -> None:
+def served_requests() -> ServerStats:
     stats = ServerStats()
     calls = (("POST", "/v1/chat/completions", 200), ("GET", "/v1/models", 200), ("POST", "/v1/chat/completions", 404))
     for method, path, status in calls:
         stats.begin()
         error = "the model 'gpt-4' does not exist or is not running" if status == 404 else None
         stats.end(RequestRecord(method, path, status, 12.0, "127.0.0.1:50000", error))
+    stats.begin()
+    refused = "requests from the web page 'http://evil.example' are refused: add that origin to [serve] allowed_origins"
+    stats.end(RequestRecord("GET", "/v1/models", 403, 0.4, "127.0.0.1:50002", refused))
+    return stats
+
+
+async def show_api_on(pilot: Pilot[int], fake_model: Path) -> None:
+    """One ready instance, and the API line of a server that has answered four requests."""
+    app = pilot.app
+    assert isinstance(app, LlmTuiApp)
+    manager = app.runtime.manager
+    run_id = manager.start(ModelSpec(id="tiny", path=fake_model), LaunchOptions(), FakeEngine(ram_bytes=300 * 10**6))
+    instance = manager._get(run_id)
+    instance.started_at = NOW - 600
+    instance.idle_clock = lambda: NOW
+    instance.last_used = NOW - 30
+    app.runtime._api = ShownServer("http://127.0.0.1:8000/v1", served_requests())  # type: ignore[assignment]
+    app.refresh_status()
+    screen = app.screen
+    assert isinstance(screen, InstancesScreen)
+    screen.clock = lambda: NOW
+    screen.refresh_table()
+    await settle(pilot)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_instances_with_the_api_on(  # type: ignore[no-untyped-def]
+    snap_compare, make_app: AppFactory, fake_model: Path, size
+) -> None:
+    async def show(pilot: Pilot[int]) -> None:
+        await show_api_on(pilot, fake_model)
+
+    assert snap_compare(make_app(screen="instances", launch=False), terminal_size=size, run_before=show)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_the_api_request_log(  # type: ignore[no-untyped-def]
+    snap_compare, make_app: AppFactory, fake_model: Path, size
+) -> None:
+    """`A` on the instances screen: every request, a refusal's reason past the right edge and the keys to read it."""
 
     async def show(pilot: Pilot[int]) -> None:
-        app = pilot.app
-        assert isinstance(app, LlmTuiApp)
-        manager = app.runtime.manager
-        run_id = manager.start(
-            ModelSpec(id="tiny", path=fake_model), LaunchOptions(), FakeEngine(ram_bytes=300 * 10**6)
-        )
-        instance = manager._get(run_id)
-        instance.started_at = NOW - 600
-        instance.idle_clock = lambda: NOW
-        instance.last_used = NOW - 30
-        app.runtime._api = ShownServer("http://127.0.0.1:8000/v1", stats)  # type: ignore[assignment]
-        app.refresh_status()
-        screen = app.screen
-        assert isinstance(screen, InstancesScreen)
-        screen.clock = lambda: NOW
-        screen.refresh_table()
+        await show_api_on(pilot, fake_model)
+        await pilot.press("A")
         await settle(pilot)
 
     assert snap_compare(make_app(screen="instances", launch=False), terminal_size=size, run_before=show)

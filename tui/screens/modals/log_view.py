@@ -17,7 +17,8 @@ class LogModal(ModalScreen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q", "close", "Close")]
     DEFAULT_CSS = """
-    LogModal #log-lines { height: 20; max-height: 70vh; border: none; background: $surface; }
+    LogModal .dialog { height: 90%; }
+    LogModal #log-lines { height: 1fr; border: none; background: $surface; }
     """
 
     def __init__(self, title: str, lines: Sequence[str]) -> None:
@@ -29,7 +30,8 @@ class LogModal(ModalScreen[None]):
         with Vertical(classes="dialog wide"):
             yield Label(self.title_text, classes="dialog-title")
             yield Log(id="log-lines", highlight=False, auto_scroll=True)
-            hint = "Esc closes" if self.lines else "Nothing logged yet. Esc closes"
+            # Log lines do not wrap (an engine's log keeps its columns): say how to read the end of a long one.
+            hint = "← → scroll long lines · Esc closes" if self.lines else "Nothing logged yet. Esc closes"
             yield Label(hint, classes="dialog-hint")
         yield Footer()  # the dialog's own keys, not those of the screen beneath
 
