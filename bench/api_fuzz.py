@@ -52,7 +52,7 @@ class ServeProcess:
     def __init__(self, engine: str, model: str, workdir: Path, max_tokens: int) -> None:
         config = workdir / "config.toml"
         config.write_text(f"[serve]\nmax_tokens = {max_tokens}\n")  # the schema says it: no case asks for more
-        cmd = [sys.executable, "-m", "engines.cli", "serve", "--config", str(config), "--port", "0"]
+        cmd = [sys.executable, "-m", "cli.main", "serve", "--config", str(config), "--port", "0"]
         cmd += ["--model", model, "--engine", engine, "--api-key-env", "FUZZ_KEY", "--threads", "2"]
         if engine != "fake":
             cmd += ["--n-ctx", "2048"]

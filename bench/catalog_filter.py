@@ -42,7 +42,7 @@ def synthetic_listing(count: int) -> object:
 async def measure(count: int, query: str, *, profile: object = None) -> tuple[list[float], list[float], list[int]]:
     from textual.widgets import DataTable, Input
 
-    from engines.config import load_config
+    from engines.config.load import load_config
     from tui.app import LlmTuiApp
     from tui.runtime import Runtime
     from tui.screens.catalog import CatalogScreen

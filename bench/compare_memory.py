@@ -14,9 +14,9 @@ import threading
 from pathlib import Path
 
 from engines.admission import margin_bytes
-from engines.compare import CompareRunner
-from engines.compare_types import CompareModel, CompareRequest, Mode
-from engines.config import load_config
+from engines.compare.runner import CompareRunner
+from engines.compare.types import CompareModel, CompareRequest, Mode
+from engines.config.load import load_config
 from engines.footprint import process_memory
 from engines.launch import estimate_need, resolve_ref
 from engines.manager import EngineManager

@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engines.config import load_config
+from engines.config.load import load_config
 from engines.telemetry.fake import FakeGpuSource
 from engines.telemetry.poller import TelemetryPoller
 from engines.telemetry.sources import PsutilSource

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engines.adapters.llama_cpp import LlamaCppEngine
-from engines.chat_template import load_builtin_template
+from engines.templates.chat import load_builtin_template
 from engines.types import ChatMessage, Delta, Done, LaunchOptions, ModelSpec, Params
 
 QUESTIONS = [

@@ -170,7 +170,7 @@ class ServeProcess:
 
     def __init__(self, model: Path, threads: int, workdir: Path) -> None:
         exe = Path(sys.executable).with_name("llm-tui")
-        cli = [str(exe)] if exe.exists() else [sys.executable, "-c", "from engines.cli import main; main()"]
+        cli = [str(exe)] if exe.exists() else [sys.executable, "-c", "from cli.main import main; main()"]
         config = workdir / "config.toml"
         config.write_text("")
         cmd = [

@@ -320,8 +320,8 @@ def main() -> None:
         raise SystemExit(0 if result.ok else 1)
 
     from engines.adapters.fake import FakeEngine
-    from engines.config import default_config
-    from engines.config_serve import ServeConfig
+    from engines.config.load import default_config
+    from engines.config.serve import ServeConfig
     from engines.manager import EngineManager
     from engines.server.app import ServerContext
     from engines.server.runner import ServerThread, prepare

@@ -30,7 +30,7 @@ from textual.app import App
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engines.adapters.fake import FakeEngine
-from engines.config import load_config
+from engines.config.load import load_config
 from tui.app import LlmTuiApp
 from tui.runtime import Runtime
 from tui.screens.chat import ChatScreen

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chat_log_render import reply_markdown
 
 from engines.adapters.fake import FakeEngine
-from engines.config import load_config
+from engines.config.load import load_config
 from tui.app import LlmTuiApp
 from tui.runtime import Runtime
 from tui.screens.chat import ChatScreen

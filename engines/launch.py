@@ -14,7 +14,7 @@ from engines.adapters.base import Engine
 from engines.admission import Admission, Need, NotEnoughMemory, admit, gpu_index_of
 from engines.catalog.packaged import Progress
 from engines.catalog.resolve import resolve_model
-from engines.config import Config
+from engines.config.load import Config
 from engines.errors import EngineUnavailable, InstanceNotFound, LlmTuiError
 from engines.manager import EngineManager
 from engines.telemetry.snapshot import Snapshot

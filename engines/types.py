@@ -99,7 +99,7 @@ def schema_of(params: Params) -> dict[str, object] | None:
     """The JSON schema `params` asks for, parsed; BadRequest when it is not a JSON object or is over a limit."""
     if params.json_schema is None:
         return None
-    from engines.schema_limits import check_schema_text
+    from engines.structured.limits import check_schema_text
 
     return check_schema_text(params.json_schema)
 

@@ -12,8 +12,8 @@ if ! command -v tmux >/dev/null 2>&1; then
         (sudo apt-get update -qq && sudo apt-get install -y -qq tmux) >/dev/null
     fi
 fi
-.venv/bin/ruff check engines tui tests bench
-.venv/bin/ruff format --check engines tui tests bench
+.venv/bin/ruff check engines tui cli tests bench
+.venv/bin/ruff format --check engines tui cli tests bench
 .venv/bin/mypy
 # Two processes, a test file each at a time (module fixtures such as the transformers conversion are built once per
 # file); LLM_TUI_TEST_WORKERS=0 runs everything in this process (for pdb), a bigger number uses more cores.

@@ -41,7 +41,7 @@ def serve_process(
 ) -> Iterator[ServeProcess]:
     """Run `llm-tui serve ARGS` in `home` until the block ends; fail with its log if it is not serving in `start_s`."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "engines.cli", "serve", *args],
+        [sys.executable, "-m", "cli.main", "serve", *args],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,

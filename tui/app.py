@@ -15,7 +15,7 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
 
-from engines.config import Config
+from engines.config.load import Config
 from engines.errors import LlmTuiError
 from tui.commands import app_commands
 from tui.crash_guard import CrashGuard, install

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from engines.requests import RequestHandle
-from engines.store import ReplyWriter, SessionRecord, TurnMetrics
+from engines.store.sessions import ReplyWriter, SessionRecord, TurnMetrics
 from engines.types import Delta, Done, Error, Params, StreamEvent, schema_of
 from tui.messages import ReplyEvent
 
@@ -104,7 +104,7 @@ def schema_note(params: Params, text: str) -> str:
     schema = schema_of(params)
     if schema is None:
         return ""
-    from engines.structured import ReplyNotValid, check_reply
+    from engines.structured.check import ReplyNotValid, check_reply
 
     try:
         check_reply(text, schema)

@@ -8,16 +8,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from engines.config import Config
+from engines.config.load import Config
 from engines.errors import LlmTuiError
-from engines.store import Store
+from engines.store.sessions import Store
 
 if TYPE_CHECKING:
     from engines.adapters.base import Engine
     from engines.catalog.fit import Resources
     from engines.catalog.listing import Listing
     from engines.catalog.packaged import Progress
-    from engines.config_serve import ServeConfig
+    from engines.config.serve import ServeConfig
     from engines.downloads.queue import DescribeHub, DownloadQueue, Transfer
     from engines.downloads.tasks import DownloadTask
     from engines.instance_log import InstanceLog
@@ -242,8 +242,8 @@ class Runtime:
 
     def set_alias(self, name: str, ref: str) -> None:
         """Save alias `name` for `ref` in the config file in use (or the user's) and use it from now on."""
-        from engines.config import user_config_path
-        from engines.config_edit import reload_config, set_alias
+        from engines.config.edit import reload_config, set_alias
+        from engines.config.load import user_config_path
 
         path = self.config.source or user_config_path()
         set_alias(path, name, ref)

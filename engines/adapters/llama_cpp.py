@@ -27,7 +27,6 @@ from engines.adapters.llama_cpp_embed import Embedder
 from engines.adapters.llama_cpp_native import INSTALL_HINT, clear_log, import_llama_cpp, load_error
 from engines.adapters.llama_cpp_prefix import PrefixCache
 from engines.adapters.token_bound import tokenize_within
-from engines.chat_template import NO_TEMPLATE, TEMPLATE_STOPS, compile_template, pick_template, render_chat
 from engines.errors import (
     BadModelFile,
     Cancelled,
@@ -37,6 +36,7 @@ from engines.errors import (
     ModelNotFound,
 )
 from engines.stop_text import split_at_stop
+from engines.templates.chat import NO_TEMPLATE, TEMPLATE_STOPS, compile_template, pick_template, render_chat
 from engines.types import (
     Capability,
     ChatMessage,
@@ -130,7 +130,7 @@ class LlamaCppEngine(Engine):
         # A chosen template's turn marker ends replies even where the model's own end token differs.
         spec = replace(spec, stop=(*spec.stop, *TEMPLATE_STOPS.get(options.chat_template or "", ())))
         if self.selftest:
-            from engines.selftest import ensure_native_engine_works
+            from engines.adapters.selftest import ensure_native_engine_works
 
             ensure_native_engine_works(self.name, path, self._cache_dir())
         lib = import_llama_cpp()

@@ -23,7 +23,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from engines.schema_limits import SchemaRefused
+from engines.structured.limits import SchemaRefused
 
 TEST_RUN_TIMEOUT_S = 30.0
 """A child that has not answered by then is killed and the schema refused (it takes about 1 s)."""

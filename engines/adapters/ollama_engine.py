@@ -108,7 +108,7 @@ class OllamaEngine(Engine):
     def load(self, spec: ModelSpec, options: LaunchOptions) -> None:
         """Check the daemon has the model, then (with `warm`) have it load it with the launch's context size."""
         self.unload()
-        from engines.config import DEFAULT_OLLAMA_HOST
+        from engines.config.load import DEFAULT_OLLAMA_HOST
 
         host, model = spec.endpoint or DEFAULT_OLLAMA_HOST, normalise_name(spec.served_name or spec.id)
         load_options: dict[str, Any] = {"num_ctx": options.n_ctx}

@@ -33,7 +33,6 @@ from engines.adapters.transformers_load import (
     load_plan,
     require_packages,
 )
-from engines.chat_template import NO_TEMPLATE, TEMPLATE_STOPS, compile_template, pick_template, render_chat
 from engines.errors import (
     BadModelFile,
     BadRequest,
@@ -45,6 +44,7 @@ from engines.errors import (
     ModelNotFound,
 )
 from engines.stop_text import split_at_stop
+from engines.templates.chat import NO_TEMPLATE, TEMPLATE_STOPS, compile_template, pick_template, render_chat
 from engines.types import (
     Capability,
     ChatMessage,

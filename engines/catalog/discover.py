@@ -23,7 +23,7 @@ from engines.catalog.fit import ModelShape
 from engines.catalog.gguf_header import GgufHeader, read_gguf_header
 from engines.catalog.local_model import Format, LocalModel, Source, finish_models, match_catalog
 from engines.catalog.safetensors_info import HfFolderInfo, is_hf_folder, read_hf_folder
-from engines.config import Config, RemoteEndpoint
+from engines.config.load import Config, RemoteEndpoint
 from engines.errors import BadModelFile
 
 __all__ = [

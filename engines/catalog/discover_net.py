@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from engines.catalog.local_model import LocalModel, finish_models
-from engines.config import RemoteEndpoint
+from engines.config.load import RemoteEndpoint
 from engines.secret import MASK
 
 _MAX_REPLY = 8 << 20  # bytes of a /v1/models reply

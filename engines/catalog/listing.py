@@ -18,7 +18,7 @@ from engines.catalog.discover import Discovery, discover
 from engines.catalog.fit import Fit, ModelShape, Resources, current_resources, fit
 from engines.catalog.local_model import LocalModel
 from engines.catalog.packaged import package_installed
-from engines.config import Config
+from engines.config.load import Config
 from engines.errors import LlmTuiError
 
 _FALLBACK_BITS = 4.8

@@ -92,7 +92,7 @@ def spec_for_file(path: Path) -> ModelSpec:
 def _template(entry: CatalogEntry) -> str | None:
     if entry.chat_template is None:
         return None
-    from engines.chat_template import load_builtin_template
+    from engines.templates.chat import load_builtin_template
 
     return load_builtin_template(entry.chat_template)
 

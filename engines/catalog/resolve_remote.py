@@ -11,8 +11,8 @@ import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 
-from engines.config import Config
-from engines.config_values import Invalid, parse_url
+from engines.config.load import Config
+from engines.config.values import Invalid, parse_url
 from engines.errors import BadRequest, ModelNotFound
 from engines.secret import Secret
 from engines.types import ModelSpec

@@ -23,7 +23,7 @@ from engines.downloads.tasks import DownloadTask, DownloadTasks, TaskStatus
 from engines.errors import BadRequest, LlmTuiError
 
 if TYPE_CHECKING:
-    from engines.config import Config
+    from engines.config.load import Config
     from engines.downloads.hf_repo import RepoListing
 
 log = logging.getLogger(__name__)

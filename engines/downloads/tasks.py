@@ -21,7 +21,7 @@ import psutil
 from engines.errors import BadRequest, LlmTuiError
 
 if TYPE_CHECKING:
-    from engines.store import Store
+    from engines.store.sessions import Store
 
 
 class TaskStatus(enum.StrEnum):

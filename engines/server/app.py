@@ -22,8 +22,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from engines.config import Config
-from engines.config_serve import ServeConfig
+from engines.config.load import Config
+from engines.config.serve import ServeConfig
 from engines.errors import CapabilityNotSupported, EmbedInputTooLong, LlmTuiError
 from engines.launch import SnapshotSource
 from engines.manager import EngineManager

@@ -20,7 +20,7 @@ from engines.errors import (
     LlmTuiError,
     ModelNotFound,
 )
-from engines.schema_limits import SchemaRefused
+from engines.structured.limits import SchemaRefused
 from engines.types import Error
 
 

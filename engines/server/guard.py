@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from engines.config_serve import ServeConfig
+from engines.config.serve import ServeConfig
 from engines.server.errors import ApiError
 
 log = logging.getLogger("llm_tui.serve")

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engines.config import Config
-from engines.config_serve import ServeConfig
+from engines.config.load import Config
+from engines.config.serve import ServeConfig
 from engines.errors import LlmTuiError, ModelNotFound
 from engines.launch import SnapshotSource, default_options, launch
 from engines.manager import EngineManager

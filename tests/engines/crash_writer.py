@@ -11,7 +11,7 @@ from pathlib import Path
 
 from engines.adapters.fake import FakeEngine
 from engines.manager import EngineManager
-from engines.store import Store
+from engines.store.sessions import Store
 from engines.types import Delta, ModelSpec
 
 

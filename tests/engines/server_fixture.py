@@ -8,8 +8,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from engines.adapters.fake import FakeEngine
-from engines.config import Config, default_config
-from engines.config_serve import ServeConfig
+from engines.config.load import Config, default_config
+from engines.config.serve import ServeConfig
 from engines.launch import SnapshotSource
 from engines.manager import EngineManager
 from engines.server.app import ServerContext

@@ -20,7 +20,7 @@ from engines.admission import (
     margin_bytes,
 )
 from engines.catalog.fit import estimate
-from engines.config import Config
+from engines.config.load import Config
 from engines.errors import InsufficientMemory
 from engines.launch import estimate_need, launch, unload_and_launch
 from engines.manager import EngineManager

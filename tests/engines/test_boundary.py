@@ -1,4 +1,5 @@
-"""engines/ is a plain library: no UI imports, heavy libraries only where used."""
+"""engines/ is a plain library: no UI imports, nothing from the app (tui/) or the command line (cli/) above it,
+heavy libraries only where used."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import sys
 from pathlib import Path
 
 ENGINES = Path(__file__).resolve().parents[2] / "engines"
-FORBIDDEN = ("textual", "rich", "torch", "transformers", "llama_cpp", "pynvml", "huggingface_hub")
+FORBIDDEN = ("textual", "rich", "torch", "transformers", "llama_cpp", "pynvml", "huggingface_hub", "tui", "cli")
+ABOVE = ("textual", "rich", "tui", "cli")
+"""What engines/ may never import, at the top of a module or inside a function: the UI libraries and the two
+packages built on engines/."""
 
 
 def test_importing_engines_loads_no_ui_and_no_heavy_library() -> None:
@@ -27,14 +31,27 @@ def test_importing_engines_loads_no_ui_and_no_heavy_library() -> None:
     assert json.loads(result.stdout) == []
 
 
-def test_no_module_in_engines_imports_textual_or_rich() -> None:
+def imports_from_above(root: Path) -> list[str]:
+    """`file: module` for every import under `root` of a module in ABOVE (lazy imports in functions included)."""
     offenders = []
-    for path in ENGINES.rglob("*.py"):
+    for path in sorted(root.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             names = []
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 names = [node.module]
-            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in ("textual", "rich")]
-    assert offenders == []
+            offenders += [f"{path.relative_to(root)}: {n}" for n in names if n.split(".")[0] in ABOVE]
+    return offenders
+
+
+def test_no_module_in_engines_imports_the_ui_the_app_or_the_cli() -> None:
+    assert imports_from_above(ENGINES) == []
+
+
+def test_a_planted_import_of_the_app_or_the_cli_is_found(tmp_path: Path) -> None:
+    (tmp_path / "deep").mkdir()
+    (tmp_path / "ok.py").write_text("import json\nfrom engines.types import Usage\n")
+    (tmp_path / "top.py").write_text("import tui\n")
+    (tmp_path / "deep" / "lazy.py").write_text("def f():\n    from cli.main import main\n    return main\n")
+    assert imports_from_above(tmp_path) == ["deep/lazy.py: cli.main", "top.py: tui"]

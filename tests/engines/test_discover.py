@@ -29,7 +29,7 @@ from engines.catalog.discover import (
 )
 from engines.catalog.discover_net import parse_parameter_size
 from engines.catalog.safetensors_info import read_hf_folder, read_safetensors_header
-from engines.config import Config, RemoteEndpoint
+from engines.config.load import Config, RemoteEndpoint
 from engines.errors import BadModelFile
 from engines.secret import Secret
 from tests.engines.gguf_corpus import (

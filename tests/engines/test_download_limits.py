@@ -26,9 +26,9 @@ from engines.downloads.transfer import (
     download_file,
 )
 from engines.errors import DownloadError
-from engines.store import Store
+from engines.store.sessions import Store
+from tests.cli.test_pull import ROOT, pull_cmd
 from tests.engines.fake_hub import DEFAULT_COMMIT, FakeHub, Fault
-from tests.engines.test_pull_cli import ROOT, pull_cmd
 
 LISTED = 1_000_000
 ENDLESS = 48 << 20  # "without end" for the client; bounded so that a client which does not stop still finishes

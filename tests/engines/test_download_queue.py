@@ -14,7 +14,7 @@ import pytest
 from engines.downloads.queue import DownloadQueue, QueueSettings, hf_url
 from engines.downloads.tasks import DownloadTasks, TaskStatus
 from engines.errors import LlmTuiError
-from engines.store import Store
+from engines.store.sessions import Store
 
 
 @dataclass
@@ -262,7 +262,7 @@ def test_a_size_queued_without_a_sha256_is_an_estimate_the_hubs_size_replaces(st
 
 
 def test_settings_come_from_the_config_and_one_bandwidth_cap_covers_every_transfer(tmp_path: Path) -> None:
-    from engines.config import load_config
+    from engines.config.load import load_config
     from engines.downloads.pacing import TokenBucket
 
     (tmp_path / "config.toml").write_text(

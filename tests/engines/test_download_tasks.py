@@ -11,8 +11,8 @@ import pytest
 
 from engines.downloads.tasks import DownloadTasks, TaskNotFound, TaskStatus, owner_alive, process_token
 from engines.errors import BadRequest
-from engines.store import Store
-from engines.store_schema import _m001_chat
+from engines.store.schema import _m001_chat
+from engines.store.sessions import Store
 
 
 def test_a_task_goes_from_pending_to_completed_with_its_progress(tmp_path: Path) -> None:

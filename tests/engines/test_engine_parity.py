@@ -50,7 +50,7 @@ def _llama(stack: ExitStack, tmp: Path, request: pytest.FixtureRequest) -> tuple
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("llama-cpp-python is not installed")
     from engines.adapters.llama_cpp import LlamaCppEngine
-    from engines.chat_template import load_builtin_template
+    from engines.templates.chat import load_builtin_template
 
     gemma: Path = request.getfixturevalue("gemma_path")
     spec = ModelSpec(id="gemma-3-270m", path=gemma, chat_template=load_builtin_template("gemma3"))
@@ -82,7 +82,7 @@ def _transformers(stack: ExitStack, tmp: Path, request: pytest.FixtureRequest) -
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
         pytest.skip("torch and transformers are not installed")
     from engines.adapters.transformers_engine import TransformersEngine
-    from engines.chat_template import load_builtin_template
+    from engines.templates.chat import load_builtin_template
 
     gemma: Path = request.getfixturevalue("gemma_path")
     spec = ModelSpec(id="gemma-3-270m", path=gemma, chat_template=load_builtin_template("gemma3"))

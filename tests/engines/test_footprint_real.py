@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from engines.adapters.llama_cpp import LlamaCppEngine
-from engines.chat_template import load_builtin_template
 from engines.footprint import process_memory
 from engines.launch import estimate_need
 from engines.manager import EngineManager
+from engines.templates.chat import load_builtin_template
 from engines.types import ChatMessage, LaunchOptions, ModelSpec, Params
 
 pytestmark = [

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from engines.catalog.gguf_header import read_gguf_header
 from engines.errors import BadModelFile
+from tests.cli.test_models import llm_tui
 from tests.engines.test_gguf_header import build, gstr, kv, kv_str, tensor_info, u32, u64
-from tests.engines.test_models_cli import llm_tui
 
 MILLION = 1_000_000
 

@@ -11,7 +11,7 @@ from engines.catalog.discover import Discovery
 from engines.catalog.fit import GpuFree, Resources
 from engines.catalog.listing import CatalogRow, build_listing, find_row, remove_local
 from engines.catalog.local_model import LocalModel
-from engines.config import Config
+from engines.config.load import Config
 from engines.errors import LlmTuiError
 
 ENTRY = CatalogEntry(

@@ -12,9 +12,9 @@ import pytest
 
 from engines.adapters import registry
 from engines.adapters.llama_cpp import LlamaCppEngine
-from engines.chat_template import load_builtin_template
 from engines.errors import BadModelFile, BadRequest, EngineUnavailable
 from engines.stop_text import split_at_stop
+from engines.templates.chat import load_builtin_template
 from engines.types import ChatMessage, Delta, Done, LaunchOptions, ModelSpec, Params, StreamEvent, Usage
 from tests.engines.gguf_corpus import write_gguf
 
@@ -252,7 +252,7 @@ def test_json_schema_output_follows_the_schema(engine: LlamaCppEngine) -> None:
     """A grammar built from the schema constrains every token: even this tiny base model answers valid JSON."""
     import json
 
-    from engines.structured import ReplyNotValid, check_reply
+    from engines.structured.check import ReplyNotValid, check_reply
 
     params = Params(temperature=0, max_tokens=64, json_schema=json.dumps(COLOR_SCHEMA))
     text, done = _run(engine, [ChatMessage("user", "Pick a color and a number, as JSON.")], params)

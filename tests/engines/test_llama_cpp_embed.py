@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from engines.adapters.llama_cpp import LlamaCppEngine
-from engines.chat_template import load_builtin_template
 from engines.errors import Cancelled, EmbedInputTooLong
+from engines.templates.chat import load_builtin_template
 from engines.types import LaunchOptions, ModelSpec
 
 pytestmark = [

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from engines.adapters.llama_cpp import LlamaCppEngine
-from engines.chat_template import load_builtin_template
+from engines.templates.chat import load_builtin_template
 from engines.types import ChatMessage, Delta, LaunchOptions, ModelSpec, Params
 
 pytestmark = [

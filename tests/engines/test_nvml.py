@@ -306,7 +306,7 @@ def test_no_gpu_means_a_reason_and_nvml_shut_down(fake: FakeNvml) -> None:
 
 
 def test_importing_the_module_does_not_import_pynvml() -> None:
-    code = "import sys, engines.telemetry.nvml, engines.gauges_cli; print('pynvml' in sys.modules)"
+    code = "import sys, engines.telemetry.nvml, cli.gauges; print('pynvml' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from engines.catalog.resolve_remote import api_base, endpoint_spec, remote_spec
-from engines.config import Config, RemoteEndpoint
+from engines.config.load import Config, RemoteEndpoint
 from engines.errors import BadRequest, ModelNotFound
 from engines.launch import resolve_ref
 from engines.secret import Secret

@@ -19,7 +19,7 @@ import pytest
 
 from bench.serve_load import LoadResult, echo, run_load, run_load_async
 from engines.adapters.fake import FakeEngine
-from engines.config_serve import ServeConfig
+from engines.config.serve import ServeConfig
 from tests.engines.server_fixture import served
 
 

@@ -17,8 +17,8 @@ import openai
 import pytest
 
 from engines.adapters.fake import FAIL_MARKER, FakeEngine
-from engines.config import default_config
-from engines.config_serve import ServeConfig
+from engines.config.load import default_config
+from engines.config.serve import ServeConfig
 from engines.manager import EngineManager
 from engines.types import Capability, Delta, InstanceState
 from tests.engines.gguf_corpus import write_gguf

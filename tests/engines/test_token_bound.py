@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from engines.adapters.token_bound import CUT_MARGIN, tokenize_within
-from engines.chat_template import load_builtin_template
 from engines.errors import ContextLengthExceeded, EmbedInputTooLong
+from engines.templates.chat import load_builtin_template
 from engines.types import ChatMessage, LaunchOptions, ModelSpec, Params
 
 

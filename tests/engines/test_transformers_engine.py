@@ -20,7 +20,6 @@ pytest.importorskip("transformers")
 
 from engines.adapters import transformers_convert
 from engines.adapters.transformers_engine import TransformersEngine
-from engines.chat_template import load_builtin_template
 from engines.errors import (
     BadModelFile,
     BadRequest,
@@ -28,6 +27,7 @@ from engines.errors import (
     InstanceNotReady,
 )
 from engines.stop_text import split_at_stop
+from engines.templates.chat import load_builtin_template
 from engines.types import ChatMessage, Delta, Done, LaunchOptions, ModelSpec, Params, StreamEvent
 
 HELLO = [ChatMessage("user", "Say hello")]

@@ -23,8 +23,8 @@ from schemathesis.specs.openapi.schemas import OpenApiSchema
 from starlette.testclient import TestClient
 
 from engines.adapters.fake import FakeEngine
-from engines.config import default_config
-from engines.config_serve import ServeConfig
+from engines.config.load import default_config
+from engines.config.serve import ServeConfig
 from engines.manager import EngineManager
 from engines.server.app import ServerContext, create_app
 from engines.server.guard import Asgi

@@ -82,8 +82,8 @@ def test_a_cancelled_fake_embedding_raises_cancelled() -> None:
 
 
 def test_a_server_stop_ends_a_running_embedding_with_503() -> None:
-    from engines.config import default_config
-    from engines.config_serve import ServeConfig
+    from engines.config.load import default_config
+    from engines.config.serve import ServeConfig
     from engines.manager import EngineManager
     from engines.server.app import ServerContext
     from engines.server.runner import ServerThread, prepare

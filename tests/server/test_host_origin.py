@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engines.config import load_config
-from engines.config_serve import ServeConfig
+from engines.config.load import load_config
+from engines.config.serve import ServeConfig
 from engines.errors import ConfigError
 from engines.server.errors import ApiError
 from engines.server.guard import Guard, ServerStats, host_name

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from engines.adapters.fake import FakeEngine
-from engines.config import default_config
-from engines.config_serve import ServeConfig
+from engines.config.load import default_config
+from engines.config.serve import ServeConfig
 from engines.errors import BadModelFile
 from engines.manager import EngineManager
 from tests.engines.gguf_corpus import write_gguf

@@ -1,6 +1,6 @@
 """`logprobs` is never silently ignored (issue 18, item 12): an engine that cannot give them refuses the request by
 name (400, `param: "logprobs"`, saying which engine gives them); `top_logprobs` without `logprobs` is refused too.
-The llama.cpp side (real logprobs, parsed by the official client) is in tests/engines/test_serve_cli.py."""
+The llama.cpp side (real logprobs, parsed by the official client) is in tests/cli/test_serve.py."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from engines.adapters.fake import FakeEngine
-from engines.config_serve import ServeConfig
+from engines.config.serve import ServeConfig
 from tests.engines.server_fixture import served
 from tests.serve_process import serve_process
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from engines.schema_limits import MAX_REPEAT
-from engines.structured import check_reply
+from engines.structured.check import check_reply
+from engines.structured.limits import MAX_REPEAT
 from tests.serve_process import serve_env, serve_process
 
 pytestmark = pytest.mark.real_model
@@ -121,7 +121,7 @@ def test_chat_cli_refuses_the_schema_file_in_one_line(gemma_path: Path, tmp_path
     big = tmp_path / "big.json"
     big.write_text(json.dumps({"type": "string", "maxLength": 10000}))
     done = subprocess.run(
-        [sys.executable, "-m", "engines.cli", "chat", str(gemma_path), "hi", "--json-schema", str(big)],
+        [sys.executable, "-m", "cli.main", "chat", str(gemma_path), "hi", "--json-schema", str(big)],
         capture_output=True,
         text=True,
         env=serve_env(tmp_path),

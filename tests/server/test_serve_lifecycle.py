@@ -27,7 +27,7 @@ TOKEN_DELAY_S = 0.05
 CHILD = (
     "import sys; from engines.adapters.fake import FakeEngine;"
     f" FakeEngine.__init__.__kwdefaults__['token_delay_s'] = {TOKEN_DELAY_S};"
-    " from engines.cli import main; sys.exit(main(sys.argv[1:]))"
+    " from cli.main import main; sys.exit(main(sys.argv[1:]))"
 )
 
 
@@ -209,10 +209,10 @@ def test_head_healthz_in_process() -> None:
 
 
 def test_shutdown_grace_from_the_file_and_the_flag() -> None:
-    from engines.config import default_config
-    from engines.config_serve import parse_serve
+    from cli.serve import add_parser, serve_settings
+    from engines.config.load import default_config
+    from engines.config.serve import parse_serve
     from engines.errors import BadRequest
-    from engines.serve_cli import add_parser, serve_settings
 
     warnings: list[str] = []
     assert parse_serve({"shutdown_grace_s": 2.5}, "config.toml", warnings).shutdown_grace_s == 2.5 and not warnings
@@ -227,8 +227,8 @@ def test_shutdown_grace_from_the_file_and_the_flag() -> None:
 
 def test_the_apps_server_ends_running_streams_with_an_error_event_when_turned_off() -> None:
     from engines.adapters.fake import FakeEngine
-    from engines.config import default_config
-    from engines.config_serve import ServeConfig
+    from engines.config.load import default_config
+    from engines.config.serve import ServeConfig
     from engines.manager import EngineManager
     from engines.server.app import ServerContext
     from engines.server.runner import ServerThread, prepare

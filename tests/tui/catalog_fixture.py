@@ -9,7 +9,7 @@ from engines.catalog.discover import Discovery, discover
 from engines.catalog.fit import Resources
 from engines.catalog.listing import Listing, build_listing
 from engines.catalog.local_model import LocalModel, finish_models
-from engines.config import Config
+from engines.config.load import Config
 from tests.engines.gguf_corpus import write_gguf
 
 GB = 10**9

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from engines.adapters.fake import FakeEngine
-from engines.config import load_config
+from engines.config.load import load_config
 from engines.downloads.queue import DescribeHub, Transfer
 from engines.errors import LlmTuiError
 from engines.manager import Coalescing, EngineManager

@@ -22,7 +22,7 @@ from engines.adapters.fake import FakeEngine
 from engines.catalog.discover import Discovery
 from engines.catalog.listing import Listing, build_listing
 from engines.catalog.local_model import LocalModel, finish_models
-from engines.config import Config, user_config_path
+from engines.config.load import Config, user_config_path
 from engines.downloads.tasks import TaskStatus
 from engines.telemetry.fake import FakeGpuSource
 from tests.tui.catalog_fixture import ENTRIES, RESOURCES
@@ -368,7 +368,7 @@ async def every_download_status(pilot: Pilot[int], env: Env) -> None:
 
 def compare_models(pilot: Pilot[int], env: Env, names: Sequence[str]) -> Any:
     """Add fake-engine models to the compare screen."""
-    from engines.compare_types import CompareModel
+    from engines.compare.types import CompareModel
     from engines.types import LaunchOptions
     from tests.engines.gguf_corpus import write_gguf
 

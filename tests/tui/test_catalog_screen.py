@@ -11,7 +11,7 @@ from textual.pilot import Pilot
 
 from engines.catalog.discover import Discovery
 from engines.catalog.listing import CatalogRow, Listing, build_listing
-from engines.config import Config, load_config
+from engines.config.load import Config, load_config
 from tests.engines.test_download_queue import describe
 from tests.tui.catalog_fixture import RESOURCES, entry, fixed_listing
 from tests.tui.conftest import AppFactory

@@ -610,7 +610,7 @@ def test_a_paste_that_fills_the_context_says_so_instead_of_max_tokens(make_app: 
 
 
 def test_max_tokens_and_a_full_context_read_differently() -> None:
-    from engines.store import TurnMetrics
+    from engines.store.sessions import TurnMetrics
     from tui.chat_turn import metrics_line
 
     assert metrics_line(TurnMetrics(prompt_tokens=5, completion_tokens=16, finish_reason="length")).endswith(
@@ -621,7 +621,7 @@ def test_max_tokens_and_a_full_context_read_differently() -> None:
 
 
 def test_a_stopped_remote_reply_shows_an_estimated_prompt_count_not_zero() -> None:
-    from engines.store import TurnMetrics
+    from engines.store.sessions import TurnMetrics
     from engines.types import Done, Usage
     from tui.chat_turn import metrics_line
 

@@ -13,9 +13,9 @@ import pytest
 
 from engines.adapters.base import Engine
 from engines.admission import margin_bytes
-from engines.compare import CompareRunner
-from engines.compare_types import CompareEvent, CompareModel, CompareRequest, Planned
-from engines.config import Config, load_config
+from engines.compare.runner import CompareRunner
+from engines.compare.types import CompareEvent, CompareModel, CompareRequest, Planned
+from engines.config.load import Config, load_config
 from engines.footprint import process_memory
 from engines.launch import estimate_need, resolve_ref
 from engines.manager import EngineManager

@@ -15,8 +15,8 @@ from engines.admission import margin_bytes
 from engines.launch import default_options, estimate_need
 from engines.telemetry.fake import FakeGpuSource
 from engines.types import InstanceState, LaunchOptions, ModelSpec
+from tests.engines.compare.test_runner import RecordingEngine, RemoteLike
 from tests.engines.gguf_corpus import write_gguf
-from tests.engines.test_compare import RecordingEngine, RemoteLike
 from tests.tui.conftest import AppFactory
 from tests.tui.test_chat_screen import footer_keys, palette, run, until
 from tests.tui.test_launch_admission import MB, short_of_memory

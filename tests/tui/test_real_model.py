@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engines.config import load_config
+from engines.config.load import load_config
 from tests.tui.test_chat_screen import chat, ready, until
 from tui.app import LlmTuiApp
 from tui.runtime import Runtime

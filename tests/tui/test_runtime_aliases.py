@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engines.config import load_config, user_config_path
+from engines.config.load import load_config, user_config_path
 from tui.runtime import Runtime
 
 

@@ -15,7 +15,7 @@ from textual.pilot import Pilot
 from textual.widgets import Button, Input, OptionList, Select, Static
 from textual.widgets._select import SelectCurrent
 
-from engines.config import load_config, user_config_path
+from engines.config.load import load_config, user_config_path
 from engines.secret import Secret
 from tests.engines.fake_openai import FakeOpenAI
 from tests.tui.conftest import AppFactory

@@ -12,7 +12,7 @@ from textual.pilot import Pilot
 
 from engines import footprint
 from engines.adapters.fake import FakeEngine
-from engines.compare_types import CompareModel
+from engines.compare.types import CompareModel
 from engines.telemetry.fake import FakeGpuSource
 from engines.telemetry.poller import TelemetryPoller
 from engines.telemetry.snapshot import HostStats

@@ -38,7 +38,7 @@ api_key_env = "VLLM_KEY"
 def snapshot_file(isolated_dirs: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The user's config file; HOME is the test folder so paths show the same (~/…) on every run."""
     monkeypatch.setenv("HOME", str(isolated_dirs))
-    from engines.config import user_config_path
+    from engines.config.load import user_config_path
 
     path = user_config_path()
     path.parent.mkdir(parents=True)

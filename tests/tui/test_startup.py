@@ -26,7 +26,7 @@ DEFERRED = (
     "engines.catalog.discover",
     "ollama",
     "engines.manager",
-    "engines.store_compare",
+    "engines.store.compare_runs",
 )
 
 
@@ -58,7 +58,7 @@ def test_the_app_command_line_loads_no_subcommand_module() -> None:
     they import cost the first frame about a quarter of the start)."""
     code = (
         "import json, sys\n"
-        "import engines.cli as cli\n"
+        "import cli.main as cli\n"
         "def fake_run_app(args):\n"
         "    print(json.dumps(sorted(m for m in sys.modules if m.endswith('_cli') or m.startswith(('engines.catalog',"
         " 'engines.downloads', 'engines.telemetry')))))\n"
@@ -87,7 +87,7 @@ def test_the_app_command_line_loads_no_subcommand_module() -> None:
 )
 def test_the_app_parser_agrees_with_the_full_parser(argv: list[str]) -> None:
     """The light parse is taken only where the full parser gives the same answer; anything else falls to it."""
-    from engines.cli import _app_args, build_parser
+    from cli.main import _app_args, build_parser
 
     light = _app_args(argv)
     if light is None:
@@ -101,7 +101,7 @@ def test_an_empty_chat_paints_without_markdown_and_without_a_blank_default_scree
     away from)."""
     code = (
         "import asyncio, json, sys\n"
-        "from engines.config import load_config\n"
+        "from engines.config.load import load_config\n"
         "from tui.app import LlmTuiApp\n"
         "from tui.runtime import Runtime\n"
         "async def main():\n"
@@ -109,7 +109,7 @@ def test_an_empty_chat_paints_without_markdown_and_without_a_blank_default_scree
         "    app = LlmTuiApp(runtime)\n"
         "    async with app.run_test(size=(80, 24)) as pilot:\n"
         "        await pilot.pause()\n"
-        "        later = ('markdown_it', 'tui.widgets.message_view', 'engines.manager', 'engines.store_compare')\n"
+        "        later = ('markdown_it', 'tui.widgets.message_view', 'engines.manager', 'engines.store.compare_runs')\n"
         "        loaded = [m for m in later if m in sys.modules]\n"
         "        modes = sorted(app._screen_stacks)\n"
         "    runtime.close()\n"
@@ -124,7 +124,7 @@ def test_collection_is_off_while_the_app_starts_and_on_after_its_first_frame(iso
     would only grow), freeze what start-up made, and only then resume the download queue."""
     code = (
         "import gc, json, sys\n"
-        "import engines.cli as cli\n"
+        "import cli.main as cli\n"
         "import tui.app as app_module\n"
         "seen = {}\n"
         "original = app_module.LlmTuiApp._after_first_frame\n"
@@ -153,7 +153,7 @@ def test_quitting_does_not_wait_for_an_embedding_queued_behind_a_long_reply(
     import threading
 
     from engines.adapters.fake import FakeEngine
-    from engines.config import load_config
+    from engines.config.load import load_config
     from engines.types import ChatMessage, LaunchOptions, ModelSpec
     from tui import app as app_module
 

@@ -56,7 +56,7 @@ def tmux_session(tmp_path: Path, gemma_path: Path) -> Iterator[tuple[str, Path]]
             *(f"{k}={shlex.quote(v)}" for k, v in env.items()),
             shlex.quote(sys.executable),
             "-m",
-            "engines.cli",
+            "cli.main",
             "--config",
             shlex.quote(str(config)),
             "--model",
@@ -127,7 +127,7 @@ def test_kill_9_while_streaming_loses_at_most_the_last_second(tmux_session: tupl
         screen,
     )
 
-    from engines.store import Store
+    from engines.store.sessions import Store
 
     with Store(db) as store:
         (session,) = store.list_sessions()

@@ -390,7 +390,7 @@ class CatalogScreen(AppScreen):
         row = self.table.current
         if row is None:
             return
-        from engines.config_edit import check_alias_name
+        from engines.config.edit import check_alias_name
         from tui.screens.modals.text_prompt import TextPromptModal
 
         ref = str(row.path) if row.source != "catalog" and row.path and row.id != row.catalog_id else row.id

@@ -14,7 +14,7 @@ from textual.widget import Widget
 from textual.widgets import Footer, Header, Static
 
 from engines.errors import LlmTuiError
-from engines.store import MessageRecord, SessionRecord, Store
+from engines.store.sessions import MessageRecord, SessionRecord, Store
 from tui.chat_turn import ChatTurn, metrics_line
 from tui.messages import ReplyEvent
 from tui.widgets.chat_log import ChatLog
@@ -408,7 +408,7 @@ class ChatScreen(Screen[None]):
         if self.session is None:
             return
         session = self.session
-        from engines.export import ExportFormat, default_export_name, export_session, export_target, exports_dir
+        from engines.store.export import ExportFormat, default_export_name, export_session, export_target, exports_dir
         from tui.screens.modals.text_prompt import TextPromptModal
 
         folder = exports_dir(self.runtime.config.data_dir)

@@ -1,7 +1,7 @@
 """The compare screen (F6): one prompt, two to four models side by side.
 
 Ctrl+L adds a model (a running instance, or a model to launch with the launch dialog's engine and options);
-Tab to a pane and Delete removes it. Enter (or Ctrl+R) runs: the compare runner (engines/compare.py, on its
+Tab to a pane and Delete removes it. Enter (or Ctrl+R) runs: the compare runner (engines/compare/runner.py, on its
 own thread) plans with the memory manager and runs the panes at the same time when the models fit together,
 else one after another (load, run, unload), and the status line says which and why. Each reply streams
 through the chat's widgets, with live metrics and the instance's RAM/VRAM. Esc stops every pane; Ctrl+S
@@ -22,8 +22,8 @@ from textual.containers import Grid
 from textual.message import Message
 from textual.widgets import Footer, Header, Static
 
-from engines.compare import CompareRunner
-from engines.compare_types import (
+from engines.compare.runner import CompareRunner
+from engines.compare.types import (
     MAX_MODELS,
     CompareEvent,
     CompareModel,
@@ -37,7 +37,7 @@ from engines.compare_types import (
     rank,
 )
 from engines.errors import LlmTuiError
-from engines.store_records import params_to_dict
+from engines.store.records import params_to_dict
 from engines.types import Params
 from tui.screens.app_screen import AppScreen
 from tui.screens.compare_models import pick_model

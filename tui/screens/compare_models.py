@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from engines.compare_types import CompareModel
+from engines.compare.types import CompareModel
 from engines.errors import LlmTuiError
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Collection
 from typing import TYPE_CHECKING
 
-from engines.compare_types import CompareModel, CompareRun
+from engines.compare.types import CompareModel, CompareRun
 from engines.errors import LlmTuiError
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def export_run(screen: AppScreen, run: CompareRun | None) -> None:
     if run is None:
         screen.notify("Nothing to export yet: run or open a comparison first.")
         return
-    from engines.export import default_compare_name, export_compare, export_target, exports_dir
+    from engines.store.export import default_compare_name, export_compare, export_target, exports_dir
     from tui.screens.modals.text_prompt import TextPromptModal
 
     folder = exports_dir(screen.runtime.config.data_dir)

@@ -21,12 +21,8 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, Header, Label, Static
 
-from engines.config import Config, default_config
-from engines.config_edit import ConfigChanges, apply_changes, reload_config
-from engines.config_tables import parse_endpoints
-from engines.errors import ConfigError
-from engines.secret import Secret
-from engines.settings_fields import (
+from engines.config.edit import ConfigChanges, apply_changes, reload_config
+from engines.config.fields import (
     ALIASES,
     FIELDS,
     GROUPS,
@@ -43,6 +39,10 @@ from engines.settings_fields import (
     show_path,
     to_raw,
 )
+from engines.config.load import Config, default_config
+from engines.config.tables import parse_endpoints
+from engines.errors import ConfigError
+from engines.secret import Secret
 from tui.screens.modals.params import parse_stops
 from tui.screens.settings_lists import SettingsLists
 from tui.widgets.screen_bar import ScreenBar

@@ -12,9 +12,9 @@ from textual import work
 from textual.widget import Widget
 from textual.widgets import OptionList, Static
 
-from engines.config import user_config_path
-from engines.config_edit import ConfigChanges, EndpointChange, parse_alias_line
-from engines.config_tables import RemoteEndpoint
+from engines.config.edit import ConfigChanges, EndpointChange, parse_alias_line
+from engines.config.load import user_config_path
+from engines.config.tables import RemoteEndpoint
 from engines.errors import ConfigError
 from tui.screens.app_screen import AppScreen
 from tui.screens.modals.endpoint_edit import EndpointModal, EndpointTested, probe_endpoint, probe_result

@@ -9,7 +9,7 @@ from rich.markup import escape
 from textual.widgets import Static
 
 if TYPE_CHECKING:
-    from engines.config_serve import ServeConfig
+    from engines.config.serve import ServeConfig
     from engines.server.guard import ServerStats
     from engines.server.runner import ServerThread
 

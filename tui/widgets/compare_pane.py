@@ -12,8 +12,8 @@ from textual.message import Message
 from textual.widgets import Static
 
 from engines.catalog.fit import human_bytes
-from engines.compare_types import REMOTE_ENGINES, LiveMetrics, PaneResult, PaneState
-from engines.store_records import TurnMetrics
+from engines.compare.types import REMOTE_ENGINES, LiveMetrics, PaneResult, PaneState
+from engines.store.records import TurnMetrics
 from engines.types import Delta, Done, Error, Footprint, StreamEvent
 from tui.chat_turn import metrics_line
 from tui.widgets.chat_log import ChatLog

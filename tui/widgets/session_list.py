@@ -11,7 +11,7 @@ from textual.message import Message
 from textual.widgets import Input, OptionList
 from textual.widgets.option_list import Option
 
-from engines.store import SessionRecord
+from engines.store.sessions import SessionRecord
 
 
 class SessionOptions(OptionList):

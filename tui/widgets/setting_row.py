@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Input, Label, Select, Static
 
-from engines.settings_fields import SettingField
+from engines.config.fields import SettingField
 
 
 class SettingRow(Vertical):

@@ -9,7 +9,7 @@ from textual.binding import Binding
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from engines.config_tables import RemoteEndpoint
+from engines.config.tables import RemoteEndpoint
 
 
 class SettingsList(OptionList):

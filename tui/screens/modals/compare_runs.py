@@ -13,7 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Label, OptionList
 from textual.widgets.option_list import Option
 
-from engines.compare_types import CompareRun
+from engines.compare.types import CompareRun
 
 
 def run_label(run: CompareRun) -> str:

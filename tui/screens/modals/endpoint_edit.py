@@ -16,9 +16,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Static
 
 from engines.catalog.discover_net import RemoteListing
-from engines.config_tables import RemoteEndpoint
+from engines.config.fields import check_text
+from engines.config.tables import RemoteEndpoint
 from engines.secret import Secret
-from engines.settings_fields import check_text
 
 TEST_TIMEOUT_S = 5.0
 

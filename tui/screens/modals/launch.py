@@ -24,8 +24,8 @@ from textual.widgets import Button, Footer, Input, Label, Select, Static
 
 from engines.adapters import registry
 from engines.catalog.fit import ModelShape, Resources, fit
-from engines.chat_template import CHOOSABLE, family_template
 from engines.errors import BadRequest, ModelNotFound
+from engines.templates.chat import CHOOSABLE, family_template
 from engines.types import LaunchOptions
 
 if TYPE_CHECKING:

@@ -1,0 +1,142 @@
+"""`llm-tui serve`: the OpenAI-compatible API without the app; one log line per request on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from engines.errors import BadRequest
+
+if TYPE_CHECKING:
+    from engines.config.load import Config
+    from engines.config.serve import ServeConfig
+    from engines.launch import SnapshotSource
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Callable[..., object]) -> None:
+    serve = sub.add_parser("serve", help="serve running models over an OpenAI-compatible HTTP API")
+    common(serve)
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1; others need an API key)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8000; 0 = any free port)")
+    serve.add_argument(
+        "--model", action="append", default=[], metavar="MODEL", help="load this model at start (repeatable)"
+    )
+    serve.add_argument("--engine", help="engine for the --model models (default: the first installed that loads it)")
+    serve.add_argument(
+        "--api-key-env", metavar="NAME", help="environment variable holding an API key clients must send"
+    )
+    serve.add_argument(
+        "--launch-on-demand",
+        action="store_true",
+        default=None,
+        help="load a model a request names when it is not running (memory permitting)",
+    )
+    serve.add_argument(
+        "--shutdown-grace",
+        type=float,
+        metavar="SECONDS",
+        help="on SIGTERM / Ctrl+C, how long running replies may take to finish (default 10)",
+    )
+    serve.add_argument("--n-ctx", type=int, metavar="N", help="context size in tokens for the models loaded")
+    serve.add_argument("--threads", type=int, metavar="N", help="CPU threads for inference")
+    serve.add_argument("--n-gpu-layers", type=int, metavar="N", help="layers to offload to the GPU (-1 = all)")
+
+
+def serve_settings(args: argparse.Namespace, config: Config, env: os._Environ[str] | dict[str, str]) -> ServeConfig:
+    """[serve] from the file, then the environment, then the flags."""
+    serve = config.serve.with_env(env)
+    if args.host:
+        serve = replace(serve, host=args.host)
+    if args.port is not None:
+        if not 0 <= args.port <= 65535:
+            raise BadRequest(f"--port must be from 0 to 65535, got {args.port}")
+        serve = replace(serve, port=args.port)
+    if args.api_key_env:
+        key = env.get(args.api_key_env, "").strip()
+        if not key:
+            raise BadRequest(f"--api-key-env {args.api_key_env}: that environment variable is not set or empty")
+        serve = serve.with_keys(key)
+    if args.launch_on_demand:
+        serve = replace(serve, launch_on_demand=True)
+    if args.shutdown_grace is not None:
+        if not 0 <= args.shutdown_grace <= 3600:
+            raise BadRequest(f"--shutdown-grace must be from 0 to 3600 seconds, got {args.shutdown_grace:g}")
+        serve = replace(serve, shutdown_grace_s=args.shutdown_grace)
+    return serve
+
+
+def run_serve(args: argparse.Namespace, config: Config) -> int:
+    """Bind (or fail with one line), load the --model models, serve until Ctrl+C / SIGTERM (then exit 0)."""
+    from engines.server import require_serve_extra
+
+    require_serve_extra()
+    from cli.chat import package_progress
+    from engines.launch import default_options, launch
+    from engines.manager import EngineManager
+    from engines.server.app import ServerContext
+    from engines.server.runner import prepare, serve_forever
+
+    serve = serve_settings(args, config, os.environ)
+    _log_to_stderr()
+    for warning in config.warnings:  # a mistyped [serve] key would otherwise leave a limit silently unset
+        _say(f"warning: {warning}")
+    _ignore_hangup()
+    snapshot = _snapshot_source(config)
+    with EngineManager() as manager:
+        context = ServerContext(manager, config, serve, snapshot=snapshot)
+        listening = prepare(context)  # before loading anything: a taken port fails at once
+        for ref in args.model:
+            launched = launch(
+                manager,
+                ref,
+                config,
+                engine=args.engine,
+                options=default_options(config),
+                progress=package_progress(f"preparing {ref}"),
+                snapshot=snapshot,
+            )
+            _say(f"loaded {launched.spec.id} on {launched.engine} as {launched.run_id}")
+        if not args.model and not serve.launch_on_demand:
+            _say("no model loaded: requests will get 404; give --model MODEL or --launch-on-demand")
+        keys = f"{len(serve.api_keys)} API key(s) required" if serve.api_keys else "no API key"
+        _say(f"serving on {listening.url} ({keys}); Ctrl+C stops")
+        serve_forever(listening)
+        _say("stopped")
+    return 0
+
+
+def _say(text: str) -> None:
+    print(f"llm-tui serve: {text}", file=sys.stderr, flush=True)
+
+
+def _ignore_hangup() -> None:
+    """SIGHUP is logged and ignored from the start, not only once uvicorn runs (it would end the process)."""
+    import signal
+
+    from engines.server.drain import hangup
+
+    signal.signal(signal.SIGHUP, hangup)
+
+
+def _log_to_stderr() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    logger = logging.getLogger("llm_tui.serve")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def _snapshot_source(config: Config) -> SnapshotSource:
+    from engines.telemetry.nvml import open_gpu_source
+    from engines.telemetry.poller import take_snapshot
+    from engines.telemetry.sources import PsutilSource
+
+    gpu = open_gpu_source()
+    host = PsutilSource(config.models_dir)
+    return lambda: take_snapshot(gpu, host)

@@ -1,0 +1,424 @@
+"""Chat sessions in SQLite: sessions, their messages, and replies written while they stream.
+
+One connection guarded by a lock serves every thread; each write is one
+short `BEGIN IMMEDIATE` transaction. A reply is written as it streams (at
+most once per `flush_interval_s`) and finalised with its metrics, so a crash
+loses at most the last interval of text; on the next open such a reply is
+marked 'interrupted' and keeps its text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engines.errors import BadRequest
+from engines.store.records import (
+    STATUSES,
+    MessageRecord,
+    MessageStatus,
+    SessionRecord,
+    TurnMetrics,
+    message_from_row,
+    params_from_dict,
+    params_from_json,
+    params_to_dict,
+    params_to_json,
+    session_from_row,
+)
+from engines.store.replies import DEFAULT_FLUSH_INTERVAL_S, ReplyWriter
+from engines.store.schema import LATEST_VERSION, SchemaTooNew, StoreError, connect
+from engines.types import ROLES, ChatMessage, Params, Role
+
+if TYPE_CHECKING:
+    from engines.store.compare_runs import CompareRuns
+
+__all__ = [
+    "LATEST_VERSION",
+    "STATUSES",
+    "MessageNotFound",
+    "MessageRecord",
+    "MessageStatus",
+    "ReplyWriter",
+    "SchemaTooNew",
+    "SessionNotFound",
+    "SessionRecord",
+    "Store",
+    "StoreError",
+    "TurnMetrics",
+    "params_from_dict",
+    "params_from_json",
+    "params_to_dict",
+    "params_to_json",
+]
+
+_SENT_TO_ENGINE = ("complete", "cancelled", "interrupted")
+
+
+class SessionNotFound(StoreError):
+    """No chat session has the given id (it may have been deleted)."""
+
+
+class MessageNotFound(StoreError):
+    """No message has the given id (it may have been deleted)."""
+
+
+class _Unset:
+    """Marks an argument that was not given (None means "clear it")."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+
+_MESSAGE_COLUMNS = """m.id, m.session_id, m.seq, m.role, m.content, m.status, m.created_at, m.updated_at,
+    m.model, m.engine, m.params_json, m.error, m.images_json, t.message_id AS metrics_id, t.ttft_ms, t.tokens_per_s,
+    t.total_ms, t.prompt_tokens, t.completion_tokens, t.finish_reason"""
+_MESSAGES_FROM = "messages m LEFT JOIN turn_metrics t ON t.message_id = m.id"
+
+
+class Store:
+    """The chat database; every method may be called from any thread.
+
+    Two processes may share the file (WAL, busy timeout). Opening it marks
+    every 'streaming' reply 'interrupted', including one another live process
+    is writing; that writer's next flush sets it back to 'streaming'.
+    """
+
+    def __init__(self, path: Path) -> None:
+        """Open (creating and migrating as needed); mark replies a crash left 'streaming' as 'interrupted'."""
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = connect(self.path)
+        self._conn.row_factory = sqlite3.Row
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE messages SET status = 'interrupted', updated_at = ? WHERE status = 'streaming'",
+                (time.time(),),
+            )
+        self.recovered: int = cur.rowcount
+        """How many replies were found cut off by a crash and marked 'interrupted'."""
+
+    def close(self) -> None:
+        """Close the database; later calls raise StoreError."""
+        with self._lock:
+            if self._conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("PRAGMA optimize")
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # sessions
+
+    def create_session(
+        self,
+        title: str = "New chat",
+        *,
+        model: str | None = None,
+        engine: str | None = None,
+        system_prompt: str | None = None,
+        params: Params | None = None,
+    ) -> SessionRecord:
+        """Create an empty session."""
+        title = _check_title(title)
+        now = time.time()
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT INTO sessions (title, created_at, updated_at, model, engine, system_prompt, params_json)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (title, now, now, model, engine, system_prompt, params_to_json(params)),
+            )
+        assert cur.lastrowid is not None
+        return SessionRecord(cur.lastrowid, title, now, now, model, engine, system_prompt, params)
+
+    def list_sessions(self, query: str | None = None) -> list[SessionRecord]:
+        """Sessions, most recently updated first; `query` matches titles or message text, ignoring case."""
+        sql = "SELECT * FROM sessions s"
+        args: tuple[Any, ...] = ()
+        if query and query.strip():
+            pattern = "%" + query.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            sql += (
+                " WHERE s.title LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m"
+                " WHERE m.session_id = s.id AND m.content LIKE ? ESCAPE '\\')"
+            )
+            args = (pattern, pattern)
+        with self._read() as conn:
+            rows = conn.execute(sql + " ORDER BY s.updated_at DESC, s.id DESC", args).fetchall()
+        return [session_from_row(r) for r in rows]
+
+    def get_session(self, session_id: int) -> SessionRecord:
+        """One session; SessionNotFound if it does not exist."""
+        with self._read() as conn:
+            return self._get_session(conn, session_id)
+
+    def rename_session(self, session_id: int, title: str) -> None:
+        """Change a session's title; an empty title is a BadRequest."""
+        title = _check_title(title)
+        with self._write() as conn:
+            self._touch(conn, session_id)
+            conn.execute("UPDATE sessions SET title = ? WHERE id = ?", (title, session_id))
+
+    def delete_session(self, session_id: int) -> None:
+        """Delete a session with its messages and metrics."""
+        with self._write() as conn:
+            if conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount == 0:
+                raise SessionNotFound(f"chat session {session_id} does not exist")
+
+    def update_session(
+        self,
+        session_id: int,
+        *,
+        model: str | None = UNSET,
+        engine: str | None = UNSET,
+        system_prompt: str | None = UNSET,
+        params: Params | None = UNSET,
+    ) -> SessionRecord:
+        """Change only the fields given (None clears one); return the updated session."""
+        changes = {"model": model, "engine": engine, "system_prompt": system_prompt}
+        columns = {k: v for k, v in changes.items() if v is not UNSET}
+        if params is not UNSET:
+            columns["params_json"] = params_to_json(params)
+        with self._write() as conn:
+            if columns:
+                self._touch(conn, session_id)
+                assignments = ", ".join(f"{name} = ?" for name in columns)  # names are ours, not the caller's
+                conn.execute(f"UPDATE sessions SET {assignments} WHERE id = ?", (*columns.values(), session_id))
+            return self._get_session(conn, session_id)
+
+    # messages
+
+    def add_message(
+        self,
+        session_id: int,
+        role: Role,
+        content: str,
+        *,
+        model: str | None = None,
+        engine: str | None = None,
+        params: Params | None = None,
+        status: MessageStatus = "complete",
+        images: Sequence[str] = (),
+    ) -> MessageRecord:
+        """Append a message to a session; it is committed when this returns. `images`: paths of attached images."""
+        if role not in ROLES:
+            raise BadRequest(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+        if status not in STATUSES:
+            raise BadRequest(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+        return self._insert_message(session_id, role, content, model, engine, params, status, tuple(images))
+
+    def get_message(self, message_id: int) -> MessageRecord:
+        """One message with its metrics; MessageNotFound if it does not exist."""
+        with self._read() as conn:
+            row = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM {_MESSAGES_FROM} WHERE m.id = ?", (message_id,))
+            found = row.fetchone()
+        if found is None:
+            raise MessageNotFound(f"message {message_id} does not exist")
+        return message_from_row(found)
+
+    def messages(self, session_id: int) -> list[MessageRecord]:
+        """A session's messages in order, with reply metrics joined."""
+        with self._read() as conn:
+            self._get_session(conn, session_id)
+            rows = conn.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM {_MESSAGES_FROM} WHERE m.session_id = ? ORDER BY m.seq",
+                (session_id,),
+            ).fetchall()
+        return [message_from_row(r) for r in rows]
+
+    def truncate_after(self, session_id: int, seq: int) -> None:
+        """Delete the session's messages after position `seq` (-1 deletes them all)."""
+        with self._write() as conn:
+            self._touch(conn, session_id)
+            conn.execute("DELETE FROM messages WHERE session_id = ? AND seq > ?", (session_id, seq))
+
+    def update_message(self, message_id: int, content: str) -> None:
+        """Replace a message's text (edit before resending)."""
+        with self._write() as conn:
+            row = conn.execute("SELECT session_id FROM messages WHERE id = ?", (message_id,)).fetchone()
+            if row is None:
+                raise MessageNotFound(f"message {message_id} does not exist")
+            now = self._touch(conn, row[0])
+            conn.execute("UPDATE messages SET content = ?, updated_at = ? WHERE id = ?", (content, now, message_id))
+
+    def begin_reply(
+        self,
+        session_id: int,
+        *,
+        model: str | None,
+        engine: str | None,
+        params: Params | None,
+        flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> ReplyWriter:
+        """Add an empty 'streaming' assistant message and return the writer that fills it.
+
+        The session remembers `model` and `engine` as the ones last used.
+        """
+        record = self._insert_message(session_id, "assistant", "", model, engine, params, "streaming")
+        return ReplyWriter(record, self._save_reply, flush_interval_s=flush_interval_s, clock=clock)
+
+    def chat_messages(self, session_id: int) -> list[ChatMessage]:
+        """What to send to an engine: the system prompt, then the messages worth replaying.
+
+        Failed replies, empty assistant messages and a reply still streaming are left out.
+        """
+        with self._read() as conn:
+            session = self._get_session(conn, session_id)
+            rows = conn.execute(
+                "SELECT role, content, images_json FROM messages WHERE session_id = ? AND status IN (?, ?, ?)"
+                " AND NOT (role = 'assistant' AND content = '') ORDER BY seq",
+                (session_id, *_SENT_TO_ENGINE),
+            ).fetchall()
+        out = [ChatMessage("system", session.system_prompt)] if session.system_prompt else []
+        return out + [ChatMessage(r["role"], r["content"], _attached(r["images_json"])) for r in rows]
+
+    @property
+    def compares(self) -> CompareRuns:
+        """Saved comparisons (engines/store/compare_runs.py), on this store's connection and lock."""
+        from engines.store.compare_runs import CompareRuns  # loads with the compare screen, not the app's first frame
+
+        return CompareRuns(self._read, self._write)
+
+    # internals shared with ReplyWriter
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                yield self._connection()
+            except sqlite3.Error as exc:
+                raise StoreError(f"chat database {self.path}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._connection()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"chat database {self.path}: {exc}") from exc
+                raise
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"chat database {self.path} is closed")
+        return self._conn
+
+    def _touch(self, conn: sqlite3.Connection, session_id: int) -> float:
+        now = time.time()
+        if conn.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now, session_id)).rowcount == 0:
+            raise SessionNotFound(f"chat session {session_id} does not exist")
+        return now
+
+    def _get_session(self, conn: sqlite3.Connection, session_id: int) -> SessionRecord:
+        row = conn.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        if row is None:
+            raise SessionNotFound(f"chat session {session_id} does not exist")
+        return session_from_row(row)
+
+    def _insert_message(
+        self,
+        session_id: int,
+        role: Role,
+        content: str,
+        model: str | None,
+        engine: str | None,
+        params: Params | None,
+        status: MessageStatus,
+        images: tuple[str, ...] = (),
+    ) -> MessageRecord:
+        images_json = json.dumps(list(images)) if images else None
+        with self._write() as conn:
+            now = self._touch(conn, session_id)
+            (seq,) = conn.execute(
+                "SELECT COALESCE(MAX(seq), -1) + 1 FROM messages WHERE session_id = ?", (session_id,)
+            ).fetchone()
+            cur = conn.execute(
+                "INSERT INTO messages (session_id, seq, role, content, model, engine, params_json, status,"
+                " images_json, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (session_id, seq, role, content, model, engine, params_to_json(params), status, images_json, now, now),
+            )
+            if role == "assistant" and (model is not None or engine is not None):
+                conn.execute(
+                    "UPDATE sessions SET model = COALESCE(?, model), engine = COALESCE(?, engine) WHERE id = ?",
+                    (model, engine, session_id),
+                )
+        assert cur.lastrowid is not None
+        record = MessageRecord(cur.lastrowid, session_id, seq, role, content, status, now, now, model, engine, params)
+        return replace(record, images=images)
+
+    def _save_reply(
+        self,
+        record: MessageRecord,
+        content: str,
+        status: MessageStatus,
+        error: str | None = None,
+        metrics: TurnMetrics | None = None,
+    ) -> MessageRecord:
+        """Write a reply's text and status; a reply whose session was deleted meanwhile is dropped quietly."""
+        with self._write() as conn:
+            now = time.time()
+            # While streaming, also undo an 'interrupted' mark that another process's open may have set.
+            guard = " AND status IN ('streaming', 'interrupted')" if status == "streaming" else ""
+            cur = conn.execute(
+                "UPDATE messages SET content = ?, status = ?, error = ?, updated_at = ? WHERE id = ?" + guard,
+                (content, status, error, now, record.id),
+            )
+            if cur.rowcount:
+                conn.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now, record.session_id))
+                if metrics is not None:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO turn_metrics (message_id, ttft_ms, tokens_per_s, total_ms,"
+                        " prompt_tokens, completion_tokens, finish_reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            record.id,
+                            metrics.ttft_ms,
+                            metrics.tokens_per_s,
+                            metrics.total_ms,
+                            metrics.prompt_tokens,
+                            metrics.completion_tokens,
+                            metrics.finish_reason,
+                        ),  # `estimated` is not stored
+                    )
+        return replace(record, content=content, status=status, error=error, metrics=metrics, updated_at=now)
+
+
+def _check_title(title: str) -> str:
+    title = " ".join(title.split())
+    if not title:
+        raise BadRequest("a chat title must not be empty")
+    return title
+
+
+def _attached(images_json: str | None) -> tuple[bytes, ...]:
+    """The images of a message, read again (an image file since deleted or changed into a non-image is left out:
+    the conversation goes on without it)."""
+    if not images_json:
+        return ()
+    from engines.images import read_image
+
+    out = []
+    for path in json.loads(images_json):
+        with contextlib.suppress(BadRequest):
+            out.append(read_image(Path(path)))
+    return tuple(out)

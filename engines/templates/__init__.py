@@ -1,0 +1,1 @@
+"""Chat templates: picking and rendering them (chat) inside time, size and cancel limits (limits)."""
