@@ -1,7 +1,9 @@
 """The downloads screen: the queue with progress, speed, ETA and status; pause, resume, cancel, retry, add.
 
 Tasks live in SQLite (a restart brings interrupted ones back paused); the
-table is re-read twice a second while the screen is shown. `a` adds a file
+table is re-read when the queue says a task changed (progress comes at most
+~4 times a second per task, with its speed, so no timer polls), and when the
+screen is shown again. `a` adds a file
 (`org/repo file.gguf` or a URL), `p` pauses, `r` resumes or retries, `c`
 cancels (asking whether to delete the partial file), `x` clears finished ones.
 """
@@ -16,6 +18,7 @@ from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.message import Message
 from textual.widgets import Footer, Header, Static
 
 from engines.catalog.fit import human_bytes, human_duration
@@ -142,9 +145,14 @@ class DownloadsScreen(AppScreen):
     #downloads-detail { height: auto; max-height: 4; padding: 0 1; border-top: solid $primary-muted; }
     """
 
+    class QueueChanged(Message):
+        """The download queue changed a task (posted from whichever thread changed it)."""
+
     def __init__(self) -> None:
         super().__init__(name="downloads")
         self._shown: list[DownloadTask] = []
+        self._redraw_posted = False
+        """A QueueChanged is on its way: further changes before it is handled ride on it."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -156,8 +164,22 @@ class DownloadsScreen(AppScreen):
 
     def on_mount(self) -> None:
         self.table.focus()
+        self.runtime.downloads.on_change = self._queue_changed
         self.refresh_table()
-        self.set_interval(0.5, self.refresh_table)
+
+    def _queue_changed(self, task_id: int) -> None:
+        # Called on a download's thread (or this one, from add/pause/…): post_message is thread-safe and does not
+        # block the transfer the way call_from_thread would (close() joins those threads from the UI thread).
+        if not self._redraw_posted:
+            self._redraw_posted = True
+            self.post_message(self.QueueChanged())
+
+    def on_downloads_screen_queue_changed(self) -> None:
+        self._redraw_posted = False  # before reading: a change from now on posts again
+        self.refresh_table()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_table()  # changes while another screen was shown were not drawn
 
     @property
     def table(self) -> LiveTable:
