@@ -6,7 +6,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +19,7 @@ from engines.downloads.pacing import TransferProgress
 from engines.downloads.transfer import DownloadCancelled, DownloadNotFound
 from engines.errors import BadRequest, DownloadError, EngineUnavailable
 from tests.engines.fake_ollama import NOT_FOUND, FakeOllama, PullFault
+from tests.engines.stop_when_held import StopWhenHeld
 
 
 @pytest.fixture(autouse=True)
@@ -150,20 +150,17 @@ def test_stream_ending_without_success_is_an_error(fake: FakeOllama) -> None:
         pull_model("m", host=fake.host)
 
 
-def test_cancel_while_the_daemon_is_silent_is_quick_and_hangs_up(fake: FakeOllama) -> None:
+def test_cancel_while_the_daemon_is_silent_is_quick_and_hangs_up(fake: FakeOllama, every_report: None) -> None:
     model = fake.add("m:1", [2000, 6000], PullFault(hold_after=3000))
-    cancel = threading.Event()
+    stop = StopWhenHeld(fake)
 
-    def cancel_when_held() -> None:
-        if fake.held.wait(5):
-            cancel.set()
+    def progress(p: TransferProgress) -> None:
+        if p.bytes_done >= 3000:  # every line before the hold is read: the client's next read waits on silence
+            stop.start()
 
-    threading.Thread(target=cancel_when_held, daemon=True).start()
-    started = time.monotonic()
     with pytest.raises(DownloadCancelled, match="pulling again resumes"):
-        pull_model("m:1", host=fake.host, cancel=cancel)
-    assert time.monotonic() - started < 3.0  # not waiting for the daemon to speak again (it never would)
-    assert fake.disconnected.wait(2)
+        pull_model("m:1", host=fake.host, progress=progress, cancel=stop.cancel)
+    assert stop.hung_up()  # while the daemon still held the answer: not waiting for it to speak again
     assert model.have == [2000, 1000] and not model.pulled
 
 
