@@ -1,4 +1,10 @@
-"""Stop sequences over streamed text: what may be shown now, and what must wait in case a stop is forming."""
+"""Stop sequences over streamed text: what may be shown now, and what must wait in case a stop is forming.
+
+Every engine streams its reply in pieces and cuts it at the first stop sequence, even when the stop arrives split
+over several pieces ("<end_" then "of_turn>"). `StopText` is that one hold-back loop: each engine feeds it the
+pieces it decodes and shows only what `feed` returns, then `flush`es what was held when the reply ends without a
+stop (a held "<en" was just text after all).
+"""
 
 from __future__ import annotations
 
@@ -21,3 +27,30 @@ def split_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str, bool]:
                 hold = k
                 break
     return text[: len(text) - hold], text[len(text) - hold :], False
+
+
+class StopText:
+    """One reply's text cut at the earliest of `stops`: feed it the pieces, show what it returns."""
+
+    __slots__ = ("_held", "_stops", "stopped")
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self._stops = tuple(stops)
+        self._held = ""
+        self.stopped = False
+        """A stop sequence was reached: the reply ends here, and what follows it is never shown."""
+
+    def feed(self, piece: str) -> str:
+        """The text that is safe to show now that `piece` came: all of it when it cannot start a stop, up to a
+        stop that it completes (then `stopped` is set), or up to a tail that might start one (held back)."""
+        if self.stopped:
+            return ""
+        if not self._stops:
+            return piece
+        emit, self._held, self.stopped = split_at_stop(self._held + piece, self._stops)
+        return emit
+
+    def flush(self) -> str:
+        """What is still held back, for a reply that ended without reaching a stop; empty after a stop."""
+        held, self._held = self._held, ""
+        return held

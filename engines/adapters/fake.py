@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from engines.adapters.base import Engine
 from engines.errors import BadModelFile, Cancelled, EmbedInputTooLong, InstanceNotReady
-from engines.stop_text import split_at_stop
+from engines.stop_text import StopText
 from engines.types import (
     Capability,
     ChatMessage,
@@ -120,7 +120,7 @@ class FakeEngine(Engine):
         limit = params.max_tokens if params.max_tokens is not None else len(pieces)
         room = None if self.n_ctx is None else max(self.n_ctx - prompt_tokens, 0)
         limit = limit if room is None else min(limit, room)
-        held = ""  # text that may be the start of a stop sequence, as the real engines hold it back
+        cut = StopText(params.stop)  # held back where a stop may be starting, as the real engines do
         count = 0
         if self.gate is not None:
             while not self.gate.wait(0.01):
@@ -132,8 +132,8 @@ class FakeEngine(Engine):
                 return
             if FAIL_MARKER in said and count == 2:
                 raise RuntimeError("fake engine failure after two tokens")
-            emit, held, stopped = split_at_stop(held + piece, params.stop) if params.stop else (piece, "", False)
-            if stopped:
+            emit = cut.feed(piece)
+            if cut.stopped:
                 if emit:
                     yield Delta(emit)
                 yield Done(Usage(prompt_tokens, count), "stop")
@@ -144,7 +144,7 @@ class FakeEngine(Engine):
             count += 1
             if emit:
                 yield Delta(emit)
-        if held:
+        if held := cut.flush():
             yield Delta(held)
         finish: FinishReason = "length" if limit < len(pieces) else "stop"
         if finish == "length" and room is not None and limit >= room:

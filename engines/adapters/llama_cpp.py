@@ -35,7 +35,7 @@ from engines.errors import (
     InstanceNotReady,
     ModelNotFound,
 )
-from engines.stop_text import split_at_stop
+from engines.stop_text import StopText
 from engines.templates.chat import NO_TEMPLATE, TEMPLATE_STOPS, compile_template, pick_template, render_chat
 from engines.types import (
     Capability,
@@ -278,10 +278,9 @@ class LlamaCppEngine(Engine):
         pieces, piece_of = self._pieces, self._piece
         decode = codecs.getincrementaldecoder("utf-8")("replace").decode
         leading = strip_leading
-        held = ""
+        cut = StopText(stops)
         completion = 0
         finish: Any = "length"
-        hit_stop = False
         top = params.logprobs
         scored: list[TokenLogprob] = []
         """Log-probabilities of the tokens whose text has not been handed on yet (only when asked)."""
@@ -299,17 +298,12 @@ class LlamaCppEngine(Engine):
                     text = text.lstrip()
                     leading = not text
                 if text:
-                    if stops:
-                        emit, held, stopped = split_at_stop(held + text, stops)
-                        if emit:
-                            yield Delta(emit, tuple(scored))
-                            scored.clear()
-                        if stopped:
-                            finish, hit_stop = "stop", True
-                            break
-                    else:
-                        yield Delta(text, tuple(scored))
+                    if emit := cut.feed(text):
+                        yield Delta(emit, tuple(scored))
                         scored.clear()
+                    if cut.stopped:
+                        finish = "stop"
+                        break
                 if completion >= max_tokens:
                     break
                 if cancel.is_set():
@@ -319,7 +313,7 @@ class LlamaCppEngine(Engine):
             gen.close()
         if finish == "length" and completion >= budget:
             finish = "context"  # the window was full, not the user's max_tokens: say so, the fix differs
-        if held and not hit_stop:
+        if held := cut.flush():
             # A character cut in half by max_tokens or Stop is dropped, never shown broken.
             yield Delta(held, tuple(scored))
         yield Done(Usage(n_prompt, completion), finish_reason=finish)

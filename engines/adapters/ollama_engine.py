@@ -32,7 +32,7 @@ from engines.errors import (
     RemoteEndpointError,
 )
 from engines.images import image_mime
-from engines.stop_text import split_at_stop
+from engines.stop_text import StopText
 from engines.types import (
     Capability,
     ChatMessage,
@@ -202,7 +202,7 @@ class OllamaEngine(Engine):
 
         A reply that ends before the daemon's last line (cut at a stop sequence, or stopped by the user) never
         gets the daemon's counts: the prompt is then `prompt_guess` and both counts are marked estimated."""
-        held, pieces, usage = "", 0, Usage()
+        cut, pieces, usage = StopText(stops), 0, Usage()
         finish: FinishReason | None = None
         try:
             for part in stream:
@@ -210,10 +210,9 @@ class OllamaEngine(Engine):
                     break
                 if text := part.message.content or "":
                     pieces += 1
-                    emit, held, stopped = split_at_stop(held + text, stops) if stops else (text, "", False)
-                    if emit:
+                    if emit := cut.feed(text):
                         yield Delta(emit)
-                    if stopped:  # the daemon honours `stop` too; this cut is for what it let through
+                    if cut.stopped:  # the daemon honours `stop` too; this cut is for what it let through
                         yield Done(Usage(prompt_guess, pieces, estimated=True), "stop")
                         return
                 if part.done:
@@ -222,11 +221,11 @@ class OllamaEngine(Engine):
                     break
         except _failures() as exc:  # the daemon's error line, a dropped connection, or our own hang-up on Stop
             if not cancel.is_set():
-                if held:
+                if held := cut.flush():
                     yield Delta(held)
                 yield Error(str(_failure(exc, self.host, self.model, replying=pieces > 0)), "ollama")
                 return
-        if held:
+        if held := cut.flush():
             yield Delta(held)
         if cancel.is_set():
             yield Done(Usage(prompt_guess, pieces, estimated=True), "cancelled")

@@ -21,7 +21,7 @@ from engines.adapters.token_estimate import estimate_prompt_tokens
 from engines.errors import BadRequest, InstanceNotReady, LlmTuiError, ModelNotFound, RemoteEndpointError
 from engines.images import image_mime
 from engines.secret import MASK, Secret
-from engines.stop_text import split_at_stop
+from engines.stop_text import StopText
 from engines.types import (
     Capability,
     ChatMessage,
@@ -287,7 +287,7 @@ class RemoteEngine(Engine):
         """Turn the server-sent events of `resp` into Delta, then Done or Error."""
         import httpx
 
-        held, deltas, usage = "", 0, None
+        cut, deltas, usage = StopText(stops), 0, None
 
         def counted() -> Usage:
             # Without the server's usage chunk (it comes last, so a stopped reply never gets it) the prompt's
@@ -303,7 +303,7 @@ class RemoteEngine(Engine):
                     break
                 doc = _json_or_none(data.encode())
                 if event == "error" or not isinstance(doc, dict) or doc.get("error") or doc.get("object") == "error":
-                    if held:
+                    if held := cut.flush():
                         yield Delta(held)
                     yield Error(link.clean(f"{link.shown} failed mid-reply: {_error_text(doc) or data}"), "remote")
                     return
@@ -315,10 +315,9 @@ class RemoteEngine(Engine):
                     text = (choice.get("delta") or {}).get("content") if "delta" in choice else choice.get("text")
                     if isinstance(text, str) and text:
                         deltas += 1
-                        emit, held, stopped = split_at_stop(held + text, stops) if stops else (text, "", False)
-                        if emit:
+                        if emit := cut.feed(text):
                             yield Delta(emit)
-                        if stopped:  # servers differ in honouring `stop`; cut here and hang up on the rest
+                        if cut.stopped:  # servers differ in honouring `stop`; cut here and hang up on the rest
                             yield Done(counted(), "stop")
                             return
                     if choice.get("finish_reason"):
@@ -336,7 +335,7 @@ class RemoteEngine(Engine):
         elif finish is None:
             yield Error(f"{link.shown} ended the stream before the reply was complete", "remote")
         else:
-            if held:
+            if held := cut.flush():
                 yield Delta(held)
             yield Done(counted(), finish)
 

@@ -43,7 +43,7 @@ from engines.errors import (
     InsufficientMemory,
     ModelNotFound,
 )
-from engines.stop_text import split_at_stop
+from engines.stop_text import StopText
 from engines.templates.chat import NO_TEMPLATE, TEMPLATE_STOPS, compile_template, pick_template, render_chat
 from engines.types import (
     Capability,
@@ -286,23 +286,19 @@ class TransformersEngine(Engine):
         self._generate_thread = thread
         thread.start()
         leading = True  # replies never start with the blank the template's last word leaves open
-        held = ""
-        hit_stop = cancelled = False
+        cut = StopText(stops)
+        cancelled = False
         try:
             for text in streamer:
                 if leading and text:
                     text = text.lstrip()
                     leading = not text
                 if text:
-                    if stops:
-                        emit, held, hit_stop = split_at_stop(held + text, stops)
-                        if emit:
-                            yield Delta(emit)
-                        if hit_stop:
-                            halt.set()
-                            break
-                    else:
-                        yield Delta(text)
+                    if emit := cut.feed(text):
+                        yield Delta(emit)
+                    if cut.stopped:
+                        halt.set()
+                        break
                 if cancel.is_set():
                     cancelled = True
                     break
@@ -319,7 +315,7 @@ class TransformersEngine(Engine):
         ended_on_eos = bool(generated) and generated[-1] in eos_ids
         completion = len(generated) - (1 if ended_on_eos else 0)
         finish: FinishReason
-        if hit_stop or ended_on_eos:
+        if cut.stopped or ended_on_eos:
             finish = "stop"
         elif cancelled:
             finish = "cancelled"
@@ -327,7 +323,7 @@ class TransformersEngine(Engine):
             finish = "context" if len(generated) >= budget else "length"  # a full window is not max_tokens
         else:
             finish = "stop"  # a stop sequence the token-level check saw first (e.g. across a special token)
-        if held and not hit_stop:
+        if held := cut.flush():
             yield Delta(held)  # text that looked like the start of a stop sequence, but the reply ended first
         yield Done(Usage(n_prompt, completion), finish_reason=finish)
 

@@ -13,7 +13,6 @@ import pytest
 from engines.adapters import registry
 from engines.adapters.llama_cpp import LlamaCppEngine
 from engines.errors import BadModelFile, BadRequest, EngineUnavailable
-from engines.stop_text import split_at_stop
 from engines.templates.chat import load_builtin_template
 from engines.types import ChatMessage, Delta, Done, LaunchOptions, ModelSpec, Params, StreamEvent, Usage
 from tests.engines.gguf_corpus import write_gguf
@@ -99,14 +98,6 @@ def test_characters_split_across_byte_tokens_arrive_whole(engine: LlamaCppEngine
     texts = [e.text for e in events if isinstance(e, Delta)]
     assert texts == ["𠜎"]
     assert events[-1] == Done(Usage(events[-1].usage.prompt_tokens, 6), finish_reason="length")  # type: ignore[union-attr]
-
-
-def test_stop_prefix_is_held_back_until_decided() -> None:
-    assert split_at_stop("hello wor", ("world",)) == ("hello ", "wor", False)
-    assert split_at_stop("hello world!", ("world",)) == ("hello ", "", True)
-    assert split_at_stop("a<|e", ("<|end|>", "xyz")) == ("a", "<|e", False)
-    assert split_at_stop("abcd", ("c", "bc")) == ("a", "", True)  # the earliest-starting stop wins
-    assert split_at_stop("plain", ("zz",)) == ("plain", "", False)
 
 
 @pytest.mark.real_model
