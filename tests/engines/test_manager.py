@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +18,7 @@ from engines.errors import (
     InstanceNotReady,
 )
 from engines.manager import Coalescing, EngineManager
-from engines.types import ChatMessage, Delta, Done, Error, InstanceState, ModelSpec, Params
+from engines.types import ChatMessage, Delta, Done, Error, InstanceState, ModelSpec, Params, StreamEvent
 
 SPEC = ModelSpec(id="fake-model", format="fake")
 
@@ -65,23 +67,43 @@ def test_coalescing_by_size_splits_long_replies() -> None:
     assert len(deltas) > 5
 
 
+class Overlap(FakeEngine):
+    """The fake engine, logging when each reply starts and ends, so a test can see whether two ever overlapped."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.log: list[str] = []
+
+    def chat(
+        self, messages: Sequence[ChatMessage], params: Params, cancel: threading.Event, session: str | None = None
+    ) -> Iterator[StreamEvent]:
+        said = messages[-1].content
+        self.log.append(f"start {said}")
+        try:
+            yield from super().chat(messages, params, cancel, session)
+        finally:
+            self.log.append(f"end {said}")
+
+
 def test_two_requests_queue_on_one_instance(manager: EngineManager) -> None:
     gate = threading.Event()
-    engine = FakeEngine(gate=gate)
+    engine = Overlap(gate=gate)
     run_id = manager.start(SPEC, engine=engine)
     first = manager.submit(run_id, ask("one"))
     second = manager.submit(run_id, ask("two"))
     # The worker holds the first request at the gate; the second waits its turn.
     assert engine.started.wait(10)
-    assert not second.wait(0.05)
-    assert manager.info(run_id).state is InstanceState.BUSY
+    info = manager.info(run_id)
+    assert info.state is InstanceState.BUSY and info.pending_requests == 2
     gate.set()
     assert first.result().text == "Echo: one"
     second_result = second.result()
     assert second_result.text == "Echo: two"
     assert second_result.done is not None and second_result.done.metrics is not None
     assert second_result.done.metrics.queue_ms > 0
-    assert [c[-1].content for c in engine.calls] == ["one", "two"]
+    # One at a time: the second reply started only after the first had ended (the log is complete once both
+    # results are in, with no wait on the clock).
+    assert engine.log == ["start one", "end one", "start two", "end two"]
 
 
 def test_cancel_mid_stream_stops_within_one_token(manager: EngineManager) -> None:
