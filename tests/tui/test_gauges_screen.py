@@ -86,6 +86,19 @@ async def shown(pilot: Pilot[int], samples: int | None = None) -> GaugesScreen:
     return screen
 
 
+async def intervals_pass(pilot: Pilot[int], screen: GaugesScreen, interval_s: float, count: int) -> None:
+    """Wait until a timer of `interval_s` on `screen` has fired `count` times: proof that the screen's own tick
+    timer (same interval) had its turns too, however slowly the machine runs, so a check that it did nothing
+    afterwards means something (a fixed sleep on a loaded machine may pass before any tick was due)."""
+    fired: list[None] = []
+    timer = screen.set_interval(interval_s, lambda: fired.append(None))
+    try:
+        await until(pilot, lambda: len(fired) >= count, f"{count} intervals of {interval_s} s", timeout=60)
+    finally:
+        timer.stop()
+    await pilot.pause()
+
+
 def panel(screen: GaugesScreen, index: int) -> GpuPanel:
     return screen.query_one(f"#gpu-{index}", GpuPanel)
 
@@ -234,7 +247,7 @@ def test_p_pauses_and_resumes_the_updates(make_app: AppFactory) -> None:
             assert "Paused" in text(screen.status_line)
             before = screen.shown
             poller.sample_now()
-            await pilot.pause(0.3)  # several timer intervals
+            await intervals_pass(pilot, screen, poller.interval_s, 4)
             assert screen.shown is before and text(panel(screen, 0).util).endswith("63%")
             await pilot.press("p")
             await shown(pilot)
