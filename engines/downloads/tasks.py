@@ -21,6 +21,7 @@ import psutil
 from engines.errors import BadRequest, LlmTuiError
 
 if TYPE_CHECKING:
+    from engines.store.schema import Transaction
     from engines.store.sessions import Store
 
 
@@ -143,10 +144,17 @@ def _task(row: sqlite3.Row) -> DownloadTask:
 
 
 class DownloadTasks:
-    """The queue table of a Store; safe from any thread (the Store serialises access)."""
+    """The queue table of a Store (`Store.downloads`); safe from any thread (the Store serialises access)."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, read: Transaction | Store, write: Transaction | None = None) -> None:
+        from engines.store.sessions import Store  # here: the store imports this module for Store.downloads
+
+        if isinstance(read, Store):  # DownloadTasks(store), the form before Store.downloads; callers move over
+            table = read.downloads
+            read, write = table._read, table._write
+        assert write is not None
+        self._read: Transaction = read
+        self._write: Transaction = write
 
     def add(
         self,
@@ -165,7 +173,7 @@ class DownloadTasks:
         if source not in ("hf", "ollama", "url"):
             raise BadRequest(f"download source must be hf, ollama or url, not {source!r}")
         now = time.time()
-        with self.store._write() as conn:
+        with self._write() as conn:
             live = conn.execute(
                 "SELECT id FROM downloads WHERE target_path = ? AND status IN ('pending', 'downloading', 'paused')",
                 (str(target_path),),
@@ -181,7 +189,7 @@ class DownloadTasks:
         return self.get(task_id)
 
     def get(self, task_id: int) -> DownloadTask:
-        with self.store._read() as conn:
+        with self._read() as conn:
             row = conn.execute("SELECT * FROM downloads WHERE id = ?", (task_id,)).fetchone()
         if row is None:
             raise TaskNotFound(f"download task {task_id} does not exist")
@@ -189,25 +197,25 @@ class DownloadTasks:
 
     def all(self) -> list[DownloadTask]:
         """Every task, oldest first."""
-        with self.store._read() as conn:
+        with self._read() as conn:
             return [_task(r) for r in conn.execute("SELECT * FROM downloads ORDER BY id").fetchall()]
 
     def unfinished(self) -> int:
         """How many tasks wait to run or were left running (a start-up checks this before opening the queue)."""
-        with self.store._read() as conn:
+        with self._read() as conn:
             row = conn.execute("SELECT COUNT(*) FROM downloads WHERE status IN ('pending', 'downloading')").fetchone()
         return int(row[0])
 
     def next_pending(self) -> DownloadTask | None:
         """The oldest pending task."""
-        with self.store._read() as conn:
+        with self._read() as conn:
             row = conn.execute("SELECT * FROM downloads WHERE status = 'pending' ORDER BY id LIMIT 1").fetchone()
         return None if row is None else _task(row)
 
     def set_status(self, task_id: int, status: TaskStatus, error: str | None = None) -> DownloadTask:
         """Move a task to `status` (BadRequest when that move makes no sense, e.g. completed → paused)."""
         now = time.time()
-        with self.store._write() as conn:
+        with self._write() as conn:
             row = conn.execute("SELECT status FROM downloads WHERE id = ?", (task_id,)).fetchone()
             if row is None:
                 raise TaskNotFound(f"download task {task_id} does not exist")
@@ -224,7 +232,7 @@ class DownloadTasks:
 
     def record_progress(self, task_id: int, done_bytes: int, total_bytes: int | None, speed_bps: float | None) -> None:
         """Store how far a transfer got (called about once a second, not per chunk)."""
-        with self.store._write() as conn:
+        with self._write() as conn:
             conn.execute(
                 "UPDATE downloads SET done_bytes = ?, total_bytes = COALESCE(?, total_bytes), speed_bps = ?,"
                 " updated_at = ? WHERE id = ?",
@@ -243,7 +251,7 @@ class DownloadTasks:
         """Fill in what the server said the file is (known values are kept): size, hash, the commit it is at.
         With `replace_size`, the server's size replaces a stored one (which was only an estimate)."""
         size_sql = "COALESCE(?, total_bytes)" if replace_size else "COALESCE(total_bytes, ?)"
-        with self.store._write() as conn:
+        with self._write() as conn:
             conn.execute(
                 f"UPDATE downloads SET total_bytes = {size_sql}, sha256 = COALESCE(sha256, ?),"
                 " revision = COALESCE(revision, ?), updated_at = ? WHERE id = ?",
@@ -253,7 +261,7 @@ class DownloadTasks:
     def claim(self, task_id: int) -> DownloadTask:
         """Mark a task downloading by this process (so another llm-tui on the same database leaves it alone)."""
         task = self.set_status(task_id, TaskStatus.DOWNLOADING)
-        with self.store._write() as conn:
+        with self._write() as conn:
             conn.execute("UPDATE downloads SET owner = ? WHERE id = ?", (process_token(), task_id))
         return task
 
@@ -261,14 +269,14 @@ class DownloadTasks:
         """This process stops downloading these (it is quitting): the next start recovers them."""
         if not task_ids:
             return
-        with self.store._write() as conn:
+        with self._write() as conn:
             conn.executemany("UPDATE downloads SET owner = NULL WHERE id = ?", [(i,) for i in task_ids])
 
     def recover(self, *, resume: bool) -> list[int]:
         """After a restart: tasks left 'downloading' by a process that is gone become pending (resume=True) or
         paused; returns their ids. Tasks another live process is downloading are left to it."""
         status = TaskStatus.PENDING if resume else TaskStatus.PAUSED
-        with self.store._write() as conn:
+        with self._write() as conn:
             rows = conn.execute("SELECT id, owner FROM downloads WHERE status = 'downloading'").fetchall()
             ids = [r["id"] for r in rows if not owner_alive(r["owner"])]
             conn.executemany(
@@ -280,6 +288,6 @@ class DownloadTasks:
     def clear_finished(self) -> int:
         """Forget completed, failed and cancelled tasks (a failed file is retried by adding it again); returns
         how many."""
-        with self.store._write() as conn:
+        with self._write() as conn:
             cur = conn.execute("DELETE FROM downloads WHERE status IN ('completed', 'failed', 'cancelled')")
         return cur.rowcount

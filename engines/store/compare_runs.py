@@ -10,18 +10,15 @@ import dataclasses
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from engines.compare.types import FINAL_STATES, CompareRun, PaneResult
 from engines.errors import BadRequest
 from engines.store.records import TurnMetrics, params_from_json, params_to_json
-from engines.store.schema import StoreError
+from engines.store.schema import StoreError, Transaction
 from engines.types import LaunchOptions, Params
-
-Transaction = Callable[[], AbstractContextManager[sqlite3.Connection]]
 
 _PANE_COLUMNS = (
     "compare_id, position, model, engine, ref, run_id, options_json, reply, status, error, ttft_ms, tokens_per_s,"

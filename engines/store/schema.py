@@ -13,12 +13,17 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from engines.errors import LlmTuiError
 
 BUSY_TIMEOUT_MS = 10_000
 """How long a write waits for another connection (another llm-tui process) to finish."""
+
+Transaction = Callable[[], AbstractContextManager[sqlite3.Connection]]
+"""A Store's read or write transaction, handed to the classes that keep one table each (`Store.compares`,
+`Store.downloads`): they share the Store's connection, lock, busy timeout and error wrapping."""
 
 
 class StoreError(LlmTuiError):

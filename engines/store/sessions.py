@@ -38,6 +38,7 @@ from engines.store.schema import LATEST_VERSION, SchemaTooNew, StoreError, conne
 from engines.types import ROLES, ChatMessage, Params, Role
 
 if TYPE_CHECKING:
+    from engines.downloads.tasks import DownloadTasks
     from engines.store.compare_runs import CompareRuns
 
 __all__ = [
@@ -293,6 +294,13 @@ class Store:
         from engines.store.compare_runs import CompareRuns  # loads with the compare screen, not the app's first frame
 
         return CompareRuns(self._read, self._write)
+
+    @property
+    def downloads(self) -> DownloadTasks:
+        """The download queue's table (engines/downloads/tasks.py), on this store's connection and lock."""
+        from engines.downloads.tasks import DownloadTasks
+
+        return DownloadTasks(self._read, self._write)
 
     # internals shared with ReplyWriter
 

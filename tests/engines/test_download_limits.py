@@ -17,7 +17,7 @@ import pytest
 from engines.downloads import part_file
 from engines.downloads.names import part_path
 from engines.downloads.queue import DownloadQueue, QueueSettings, hf_url
-from engines.downloads.tasks import DownloadTask, DownloadTasks, TaskStatus
+from engines.downloads.tasks import DownloadTask, TaskStatus
 from engines.downloads.transfer import (
     DownloadAuthError,
     DownloadNotFound,
@@ -118,7 +118,7 @@ def test_the_queue_fails_an_overlong_hub_file_and_keeps_nothing(
 ) -> None:
     hub.add_repo("org/big", {"m.gguf": os.urandom(LISTED)})
     hub.files[hub.resolve_path("org/big", "m.gguf", DEFAULT_COMMIT)].default = Fault(chunked_bytes=ENDLESS)
-    queue = DownloadQueue(DownloadTasks(store), QueueSettings(hf_endpoint=hub.endpoint))
+    queue = DownloadQueue(store.downloads, QueueSettings(hf_endpoint=hub.endpoint))
     try:
         queue.add_repo("org/big", tmp_path / "models")
         (task,) = run_queue(queue)
@@ -138,7 +138,7 @@ def test_a_file_kept_in_git_with_other_content_of_the_listed_size_fails_through_
     hub.add_repo("org/m", {"config.json": config, "tokenizer.json": tokenizer}, lfs=[])
     for revision in ("main", DEFAULT_COMMIT):  # same size, one byte different
         hub.files[hub.resolve_path("org/m", "config.json", revision)].default = Fault(corrupt_at=3)
-    queue = DownloadQueue(DownloadTasks(store), QueueSettings(hf_endpoint=hub.endpoint))
+    queue = DownloadQueue(store.downloads, QueueSettings(hf_endpoint=hub.endpoint))
     try:
         queue.add_repo("org/m", tmp_path / "models")
         by_file = {t.file: t for t in run_queue(queue)}
@@ -170,7 +170,7 @@ ODD_NAMES = ("a#b.bin", "with space.json", "100%.txt", "what?.md", "sub/ünï c�
 def test_odd_file_names_are_quoted_and_fetched_through_the_queue(hub: FakeHub, store: Store, tmp_path: Path) -> None:
     files = {name: os.urandom(1000 + i) for i, name in enumerate(ODD_NAMES)}
     hub.add_repo("org/odd", files, lfs=["a#b.bin", "100%.txt"])  # LFS ones and files kept in git
-    queue = DownloadQueue(DownloadTasks(store), QueueSettings(hf_endpoint=hub.endpoint))
+    queue = DownloadQueue(store.downloads, QueueSettings(hf_endpoint=hub.endpoint))
     try:
         queue.add_repo("org/odd", tmp_path / "models")
         tasks = run_queue(queue)
@@ -222,7 +222,7 @@ def test_the_queue_leaves_no_part_for_a_missing_or_forbidden_file(hub: FakeHub, 
     hub.add_repo("org/m", {"gone.gguf": b"g" * 5000, "secret.gguf": b"s" * 5000})
     hub.files[hub.resolve_path("org/m", "gone.gguf", DEFAULT_COMMIT)].default = Fault(status=404)
     hub.files[hub.resolve_path("org/m", "secret.gguf", DEFAULT_COMMIT)].default = Fault(status=401)
-    queue = DownloadQueue(DownloadTasks(store), QueueSettings(hf_endpoint=hub.endpoint))
+    queue = DownloadQueue(store.downloads, QueueSettings(hf_endpoint=hub.endpoint))
     try:
         queue.add_repo("org/m", tmp_path / "models")
         tasks = run_queue(queue)

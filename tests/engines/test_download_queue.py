@@ -104,7 +104,7 @@ def test_at_most_n_run_at_once_and_the_rest_follow(store: Store, tmp_path: Path)
     transfer = ScriptedTransfer()
     changes: list[int] = []
     queue = DownloadQueue(
-        DownloadTasks(store),
+        store.downloads,
         QueueSettings(concurrency=2, hf_token="hf_secret"),
         transfer=transfer,
         describe_hub=describe,
@@ -130,7 +130,7 @@ def test_at_most_n_run_at_once_and_the_rest_follow(store: Store, tmp_path: Path)
 
 def test_new_settings_raise_the_limit_at_once_and_reach_the_next_transfer(store: Store, tmp_path: Path) -> None:
     transfer = ScriptedTransfer()
-    queue = DownloadQueue(DownloadTasks(store), QueueSettings(concurrency=1), transfer=transfer, describe_hub=describe)
+    queue = DownloadQueue(store.downloads, QueueSettings(concurrency=1), transfer=transfer, describe_hub=describe)
     for n in range(3):
         queue.add("hf", tmp_path / f"m{n}.gguf", repo="org/m", file=f"m{n}.gguf")
     wait_for(lambda: len(transfer.calls) == 1, "one transfer")
@@ -147,7 +147,7 @@ def test_new_settings_raise_the_limit_at_once_and_reach_the_next_transfer(store:
 
 def test_pause_resume_cancel_and_a_failure_with_its_reason(store: Store, tmp_path: Path) -> None:
     transfer = ScriptedTransfer()
-    queue = DownloadQueue(DownloadTasks(store), QueueSettings(concurrency=1), transfer=transfer)
+    queue = DownloadQueue(store.downloads, QueueSettings(concurrency=1), transfer=transfer)
     a = queue.add("url", tmp_path / "a.gguf", url="http://127.0.0.1:9/a")
     b = queue.add("url", tmp_path / "b.gguf", url="http://127.0.0.1:9/b")
     wait_for(lambda: len(transfer.calls) == 1, "a starts")
@@ -171,7 +171,7 @@ def test_pause_resume_cancel_and_a_failure_with_its_reason(store: Store, tmp_pat
 
 def test_cancel_can_delete_the_partial_file(store: Store, tmp_path: Path) -> None:
     transfer = ScriptedTransfer()
-    queue = DownloadQueue(DownloadTasks(store), transfer=transfer)
+    queue = DownloadQueue(store.downloads, transfer=transfer)
     task = queue.add("url", tmp_path / "c.gguf", url="http://127.0.0.1:9/c")
     part = tmp_path / "c.gguf.0123abcd.part"
     part.write_bytes(b"half")
@@ -185,14 +185,14 @@ def test_tasks_interrupted_by_a_restart_come_back_and_complete(tmp_path: Path, r
     path = tmp_path / "db.sqlite"
     first = ScriptedTransfer()
     with Store(path) as store:
-        queue = DownloadQueue(DownloadTasks(store), transfer=first)
+        queue = DownloadQueue(store.downloads, transfer=first)
         task = queue.add("url", tmp_path / "r.gguf", url="http://127.0.0.1:9/r")
         wait_for(lambda: len(first.calls) == 1, "started")
         queue.close()  # quit mid-transfer: the row stays 'downloading'
     second = ScriptedTransfer()
     second.release.set()
     with Store(path) as store:
-        queue = DownloadQueue(DownloadTasks(store), QueueSettings(resume_on_start=resume), transfer=second)
+        queue = DownloadQueue(store.downloads, QueueSettings(resume_on_start=resume), transfer=second)
         assert queue.recovered == [task.id]
         if resume:
             queue.pump()
@@ -221,7 +221,7 @@ def test_the_real_transfer_through_the_queue_from_a_fake_hub(store: Store, tmp_p
         hub.add("/org/m-GGUF/resolve/main/nolfs.gguf", data)
         hub.add(f"/org/m-GGUF/resolve/{commit}/nolfs.gguf", data)
         settings = QueueSettings(hf_endpoint=hub.url(""), hf_token="hf_secret")
-        queue = DownloadQueue(DownloadTasks(store), settings)
+        queue = DownloadQueue(store.downloads, settings)
         ok = queue.add("hf", tmp_path / "m.gguf", repo="org/m-GGUF", file="m.gguf", total_bytes=len(data), sha256=good)
         bad = queue.add("hf", tmp_path / "bad.gguf", repo="org/m-GGUF", file="bad.gguf", sha256="0" * 64)
         # Added with no size or hash: the Hub's metadata (LFS sha256, size, commit) fills them in first.
@@ -249,7 +249,7 @@ def test_a_size_queued_without_a_sha256_is_an_estimate_the_hubs_size_replaces(st
     data = os.urandom(250_000)
     with FakeHub() as hub:
         hub.add_repo("org/m-GGUF", {"m.gguf": data})
-        queue = DownloadQueue(DownloadTasks(store), QueueSettings(hf_endpoint=hub.endpoint))
+        queue = DownloadQueue(store.downloads, QueueSettings(hf_endpoint=hub.endpoint))
         estimate = queue.add("hf", tmp_path / "m.gguf", repo="org/m-GGUF", file="m.gguf", total_bytes=164_000)
         wait_for(lambda: not queue.running() and queue.tasks.next_pending() is None, "finished")
         done = queue.tasks.get(estimate.id)
@@ -278,7 +278,7 @@ def test_settings_come_from_the_config_and_one_bandwidth_cap_covers_every_transf
         return None
 
     with Store(tmp_path / "db.sqlite") as store:
-        queue = DownloadQueue(DownloadTasks(store), settings, transfer=transfer)
+        queue = DownloadQueue(store.downloads, settings, transfer=transfer)
         for name in "abc":
             queue.add("url", tmp_path / f"{name}.gguf", url=f"http://127.0.0.1:9/{name}")
         wait_for(lambda: len(buckets) == 3 and not queue.running(), "all three ran")
@@ -301,7 +301,7 @@ def test_ollama_models_are_pulled_through_the_daemon_paused_resumed_and_failed_w
     with FakeOllama(step=1000) as fake:
         model = fake.add("qwen2.5:0.5b", [3000, 9000], PullFault(hold_after=5000))
         fake.add("broken:1b", [4000], PullFault(error_after=2000, error="max retries exceeded: unexpected EOF"))
-        queue = DownloadQueue(DownloadTasks(store), QueueSettings(ollama_host=fake.host))
+        queue = DownloadQueue(store.downloads, QueueSettings(ollama_host=fake.host))
         task = queue.add("ollama", ollama_target("qwen2.5:0.5b"), repo="qwen2.5:0.5b")
         assert fake.held.wait(5)
         queue.pause(task.id)
@@ -332,7 +332,7 @@ def test_a_repo_queued_into_the_hugging_face_cache_is_found_by_huggingface_hub(s
     cache = tmp_path / "hub"
     with FakeHub() as hub:
         hub.add_repo("org/embed", {"model.safetensors": weights, "config.json": config}, lfs=["model.safetensors"])
-        queue = DownloadQueue(DownloadTasks(store), QueueSettings(hf_endpoint=hub.endpoint))
+        queue = DownloadQueue(store.downloads, QueueSettings(hf_endpoint=hub.endpoint))
         added = queue.add_repo("org/embed", None, cache_dir=cache)
         assert {t.cache_ref for t in added} == {"main"} and all(t.target_path.parent.name == "blobs" for t in added)
         wait_for(lambda: {t.status for t in queue.tasks.all()} == {TaskStatus.COMPLETED}, "both fetched")

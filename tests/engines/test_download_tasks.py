@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engines.downloads.tasks import DownloadTasks, TaskNotFound, TaskStatus, owner_alive, process_token
+from engines.downloads.tasks import TaskNotFound, TaskStatus, owner_alive, process_token
 from engines.errors import BadRequest
 from engines.store.schema import _m001_chat
 from engines.store.sessions import Store
@@ -17,7 +17,7 @@ from engines.store.sessions import Store
 
 def test_a_task_goes_from_pending_to_completed_with_its_progress(tmp_path: Path) -> None:
     with Store(tmp_path / "db.sqlite") as store:
-        tasks = DownloadTasks(store)
+        tasks = store.downloads
         task = tasks.add("hf", tmp_path / "m.gguf", repo="org/m-GGUF", file="m.gguf", total_bytes=1000, sha256="ab")
         assert task.status is TaskStatus.PENDING and task.label == "org/m-GGUF/m.gguf"
         assert tasks.next_pending() == task
@@ -32,7 +32,7 @@ def test_a_task_goes_from_pending_to_completed_with_its_progress(tmp_path: Path)
 
 def test_impossible_moves_and_duplicates_are_refused(tmp_path: Path) -> None:
     with Store(tmp_path / "db.sqlite") as store:
-        tasks = DownloadTasks(store)
+        tasks = store.downloads
         task = tasks.add("url", tmp_path / "x.gguf", url="http://127.0.0.1:1/x.gguf")
         with pytest.raises(BadRequest, match="already in the download queue"):
             tasks.add("url", tmp_path / "x.gguf", url="http://127.0.0.1:1/x.gguf")
@@ -50,7 +50,7 @@ def test_impossible_moves_and_duplicates_are_refused(tmp_path: Path) -> None:
 def test_a_restart_brings_interrupted_tasks_back(tmp_path: Path, resume: bool, expected: TaskStatus) -> None:
     path = tmp_path / "db.sqlite"
     store = Store(path)
-    tasks = DownloadTasks(store)
+    tasks = store.downloads
     running = tasks.add("hf", tmp_path / "a.gguf", repo="org/a", file="a.gguf")
     failed = tasks.add("hf", tmp_path / "b.gguf", repo="org/b", file="b.gguf")
     tasks.set_status(running.id, TaskStatus.DOWNLOADING)
@@ -60,7 +60,7 @@ def test_a_restart_brings_interrupted_tasks_back(tmp_path: Path, resume: bool, e
     store.close()  # as a crash or quit would leave it
 
     with Store(path) as again:
-        tasks = DownloadTasks(again)
+        tasks = again.downloads
         assert tasks.recover(resume=resume) == [running.id]
         back = tasks.get(running.id)
         assert back.status is expected and back.done_bytes == 123 and back.speed_bps is None
@@ -78,7 +78,7 @@ def test_a_second_llm_tui_leaves_a_live_process_s_downloads_alone(tmp_path: Path
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     try:
         with Store(tmp_path / "db.sqlite") as store:
-            tasks = DownloadTasks(store)
+            tasks = store.downloads
             ids = [tasks.add("url", tmp_path / f"{n}.gguf", url=f"http://127.0.0.1:9/{n}").id for n in "abcd"]
             for task_id in ids:
                 tasks.claim(task_id)
@@ -106,4 +106,4 @@ def test_an_existing_chat_database_gains_the_queue_and_keeps_its_chats(tmp_path:
     raw.close()
     with Store(path) as store:
         assert [s.title for s in store.list_sessions()] == ["kept"]
-        assert DownloadTasks(store).all() == []
+        assert store.downloads.all() == []
