@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -66,12 +65,13 @@ def default_options(config: Config, seed: int | None = None) -> LaunchOptions:
 
 
 def resolve_ref(ref: str, config: Config, progress: Progress | None = None) -> ModelSpec:
-    """What a reference names: an Ollama or remote model, else a catalog id, alias or path."""
+    """What a reference names: an Ollama or remote model, else a catalog id, alias or path (a remote endpoint's
+    key comes from the file, or from the variable it names in the environment the config was loaded from)."""
     from engines.catalog.resolve import follow_aliases
     from engines.catalog.resolve_remote import remote_spec
 
     target = follow_aliases(ref, config.aliases)
-    remote = remote_spec(target, config, os.environ)
+    remote = remote_spec(target, config, config.env)
     if remote is not None:
         return remote
     return resolve_model(ref, models_dir=config.models_dir, aliases=config.aliases, progress=progress)

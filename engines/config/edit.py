@@ -305,4 +305,4 @@ def reload_config(path: Path, current: Config) -> Config:
     if origins.get("models_dir") == "default":  # the default follows data_dir, which may be overridden
         data_dir = current.data_dir if "data_dir" in values else fresh.data_dir
         values["models_dir"] = data_dir / "models"
-    return replace(fresh, origins=origins, **values)  # type: ignore[arg-type]
+    return replace(fresh, origins=origins, env=current.env, **values)  # type: ignore[arg-type]

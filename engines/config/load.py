@@ -86,6 +86,9 @@ class Config:
     """Problems that were not fatal, such as unknown keys."""
     origins: Mapping[str, str] = field(default_factory=_empty_mapping, compare=False, repr=False)
     """Where each top-level key came from: "default", "file PATH", "env NAME" or "flag --NAME"."""
+    env: Mapping[str, str] = field(default_factory=_empty_mapping, compare=False, repr=False)
+    """The environment the configuration was loaded from, for settings that name a variable (an endpoint's
+    `api_key_env`): modules read it here, never os.environ. Not shown by redacted(), never written."""
 
     def __post_init__(self) -> None:
         # Copy into read-only containers so a caller's dict cannot change a frozen Config.
@@ -111,7 +114,7 @@ class Config:
 
     def redacted(self) -> dict[str, object]:
         """A JSON-ready dict of every setting with secrets shown as ********."""
-        out: dict[str, object] = {f.name: _redact(getattr(self, f.name)) for f in fields(self)}
+        out: dict[str, object] = {f.name: _redact(getattr(self, f.name)) for f in fields(self) if f.name != "env"}
         out["db_path"] = str(self.db_path)
         return out
 
@@ -305,6 +308,7 @@ def load_config(
         base_source=below,
         warnings=tuple(warnings),
         origins={key: origins.get(key, "default") for key in all_keys},
+        env=env,
         **values,
     )
 

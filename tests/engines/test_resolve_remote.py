@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,13 @@ def test_a_url_on_the_command_line(tmp_path: Path) -> None:
 )
 def test_api_base(url: str, base: str) -> None:
     assert api_base(url) == base
+
+
+def test_a_remote_key_comes_from_the_environment_the_config_was_loaded_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VLLM_KEY", "sk-process")  # launching never reads the process environment itself
+    loaded = replace(config(tmp_path), env={"VLLM_KEY": "sk-config"})
+    spec = resolve_ref("remote:vllm/m", loaded)
+    assert spec.api_key is not None and spec.api_key.reveal() == "sk-config"
+    assert resolve_ref("remote:vllm/m", config(tmp_path)).api_key is None  # a config loaded without one

@@ -225,6 +225,7 @@ def test_reload_keeps_what_the_environment_and_flags_set(tmp_path: Path) -> None
     assert fresh.origins["n_ctx"] == f"file {path}"
     assert fresh.models_dir == tmp_path / "data" / "models"  # the default follows the overridden data_dir
     assert fresh == load_config(path, env=env, overrides={"n_threads": 3})
+    assert fresh.env is env  # an endpoint added in the file finds its api_key_env in the same environment
 
 
 @pytest.mark.parametrize(

@@ -360,8 +360,9 @@ def test_secrets_never_show_in_repr_str_or_errors(isolated_dirs: Path) -> None:
         isolated_dirs / "config.toml",
         f'hf_token = "{TOKEN}"\n[[remote_endpoints]]\nname = "a"\nurl = "http://a"\napi_key = "{TOKEN}-2"\n',
     )
-    config = load_config(env={})
+    config = load_config(env={"SOME_KEY": f"{TOKEN}-3"})
     assert config.hf_token is not None and config.hf_token.reveal() == TOKEN
+    assert config.env == {"SOME_KEY": f"{TOKEN}-3"}  # kept for the variables settings name, never shown
     for text in (repr(config), str(config), f"{config}", repr(config.remote_endpoints), str(config.redacted())):
         assert "ZZtop" not in text
     assert repr(Secret(TOKEN)) == str(Secret(TOKEN)) == "Secret('********')"
