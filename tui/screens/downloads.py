@@ -1,9 +1,9 @@
 """The downloads screen: the queue with progress, speed, ETA and status; pause, resume, cancel, retry, add.
 
 Tasks live in SQLite (a restart brings interrupted ones back paused); the
-table is re-read when the queue says a task changed (progress comes at most
-~4 times a second per task, with its speed, so no timer polls), and when the
-screen is shown again. `a` adds a file
+table is re-read when the queue says a task changed (a running task's
+progress, with its speed, is written about once a second, so no timer polls),
+and when the screen is shown again. `a` adds a file
 (`org/repo file.gguf` or a URL), `p` pauses, `r` resumes or retries, `c`
 cancels (asking whether to delete the partial file), `x` clears finished ones.
 """
