@@ -30,7 +30,7 @@ from engines.types import (
     Usage,
 )
 from tests.engines.fake_ollama import ChatReply, FakeOllama, echo_pieces, fake_vector
-from tests.engines.stop_when_held import StopWhenHeld
+from tests.engines.stop_when_held import PATIENCE_S, StopWhenHeld
 
 MODEL = "qwen2.5:0.5b"
 PROMPT = (2 + 4) + (3 + 4)  # the fake's prompt count for HELLO: words + 4 per message
@@ -298,7 +298,7 @@ def test_cancel_between_lines_ends_at_once_and_hangs_up(fake: FakeOllama) -> Non
         if len(events) == 3:
             cancel.set()
     assert events == [Delta(" w0"), Delta(" w1"), Delta(" w2"), Done(Usage(GUESS, 3, estimated=True), "cancelled")]
-    assert fake.disconnected.wait(2)
+    assert fake.disconnected.wait(PATIENCE_S)
 
 
 def test_a_reply_left_unread_hangs_up(fake: FakeOllama) -> None:
@@ -307,7 +307,7 @@ def test_a_reply_left_unread_hangs_up(fake: FakeOllama) -> None:
     events = engine.chat(HELLO, Params(), threading.Event())
     assert next(events) == Delta(" w0")
     events.close()  # the receiver went away without a Stop
-    assert fake.disconnected.wait(2)
+    assert fake.disconnected.wait(PATIENCE_S)
 
 
 def test_a_cancel_set_before_the_request_sends_nothing(fake: FakeOllama) -> None:

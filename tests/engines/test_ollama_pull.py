@@ -19,7 +19,7 @@ from engines.downloads.pacing import TransferProgress
 from engines.downloads.transfer import DownloadCancelled, DownloadNotFound
 from engines.errors import BadRequest, DownloadError, EngineUnavailable
 from tests.engines.fake_ollama import NOT_FOUND, FakeOllama, PullFault
-from tests.engines.stop_when_held import StopWhenHeld
+from tests.engines.stop_when_held import PATIENCE_S, StopWhenHeld
 
 
 @pytest.fixture(autouse=True)
@@ -175,7 +175,7 @@ def test_cancel_between_lines_closes_the_stream_then_pulling_again_resumes(every
 
         with pytest.raises(DownloadCancelled):
             pull_model("m:1", host=fake.host, progress=progress, cancel=cancel)
-        assert fake.disconnected.wait(2)
+        assert fake.disconnected.wait(PATIENCE_S)
         stopped_at = sum(model.have)
         assert 6000 <= stopped_at < 404_000
 

@@ -28,7 +28,7 @@ from engines.types import (
     Usage,
 )
 from tests.engines.fake_openai import FakeOpenAI, Reply, echo_pieces, fake_vector, prompt_tokens
-from tests.engines.stop_when_held import StopWhenHeld
+from tests.engines.stop_when_held import PATIENCE_S, StopWhenHeld
 
 KEY = "sk-test-0123456789abcdef"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
@@ -332,7 +332,7 @@ def test_cancel_between_chunks_ends_at_once(fake: FakeOpenAI) -> None:
         cancel.set()
     assert [type(e) for e in events] == [Delta, Done]
     assert isinstance(events[-1], Done) and events[-1].finish_reason == "cancelled"
-    assert fake.disconnected.wait(2)
+    assert fake.disconnected.wait(PATIENCE_S)
 
 
 def test_a_cancel_set_before_the_request_sends_nothing(fake: FakeOpenAI) -> None:
