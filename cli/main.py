@@ -14,8 +14,6 @@ from engines.errors import LlmTuiError
 if TYPE_CHECKING:
     from engines.config.load import Config
 
-SCREENS = ("chat", "catalog", "downloads", "instances", "gauges", "compare", "embeddings", "settings")
-
 
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     # Global options are accepted before and after the subcommand; in the
@@ -29,9 +27,13 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
 
 
 def _app_options(parser: argparse.ArgumentParser) -> None:
+    # The app's one list of screens, imported when a parser is built rather than with this module; it imports
+    # neither Textual nor any screen, so the subcommands and the app's first frame stay as light as before.
+    from tui.screen_list import MODE_NAMES
+
     parser.add_argument("--version", action="version", version=f"llm-tui {engines.__version__}")
     _global_options(parser, suppress=False)
-    parser.add_argument("--screen", choices=SCREENS, help="screen to open the app on")
+    parser.add_argument("--screen", choices=MODE_NAMES, help="screen to open the app on")
     parser.add_argument("--model", metavar="MODEL", help="launch this model at start and open the chat")
 
 

@@ -29,8 +29,8 @@ from tui.messages import (
     ModelLaunched,
 )
 from tui.runtime import Runtime
-from tui.screens.chat import ChatScreen
-from tui.widgets.screen_bar import SCREEN_KEYS
+from tui.screen_list import SCREENS
+from tui.screens.app_screen import AppScreen
 
 if TYPE_CHECKING:
     import argparse
@@ -40,50 +40,7 @@ if TYPE_CHECKING:
     from engines.types import LaunchOptions
     from tui.runtime import ActiveModel
     from tui.screens.modals.launch import LaunchChoice, LaunchTarget
-
-
-def _catalog_screen() -> Screen[None]:
-    # The catalog's discovery and fit code load when the screen is first opened, not with the app.
-    from tui.screens.catalog import CatalogScreen
-
-    return CatalogScreen()
-
-
-def _gauges_screen() -> Screen[None]:
-    # The telemetry widgets load when the screen is first opened, not with the app.
-    from tui.screens.gauges import GaugesScreen
-
-    return GaugesScreen()
-
-
-def _downloads_screen() -> Screen[None]:
-    from tui.screens.downloads import DownloadsScreen
-
-    return DownloadsScreen()
-
-
-def _embeddings_screen() -> Screen[None]:
-    from tui.screens.embeddings import EmbeddingsScreen
-
-    return EmbeddingsScreen()
-
-
-def _compare_screen() -> Screen[None]:
-    from tui.screens.compare import CompareScreen
-
-    return CompareScreen()
-
-
-def _settings_screen() -> Screen[None]:
-    from tui.screens.settings import SettingsScreen
-
-    return SettingsScreen()
-
-
-def _instances_screen() -> Screen[None]:
-    from tui.screens.instances import InstancesScreen
-
-    return InstancesScreen()
+    from tui.shell import Shell
 
 
 class LlmTuiApp(App[int]):
@@ -91,20 +48,11 @@ class LlmTuiApp(App[int]):
 
     CSS_PATH = "app.tcss"
     TITLE = "llm-tui"
-    MODES = {
-        "chat": ChatScreen,
-        "catalog": lambda: _catalog_screen(),
-        "gauges": lambda: _gauges_screen(),
-        "instances": lambda: _instances_screen(),
-        "downloads": lambda: _downloads_screen(),
-        "embeddings": lambda: _embeddings_screen(),
-        "compare": lambda: _compare_screen(),
-        "settings": lambda: _settings_screen(),
-    }
+    MODES = {entry.mode: entry.build for entry in SCREENS}
     BINDINGS = [
         # Shown by each screen's ScreenBar rather than the footer, which keeps the screen's own keys.
         # Priority: a focused text area must not swallow them (TextArea binds F6/F7 to select line/all).
-        *(Binding(key, f"switch_mode('{mode}')", label, show=False, priority=True) for key, mode, label in SCREEN_KEYS),
+        *(Binding(e.key, f"switch_mode('{e.mode}')", e.label, show=False, priority=True) for e in SCREENS),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
     ]
 
@@ -244,9 +192,8 @@ class LlmTuiApp(App[int]):
         else:
             self.notify("API server stopped", timeout=4)
         self.refresh_status()
-        show_api = getattr(self.screen, "show_api", None)
-        if show_api is not None:
-            show_api()
+        if isinstance(self.screen, AppScreen):
+            self.screen.api_changed()
 
     def on_download_finished(self, message: DownloadFinished) -> None:
         """Say so; a completed model shows in the catalog at once (it rescans when it is the screen shown)."""
@@ -254,11 +201,10 @@ class LlmTuiApp(App[int]):
         name = task.file or task.target_path.name
         if task.error is not None:
             self.notify(f"download of {name} failed: {task.error}", severity="error", timeout=10)
-            return
-        self.notify(f"downloaded {name}")
-        rescan = getattr(self.screen, "rescan", None) if self.screen.name == "catalog" else None
-        if rescan is not None:
-            rescan()
+        else:
+            self.notify(f"downloaded {name}")
+        if isinstance(self.screen, AppScreen):
+            self.screen.download_finished(task)
 
     def on_launch_refused(self, message: LaunchRefused) -> None:
         """Offer to unload the least recently used idle instances that make room, or say why it cannot fit."""
@@ -347,44 +293,13 @@ class LlmTuiApp(App[int]):
         self.refresh_status()
         self.active_version += 1
 
-    def action_new_chat(self) -> None:
-        """Open the chat screen on a new session."""
-        self._on_chat("new_session")
-
-    def _on_chat(self, action: str) -> None:
-        """Run a chat screen action from anywhere (the command palette)."""
-        self.run_on_screen("chat", action)
-
-    def run_on_screen(self, mode: str, action: str) -> None:
-        """Switch to `mode` and run its screen's `action_<action>` (the command palette's screen actions)."""
-        self.switch_mode(mode)
-        method = getattr(self.screen, f"action_{action}", None) if self.screen.name == mode else None
-        if method is not None:
-            method()
-
-    def action_stop_generation(self) -> None:
-        """Stop the reply that is streaming, if any."""
-        self._on_chat("stop")
-
-    def action_pick_model(self) -> None:
-        """Open the model picker on the chat screen."""
-        self._on_chat("pick_model")
-
-    def action_copy_reply(self) -> None:
-        """Copy the selected or last message."""
-        self._on_chat("copy_message")
-
-    def action_copy_code(self) -> None:
-        """Copy the last code block."""
-        self._on_chat("copy_code")
-
-    def action_export_chat(self) -> None:
-        """Export the current chat."""
-        self._on_chat("export")
-
     def action_toggle_dark(self) -> None:
         """Switch between the light and dark theme."""
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
+
+
+if TYPE_CHECKING:
+    _APP_IS_A_SHELL: type[Shell] = LlmTuiApp  # mypy checks here that the app gives screens all that Shell promises
 
 
 def run(args: argparse.Namespace, config: Config) -> int:

@@ -1,42 +1,103 @@
-"""The app's entries in the command palette (Ctrl+P)."""
+"""The app's entries in the command palette (Ctrl+P).
+
+An entry that acts on a screen names the screen's method in code (`lambda s: s.action_run()`, typed by the screen
+list's entry), never as a string: renaming the method fails mypy here instead of leaving a palette entry that does
+nothing.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from textual.app import SystemCommand
+from textual.screen import Screen
 
-from tui.widgets.screen_bar import SCREEN_KEYS
+from tui.screen_list import CHAT, COMPARE, SCREENS, SETTINGS, ScreenEntry
 
 if TYPE_CHECKING:
     from tui.app import LlmTuiApp
+    from tui.screens.chat import ChatScreen
+    from tui.screens.compare import CompareScreen
+    from tui.screens.settings import SettingsScreen
+
+S = TypeVar("S", bound=Screen[None])
 
 
-SETTINGS_ACTIONS = (
-    ("Settings: save", "Write every changed setting to config.toml (comments kept)", "save"),
-    ("Settings: discard unsaved changes", "Put every field back as the file has it", "revert_all"),
-    ("Add remote endpoint", "An OpenAI-compatible server for the catalog and chat", "add_endpoint"),
-    ("Test remote endpoint", "List the selected endpoint's models, or say why it cannot", "test_endpoint"),
-    ("Add alias", "A short name for a model reference", "add_alias"),
+@dataclass(frozen=True, slots=True)
+class ScreenCommand(Generic[S]):
+    """A palette entry that opens a screen and runs one of its actions there."""
+
+    title: str
+    help: str
+    run: Callable[[S], object]
+
+
+SETTINGS_COMMANDS: tuple[ScreenCommand[SettingsScreen], ...] = (
+    ScreenCommand(
+        "Settings: save", "Write every changed setting to config.toml (comments kept)", lambda s: s.action_save()
+    ),
+    ScreenCommand(
+        "Settings: discard unsaved changes", "Put every field back as the file has it", lambda s: s.action_revert_all()
+    ),
+    ScreenCommand(
+        "Add remote endpoint", "An OpenAI-compatible server for the catalog and chat", lambda s: s.action_add_endpoint()
+    ),
+    ScreenCommand(
+        "Test remote endpoint",
+        "List the selected endpoint's models, or say why it cannot",
+        lambda s: s.action_test_endpoint(),
+    ),
+    ScreenCommand("Add alias", "A short name for a model reference", lambda s: s.action_add_alias()),
 )
-"""(title, help, action) run on the settings screen."""
-COMPARE_ACTIONS = (
-    ("Compare: add a model", "A running instance or a model to launch, 2 to 4 in all", "add_model"),
-    ("Compare: remove a model", "Take the selected pane out of the comparison", "remove_model"),
-    ("Compare: system prompt and parameters", "Shared by every pane", "options"),
-    ("Compare: run", "One prompt to every model, side by side", "run"),
-    ("Compare: stop", "Stop every pane", "stop"),
-    ("Compare: save the run", "Keep the prompt, models, replies and metrics", "save"),
-    ("Compare: open a saved run", "Show a saved comparison again", "open"),
-    ("Compare: export to Markdown", "Write the comparison to a .md file", "export"),
+"""Run on the settings screen."""
+COMPARE_COMMANDS: tuple[ScreenCommand[CompareScreen], ...] = (
+    ScreenCommand(
+        "Compare: add a model", "A running instance or a model to launch, 2 to 4 in all", lambda s: s.action_add_model()
+    ),
+    ScreenCommand(
+        "Compare: remove a model", "Take the selected pane out of the comparison", lambda s: s.action_remove_model()
+    ),
+    ScreenCommand("Compare: system prompt and parameters", "Shared by every pane", lambda s: s.action_options()),
+    ScreenCommand("Compare: run", "One prompt to every model, side by side", lambda s: s.action_run()),
+    ScreenCommand("Compare: stop", "Stop every pane", lambda s: s.action_stop()),
+    ScreenCommand("Compare: save the run", "Keep the prompt, models, replies and metrics", lambda s: s.action_save()),
+    ScreenCommand("Compare: open a saved run", "Show a saved comparison again", lambda s: s.action_open()),
+    ScreenCommand("Compare: export to Markdown", "Write the comparison to a .md file", lambda s: s.action_export()),
 )
-"""(title, help, action) run on the compare screen."""
+"""Run on the compare screen."""
+CHAT_COMMANDS: tuple[ScreenCommand[ChatScreen], ...] = (
+    ScreenCommand("New chat", "Start a new chat session", lambda s: s.action_new_session()),
+    ScreenCommand("Launch model", "Pick a running instance or load a model", lambda s: s.action_pick_model()),
+    ScreenCommand("Stop generation", "Stop the reply that is streaming", lambda s: s.action_stop()),
+)
+"""Run on the chat screen, listed before the instances' stops."""
+CHAT_COPY_COMMANDS: tuple[ScreenCommand[ChatScreen], ...] = (
+    ScreenCommand("Copy last reply", "Copy the selected or last message (OSC 52)", lambda s: s.action_copy_message()),
+    ScreenCommand(
+        "Copy last code block", "Copy the last code block of the reply (OSC 52)", lambda s: s.action_copy_code()
+    ),
+)
+"""Run on the chat screen, listed after the instances' stops."""
+CHAT_EXPORT: ScreenCommand[ChatScreen] = ScreenCommand(
+    "Export chat", "Save the chat as Markdown or JSON", lambda s: s.action_export()
+)
 
 
-def _screen_commands(app: LlmTuiApp, mode: str, actions: tuple[tuple[str, str, str], ...]) -> Iterable[SystemCommand]:
-    for title, help_text, action in actions:
-        yield SystemCommand(title, help_text, lambda a=action: app.run_on_screen(mode, a))
+def run_on(app: LlmTuiApp, entry: ScreenEntry[S], run: Callable[[S], object]) -> None:
+    """Open `entry`'s screen and run `run` on it; nothing runs while a dialog is open over that screen."""
+    app.switch_mode(entry.mode)
+    screen = app.screen
+    if isinstance(screen, entry.load()):
+        run(screen)
+
+
+def _screen_commands(
+    app: LlmTuiApp, entry: ScreenEntry[S], commands: Iterable[ScreenCommand[S]]
+) -> Iterable[SystemCommand]:
+    for command in commands:
+        yield SystemCommand(command.title, command.help, lambda run=command.run: run_on(app, entry, run))
 
 
 def _instance_commands(app: LlmTuiApp) -> Iterable[SystemCommand]:
@@ -59,17 +120,12 @@ def _stop(app: LlmTuiApp, run_id: str) -> None:
 
 
 def app_commands(app: LlmTuiApp) -> Iterable[SystemCommand]:
-    """Screen switches and the chat's main actions."""
-    for key, mode, label in SCREEN_KEYS:
-        yield SystemCommand(
-            f"Go to {label}", f"Open the {mode} screen ({key.upper()})", lambda m=mode: app.switch_mode(m)
-        )
-    yield SystemCommand("New chat", "Start a new chat session", app.action_new_chat)
-    yield SystemCommand("Launch model", "Pick a running instance or load a model", app.action_pick_model)
-    yield SystemCommand("Stop generation", "Stop the reply that is streaming", app.action_stop_generation)
+    """Screen switches, the chat's main actions, the instances' stops, the API, compare and settings actions."""
+    for entry in SCREENS:
+        yield SystemCommand(entry.palette_title, entry.palette_help, lambda mode=entry.mode: app.switch_mode(mode))
+    yield from _screen_commands(app, CHAT, CHAT_COMMANDS)
     yield from _instance_commands(app)
-    yield SystemCommand("Copy last reply", "Copy the selected or last message (OSC 52)", app.action_copy_reply)
-    yield SystemCommand("Copy last code block", "Copy the last code block of the reply (OSC 52)", app.action_copy_code)
+    yield from _screen_commands(app, CHAT, CHAT_COPY_COMMANDS)
     api = app.runtime.api
     if api is None:
         yield SystemCommand(
@@ -77,7 +133,7 @@ def app_commands(app: LlmTuiApp) -> Iterable[SystemCommand]:
         )
     else:
         yield SystemCommand("Stop API server", f"Stop serving at {api.url}", app.action_toggle_api)
-    yield SystemCommand("Export chat", "Save the chat as Markdown or JSON", app.action_export_chat)
-    yield from _screen_commands(app, "compare", COMPARE_ACTIONS)
-    yield from _screen_commands(app, "settings", SETTINGS_ACTIONS)
+    yield from _screen_commands(app, CHAT, (CHAT_EXPORT,))
+    yield from _screen_commands(app, COMPARE, COMPARE_COMMANDS)
+    yield from _screen_commands(app, SETTINGS, SETTINGS_COMMANDS)
     yield SystemCommand("Toggle dark mode", "Switch between the light and dark theme", app.action_toggle_dark)

@@ -10,7 +10,7 @@ local file (confirmed), `a` sets an alias.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.markup import escape
 from rich.text import Text
@@ -24,11 +24,15 @@ from textual.widgets import Footer, Header, Input, Label, Static
 from engines.catalog.listing import CatalogRow, Listing, remove_local, with_fit, with_hub_sizes
 from engines.catalog.query import SORT_KEYS, RowIndex, sort_rows
 from engines.errors import LlmTuiError
+from tui.screen_list import CHAT
 from tui.screens.app_screen import AppScreen
 from tui.screens.catalog_download import HubSize
 from tui.widgets.model_detail import ModelDetail
 from tui.widgets.model_table import ModelTable
 from tui.widgets.screen_bar import ScreenBar
+
+if TYPE_CHECKING:
+    from engines.downloads.tasks import DownloadTask
 
 MIN_CTX, MAX_CTX = 256, 1 << 20
 
@@ -121,11 +125,16 @@ class CatalogScreen(AppScreen):
         self._scans += 1
         self._scan(self._scans, self.n_ctx)
 
+    def download_finished(self, task: DownloadTask) -> None:
+        """A completed download shows at once."""
+        if task.error is None:
+            self.rescan()
+
     @work(thread=True, exclusive=True, group="catalog-scan")
     def _scan(self, scan: int, n_ctx: int | None) -> None:
         from engines.downloads.tasks import DownloadTasks, hub_sizes
 
-        runtime = self.llm_app.runtime
+        runtime = self.runtime
         try:
             listing = runtime.catalog_listing(n_ctx)
             listing = with_hub_sizes(listing, hub_sizes(DownloadTasks(runtime.store).all()))
@@ -175,7 +184,7 @@ class CatalogScreen(AppScreen):
             f"{len(self.table.rows)} of {total} models" if self.filter_input.value.strip() else f"{total} models",
             f"{here} here",
             f"sorted by {self.sort_key} {arrow}",
-            f"fit at {self.n_ctx or self.llm_app.runtime.config.n_ctx:,} ctx",
+            f"fit at {self.n_ctx or self.runtime.config.n_ctx:,} ctx",
         ]
         statuses = self.listing.statuses if self.listing else []
         # Text, not markup: a status names install extras ('llm-tui[ollama]') and errors that hold brackets.
@@ -229,7 +238,7 @@ class CatalogScreen(AppScreen):
         self._reindex(to_top=True)
 
     def action_context(self, factor: float) -> None:
-        current = self.n_ctx or self.llm_app.runtime.config.n_ctx
+        current = self.n_ctx or self.runtime.config.n_ctx
         self.set_context(max(MIN_CTX, min(MAX_CTX, int(current * factor))))
 
     def action_type_context(self) -> None:
@@ -241,7 +250,7 @@ class CatalogScreen(AppScreen):
                 if isinstance(value, int):
                     self.set_context(value)
 
-        current = self.n_ctx or self.llm_app.runtime.config.n_ctx
+        current = self.n_ctx or self.runtime.config.n_ctx
         check = lambda text: value if isinstance(value := parse_context(text), str) else None  # noqa: E731
         self.app.push_screen(TextPromptModal("Context size for the fit check", str(current), check=check), done)
 
@@ -263,8 +272,8 @@ class CatalogScreen(AppScreen):
         self._show_detail(event.row)
 
     def _show_detail(self, row: CatalogRow | None) -> None:
-        n_ctx = self.n_ctx or self.llm_app.runtime.config.n_ctx
-        self.query_one(ModelDetail).show(row, n_ctx, self.llm_app.runtime.config.aliases)
+        n_ctx = self.n_ctx or self.runtime.config.n_ctx
+        self.query_one(ModelDetail).show(row, n_ctx, self.runtime.config.aliases)
 
     # -- actions ------------------------------------------------------------------------------------------
 
@@ -280,12 +289,12 @@ class CatalogScreen(AppScreen):
         elif row.source == "catalog" and not row.packaged:
             self._offer_download(row)
         elif row.source in ("ollama", "remote"):  # served elsewhere: its server decides how it runs
-            self.llm_app.launch_model(row.id, row.source)
-            self.llm_app.switch_mode("chat")
+            self.shell.launch_model(row.id, row.source)
+            self.shell.switch_mode(CHAT.mode)
         else:
             from tui.screens.modals.launch import target_for_row
 
-            self.llm_app.open_launch_dialog(target_for_row(row, n_ctx=self.n_ctx))  # the context the fit checked
+            self.shell.open_launch_dialog(target_for_row(row, n_ctx=self.n_ctx))  # the context the fit checked
 
     def _offer_download(self, row: CatalogRow) -> None:
         """Enter on a model that is not here: ask to fetch it (staying on the catalog) instead of failing a launch."""
@@ -366,7 +375,7 @@ class CatalogScreen(AppScreen):
             if yes:
                 self._delete(row)
 
-        models_dir = self.llm_app.runtime.config.models_dir
+        models_dir = self.runtime.config.models_dir
         path = row.path or models_dir
         name = str(path.relative_to(models_dir)) if path.is_relative_to(models_dir) else short_path(path)
         size = f" ({human_bytes(row.size_bytes)})" if row.size_bytes else ""
@@ -376,7 +385,7 @@ class CatalogScreen(AppScreen):
     @work(thread=True, exclusive=True, group="catalog-delete")
     def _delete(self, row: CatalogRow) -> None:
         try:
-            removed = remove_local(row, self.llm_app.runtime.config.models_dir)
+            removed = remove_local(row, self.runtime.config.models_dir)
         except (LlmTuiError, OSError) as exc:
             self.app.call_from_thread(
                 self.notify, str(exc), title="Not deleted", severity="error", timeout=15, markup=False
@@ -406,13 +415,11 @@ class CatalogScreen(AppScreen):
             if name is None:
                 return
             try:
-                self.llm_app.runtime.set_alias(name, ref)
+                self.runtime.set_alias(name, ref)
             except LlmTuiError as exc:
                 self.notify(str(exc), title="Alias not saved", severity="error", timeout=15, markup=False)
                 return
-            self.notify(
-                f"{name} → {ref} (saved in {self.llm_app.runtime.config.source})", title="Alias saved", markup=False
-            )
+            self.notify(f"{name} → {ref} (saved in {self.runtime.config.source})", title="Alias saved", markup=False)
             self._show_detail(self.table.current)
 
         title = f"Alias for {row.id} (use it with --model and in the model picker)"

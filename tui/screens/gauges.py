@@ -79,7 +79,7 @@ class GaugesScreen(AppScreen):
     def _connect(self) -> None:
         # The first use opens NVML, which can take a while on some drivers: never on the UI thread.
         try:
-            poller = self.llm_app.runtime.telemetry
+            poller = self.runtime.telemetry
         except Exception as exc:  # sources never raise, but a broken install must not take the app down
             self.failure = Content.assemble(
                 ("Telemetry could not start: ", "bold $error"), f"{type(exc).__name__}: {exc}"
@@ -172,7 +172,7 @@ class GaugesScreen(AppScreen):
 
     def _model_of(self, run_id: str) -> str | None:
         try:
-            return self.llm_app.runtime.manager.info(run_id).model_id
+            return self.runtime.manager.info(run_id).model_id
         except Exception:  # the instance may have stopped since the sample; the run id alone still says it
             return None
 

@@ -26,6 +26,7 @@ from textual.widgets import Footer, Header, Static
 from engines.catalog.fit import human_bytes
 from engines.errors import LlmTuiError
 from engines.types import InstanceInfo, InstanceState
+from tui.screen_list import CHAT
 from tui.screens.app_screen import AppScreen
 from tui.widgets.api_status import ApiStatus
 from tui.widgets.live_table import LiveTable
@@ -165,7 +166,7 @@ class InstancesScreen(AppScreen):
 
     def refresh_table(self) -> None:
         """Re-read every instance; keep the cursor on the same run id."""
-        infos = [i for i in self.llm_app.runtime.manager.instances() if i.state is not InstanceState.STOPPED]
+        infos = [i for i in self.runtime.manager.instances() if i.state is not InstanceState.STOPPED]
         active = self.runtime.active
         now = self.clock()
         colours = self.app.theme_variables
@@ -190,8 +191,12 @@ class InstancesScreen(AppScreen):
         self._show_detail()
         self.show_api()
 
+    def api_changed(self) -> None:
+        """The API server started or stopped: redraw its line."""
+        self.show_api()
+
     def show_api(self) -> None:
-        """Redraw the API server's line (also called when it starts or stops)."""
+        """Redraw the API server's line."""
         try:
             serve = self.runtime.serve_settings()
         except LlmTuiError as exc:  # a bad LLM_TUI_SERVE_PORT: say it where the port would show
@@ -242,36 +247,36 @@ class InstancesScreen(AppScreen):
         if info.state not in (InstanceState.READY, InstanceState.BUSY):
             self.notify(f"{info.run_id} is {info.state.value}; it can chat once it is ready.", severity="warning")
             return
-        self.llm_app.set_active_instance(info.run_id)
-        self.app.switch_mode("chat")
+        self.shell.set_active_instance(info.run_id)
+        self.shell.switch_mode(CHAT.mode)
 
     def action_stop(self) -> None:
         info = self.selected
         if info is not None:
-            self.llm_app.stop_instance(info.run_id)  # the palette's stop: a failure is said, not dropped
+            self.shell.stop_instance(info.run_id)  # the palette's stop: a failure is said, not dropped
             self.notify(f"Stopping {info.run_id} ({info.model_id})…", title="Stop")
 
     def action_restart(self) -> None:
         info = self.selected
         if info is None:
             return
-        record = self.llm_app.runtime.launches.get(info.run_id)
+        record = self.runtime.launches.get(info.run_id)
         if record is None:
             self.notify(f"{info.run_id} was not launched from this app; launch it again from the catalog.")
             return
-        manager, app = self.llm_app.runtime.manager, self.llm_app
+        manager, app, shell = self.runtime.manager, self.app, self.shell
 
         def restart() -> None:
             # Stopped meanwhile (idle unload, a stop)? Launching it again is still what was asked.
             with contextlib.suppress(LlmTuiError):
                 manager.stop(info.run_id, timeout=30)
-            app.call_from_thread(app.launch_model, record.ref, record.engine, record.options)
+            app.call_from_thread(shell.launch_model, record.ref, record.engine, record.options)
 
         self.run_worker(restart, thread=True, group=f"restart-{info.run_id}")
         self.notify(f"Restarting {info.model_id}…", title="Restart")
 
     def action_toggle_api(self) -> None:
-        self.llm_app.toggle_api()
+        self.shell.toggle_api()
 
     def action_api_log(self) -> None:
         """The API server's recent requests, newest at the bottom."""
@@ -290,7 +295,7 @@ class InstancesScreen(AppScreen):
             return
         from tui.screens.modals.log_view import LogModal
 
-        log = self.llm_app.runtime.instance_log
+        log = self.runtime.instance_log
         lines = log.lines(info.run_id) if log is not None else []
         self.app.push_screen(LogModal(f"Log of {info.run_id} · {info.model_id}", lines))
 
@@ -302,8 +307,8 @@ class InstancesScreen(AppScreen):
             if choice is None:
                 return
             if choice.run_id is not None:
-                self.llm_app.set_active_instance(choice.run_id)
-                self.app.switch_mode("chat")
+                self.shell.set_active_instance(choice.run_id)
+                self.shell.switch_mode(CHAT.mode)
             elif choice.ref is not None:
                 self._prepare_launch(choice.ref)
 
@@ -321,4 +326,4 @@ class InstancesScreen(AppScreen):
         except LlmTuiError as exc:
             self.app.call_from_thread(self.notify, str(exc), title=f"Cannot launch {ref}", severity="error")
             return
-        self.app.call_from_thread(self.llm_app.open_launch_dialog, target)
+        self.app.call_from_thread(self.shell.open_launch_dialog, target)

@@ -5,16 +5,10 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-SCREEN_KEYS: tuple[tuple[str, str, str], ...] = (
-    ("f1", "chat", "Chat"),
-    ("f2", "catalog", "Catalog"),
-    ("f3", "downloads", "Downloads"),
-    ("f4", "instances", "Instances"),
-    ("f5", "gauges", "Gauges"),
-    ("f6", "compare", "Compare"),
-    ("f7", "embeddings", "Embed"),
-    ("f8", "settings", "Settings"),
-)
+from tui.screen_list import SCREENS
+
+SCREEN_KEYS: tuple[tuple[str, str, str], ...] = tuple((entry.key, entry.mode, entry.label) for entry in SCREENS)
+"""(key, mode, label) of each screen, as tests read them (`tui.screen_list` is the list itself)."""
 
 
 class ScreenBar(Static):
@@ -34,8 +28,9 @@ class ScreenBar(Static):
 
     def render(self) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
-        for key, mode, label in SCREEN_KEYS:
-            text.append(key.upper(), style="bold reverse" if mode == self.current else "bold")
-            text.append(label, style="bold" if mode == self.current else "")
+        for entry in SCREENS:
+            current = entry.mode == self.current
+            text.append(entry.key.upper(), style="bold reverse" if current else "bold")
+            text.append(entry.label, style="bold" if current else "")
             text.append(" ")
         return text

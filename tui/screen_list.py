@@ -1,0 +1,119 @@
+"""The one list of the app's screens: key, mode name, label and how to build each.
+
+The command line (`--screen`), the function-key bar, the app's modes and key bindings, and the command palette's
+"Go to" entries all read this list, so a screen is added or renamed in one place. The module imports no Textual and
+no screen: `llm-tui` parses `--screen` with it before anything else loads, and each screen's module (with its
+catalog, telemetry or comparison code) loads when the screen is first opened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from textual.screen import Screen
+
+    from tui.screens.catalog import CatalogScreen
+    from tui.screens.chat import ChatScreen
+    from tui.screens.compare import CompareScreen
+    from tui.screens.downloads import DownloadsScreen
+    from tui.screens.embeddings import EmbeddingsScreen
+    from tui.screens.gauges import GaugesScreen
+    from tui.screens.instances import InstancesScreen
+    from tui.screens.settings import SettingsScreen
+
+S = TypeVar("S", bound="Screen[None]")
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenEntry(Generic[S]):
+    """One screen: the key that opens it, its mode name (also `--screen`'s value) and its label in the bar."""
+
+    key: str
+    """Textual's key name ("f1"); shown upper-cased in the bar and the palette."""
+    mode: str
+    label: str
+    load: Callable[[], type[S]]
+    """The screen's class, imported on first use."""
+
+    def build(self) -> S:
+        """A new screen (the app's mode factory)."""
+        return self.load()()
+
+    @property
+    def palette_title(self) -> str:
+        """The command palette's entry that opens this screen."""
+        return f"Go to {self.label}"
+
+    @property
+    def palette_help(self) -> str:
+        """The palette entry's help line."""
+        return f"Open the {self.mode} screen ({self.key.upper()})"
+
+
+def _chat() -> type[ChatScreen]:
+    from tui.screens.chat import ChatScreen
+
+    return ChatScreen
+
+
+def _catalog() -> type[CatalogScreen]:
+    # The catalog's discovery and fit code load when the screen is first opened, not with the app.
+    from tui.screens.catalog import CatalogScreen
+
+    return CatalogScreen
+
+
+def _downloads() -> type[DownloadsScreen]:
+    from tui.screens.downloads import DownloadsScreen
+
+    return DownloadsScreen
+
+
+def _instances() -> type[InstancesScreen]:
+    from tui.screens.instances import InstancesScreen
+
+    return InstancesScreen
+
+
+def _gauges() -> type[GaugesScreen]:
+    # The telemetry widgets load when the screen is first opened, not with the app.
+    from tui.screens.gauges import GaugesScreen
+
+    return GaugesScreen
+
+
+def _compare() -> type[CompareScreen]:
+    from tui.screens.compare import CompareScreen
+
+    return CompareScreen
+
+
+def _embeddings() -> type[EmbeddingsScreen]:
+    from tui.screens.embeddings import EmbeddingsScreen
+
+    return EmbeddingsScreen
+
+
+def _settings() -> type[SettingsScreen]:
+    from tui.screens.settings import SettingsScreen
+
+    return SettingsScreen
+
+
+CHAT = ScreenEntry("f1", "chat", "Chat", _chat)
+CATALOG = ScreenEntry("f2", "catalog", "Catalog", _catalog)
+DOWNLOADS = ScreenEntry("f3", "downloads", "Downloads", _downloads)
+INSTANCES = ScreenEntry("f4", "instances", "Instances", _instances)
+GAUGES = ScreenEntry("f5", "gauges", "Gauges", _gauges)
+COMPARE = ScreenEntry("f6", "compare", "Compare", _compare)
+EMBEDDINGS = ScreenEntry("f7", "embeddings", "Embed", _embeddings)
+SETTINGS = ScreenEntry("f8", "settings", "Settings", _settings)
+
+SCREENS: tuple[ScreenEntry[Any], ...] = (CHAT, CATALOG, DOWNLOADS, INSTANCES, GAUGES, COMPARE, EMBEDDINGS, SETTINGS)
+"""Every screen, in the order of their keys (the bar shows them so)."""
+MODE_NAMES: tuple[str, ...] = tuple(entry.mode for entry in SCREENS)
+"""The screens' mode names: `--screen`'s choices."""
