@@ -7,6 +7,8 @@ import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from textual.app import App
+from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
 
 from engines.adapters.fake import FakeEngine
@@ -35,10 +37,18 @@ async def until(pilot: Pilot[int], condition: Callable[[], bool], what: str, tim
 async def palette(pilot: Pilot[int], command: str) -> None:
     """Open the command palette, type `command` and run the first match."""
     await pilot.press("ctrl+p")
-    await pilot.pause()
-    await pilot.press(*command)
-    await pilot.pause(0.3)  # the palette searches in a worker
+    await until(pilot, lambda: isinstance(pilot.app.screen, CommandPalette), "the command palette to open")
+    await pilot.press(*command)  # returns once the palette has heard the last key and started that search
+    await until(pilot, lambda: palette_searched(pilot.app), f"the palette's matches for {command!r}")
     await pilot.press("enter")
+
+
+def palette_searched(app: App[int]) -> bool:
+    """Whether the open command palette's search (a worker) has finished with a match highlighted."""
+    screen = app.screen
+    if not isinstance(screen, CommandPalette) or screen.query_one(CommandList).highlighted is None:
+        return False
+    return not any(worker.node is screen and not worker.is_finished for worker in app.workers)
 
 
 def chat(app: LlmTuiApp) -> ChatScreen:
