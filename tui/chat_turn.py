@@ -1,4 +1,10 @@
-"""One assistant reply in flight: stored as it streams, shown as it arrives."""
+"""One assistant reply in flight: stored as it streams, shown in the log it was given.
+
+The screen starts a turn; the turn's sink runs on the instance's worker thread,
+feeds the store and posts each event to the log (`ChatLog.post_text` /
+`post_end`, which never block the worker). The log draws them and, at the end,
+sends `ChatLog.ReplyEnded` up to the screen. Nothing calls back into the screen.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +13,16 @@ from typing import TYPE_CHECKING
 
 from engines.requests import RequestHandle
 from engines.store.sessions import ReplyWriter, SessionRecord, TurnMetrics
-from engines.types import Delta, Done, Error, Params, StreamEvent, schema_of
-from tui.messages import ReplyEvent
+from engines.types import Delta, Done, Params, StreamEvent, schema_of
 
 if TYPE_CHECKING:
-    from textual.message_pump import MessagePump
-
     from tui.runtime import ActiveModel, Runtime
     from tui.widgets.chat_log import ChatLog
 
 
 @dataclass(eq=False)
 class ChatTurn:
-    """The request, the store row it writes, and the log entry it fills."""
+    """The request, the store row it writes, and the key of the log entry it fills."""
 
     key: int
     session_id: int
@@ -27,12 +30,13 @@ class ChatTurn:
     writer: ReplyWriter
 
     @classmethod
-    def start(cls, target: MessagePump, runtime: Runtime, session: SessionRecord, active: ActiveModel) -> ChatTurn:
-        """Begin a reply to the session's conversation on the active instance.
+    def start(cls, runtime: Runtime, session: SessionRecord, active: ActiveModel, log: ChatLog) -> ChatTurn:
+        """Begin a reply to the session's conversation on the active instance, streaming into `log`.
 
         The sink runs on the instance's worker thread: it feeds the store
         (which writes at most about once a second) and posts the event to
-        `target` without blocking the worker.
+        `log` without blocking the worker. Raises what `EngineManager.submit`
+        raises (the reply's row is then marked failed).
         """
         store = runtime.store
         params = session.params or Params()
@@ -42,35 +46,24 @@ class ChatTurn:
 
         def sink(event: StreamEvent) -> None:
             writer.feed(event)  # never raises; a failed save is kept in writer.save_error
-            target.post_message(ReplyEvent(key, event))
+            if isinstance(event, Delta):
+                log.post_text(key, event.text)
+            elif isinstance(event, Done):
+                status = "cancelled" if event.finish_reason == "cancelled" else "complete"
+                footer = metrics_line(TurnMetrics.from_done(event))
+                if status == "complete":
+                    footer += schema_note(params, writer.text)
+                log.post_end(key, status, footer)
+            else:
+                log.post_end(key, "error", error=event.message)
 
         try:
             handle = runtime.manager.submit(active.run_id, messages, params, session=f"chat-{session.id}", sink=sink)
         except Exception as exc:
             writer.fail(str(exc))
             raise
-        turn = cls(key, session.id, handle, writer)
-        log = target.query_one("#chat-log")  # type: ignore[attr-defined]
         log.start_reply(key, header=f"{active.model_id} · {active.engine}")
-        return turn
-
-    def apply(self, event: StreamEvent, log: ChatLog) -> bool:
-        """Show one event; True when the reply has ended."""
-        view = log.reply(self.key)
-        if isinstance(event, Delta):
-            if view is not None:
-                view.append(event.text)
-            return False
-        if view is not None:
-            if isinstance(event, Done):
-                status = "cancelled" if event.finish_reason == "cancelled" else "complete"
-                footer = metrics_line(TurnMetrics.from_done(event))
-                if status == "complete":
-                    footer += schema_note(self.handle.params, self.writer.text)
-                view.finish(footer=footer, status=status)
-            elif isinstance(event, Error):
-                view.set_error(event.message)
-        return True
+        return cls(key, session.id, handle, writer)
 
 
 def metrics_line(metrics: TurnMetrics) -> str:

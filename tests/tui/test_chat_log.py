@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
@@ -92,6 +93,8 @@ class LogApp(App[None]):
     def __init__(self) -> None:
         super().__init__()
         self.selections: list[ChatLog.Selected] = []
+        self.ended: list[tuple[str, str, str, str]] = []
+        """Each ReplyEnded heard: status, footer, error, and what its view showed then ("status:text")."""
         self.last_input_at = 0.0  # as LlmTuiApp keeps it: streaming frames yield to typing
 
     def compose(self) -> ComposeResult:
@@ -99,6 +102,11 @@ class LogApp(App[None]):
 
     def on_chat_log_selected(self, event: ChatLog.Selected) -> None:
         self.selections.append(event)
+
+    def on_chat_log_reply_ended(self, event: ChatLog.ReplyEnded) -> None:
+        view = self.query_one(ChatLog).reply(event.key)
+        shown = f"{view.status}:{view.text}" if view is not None else "no view"
+        self.ended.append((event.status, event.footer, event.error, shown))
 
 
 def run(test: Callable[[LogApp, ChatLog, Pilot[None]], Awaitable[None]], size: tuple[int, int] = (80, 24)) -> None:
@@ -511,6 +519,34 @@ def test_finish_shows_footer_and_status() -> None:
         assert log.reply(2) is stopped and log.reply(99) is None
         done.append("ignored after finish")
         assert done.text == "All **done**."
+
+    run(test)
+
+
+def test_a_reply_posted_from_another_thread_is_drawn_then_its_end_goes_up() -> None:
+    """The token path's last hop: a worker thread posts text and the end; the parent hears once both are drawn."""
+
+    async def test(app: LogApp, log: ChatLog, pilot: Pilot[None]) -> None:
+        log.start_reply(1, header="m · e")
+        log.start_reply(2)
+        await pilot.pause()
+
+        def worker() -> None:
+            for word in ("All ", "**done**", "."):
+                log.post_text(1, word)
+            log.post_end(1, "complete", "13→32 tokens")
+            log.post_text(2, "Half")
+            log.post_end(2, "error", error="connection reset")
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+        await until(pilot, lambda: len(app.ended) == 2, "both ends heard by the app")
+        assert app.ended == [
+            ("complete", "13→32 tokens", "", "complete:All **done**."),
+            ("error", "", "connection reset", "error:Half"),
+        ]
+        assert "13→32 tokens" in str(log.reply(1).query_one(".footer").render())  # type: ignore[union-attr]
 
     run(test)
 

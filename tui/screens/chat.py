@@ -3,33 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Header, Static
 
 from engines.errors import LlmTuiError
 from engines.store.sessions import MessageRecord, SessionRecord, Store
-from tui.chat_turn import ChatTurn, metrics_line
-from tui.messages import ReplyEvent
+from tui.chat_turn import ChatTurn
+from tui.screens.app_screen import AppScreen
+from tui.screens.chat_export import ask_export
+from tui.screens.chat_text import log_message, split_attachments, status_line, title_from
 from tui.widgets.chat_log import ChatLog
-from tui.widgets.log_message import LogMessage, fenced_code_blocks
+from tui.widgets.log_message import fenced_code_blocks
 from tui.widgets.prompt import PromptInput
 from tui.widgets.screen_bar import ScreenBar
 from tui.widgets.session_list import SessionList
 
 if TYPE_CHECKING:
-    from tui.app import LlmTuiApp
-    from tui.runtime import Runtime
+    from engines.adapters.base import Engine
     from tui.screens.modals.model_picker import ModelChoice
     from tui.screens.modals.params import SessionSettings
-
-TITLE_LENGTH = 40
 
 
 class ConversationLog(ChatLog):
@@ -57,7 +55,7 @@ class ChatPrompt(PromptInput):
     ]
 
 
-class ChatScreen(Screen[None]):
+class ChatScreen(AppScreen):
     """Talk to the active model; every message is saved as it is written."""
 
     BINDINGS = [
@@ -82,16 +80,6 @@ class ChatScreen(Screen[None]):
         self.pending: str | None = None
         """Text sent before any model was active; it goes out once one is."""
         self.query_text = ""
-
-    @property
-    def shell(self) -> LlmTuiApp:
-        """The app, typed."""
-        return cast("LlmTuiApp", self.app)
-
-    @property
-    def runtime(self) -> Runtime:
-        """Config, engine manager, store and the active instance."""
-        return self.shell.runtime
 
     @property
     def store(self) -> Store:
@@ -244,7 +232,7 @@ class ChatScreen(Screen[None]):
             self.store.truncate_after(self.session.id, self.editing.seq - 1)
             self.editing = None
         if self.session.title == "New chat":
-            self.store.rename_session(self.session.id, _title_from(text or images[0].name))
+            self.store.rename_session(self.session.id, title_from(text or images[0].name))
             self.session = self.store.get_session(self.session.id)
         self.store.add_message(self.session.id, "user", text, images=[str(p) for p in images])
         prompt.clear()
@@ -254,7 +242,6 @@ class ChatScreen(Screen[None]):
 
     def _refuse_images(self, images: list[Path]) -> str | None:
         """Why these images cannot go out (unreadable, not an image, too big, an engine that cannot see), or None."""
-        from engines.errors import InstanceNotFound
         from engines.images import read_image
         from engines.types import Capability
 
@@ -263,14 +250,22 @@ class ChatScreen(Screen[None]):
                 read_image(path)
         except LlmTuiError as exc:
             return str(exc)
+        engine = self._active_engine()
+        if engine is None or engine.supports(Capability.VISION):
+            return None
+        return f"the {engine.name} engine cannot see images"
+
+    def _active_engine(self) -> Engine | None:
+        """The active instance's engine, or None when no instance is active (or it has just gone)."""
+        from engines.errors import InstanceNotFound
+
         active = self.runtime.active
         if active is None:
             return None
         try:
-            engine = self.runtime.manager.engine_of(active.run_id)
+            return self.runtime.manager.engine_of(active.run_id)
         except InstanceNotFound:
             return None
-        return None if engine.supports(Capability.VISION) else f"the {engine.name} engine cannot see images"
 
     def _start_turn(self) -> None:
         assert self.session is not None
@@ -279,22 +274,23 @@ class ChatScreen(Screen[None]):
             self.notify("No model is active: Ctrl+L picks one.", severity="warning")
             return
         try:
-            self.turn = ChatTurn.start(self, self.runtime, self.session, active)
+            self.turn = ChatTurn.start(self.runtime, self.session, active, self.query_one(ChatLog))
         except LlmTuiError as exc:
             self.notify(str(exc), title="Cannot send", severity="error", timeout=10)
             self.turn = None
         self.update_status()
 
-    def on_reply_event(self, message: ReplyEvent) -> None:
+    def on_chat_log_reply_ended(self, message: ChatLog.ReplyEnded) -> None:
+        """The log has drawn the reply's end: the turn is over, the chat list and status catch up."""
+        message.stop()
         turn = self.turn
         if turn is None or turn.key != message.key:
             return
-        if turn.apply(message.event, self.query_one(ChatLog)):
-            self.turn = None
-            self.session = self.store.get_session(turn.session_id)
-            self.refresh_sessions()
-            self.shell.refresh_status()
-            self.update_status()
+        self.turn = None
+        self.session = self.store.get_session(turn.session_id)
+        self.refresh_sessions()
+        self.shell.refresh_status()
+        self.update_status()
 
     def action_stop(self) -> None:
         if self.turn is not None:
@@ -356,17 +352,10 @@ class ChatScreen(Screen[None]):
 
     def _cannot_follow_schemas(self) -> str | None:
         """The active engine's name when it cannot follow a JSON schema (the switch is then off limits)."""
-        from engines.errors import InstanceNotFound
         from engines.types import Capability
 
-        active = self.runtime.active
-        if active is None:
-            return None
-        try:
-            engine = self.runtime.manager.engine_of(active.run_id)
-        except InstanceNotFound:
-            return None
-        return None if engine.supports(Capability.JSON_SCHEMA) else engine.name
+        engine = self._active_engine()
+        return None if engine is None or engine.supports(Capability.JSON_SCHEMA) else engine.name
 
     def action_pick_model(self) -> None:
         runtime = self.runtime
@@ -405,28 +394,8 @@ class ChatScreen(Screen[None]):
         self.notify(f"Copied a code block of {len(blocks[-1].splitlines())} lines (OSC 52).", timeout=3)
 
     def action_export(self) -> None:
-        if self.session is None:
-            return
-        session = self.session
-        from engines.store.export import ExportFormat, default_export_name, export_session, export_target, exports_dir
-        from tui.screens.modals.text_prompt import TextPromptModal
-
-        folder = exports_dir(self.runtime.config.data_dir)
-
-        def done(path: str | None) -> None:
-            if not path or not path.strip():
-                return
-            fmt: ExportFormat = "json" if path.strip().endswith(".json") else "markdown"
-            try:
-                written = export_session(self.store, session.id, export_target(path, folder), fmt)
-            except (OSError, LlmTuiError) as exc:
-                self.notify(str(exc), title="Export failed", severity="error", timeout=10)
-                return
-            where = written.absolute()  # name and folder on lines of their own: a toast breaks a long path anywhere
-            self.notify(f"Saved {where.name}\nin {where.parent}", title="Exported", timeout=8, markup=False)
-
-        name = str(folder / default_export_name(session, "markdown"))
-        self.app.push_screen(TextPromptModal("Export chat to (.md or .json)", name), done)
+        if self.session is not None:
+            ask_export(self, self.store, self.session, self.runtime.config.data_dir)
 
     def _selected(self, role: str | None) -> MessageRecord | None:
         """The message selected in the log if it has `role`, else the last one with that role."""
@@ -443,64 +412,14 @@ class ChatScreen(Screen[None]):
 
     def update_status(self) -> None:
         """The line under the log: model, state, what Enter will do."""
-        status = self.query_one("#chat-status", Static)
-        parts = [self.shell.status_text]
-        if self.turn is not None:
-            parts.append("generating · Esc stops")
-        elif self.editing is not None:
-            parts.append("editing · Enter resends · Esc cancels")
-        if self.session is not None and self.session.system_prompt:
-            parts.append("system prompt set")
         active = self.runtime.active
-        if active is not None and (note := base_model_note(active.model_id)):
-            parts.append(note)
+        line = status_line(
+            self.shell.status_text,
+            streaming=self.turn is not None,
+            editing=self.editing is not None,
+            system_prompt=bool(self.session and self.session.system_prompt),
+            model_id=active.model_id if active else None,
+        )
         # The line wraps between words (#chat-status grows to 4 rows) rather than being cut at the edge.
-        status.update(Text(" · ".join(parts)))
+        self.query_one("#chat-status", Static).update(Text(line))
         self.refresh_bindings()  # Esc comes and goes from the footer with what it would stop
-
-
-def base_model_note(model_id: str) -> str | None:
-    """For a base (not chat-tuned) catalog model: what to expect, and the instruct build to chat with instead."""
-    from engines.catalog.builtin import builtin_catalog
-
-    entries = builtin_catalog()
-    entry = next((e for e in entries if e.id == model_id), None)
-    if entry is None or entry.kind != "base":
-        return None
-    instruct = sorted((e.id for e in entries if e.kind == "instruct" and e.id.startswith(f"{entry.id}-")), key=len)
-    tip = f": for chat get {instruct[0]} (F2)" if instruct else ""
-    return f"base model, not chat-tuned{tip}"
-
-
-def log_message(m: MessageRecord) -> LogMessage:
-    """How a stored message is shown in the log."""
-    header = (
-        "You"
-        if m.role == "user"
-        else ("System" if m.role == "system" else " · ".join(x for x in (m.model, m.engine) if x))
-    )
-    return LogMessage(
-        key=m.id,
-        role=m.role,
-        content=m.content,
-        header=header,
-        footer=metrics_line(m.metrics) if m.metrics else " ".join(f"📎 {Path(i).name}" for i in m.images),
-        status=m.status,
-    )
-
-
-def split_attachments(text: str) -> tuple[str, list[Path]]:
-    """The prompt without its `/image PATH` lines, and those paths (`~` expanded, made absolute)."""
-    kept, images = [], []
-    for line in text.splitlines():
-        command, _, rest = line.strip().partition(" ")
-        if command == "/image" and rest.strip():
-            images.append(Path(rest.strip().strip("'\"")).expanduser().absolute())
-        else:
-            kept.append(line)
-    return "\n".join(kept).strip(), images
-
-
-def _title_from(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1] + "…"

@@ -85,6 +85,27 @@ class ChatLog(VerticalScroll, can_focus=True):
             """The chat log that sent this message."""
             return self.chat_log
 
+    class ReplyText(Message, bubble=False):
+        """Streamed text for the reply `key` (posted by `post_text`, drawn by the log itself)."""
+
+        def __init__(self, key: int | str, text: str) -> None:
+            super().__init__()
+            self.key = key
+            self.text = text
+
+    class ReplyEnded(Message):
+        """The reply `key` ended: the log has drawn its end, and the message goes on up to whoever started it.
+
+        `status` is "complete", "cancelled" or "error"; `error` says what went wrong when it is "error".
+        """
+
+        def __init__(self, key: int | str, status: str, footer: str = "", error: str = "") -> None:
+            super().__init__()
+            self.key = key
+            self.status = status
+            self.footer = footer
+            self.error = error
+
     def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self._entries: list[LogMessage] = []
@@ -179,6 +200,29 @@ class ChatLog(VerticalScroll, can_focus=True):
             if view.key == key:
                 return view
         return None
+
+    # -- a reply streaming in (posted from the instance's worker thread) ------------------------------------------
+
+    def post_text(self, key: int | str, text: str) -> None:
+        """Stream `text` into reply `key`; safe from any thread (it only posts: the worker never waits on the UI)."""
+        self.post_message(self.ReplyText(key, text))
+
+    def post_end(self, key: int | str, status: str, footer: str = "", error: str = "") -> None:
+        """End reply `key` after the text posted before; safe from any thread. ReplyEnded then goes up the DOM."""
+        self.post_message(self.ReplyEnded(key, status, footer, error))
+
+    def on_chat_log_reply_text(self, message: ChatLog.ReplyText) -> None:
+        # Looked up by key at each event: reopening the session (new settings) mid-reply rebuilds its view.
+        if (view := self.reply(message.key)) is not None:
+            view.append(message.text)
+
+    def on_chat_log_reply_ended(self, message: ChatLog.ReplyEnded) -> None:
+        if (view := self.reply(message.key)) is None:
+            return
+        if message.status == "error":
+            view.set_error(message.error)
+        else:
+            view.finish(footer=message.footer, status=message.status)
 
     # -- following the bottom and paging in older messages ---------------------------------------------------
 
