@@ -65,7 +65,12 @@ def test_an_idle_instance_is_offered_for_unloading_and_unloaded_on_yes(make_app:
             # ~100 MB needed + 256 MiB kept free; 450 MB free without the idle old instance, 50 MB with it.
             short_of_memory(app, 450 * MB)
             app.launch_model(str(model), None, LaunchOptions(n_ctx=1024))
-            await until(pilot, lambda: isinstance(app.screen, ConfirmModal), "the unload offer")
+            # The modal is the screen as soon as it is pushed, and composed a moment later (seen on a loaded machine).
+            await until(
+                pilot,
+                lambda: isinstance(app.screen, ConfirmModal) and bool(app.screen.query(".dialog-title")),
+                "the unload offer",
+            )
             assert old in str(app.screen.query_one(".dialog-title").render())
             await pilot.press("n")
             assert [i.run_id for i in app.runtime.manager.instances()] == [old]  # nothing unloaded on no
