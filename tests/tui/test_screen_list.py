@@ -4,7 +4,7 @@ commands reach a real method of their screen (by keys, and for every command in 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 from unittest.mock import Mock
 
@@ -15,6 +15,7 @@ from textual.screen import Screen
 
 from cli.main import _app_args, build_parser
 from tests.tui.conftest import AppFactory
+from tests.tui.test_chat_screen import until
 from tui.app import LlmTuiApp
 from tui.commands import (
     CHAT_COMMANDS,
@@ -33,16 +34,6 @@ SCREEN_COMMANDS: Sequence[tuple[ScreenEntry[Any], Sequence[ScreenCommand[Any]]]]
     (COMPARE, COMPARE_COMMANDS),
     (SETTINGS, SETTINGS_COMMANDS),
 )
-
-
-async def until(pilot: Pilot[int], condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    """Let the app run until `condition` holds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.02)
 
 
 async def from_palette(pilot: Pilot[int], title: str) -> None:
