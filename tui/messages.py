@@ -10,17 +10,8 @@ if TYPE_CHECKING:
     from engines.admission import Admission
     from engines.downloads.tasks import DownloadTask
     from engines.launch import Launched
-    from engines.types import LaunchOptions, StreamEvent
+    from engines.types import LaunchOptions
     from tui.runtime import ActiveModel
-
-
-class ReplyEvent(Message):
-    """A streamed event of the reply stored as message `key`."""
-
-    def __init__(self, key: int, event: StreamEvent) -> None:
-        super().__init__()
-        self.key = key
-        self.event = event
 
 
 class ModelLaunched(Message):

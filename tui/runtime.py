@@ -259,11 +259,10 @@ class Runtime:
         with self._lock:
             if self._downloads is None:
                 from engines.downloads.queue import DownloadQueue, QueueSettings
-                from engines.downloads.tasks import DownloadTasks
 
                 settings = QueueSettings.from_config(self.config)
                 self._downloads = DownloadQueue(
-                    DownloadTasks(self.store),
+                    self.store.downloads,
                     settings,
                     transfer=self._transfer,
                     describe_hub=self._describe_hub,
@@ -277,9 +276,7 @@ class Runtime:
         Returns the tasks a previous run left downloading: paused now, or
         queued again when `downloads_resume_on_start` is set.
         """
-        from engines.downloads.tasks import DownloadTasks
-
-        if not DownloadTasks(self.store).unfinished():
+        if not self.store.downloads.unfinished():
             return []
         queue = self.downloads
         queue.pump()

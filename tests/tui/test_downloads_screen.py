@@ -297,10 +297,8 @@ def test_at_80x24_every_column_dialog_and_prompt_shows_whole(make_app: AppFactor
 def test_start_up_says_how_many_downloads_it_paused_in_good_english(
     make_app: AppFactory, count: int, said: str
 ) -> None:
-    from engines.downloads.tasks import DownloadTasks
-
     app = make_app(screen="chat", launch=False)  # F3 itself would open (and so recover) the queue first
-    tasks = DownloadTasks(app.runtime.store)
+    tasks = app.runtime.store.downloads
     for n in range(count):  # left downloading by a process that is gone
         tasks.set_status(
             tasks.add("url", app.runtime.config.models_dir / f"{n}.gguf", url=f"https://x/{n}").id,

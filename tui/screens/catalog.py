@@ -132,12 +132,12 @@ class CatalogScreen(AppScreen):
 
     @work(thread=True, exclusive=True, group="catalog-scan")
     def _scan(self, scan: int, n_ctx: int | None) -> None:
-        from engines.downloads.tasks import DownloadTasks, hub_sizes
+        from engines.downloads.tasks import hub_sizes
 
         runtime = self.runtime
         try:
             listing = runtime.catalog_listing(n_ctx)
-            listing = with_hub_sizes(listing, hub_sizes(DownloadTasks(runtime.store).all()))
+            listing = with_hub_sizes(listing, hub_sizes(runtime.store.downloads.all()))
         except Exception as exc:  # a bug in a scan must show up, not take the app down
             self.post_message(ListingReady(scan, None, f"{type(exc).__name__}: {exc}"))
         else:
