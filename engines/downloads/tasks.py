@@ -22,7 +22,6 @@ from engines.errors import BadRequest, LlmTuiError
 
 if TYPE_CHECKING:
     from engines.store.schema import Transaction
-    from engines.store.sessions import Store
 
 
 class TaskStatus(enum.StrEnum):
@@ -146,15 +145,9 @@ def _task(row: sqlite3.Row) -> DownloadTask:
 class DownloadTasks:
     """The queue table of a Store (`Store.downloads`); safe from any thread (the Store serialises access)."""
 
-    def __init__(self, read: Transaction | Store, write: Transaction | None = None) -> None:
-        from engines.store.sessions import Store  # here: the store imports this module for Store.downloads
-
-        if isinstance(read, Store):  # DownloadTasks(store), the form before Store.downloads; callers move over
-            table = read.downloads
-            read, write = table._read, table._write
-        assert write is not None
-        self._read: Transaction = read
-        self._write: Transaction = write
+    def __init__(self, read: Transaction, write: Transaction) -> None:
+        self._read = read
+        self._write = write
 
     def add(
         self,

@@ -40,6 +40,5 @@ def test_the_download_table_works_on_the_stores_connection(tmp_path: Path) -> No
         assert isinstance(tasks, DownloadTasks)
         task = tasks.add("url", tmp_path / "a.gguf", url="http://127.0.0.1:9/a.gguf")
         assert store.downloads.get(task.id).status is TaskStatus.PENDING  # a second view sees the same rows
-        assert [t.id for t in DownloadTasks(store).all()] == [task.id]  # the older form, while callers move over
     finally:
         store.close()
