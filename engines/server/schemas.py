@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue
 
 from engines.images import MAX_IMAGE_BYTES, image_mime
 from engines.server.errors import ApiError, bad_param
@@ -39,10 +39,20 @@ SEED_RANGE = 2**64
 """Seeds are taken modulo this: torch.manual_seed takes 0..2**64-1 and refuses more (llama.cpp uses the low
 32 bits), and OpenAI's clients may send any int64, negative ones too."""
 
+
+def _not_bool(value: object) -> object:
+    """Pydantic reads true as 1 and false as 0 in a number field; the schema (and OpenAI) says a number."""
+    if isinstance(value, bool):
+        raise ValueError("a number is expected, not true or false")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_not_bool)]
+"""An integer; true and false are refused, not read as 1 and 0."""
 Name = Annotated[str, Field(max_length=MAX_NAME)]
 Text = Annotated[str, Field(min_length=1)]
-Count = Annotated[int, Field(ge=1, le=MAX_TOKENS)]
-Real = Annotated[float, Field(allow_inf_nan=False)]
+Count = Annotated[Int, Field(ge=1, le=MAX_TOKENS)]
+Real = Annotated[float, BeforeValidator(_not_bool), Field(allow_inf_nan=False)]
 """A finite number: JSON has no NaN or Infinity, but Python's parser accepts them."""
 Stop = Annotated[str, Field(min_length=1, max_length=MAX_STOP_CHARS)]
 
@@ -109,12 +119,12 @@ class Sampling(_Body):
     stream_options: StreamOptions | None = None
     temperature: Annotated[Real, Field(ge=0, le=2)] | None = None
     top_p: Annotated[Real, Field(gt=0, le=1)] | None = None
-    top_k: Annotated[int, Field(ge=0, le=MAX_TOKENS)] | None = Field(None, description="0: off")
+    top_k: Annotated[Int, Field(ge=0, le=MAX_TOKENS)] | None = Field(None, description="0: off")
     repetition_penalty: Annotated[Real, Field(gt=0)] | None = None
     max_tokens: Count | None = None
     stop: Stop | Annotated[list[Stop], Field(max_length=MAX_STOP)] | None = None
-    seed: int | None = Field(None, description="any integer; engines use it modulo 2**64")
-    n: Annotated[int, Field(ge=1, le=1, description="only 1 is supported")] | None = None
+    seed: Int | None = Field(None, description="any integer; engines use it modulo 2**64")
+    n: Annotated[Int, Field(ge=1, le=1, description="only 1 is supported")] | None = None
 
 
 class ChatRequest(Sampling):
@@ -122,13 +132,13 @@ class ChatRequest(Sampling):
     max_completion_tokens: Count | None = None
     response_format: ResponseFormat | None = None
     logprobs: bool | None = Field(None, description="llama.cpp engines give them; others answer 400")
-    top_logprobs: Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = Field(None, description="needs logprobs")
+    top_logprobs: Annotated[Int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = Field(None, description="needs logprobs")
     tools: list[dict[str, Any]] | None = Field(None, json_schema_extra=_UNSUPPORTED | {"maxItems": 0})
 
 
 class CompletionRequest(Sampling):
     prompt: Text | Annotated[list[Text], Field(min_length=1, max_length=1)]
-    logprobs: Annotated[int, Field(ge=0, le=MAX_TEXT_LOGPROBS)] | None = Field(
+    logprobs: Annotated[Int, Field(ge=0, le=MAX_TEXT_LOGPROBS)] | None = Field(
         None, description="alternatives per token; llama.cpp engines give them, others answer 400"
     )
     echo: bool = Field(False, json_schema_extra=_UNSUPPORTED | {"enum": [False]})
@@ -139,7 +149,7 @@ class EmbeddingRequest(_Body):
     model: Name
     input: Text | Annotated[list[Text], Field(min_length=1, max_length=MAX_INPUTS)]
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(None, json_schema_extra=_UNSUPPORTED | {"type": "null"})
+    dimensions: Int | None = Field(None, json_schema_extra=_UNSUPPORTED | {"type": "null"})
 
 
 _ROLES: dict[str, Role] = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}

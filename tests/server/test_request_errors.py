@@ -105,6 +105,19 @@ def test_malformed_json_is_said_in_plain_words_with_no_param() -> None:
     assert "JSON decode error" not in message and not message.startswith("1:")
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("seed", False), ("max_tokens", True), ("top_k", True), ("n", True), ("temperature", True), ("top_p", True)],
+)
+def test_true_or_false_in_a_number_field_is_refused_naming_it(field: str, value: bool) -> None:
+    """Pydantic reads true as 1 and false as 0; the schema says a number (schemathesis found `"seed": false`)."""
+    with served() as s:
+        answer = httpx.post(f"{s.url}/chat/completions", json={"model": "tiny", "messages": USER, field: value})
+    assert answer.status_code == 400, answer.text
+    error = error_of(answer)
+    assert error["param"] == field and "not true or false" in str(error["message"]), error
+
+
 @pytest.mark.real_model
 def test_a_prompt_past_the_context_is_context_length_exceeded(gemma_path: Path) -> None:
     from engines.adapters.llama_cpp import LlamaCppEngine
