@@ -318,6 +318,17 @@ class Terminal:
         self.pos = 0
         """Where the last awaited text ended: the next wait looks after it."""
 
+    @staticmethod
+    def wait_until_reading(pid: int, timeout: float = 60) -> None:
+        """Until the program's main thread sleeps in its read of the terminal. input() reads in canonical mode, so
+        the terminal echoes typed text at once, whatever the program does; and a SIGINT that lands between its
+        prompt and its read() is only seen at the next line (CPython checks signals when read() is interrupted)."""
+        deadline = time.monotonic() + timeout
+        wchan = Path(f"/proc/{pid}/task/{pid}/wchan")
+        while wchan.read_text() not in ("wait_woken", "n_tty_read"):
+            assert time.monotonic() < deadline, f"the program never waited on the terminal ({wchan.read_text()!r})"
+            time.sleep(0.01)
+
     def wait_for(self, wanted: bytes, timeout: float = 120) -> None:
         import select
 
@@ -379,7 +390,8 @@ def test_line_chat_ctrl_c_at_the_prompt_drops_the_line_and_goes_on(model_file: P
     try:
         term.wait_for(b">>> ")
         os.write(controller, b"half a line")
-        term.wait_for(b"half a line")  # echoed: the line editor is reading (a Ctrl-C before it is a race)
+        term.wait_for(b"half a line")
+        term.wait_until_reading(proc.pid)  # a Ctrl-C before the read races it (seen once in a loaded suite run)
         os.write(controller, b"\x03")  # Ctrl-C at the prompt drops the line, does not quit
         term.wait_for(b"(Ctrl-D or /exit quits)")
         term.wait_for(b">>> ")
