@@ -50,3 +50,20 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+SLOW_FILES_FIRST = (
+    "tests/tui/test_screen_rules.py",
+    "tests/tui/test_key_sweep.py",
+    "tests/engines/test_transformers_engine.py",
+    "tests/engines/test_serve_load.py",
+    "tests/tui/test_chat_screen.py",
+    "tests/tui/test_monkey.py",
+)
+"""The longest files (minutes each on 2 cores). pytest-xdist (--dist loadfile) hands files out in the order
+collected: started last, one of them kept a single worker busy long after the other had finished."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    first = {name: rank for rank, name in enumerate(SLOW_FILES_FIRST)}
+    items.sort(key=lambda item: first.get(item.nodeid.split("::", 1)[0], len(first)))  # stable: file order kept
