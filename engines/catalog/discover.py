@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 MAX_DEPTH = 4  # folders below models_dir that are searched
 MAX_ENTRIES = 50_000  # directory entries looked at in one scan, so a huge tree cannot stall the UI
-_SPLIT = re.compile(r"^(?P<base>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
+SPLIT_GGUF = re.compile(r"^(?P<base>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
 _PARAM_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMBT]?)\s*$", re.IGNORECASE)
 _SCALE = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
 
@@ -70,7 +70,7 @@ def scan_models_dir(models_dir: Path) -> list[LocalModel]:
     models = _gguf_models(ggufs, models_dir, "local")
     for folder in hf_dirs:
         rel = _rel_id(folder, models_dir)
-        models.append(_hf_model(read_hf_folder(folder), rel, "local", folder.name))
+        models.append(hf_model(read_hf_folder(folder), rel, "local", folder.name))
     return finish_models(models + problems)
 
 
@@ -134,7 +134,7 @@ def _gguf_models(paths: Iterable[Path], root: Path, source: Source) -> list[Loca
     models: list[LocalModel] = []
     splits: dict[tuple[Path, str, int], dict[int, Path]] = defaultdict(dict)
     for path in paths:
-        m = _SPLIT.match(path.name)
+        m = SPLIT_GGUF.match(path.name)
         if m and 0 < int(m["no"]) <= int(m["count"]):
             splits[(path.parent, m["base"], int(m["count"]))][int(m["no"])] = path
         else:
@@ -144,7 +144,7 @@ def _gguf_models(paths: Iterable[Path], root: Path, source: Source) -> list[Loca
     return models
 
 
-def _header_fields(header: GgufHeader) -> dict[str, Any]:
+def gguf_fields(header: GgufHeader) -> dict[str, Any]:
     shape = ModelShape.from_gguf_header(header)
     return {
         "head_dim": shape.head_dim,
@@ -173,8 +173,8 @@ def _gguf_single(path: Path, model_id: str, source: Source) -> LocalModel:
     try:
         header = read_gguf_header(path)
     except BadModelFile as exc:
-        return _model_from_fields(model_id, source, "gguf", path.stem, {**base, "error": exc.reason})
-    return _model_from_fields(model_id, source, "gguf", header.name or path.stem, {**base, **_header_fields(header)})
+        return model_from_fields(model_id, source, "gguf", path.stem, {**base, "error": exc.reason})
+    return model_from_fields(model_id, source, "gguf", header.name or path.stem, {**base, **gguf_fields(header)})
 
 
 def _gguf_split(
@@ -191,31 +191,40 @@ def _gguf_split(
             headers[no] = read_gguf_header(path)
         except BadModelFile as exc:
             problems.append(f"part {no}: {exc.reason}")
+    sizes = [_size(p) for p in files]
+    fields: dict[str, Any] = {"path": files[0], "files": files, "parts": count}
+    fields["size_bytes"] = sum(s for s in sizes if s is not None)
+    fields.update(gguf_split_fields(count, headers, problems))
+    first = headers.get(1)
+    return model_from_fields(model_id, source, "gguf", (first.name if first else None) or base, fields)
+
+
+def gguf_split_fields(count: int, headers: Mapping[int, GgufHeader], problems: list[str]) -> dict[str, Any]:
+    """A split GGUF's facts from its parts' headers (part number -> header), here or on the Hub; `problems`
+    (missing or unreadable parts) gains the parts that disagree on the count, and makes the totals unknown."""
     for no, header in headers.items():
         declared = header.metadata.get("split.count")
         if declared is not None and declared != count:
             problems.append(f"part {no} says the model has {declared} parts, its name says {count}")
-    sizes = [_size(p) for p in files]
-    fields: dict[str, Any] = {"path": files[0], "files": files, "parts": count}
-    fields["size_bytes"] = sum(s for s in sizes if s is not None)
+    fields: dict[str, Any] = {}
     first = headers.get(1)
     if first is not None:
-        fields.update(_header_fields(first))
+        fields.update(gguf_fields(first))
     fields["params"] = None if problems else sum(h.parameter_count for h in headers.values())
     # Every part holds some of the tensors: the fit check needs them all, not part 1's.
     fields["weights_bytes"] = None if problems else sum(t.n_bytes for h in headers.values() for t in h.tensors)
     if problems:
         fields["error"] = "; ".join(problems)
-    return _model_from_fields(model_id, source, "gguf", (first.name if first else None) or base, fields)
+    return fields
 
 
-def _hf_model(info: HfFolderInfo, model_id: str, source: Source, name: str) -> LocalModel:
+def hf_model(info: HfFolderInfo, model_id: str, source: Source, name: str) -> LocalModel:
     fields = asdict(info)
     fields["parts"] = max(1, len(info.files))
-    return _model_from_fields(model_id, source, "hf", name, fields)
+    return model_from_fields(model_id, source, "hf", name, fields)
 
 
-def _model_from_fields(model_id: str, source: Source, fmt: Format, name: str, fields: Mapping[str, Any]) -> LocalModel:
+def model_from_fields(model_id: str, source: Source, fmt: Format, name: str, fields: Mapping[str, Any]) -> LocalModel:
     status: Literal["ok", "broken"] = "broken" if fields.get("error") else "ok"
     return LocalModel(id=model_id, source=source, format=fmt, name=name, status=status, **fields)
 
@@ -253,7 +262,7 @@ def scan_hf_cache(cache_dir: Path | None = None) -> list[LocalModel]:
         if is_hf_folder({p.name for p in _children(snapshot)}):
             models.append(
                 replace(
-                    _hf_model(read_hf_folder(snapshot), prefix, "hf-cache", repo.repo_id),
+                    hf_model(read_hf_folder(snapshot), prefix, "hf-cache", repo.repo_id),
                     repo_id=repo_id,
                     revision=revision,
                 )

@@ -212,21 +212,43 @@ def fit(
     n_ctx: int,
     cache_type: str = "f16",
     download_bytes: int | None = None,
+    n_gpu_layers: int | None = None,
 ) -> Fit:
-    """Where the model goes: all on one GPU, in RAM, split across a GPU and RAM, or nowhere."""
+    """Where the model goes: all on one GPU, in RAM, split across a GPU and RAM, or nowhere.
+
+    With `n_gpu_layers` the split is the caller's (0: CPU only, -1: all layers) and the verdict says whether
+    that split fits, on the GPU with the most free memory.
+    """
     gpus = sorted(resources.gpus, key=lambda g: -g.free_bytes)
     cpu = estimate(shape, n_ctx=n_ctx, cache_type=cache_type)
     chosen, verdict, gpu = cpu, "does not fit", None
     full = estimate(shape, n_ctx=n_ctx, cache_type=cache_type, n_gpu_layers=-1)
     on_gpu = next((g for g in gpus if full.vram_bytes <= g.free_bytes), None)
-    if on_gpu is not None and full.ram_bytes <= resources.ram_free_bytes:
+    if n_gpu_layers is not None and n_gpu_layers != 0:
+        chosen = estimate(shape, n_ctx=n_ctx, cache_type=cache_type, n_gpu_layers=n_gpu_layers)
+        gpu = gpus[0].index if gpus else None
+        if not gpus:
+            verdict = "does not fit: no GPU to offload layers to"
+        elif chosen.vram_bytes > gpus[0].free_bytes:
+            verdict = (
+                f"does not fit: needs {human_bytes(chosen.vram_bytes)} VRAM, {human_bytes(gpus[0].free_bytes)} free"
+            )
+        elif chosen.ram_bytes > resources.ram_free_bytes:
+            ram, free = human_bytes(chosen.ram_bytes), human_bytes(resources.ram_free_bytes)
+            verdict = f"does not fit: needs {ram} RAM, {free} free"
+        else:
+            verdict = f"{chosen.gpu_layers} of {shape.n_layers or '?'} layers on GPU {gpu}"
+    elif n_gpu_layers == 0:
+        if cpu.ram_bytes <= resources.ram_free_bytes:
+            verdict = "fits in RAM"
+    elif on_gpu is not None and full.ram_bytes <= resources.ram_free_bytes:
         chosen, verdict, gpu = full, f"fits on GPU {on_gpu.index}", on_gpu.index
     elif gpus and (partial := _partial(shape, gpus[0], resources, n_ctx, cache_type)) is not None:
         chosen, gpu = partial, gpus[0].index
         verdict = f"partial offload: {partial.gpu_layers} of {shape.n_layers} layers on GPU {gpu}"
     elif cpu.ram_bytes <= resources.ram_free_bytes:
         verdict = "fits in RAM"
-    memory_ok = verdict != "does not fit"
+    memory_ok = not verdict.startswith("does not fit")
     disk_ok = download_bytes is None or resources.disk_free_bytes is None or download_bytes <= resources.disk_free_bytes
     if not disk_ok:
         verdict += f"; download {human_bytes(download_bytes or 0)} exceeds free disk"

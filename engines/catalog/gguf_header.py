@@ -5,13 +5,18 @@ from __future__ import annotations
 import os
 import stat
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
 from engines.catalog.gguf_info import ArrayInfo, GgufHeader, TensorInfo, ggml_types, value_type_names
 from engines.errors import BadModelFile
 
-__all__ = ["ArrayInfo", "GgufHeader", "TensorInfo", "is_gguf", "read_gguf_header"]
+__all__ = ["ArrayInfo", "GgufHeader", "ReadAt", "TensorInfo", "is_gguf", "parse_gguf_header", "read_gguf_header"]
+
+ReadAt = Callable[[int, int], bytes]
+"""`read_at(offset, at_least)`: the bytes from `offset`, at least `at_least` of them unless the file ends first
+(more is welcome: the parser keeps what it is given). A local file or a remote one read with HTTP Range."""
 
 _MAGIC = b"GGUF"
 _BLOCK = 1 << 20  # bytes read at a time
@@ -60,17 +65,32 @@ def read_gguf_header(path: str | os.PathLike[str]) -> GgufHeader:
     shown = os.fsdecode(os.fspath(path))
     f = _open_regular(path, shown)
     with f:
+
+        def read_at(offset: int, at_least: int) -> bytes:
+            f.seek(offset)
+            return f.read(max(at_least, _BLOCK))
+
         try:
-            return _Parser(f, os.fstat(f.fileno()).st_size, shown).parse()
-        except BadModelFile:
-            raise
-        except MemoryError:
-            raise BadModelFile(shown, "header too large to read into memory") from None
+            return parse_gguf_header(read_at, os.fstat(f.fileno()).st_size, shown)
         except OSError as exc:
             raise BadModelFile(shown, f"cannot read: {exc.strerror or exc}") from None
-        except (struct.error, ValueError, IndexError, OverflowError, KeyError, UnicodeError) as exc:
-            # Safety net: every malformation is meant to be caught by the parser with its own reason.
-            raise BadModelFile(shown, f"malformed GGUF header ({type(exc).__name__}: {exc})") from None
+
+
+def parse_gguf_header(read_at: ReadAt, size: int, shown: str) -> GgufHeader:
+    """Parse and validate the header of a GGUF file of `size` bytes read through `read_at`; raise BadModelFile.
+
+    The same checks and limits whether the bytes come from a local file or a remote one; errors that `read_at`
+    raises itself (a network failure, a read budget spent) pass through unchanged.
+    """
+    try:
+        return _Parser(read_at, size, shown).parse()
+    except BadModelFile:
+        raise
+    except MemoryError:
+        raise BadModelFile(shown, "header too large to read into memory") from None
+    except (struct.error, ValueError, IndexError, OverflowError, KeyError, UnicodeError) as exc:
+        # Safety net: every malformation is meant to be caught by the parser with its own reason.
+        raise BadModelFile(shown, f"malformed GGUF header ({type(exc).__name__}: {exc})") from None
 
 
 def _open_regular(path: str | os.PathLike[str], shown: str) -> IO[bytes]:
@@ -106,10 +126,10 @@ def _describe_bad_magic(head: bytes) -> str:
 
 
 class _Parser:
-    """A forward-only reader over one open file that checks every length against the file size."""
+    """A forward-only reader over one file that checks every length against the file size."""
 
-    def __init__(self, f: IO[bytes], size: int, shown: str) -> None:
-        self.f = f
+    def __init__(self, read_at: ReadAt, size: int, shown: str) -> None:
+        self.read_at = read_at
         self.size = size
         self.shown = shown
         self.buf = b""
@@ -141,8 +161,7 @@ class _Parser:
         at = self.at
         if at + n > self.size:
             raise self.past_end(what, at, n)
-        self.f.seek(at)
-        data = self.f.read(max(n, _BLOCK))
+        data = self.read_at(at, n)
         if len(data) < n:
             raise self.bad(f"truncated: {what} needs bytes {at}..{at + n} but reading stopped at {at + len(data)}")
         self.buf, self.base, self.pos = data, at, 0
@@ -223,7 +242,8 @@ class _Parser:
     # -- structure ------------------------------------------------------------------------------
 
     def parse(self) -> GgufHeader:
-        head = self.f.read(64)
+        self.buf = self.read_at(0, 64) if self.size else b""
+        head = self.buf[:64]
         if not head:
             raise self.bad("empty file (0 bytes)")
         if head[:4] != _MAGIC:

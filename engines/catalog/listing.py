@@ -48,7 +48,7 @@ class CatalogRow:
     id: str
     name: str
     source: str
-    """local | hf-cache | ollama | remote | catalog (downloadable)."""
+    """local | hf-cache | ollama | remote | catalog (downloadable) | hub (a file on the Hub, found by search)."""
     format: str
     engines: tuple[str, ...] = ()
     path: Path | None = None
@@ -138,7 +138,7 @@ def build_listing(
     resources = resources if resources is not None else current_resources(config.models_dir)
     ctx = n_ctx or config.n_ctx
     by_id = {e.id: e for e in entries}
-    rows = [_local_row(model, by_id.get(model.catalog_id or "")) for model in found.models]
+    rows = [row_from_model(model, by_id.get(model.catalog_id or "")) for model in found.models]
     # A local copy of a curated model goes by the catalog id (what `--model` takes); a second copy keeps its own.
     taken = {r.id for r in rows}
     for index, row in enumerate(rows):
@@ -169,7 +169,7 @@ def with_fit(row: CatalogRow, resources: Resources, n_ctx: int) -> CatalogRow:
     shape = row_shape(row)
     if shape is None:
         return replace(row, fit=None)
-    download = row.size_bytes if row.source == "catalog" else None
+    download = row.size_bytes if row.source in ("catalog", "hub") else None
     return replace(row, fit=FitInfo.from_fit(fit(shape, resources, n_ctx=n_ctx, download_bytes=download)))
 
 
@@ -214,7 +214,7 @@ def row_shape(row: CatalogRow) -> ModelShape | None:
     return None
 
 
-def _local_row(model: LocalModel, entry: CatalogEntry | None) -> CatalogRow:
+def row_from_model(model: LocalModel, entry: CatalogEntry | None) -> CatalogRow:
     engines: tuple[str, ...] = entry.engines if entry else _engines_for(model.format)
     return CatalogRow(
         id=model.id,

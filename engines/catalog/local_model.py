@@ -12,7 +12,7 @@ from engines.catalog.builtin import CatalogEntry, builtin_catalog
 
 log = logging.getLogger(__name__)
 
-Source = Literal["local", "hf-cache", "ollama", "remote"]
+Source = Literal["local", "hf-cache", "ollama", "remote", "hub"]
 Format = Literal["gguf", "hf", "ollama", "remote", "unknown"]
 
 

@@ -19,7 +19,9 @@ __all__ = [
     "SafetensorsHeader",
     "TensorEntry",
     "dominant_dtype",
+    "hf_folder_info",
     "is_hf_folder",
+    "parse_safetensors_header",
     "read_hf_folder",
     "read_safetensors_header",
 ]
@@ -138,10 +140,12 @@ def read_safetensors_header(path: str | os.PathLike[str], *, max_header: int = M
         raise bad(f"cannot read: {exc.strerror or exc}") from None
     if len(raw) < n:
         raise bad(f"truncated: header needs {n} bytes but reading stopped at {len(raw)}")
-    return _parse(raw, size, shown)
+    return parse_safetensors_header(raw, size, shown)
 
 
-def _parse(raw: bytes, size: int, shown: str) -> SafetensorsHeader:
+def parse_safetensors_header(raw: bytes, size: int, shown: str) -> SafetensorsHeader:
+    """Validate a safetensors header's JSON (`raw`, after the 8-byte length) of a file of `size` bytes."""
+
     def bad(reason: str) -> BadModelFile:
         return BadModelFile(shown, reason)
 
@@ -257,7 +261,6 @@ def read_hf_folder(folder: Path) -> HfFolderInfo:
     if not shards and not missing:
         problems.append("no .safetensors weights")
     headers: list[SafetensorsHeader] = []
-    size = 0
     for shard in shards:
         try:
             header = read_safetensors_header(shard)
@@ -265,7 +268,21 @@ def read_hf_folder(folder: Path) -> HfFolderInfo:
             problems.append(f"{shard.name}: {exc.reason}")
             continue
         headers.append(header)
-        size += header.file_size
+    template = _has_chat_template(folder)
+    return hf_folder_info(folder, config, headers, problems, files=tuple(shards), chat_template=template)
+
+
+def hf_folder_info(
+    path: Path,
+    config: dict[str, Any],
+    headers: list[SafetensorsHeader],
+    problems: list[str],
+    *,
+    files: tuple[Path, ...],
+    chat_template: bool | None,
+) -> HfFolderInfo:
+    """What config.json and the shards' headers say: the same facts for a folder here and a repo on the Hub."""
+    size = sum(h.file_size for h in headers)
     text = config.get("text_config")  # multimodal configs keep the language model's numbers here
     sources = (config, text) if isinstance(text, dict) else (config,)
 
@@ -285,8 +302,8 @@ def read_hf_folder(folder: Path) -> HfFolderInfo:
     quant_method = quant.get("quant_method") if isinstance(quant, dict) else None
     torch_dtype = config.get("torch_dtype") or config.get("dtype")
     return HfFolderInfo(
-        path=folder,
-        files=tuple(shards),
+        path=path,
+        files=files,
         size_bytes=size,
         params=None if problems else sum(h.parameter_count for h in headers),
         dtype=dominant_dtype(headers) or (str(torch_dtype) if isinstance(torch_dtype, str) else None),
@@ -297,7 +314,7 @@ def read_hf_folder(folder: Path) -> HfFolderInfo:
         heads=number("num_attention_heads", "n_head"),
         kv_heads=number("num_key_value_heads", "n_head_kv"),
         embedding_length=number("hidden_size", "n_embd", "d_model"),
-        has_chat_template=_has_chat_template(folder),
+        has_chat_template=chat_template,
         error="; ".join(problems) or None,
     )
 

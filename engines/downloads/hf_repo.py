@@ -81,7 +81,7 @@ def check_repo_path(path: str) -> str:
     return path
 
 
-def _transport_errors() -> tuple[type[BaseException], ...]:
+def transport_errors() -> tuple[type[BaseException], ...]:
     """The HTTP libraries' network errors (not all are OSError); only those already imported can have been raised."""
     found: list[type[BaseException]] = []
     for name in ("httpx2", "httpx"):
@@ -119,7 +119,7 @@ def hub_errors(endpoint: str, repo: str, where: str) -> Iterator[None]:
     except OSError as exc:  # connection refused, DNS, timeout
         raise DownloadError(f"cannot reach {endpoint}: {type(exc).__name__}") from None
     except Exception as exc:
-        if isinstance(exc, _transport_errors()):  # httpx's network errors are not OSError
+        if isinstance(exc, transport_errors()):  # httpx's network errors are not OSError
             raise DownloadError(f"cannot reach {endpoint}: {type(exc).__name__}") from None
         raise
 
