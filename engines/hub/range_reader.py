@@ -119,8 +119,8 @@ class RangeReader:
         want = min(self.size - offset, max(at_least, self.window))
         self.window = min(self.window * 2, self.max_window)
         self._next = offset + want
-        if self._stream is not None:
-            return self._from_stream(offset, want)
+        if self._stream is not None:  # a stream has no round trips to save: read only what is asked
+            return self._from_stream(offset, min(self.size - offset, at_least))
         self._check_budget(want, offset)
         return self._get(offset, want)
 
@@ -128,7 +128,7 @@ class RangeReader:
         if self.bytes_read + want > self.max_bytes:
             raise BadModelFile(
                 self.shown,
-                f"the header goes on past byte {offset:,}: more than the {self.max_bytes // MIB} MiB read"
+                f"the header goes on past byte {offset:,}: more than the {_size(self.max_bytes)} read"
                 " remotely for one file; download it to inspect it",
             )
 
@@ -146,7 +146,7 @@ class RangeReader:
             self._prefix += chunk
         if self.bytes_read > self.max_bytes:
             self._check_budget(1, offset)
-        return bytes(self._prefix[offset:end])
+        return bytes(self._prefix[offset:])
 
     # -- HTTP -----------------------------------------------------------------------------------
 
@@ -234,6 +234,10 @@ class RangeReader:
             if len(chunk) >= room:
                 break
         return bytes(data)
+
+
+def _size(n: int) -> str:
+    return f"{n / MIB:g} MiB" if n >= MIB else f"{n:,} bytes"
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
