@@ -47,7 +47,7 @@ class ModelFile:
     def download_bytes(self) -> int | None:
         """What `d` fetches: the weights, the projector and the small files."""
         size = self.size_bytes
-        extra = [f.size for f in (*self.extras, *([self.projector] if self.projector else []))]
+        extra = [f.size for f in self.files if f not in self.parts]
         if size is None or any(s is None for s in extra):
             return None
         return size + sum(s for s in extra if s is not None)
@@ -109,7 +109,7 @@ def _projector_for(path: str, projectors: list[RepoFile]) -> RepoFile | None:
     """The projector in the same folder, preferring F16 (what llama.cpp's own tools pick), else the first."""
     folder = path.rsplit("/", 1)[0] if "/" in path else ""
     here = [p for p in projectors if (p.path.rsplit("/", 1)[0] if "/" in p.path else "") == folder]
-    here.sort(key=lambda p: ("f16" not in p.path.lower(), p.path))
+    here.sort(key=lambda p: (not re.search(r"(?<!b)f16", p.path.lower()), p.path))
     return here[0] if here else None
 
 
