@@ -1,4 +1,5 @@
-"""`llm-tui models list|rm`: the catalog from the command line (JSON for scripts, a table for people)."""
+"""`llm-tui models list|rm|pull|search|fit`: the catalog from the command line (JSON for scripts, a table for
+people); `search` and `fit` (the Hub beyond the catalog) live in cli/hub.py, `pull` in cli/pull.py."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ def add_parser(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
     global_options: Callable[[argparse.ArgumentParser], None],
 ) -> None:
-    """Register `models list`, `models rm` and `models pull` under `sub`."""
-    models = sub.add_parser("models", help="list the models here and in the catalog; delete local ones")
+    """Register `models list`, `models rm`, `models pull`, `models search` and `models fit` under `sub`."""
+    models = sub.add_parser(
+        "models", help="list the models here and in the catalog; delete local ones; search the Hub and check fits"
+    )
     actions = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="every model with metadata and a fit verdict")
     listing.add_argument("--json", action="store_true", help="a JSON list on stdout (see CLI.md)")
@@ -28,19 +31,24 @@ def add_parser(
     rm = actions.add_parser("rm", help="delete a local model's file(s) from the models directory")
     rm.add_argument("id", metavar="ID", help="the id `models list` shows (or the catalog id of a local file)")
     rm.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    from cli.hub import add_hub_parsers
     from cli.pull import add_pull_parser
 
     pull = add_pull_parser(actions)
-    for parser in (models, listing, rm, pull):
+    for parser in (models, listing, rm, pull, *add_hub_parsers(actions)):
         global_options(parser)
 
 
 def run_models(args: argparse.Namespace, config: Config, out: TextIO = sys.stdout) -> int:
-    """Run `models list`, `models rm` or `models pull`."""
+    """Run `models list`, `models rm`, `models pull`, `models search` or `models fit`."""
     if args.models_command == "pull":
         from cli.pull import run_pull
 
         return run_pull(args, config)
+    if args.models_command in ("search", "fit"):
+        from cli.hub import run_fit, run_search
+
+        return (run_search if args.models_command == "search" else run_fit)(args, config, out)
     if args.models_command == "list":
         listing = build_listing(config, local_only=args.local, n_ctx=args.n_ctx)
         for status in listing.statuses:
