@@ -55,6 +55,8 @@ class LaunchTarget:
     """Whether the GGUF carries a chat template (None: not known, e.g. not downloaded yet)."""
     catalog_template: str | None = None
     """The built-in template the catalog or the model's family names ("gemma3"), if any."""
+    n_gpu_layers: int | None = None
+    """The GPU layers a fit check chose where the launch began (-1 all, 0 none: CPU); None: the configured ones."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +236,9 @@ class LaunchModal(ModalScreen[LaunchChoice | None]):
         super().__init__()
         self.target = target
         self.base = replace(base, n_ctx=target.n_ctx) if target.n_ctx else base
+        if target.n_gpu_layers is not None:  # the fit's split: CPU for none, else a GPU device
+            device = "cpu" if target.n_gpu_layers == 0 else ("auto" if base.device == "cpu" else base.device)
+            self.base = replace(self.base, n_gpu_layers=target.n_gpu_layers, device=device)
         self.resources = resources
         self.engines = engine_options(target)
         self._ready = False
