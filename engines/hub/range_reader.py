@@ -119,10 +119,17 @@ class RangeReader:
         want = min(self.size - offset, max(at_least, self.window))
         self.window = min(self.window * 2, self.max_window)
         self._next = offset + want
-        if self._stream is not None:  # a stream has no round trips to save: read only what is asked
-            return self._from_stream(offset, min(self.size - offset, at_least))
-        self._check_budget(want, offset)
-        return self._get(offset, want)
+        import httpx
+
+        try:
+            if self._stream is not None:  # a stream has no round trips to save: read only what is asked
+                return self._from_stream(offset, min(self.size - offset, at_least))
+            self._check_budget(want, offset)
+            return self._get(offset, want)
+        except httpx.TimeoutException:
+            raise HubUnreachable(f"{self.shown}: no answer within {self.timeout_s:.0f} s") from None
+        except httpx.TransportError as exc:  # refused, reset, or closed mid-body
+            raise HubUnreachable(f"the connection for {self.shown} failed: {type(exc).__name__}") from None
 
     def _check_budget(self, want: int, offset: int) -> None:
         if self.bytes_read + want > self.max_bytes:
@@ -159,9 +166,7 @@ class RangeReader:
                 raise HubError(f"reading {self.shown} cancelled")
             try:
                 response = self._send(offset, end)
-            except httpx.TimeoutException:
-                raise HubUnreachable(f"{self.shown}: no answer within {self.timeout_s:.0f} s") from None
-            except httpx.TransportError as exc:
+            except httpx.ConnectError as exc:
                 raise HubUnreachable(f"cannot reach the server for {self.shown}: {type(exc).__name__}") from None
             self.requests += 1
             if response.status_code == 429 and attempt < _MAX_RATE_RETRIES:

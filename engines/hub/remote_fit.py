@@ -30,7 +30,7 @@ from engines.downloads.hf_repo import RepoFile, RepoListing, list_repo
 from engines.errors import BadModelFile, DownloadError, LlmTuiError
 from engines.hub.errors import HubError, HubNotFound
 from engines.hub.model_files import ModelFile, expected_parts, model_files, part_number
-from engines.hub.range_reader import MIB, RangeReader, Waiting
+from engines.hub.range_reader import MAX_HEADER_BYTES, MIB, RangeReader, Waiting
 
 if TYPE_CHECKING:
     import httpx
@@ -68,6 +68,8 @@ class HubSource:
     cache_dir: Path | None = None
     """Header results go under `<cache_dir>/hub-headers`; None keeps nothing."""
     timeout_s: float = 30.0
+    max_header_bytes: int = MAX_HEADER_BYTES
+    """The most read remotely for one file's header."""
 
     def url(self, repo: str, path: str, commit: str) -> str:
         from huggingface_hub import hf_hub_url
@@ -333,7 +335,7 @@ class _Reader:
             timeout_s=self.source.timeout_s,
             cancel=self.cancel,
             on_wait=self.on_wait,
-            **limits,
+            **({"max_bytes": self.source.max_header_bytes} | limits),
         )
 
     def count(self, reader: RangeReader) -> None:
