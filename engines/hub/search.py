@@ -1,8 +1,11 @@
 """Search the Hub's model repos through huggingface_hub (`HfApi.list_models`), page by page.
 
 huggingface_hub knows the endpoint (HF_ENDPOINT mirrors), the token, the `Link` paging and the back-off on
-HTTP 429 (it waits Retry-After and tries again, up to five times); this wraps it so the caller sees results as
-each page arrives, hears about a back-off while it happens, and gets our errors.
+HTTP 429 (it waits Retry-After + 1 s and tries again, up to five times); this wraps it so the caller sees results
+as each page arrives, hears about a back-off while it happens, and gets our errors. Its back-off has no cap
+(a Retry-After of an hour is slept five times) and retries a refused connection for 23 s, and `list_models`
+takes no retry settings: so the warning it logs before each sleep is heard on this thread, and a wait over
+MAX_WAIT_S, a cancelled search, or a connection failure ends the search there instead of sleeping.
 """
 
 from __future__ import annotations
@@ -15,16 +18,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from engines.hub.errors import HubError, hub_call
+from engines.hub.errors import HubError, HubRateLimited, HubUnreachable, hub_call
 
 SortKey = Literal["downloads", "likes", "last_modified", "trending_score"]
 SORT_KEYS: tuple[SortKey, ...] = ("downloads", "likes", "last_modified", "trending_score")
 MAX_QUERY = 200
 """Characters of a search query; the Hub's own search box takes about this."""
 MAX_RESULTS = 1000
+MAX_WAIT_S = 30.0
+"""The longest back-off a search waits through; a longer Retry-After ends it with HubRateLimited."""
 _EXPAND = ["downloads", "likes", "lastModified", "library_name", "gated", "tags", "pipeline_tag", "sha"]
 _QUERY = re.compile(r"^[\w .:/+-]*$", re.UNICODE)
 _RATE_LIMITED = re.compile(r"Rate limited\. Waiting (\d+(?:\.\d+)?)s")
+_CONNECTION_FAILED = re.compile(r"^'.*' thrown while requesting", re.DOTALL)
 _WEIGHT_FORMATS = ("gguf", "safetensors", "mlx", "onnx", "pytorch")
 
 
@@ -94,7 +100,7 @@ def search_models(
     api = HfApi(endpoint=endpoint, token=token or False)
     page: list[HubRepo] = []
     page_size = min(limit, 100)
-    with _told_of_back_off(on_wait), hub_call(endpoint, f"the search {query!r}"):
+    with hub_call(endpoint, f"the search {query!r}"), _BackOff(endpoint, on_wait, cancel):
         # list_models asks for `limit` per page and stops after `limit`: ask a page at a time instead, so the
         # first results show while the next page is on its way.
         items = api.list_models(search=query or None, sort=sort, expand=_EXPAND, limit=limit)  # type: ignore[arg-type]
@@ -125,31 +131,41 @@ def _repo(info: Any) -> HubRepo:
     )
 
 
-class _BackOffHandler(logging.Handler):
-    """Hears huggingface_hub's "Rate limited. Waiting Ns before retry" on this thread and tells the caller."""
+class _BackOff(logging.Handler):
+    """Hears huggingface_hub's back-off warnings on this thread: tells the caller, or ends the search by raising
+    out of the logging call (a wait too long, a cancelled search, a connection that failed)."""
 
-    def __init__(self, on_wait: Callable[[float, str], None]) -> None:
+    def __init__(self, endpoint: str, on_wait: Callable[[float, str], None] | None, cancel: threading.Event | None):
         super().__init__(logging.WARNING)
+        self.endpoint = endpoint
         self.on_wait = on_wait
+        self.cancel = cancel
         self.thread = threading.get_ident()
+        self.logger = logging.getLogger("huggingface_hub.utils._http")
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.thread != self.thread:
             return
-        match = _RATE_LIMITED.search(record.getMessage())
-        if match:
-            self.on_wait(float(match.group(1)), "rate limited by the Hub (HTTP 429)")
-
-
-class _told_of_back_off:
-    def __init__(self, on_wait: Callable[[float, str], None] | None) -> None:
-        self.handler = None if on_wait is None else _BackOffHandler(on_wait)
-        self.logger = logging.getLogger("huggingface_hub.utils._http")
+        text = record.getMessage()
+        if _CONNECTION_FAILED.search(text):
+            raise HubUnreachable(f"cannot reach {self.endpoint}: check the network or HF_ENDPOINT")
+        match = _RATE_LIMITED.search(text)
+        if match is None:
+            return
+        wait = float(match.group(1))
+        if wait > MAX_WAIT_S:
+            raise HubRateLimited(
+                f"{self.endpoint} is rate limiting requests (HTTP 429) and asks to wait {wait:.0f} s;"
+                " try again later, or set hf_token (signed-in users get a higher limit)",
+                wait,
+            )
+        if self.cancel is not None and self.cancel.is_set():
+            raise HubError("search cancelled")
+        if self.on_wait is not None:
+            self.on_wait(wait, "rate limited by the Hub (HTTP 429)")
 
     def __enter__(self) -> None:
-        if self.handler is not None:
-            self.logger.addHandler(self.handler)
+        self.logger.addHandler(self)
 
     def __exit__(self, *exc: object) -> None:
-        if self.handler is not None:
-            self.logger.removeHandler(self.handler)
+        self.logger.removeHandler(self)

@@ -67,9 +67,28 @@ def test_a_rate_limit_that_lasts_is_one_clear_error(hub: FakeHub, no_sleep: list
     assert caught.value.retry_after_s == 7
 
 
-def test_an_unreachable_endpoint_says_to_check_hf_endpoint(no_sleep: list[float]) -> None:
+def test_an_unreachable_endpoint_says_to_check_hf_endpoint_at_once(no_sleep: list[float]) -> None:
     with pytest.raises(HubUnreachable, match=r"cannot reach http://127\.0\.0\.1:9.*HF_ENDPOINT"):
         list(search_models("llama", endpoint="http://127.0.0.1:9", token=None))
+    assert no_sleep == []  # huggingface_hub would retry for 23 s: a search says so now instead
+
+
+def test_a_retry_after_past_the_cap_ends_the_search_instead_of_sleeping(hub: FakeHub, no_sleep: list[float]) -> None:
+    search_corpus(hub, "llama", 5)
+    hub.rate_limit(count=1, retry_after=3600, route="/api/models")
+    with pytest.raises(HubRateLimited, match="asks to wait 3601 s") as caught:
+        list(search_models("llama", endpoint=hub.endpoint, token=None))
+    assert no_sleep == [] and caught.value.retry_after_s == 3601
+
+
+def test_a_cancelled_search_does_not_wait_out_a_back_off(hub: FakeHub, no_sleep: list[float]) -> None:
+    search_corpus(hub, "llama", 5)
+    hub.rate_limit(count=1, retry_after=5, route="/api/models")
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(HubError, match="cancelled"):
+        list(search_models("llama", endpoint=hub.endpoint, token=None, cancel=cancel))
+    assert no_sleep == []
 
 
 def test_cancel_stops_between_pages(hub: FakeHub) -> None:
