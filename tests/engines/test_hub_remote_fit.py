@@ -215,3 +215,13 @@ def test_a_fixed_gpu_layer_count_is_checked_as_asked(hub: FakeHub) -> None:
 
 def strip(fit: FileFit) -> object:
     return replace(fit, cached=False)
+
+
+def test_a_stalled_read_ends_at_the_timeout_with_the_file_named(hub: FakeHub) -> None:
+    series = quant_series_repo(hub, quants=["Q4_K_M"])
+    path = series.ggufs["Q4_K_M"].path
+    for served in hub.repos[series.repo].served[path]:
+        served.default = Fault(stall_after=1000)
+    (fit,) = fits_of(hub, series.repo, GPU_BOX, src=source(hub, timeout_s=0.5)).fits
+    assert fit.row is None and fit.error is not None
+    assert fit.error.startswith(f"{series.repo}/{path}: no answer within")
