@@ -162,7 +162,7 @@ def run_fit(args: argparse.Namespace, config: Config, out: TextIO = sys.stdout, 
     """Check every model of a repo (or FILE) against this machine; a table with the best marked, or JSON."""
     from engines.hub.remote_fit import repo_models
 
-    n_ctx = parse_ctx(args.ctx) if args.ctx else config.n_ctx
+    n_ctx = parse_ctx(args.ctx) if args.ctx is not None else config.n_ctx
     if args.gpu_layers is not None and args.gpu_layers < -1:
         raise BadRequest(f"--gpu-layers is -1 (all) or a number of layers, not {args.gpu_layers}")
     source = hub_source(config)
@@ -182,8 +182,7 @@ def run_fit(args: argparse.Namespace, config: Config, out: TextIO = sys.stdout, 
     if not read:  # nothing to show: a gated repo, a refused token, the Hub unreachable or rate limiting
         raise LlmTuiError(fits.fits[0].error or f"no header of {args.repo} could be read")
     if args.json:
-        rows = [f.to_json(fits.repo, fits.commit) | {"best": i == fits.best} for i, f in enumerate(fits.fits)]
-        json.dump(rows, out, indent=2)
+        json.dump([_fit_json(fits, i) for i in range(len(fits.fits))], out, indent=2)
         out.write("\n")
     else:
         _fit_table(fits, out)
@@ -245,9 +244,29 @@ def _fit_all(
     return done[0]
 
 
-def _fit_table(fits: RepoFits, out: TextIO) -> None:
+def _fit_json(fits: RepoFits, index: int) -> dict[str, object]:
+    """`FileFit.to_json`, with the shape behind the verdict (what the table shows) and whether it is the best."""
+    fit = fits.fits[index]
+    row = fit.row
+    shape = {
+        "layers": row.layers if row else None,
+        "weights_bytes": row.weights_bytes if row else None,
+        "kv_cache_bytes": _kv_bytes(fit, fits.n_ctx),
+        "n_ctx": fits.n_ctx,
+    }
+    return fit.to_json(fits.repo, fits.commit) | shape | {"best": index == fits.best}
+
+
+def _kv_bytes(fit: FileFit, n_ctx: int) -> int | None:
+    """The KV cache `n_ctx` tokens take (f16), as the fit check counts it; None when the shape is unknown."""
     from engines.catalog.listing import row_shape
 
+    shape = row_shape(fit.row) if fit.row is not None else None
+    kv = estimate(shape, n_ctx=n_ctx).kv_cache_bytes if shape is not None else 0
+    return kv or None
+
+
+def _fit_table(fits: RepoFits, out: TextIO) -> None:
     header = ("", "FILE", "QUANT", "SIZE", "PARAMS", "CTX", f"KV @ {fits.n_ctx}", "VERDICT")
     rows = []
     for index, fit in enumerate(fits.fits):
@@ -256,8 +275,6 @@ def _fit_table(fits: RepoFits, out: TextIO) -> None:
             rows.append(("", fit.model.name, fit.model.quantization_hint or "-", _size(fit.model.download_bytes),
                          "-", "-", "-", f"unreadable: {fit.error}"))  # fmt: skip
             continue
-        shape = row_shape(row)
-        kv = estimate(shape, n_ctx=fits.n_ctx).kv_cache_bytes if shape is not None else None
         verdict = f"broken: {row.error}" if row.status != "ok" else (row.fit.verdict if row.fit else "-")
         rows.append(
             (
@@ -267,7 +284,7 @@ def _fit_table(fits: RepoFits, out: TextIO) -> None:
                 _size(row.size_bytes),
                 human_params(row.params),
                 f"{row.context_length:,}" if row.context_length else "-",
-                _size(kv),
+                _size(_kv_bytes(fit, fits.n_ctx)),
                 verdict,
             )
         )
