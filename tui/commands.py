@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from textual.app import SystemCommand
 from textual.screen import Screen
 
-from tui.screen_list import CHAT, COMPARE, SCREENS, SETTINGS, ScreenEntry
+from tui.screen_list import CATALOG, CHAT, COMPARE, SCREENS, SETTINGS, ScreenEntry
 
 if TYPE_CHECKING:
     from tui.app import LlmTuiApp
+    from tui.screens.catalog import CatalogScreen
     from tui.screens.chat import ChatScreen
     from tui.screens.compare import CompareScreen
     from tui.screens.settings import SettingsScreen
@@ -83,6 +84,14 @@ CHAT_COPY_COMMANDS: tuple[ScreenCommand[ChatScreen], ...] = (
 CHAT_EXPORT: ScreenCommand[ChatScreen] = ScreenCommand(
     "Export chat", "Save the chat as Markdown or JSON", lambda s: s.action_export()
 )
+CATALOG_COMMANDS: tuple[ScreenCommand[CatalogScreen], ...] = (
+    ScreenCommand(
+        "Search the Hugging Face Hub",
+        "Find a model on the Hub and check each file's fit before downloading (h on the catalog)",
+        lambda s: s.action_hub_search(),
+    ),
+)
+"""Run on the catalog screen."""
 
 
 def run_on(app: LlmTuiApp, entry: ScreenEntry[S], run: Callable[[S], object]) -> None:
@@ -120,7 +129,8 @@ def _stop(app: LlmTuiApp, run_id: str) -> None:
 
 
 def app_commands(app: LlmTuiApp) -> Iterable[SystemCommand]:
-    """Screen switches, the chat's main actions, the instances' stops, the API, compare and settings actions."""
+    """Screen switches, the chat's main actions, the instances' stops, the API, the Hub search, compare and settings
+    actions."""
     for entry in SCREENS:
         yield SystemCommand(entry.palette_title, entry.palette_help, lambda mode=entry.mode: app.switch_mode(mode))
     yield from _screen_commands(app, CHAT, CHAT_COMMANDS)
@@ -134,6 +144,7 @@ def app_commands(app: LlmTuiApp) -> Iterable[SystemCommand]:
     else:
         yield SystemCommand("Stop API server", f"Stop serving at {api.url}", app.action_toggle_api)
     yield from _screen_commands(app, CHAT, (CHAT_EXPORT,))
+    yield from _screen_commands(app, CATALOG, CATALOG_COMMANDS)
     yield from _screen_commands(app, COMPARE, COMPARE_COMMANDS)
     yield from _screen_commands(app, SETTINGS, SETTINGS_COMMANDS)
     yield SystemCommand("Toggle dark mode", "Switch between the light and dark theme", app.action_toggle_dark)

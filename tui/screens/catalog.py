@@ -4,7 +4,7 @@ The list is built in a worker thread (discovery reads GGUF headers, the
 Hugging Face cache and the Ollama daemon); the screen itself only filters,
 sorts and draws. `/` filters, `s`/`S` sort, `+`/`-`/`c` change the context
 size the fit check assumes, Enter launches, `d` downloads, Delete deletes a
-local file (confirmed), `a` sets an alias.
+local file (confirmed), `a` sets an alias, `h` searches the Hugging Face Hub.
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ class CatalogScreen(AppScreen):
         Binding("enter,l", "launch", "Launch", key_display="⏎"),
         Binding("d", "download", "Download"),
         Binding("o", "pull_ollama", "Ollama", tooltip="Pull the model with the Ollama daemon"),
+        Binding("h", "hub_search", "Hub search", show=False),  # the footer is full at 80 columns
         Binding("delete,x", "delete", "Delete", key_display="x"),
         Binding("a", "alias", "Alias", show=False),
         Binding("s", "sort", "Sort"),
@@ -427,3 +428,9 @@ class CatalogScreen(AppScreen):
 
     def action_rescan(self) -> None:
         self.rescan()
+
+    def action_hub_search(self) -> None:
+        """Search the Hugging Face Hub for models beyond the catalog, checking fits at this screen's context."""
+        from tui.screens.hub_search import HubSearchScreen
+
+        self.app.push_screen(HubSearchScreen(n_ctx=self.n_ctx))
