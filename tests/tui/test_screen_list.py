@@ -18,6 +18,7 @@ from tests.tui.conftest import AppFactory
 from tests.tui.test_chat_screen import until
 from tui.app import LlmTuiApp
 from tui.commands import (
+    CATALOG_COMMANDS,
     CHAT_COMMANDS,
     CHAT_COPY_COMMANDS,
     CHAT_EXPORT,
@@ -26,11 +27,12 @@ from tui.commands import (
     ScreenCommand,
     app_commands,
 )
-from tui.screen_list import CHAT, COMPARE, MODE_NAMES, SCREENS, SETTINGS, ScreenEntry
+from tui.screen_list import CATALOG, CHAT, COMPARE, MODE_NAMES, SCREENS, SETTINGS, ScreenEntry
 from tui.widgets.screen_bar import ScreenBar
 
 SCREEN_COMMANDS: Sequence[tuple[ScreenEntry[Any], Sequence[ScreenCommand[Any]]]] = (
     (CHAT, (*CHAT_COMMANDS, *CHAT_COPY_COMMANDS, CHAT_EXPORT)),
+    (CATALOG, CATALOG_COMMANDS),
     (COMPARE, COMPARE_COMMANDS),
     (SETTINGS, SETTINGS_COMMANDS),
 )
