@@ -37,7 +37,7 @@ _SHOWN_NAMES = 12
 def add_hub_parsers(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> list[argparse.ArgumentParser]:
     """Register `models search` and `models fit` under the `models` actions."""
     search = actions.add_parser("search", help="search the Hugging Face Hub's model repos")
-    search.add_argument("query", metavar="QUERY", help="words of a model or organisation name")
+    search.add_argument("query", metavar="QUERY", nargs="+", help="words of a model or organisation name")
     search.add_argument("--json", action="store_true", help="a JSON list on stdout")
     search.add_argument("--limit", type=int, default=20, metavar="N", help="results to show (default 20, at most 1000)")
     search.add_argument("--sort", choices=SORT_KEYS, default="downloads", help="order (default: downloads)")
@@ -117,11 +117,12 @@ def run_search(args: argparse.Namespace, config: Config, out: TextIO = sys.stdou
 
     if not 1 <= args.limit <= MAX_RESULTS:
         raise BadRequest(f"--limit is 1 to {MAX_RESULTS}, not {args.limit}")
+    query = " ".join(args.query)
     source = hub_source(config)
     status = _Status(err)
     repos = []
     pages = search_models(
-        args.query, endpoint=source.endpoint, token=source.token, limit=args.limit, sort=args.sort, on_wait=status.wait
+        query, endpoint=source.endpoint, token=source.token, limit=args.limit, sort=args.sort, on_wait=status.wait
     )
     with quiet_retries():
         for page in pages:
@@ -133,7 +134,7 @@ def run_search(args: argparse.Namespace, config: Config, out: TextIO = sys.stdou
         out.write("\n")
         return 0
     if not repos:
-        print(f"No model repo on {source.endpoint} matches {args.query!r}.", file=err)
+        print(f"No model repo on {source.endpoint} matches {query!r}.", file=err)
         return 0
     header = ("ID", "DOWNLOADS", "LIKES", "MODIFIED", "FORMATS", "GATED")
     rows = [

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -115,6 +116,9 @@ def test_search_by_likes_and_as_a_table(hub: FakeHub, tmp_path: Path) -> None:
     header, *rows = table.stdout.splitlines()
     assert header.split() == ["ID", "DOWNLOADS", "LIKES", "MODIFIED", "FORMATS", "GATED"]
     assert len(rows) == 3 and all("gguf" in row for row in rows)
+    words = llm_tui(tmp_path, hub.endpoint, "models", "search", "llama", "3", "--json")  # the words are one query
+    assert words.returncode == 0, words.stderr
+    assert parse_qs(urlsplit(hub.requests[-1].path).query)["search"] == ["llama 3"]
 
 
 def test_search_bad_limit_is_one_line(hub: FakeHub, tmp_path: Path) -> None:
