@@ -6,10 +6,14 @@ and whether typing stays quick while verdicts stream in.
     warm cache, on plain loopback and with a round trip added to every request (--rtt-ms, a Hub far away).
 (b) Bytes and requests to read the real Gemma 3 270M GGUF's header remotely, against the fewest bytes any reader
     could fetch (the header up to the end of its tensor table, less the fixed-width arrays a parser can skip).
-(c) Key press to handled in the TUI (headless, Pilot), idle against while a repo's verdicts stream in from a
-    throttled fake Hub: median and p95.
+(c) Key press to the refresh that shows it on the Hub files screen (the app headless under `run_test`, keys sent
+    through the driver as a terminal's are, not `Pilot.press`), idle against while a repo's verdicts stream in
+    from a throttled fake Hub: median and p95.
 
-Usage: python bench/hub_fit.py [--runs N] [--rtt-ms MS] [--keys N] [--skip a,b,c]
+The fake Hub runs in a process of its own, so serving takes no CPU from the process measured. Figures are ratios
+to a baseline measured in the same run (workers=1, the fewest bytes, idle); no test depends on them.
+
+Usage: python bench/hub_fit.py [--runs N] [--rtt-ms MS] [--keys N] [--throttle-kbps K] [--skip a,b,c]
 """
 
 from __future__ import annotations
