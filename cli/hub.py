@@ -14,6 +14,7 @@ import logging
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, TextIO
 
@@ -78,8 +79,6 @@ def hub_source(config: Config) -> HubSource:
 
 def machine_resources(config: Config) -> Resources:
     """Free RAM and disk (where models go), and the free VRAM of each GPU telemetry can read."""
-    from dataclasses import replace
-
     from engines.catalog.fit import current_resources
     from engines.telemetry.nvml import open_gpu_source
     from engines.telemetry.poller import take_snapshot
@@ -179,6 +178,8 @@ def run_fit(args: argparse.Namespace, config: Config, out: TextIO = sys.stdout, 
     resources = machine_resources(config)
     fits = _fit_all(listing, models, source, resources, n_ctx, args.gpu_layers, status)
     status.clear()
+    if args.gpu_layers is not None:  # "the largest that fits whole" is about the best placement, not this split
+        fits = replace(fits, best=None, why_not_next=None)
     read = [f for f in fits.fits if f.row is not None]
     if not read:  # nothing to show: a gated repo, a refused token, the Hub unreachable or rate limiting
         raise LlmTuiError(fits.fits[0].error or f"no header of {args.repo} could be read")

@@ -287,3 +287,10 @@ def test_the_table_stars_the_largest_that_fits_and_says_why_the_next_does_not(
     assert "Q8_0" in lines[4] and "partial offload" in lines[4]
     assert lines[5].startswith("★ Q6_K is the largest that fits whole") and "Q8_0 needs" in lines[5]
     assert "9.0 GB free" in lines[5]
+    # With a split of one's own there is no "largest that fits whole" to star
+    args = build_parser().parse_args(["models", "fit", series.repo, "--ctx", "4k", "--gpu-layers", "20", "--json"])
+    out = io.StringIO()
+    assert cli.hub.run_fit(args, config, out, Terminal()) == 0
+    rows = json.loads(out.getvalue())
+    assert [r["best"] for r in rows] == [False] * 4
+    assert all(r["fit"]["verdict"] == "20 of 32 layers on GPU 0" for r in rows[:3])
