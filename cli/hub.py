@@ -79,18 +79,9 @@ def hub_source(config: Config) -> HubSource:
 
 def machine_resources(config: Config) -> Resources:
     """Free RAM and disk (where models go), and the free VRAM of each GPU telemetry can read."""
-    from engines.catalog.fit import current_resources
-    from engines.telemetry.nvml import open_gpu_source
-    from engines.telemetry.poller import take_snapshot
-    from engines.telemetry.resources import resources_from
-    from engines.telemetry.sources import PsutilSource
+    from engines.telemetry.resources import machine_resources as sample
 
-    gpu = open_gpu_source()
-    try:
-        gpus = resources_from(take_snapshot(gpu, PsutilSource(config.models_dir))).gpus
-    finally:
-        gpu.close()
-    return replace(current_resources(config.models_dir), gpus=gpus)
+    return sample(config.models_dir)
 
 
 @contextlib.contextmanager

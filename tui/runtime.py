@@ -225,7 +225,7 @@ class Runtime:
             return self._listing(self.config, n_ctx)
         from engines.catalog.listing import build_listing
 
-        return build_listing(self.config, n_ctx=n_ctx)
+        return build_listing(self.config, n_ctx=n_ctx, resources=self.resources())
 
     def apply_config(self, config: Config) -> None:
         """Run on a new configuration (a saved settings screen): telemetry samples at its interval from the next

@@ -15,7 +15,7 @@ from typing import Any
 
 from engines.catalog.builtin import CatalogEntry, load_catalog
 from engines.catalog.discover import Discovery, discover
-from engines.catalog.fit import Fit, ModelShape, Resources, current_resources, fit
+from engines.catalog.fit import Fit, ModelShape, Resources, fit
 from engines.catalog.local_model import LocalModel
 from engines.catalog.packaged import package_installed
 from engines.config.load import Config
@@ -135,7 +135,10 @@ def build_listing(
     """Discover what is here, add the curated entries not here, and check each against free memory."""
     entries = tuple(catalog) if catalog is not None else load_catalog(config.config_dir)
     found = discovery if discovery is not None else discover(config, include_network=include_network)
-    resources = resources if resources is not None else current_resources(config.models_dir)
+    if resources is None:  # free memory now, GPUs included: `models list` says "fits on GPU 0" where it does
+        from engines.telemetry.resources import machine_resources
+
+        resources = machine_resources(config.models_dir)
     ctx = n_ctx or config.n_ctx
     by_id = {e.id: e for e in entries}
     rows = [row_from_model(model, by_id.get(model.catalog_id or "")) for model in found.models]

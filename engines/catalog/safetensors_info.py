@@ -233,6 +233,9 @@ class HfFolderInfo:
     heads: int | None = None
     kv_heads: int | None = None
     embedding_length: int | None = None
+    head_dim: int | None = None
+    weights_bytes: int | None = None
+    """Bytes of tensor data over all shards: with the shape fields, an exact fit check."""
     has_chat_template: bool | None = None
     error: str | None = None
 
@@ -301,6 +304,8 @@ def hf_folder_info(
     quant = config.get("quantization_config")
     quant_method = quant.get("quant_method") if isinstance(quant, dict) else None
     torch_dtype = config.get("torch_dtype") or config.get("dtype")
+    embedding = number("hidden_size", "n_embd", "d_model")
+    heads = number("num_attention_heads", "n_head")
     return HfFolderInfo(
         path=path,
         files=files,
@@ -311,9 +316,11 @@ def hf_folder_info(
         architecture=model_type if isinstance(model_type, str) else None,
         context_length=number("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"),
         layers=number("num_hidden_layers", "n_layer", "num_layers"),
-        heads=number("num_attention_heads", "n_head"),
+        heads=heads,
         kv_heads=number("num_key_value_heads", "n_head_kv"),
-        embedding_length=number("hidden_size", "n_embd", "d_model"),
+        embedding_length=embedding,
+        head_dim=number("head_dim") or (embedding // heads if embedding and heads else None),
+        weights_bytes=None if problems else sum(t.end - t.start for h in headers for t in h.tensors),
         has_chat_template=chat_template,
         error="; ".join(problems) or None,
     )

@@ -115,12 +115,19 @@ def hub_errors(endpoint: str, repo: str, where: str) -> Iterator[None]:
         status = exc.response.status_code if exc.response is not None else None
         if status in (401, 403):
             raise DownloadAuthError(f"{endpoint} refused {where} (HTTP {status}): check hf_token") from None
+        if status == 429:
+            after = exc.response.headers.get("retry-after") if exc.response is not None else None
+            when = f"in {after} s" if after and after.isdigit() else "in a minute"
+            raise DownloadError(
+                f"{endpoint} is rate limiting requests (HTTP 429) for {where}; try again {when},"
+                " or set hf_token (signed-in users get a higher limit)"
+            ) from None
         raise DownloadError(f"{endpoint} could not describe {where} (HTTP {status})") from None
-    except OSError as exc:  # connection refused, DNS, timeout
-        raise DownloadError(f"cannot reach {endpoint}: {type(exc).__name__}") from None
     except Exception as exc:
-        if isinstance(exc, transport_errors()):  # httpx's network errors are not OSError
-            raise DownloadError(f"cannot reach {endpoint}: {type(exc).__name__}") from None
+        if isinstance(exc, (OSError, *transport_errors())):  # connection refused, DNS, timeout; httpx's are not OSError
+            raise DownloadError(
+                f"cannot reach {endpoint} ({type(exc).__name__}): check the network or HF_ENDPOINT"
+            ) from None
         raise
 
 

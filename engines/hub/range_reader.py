@@ -76,7 +76,7 @@ class RangeReader:
         self.url = url
         self.size = size
         self.shown = shown
-        self.headers = dict(headers or {})
+        self.headers = {k.lower(): v for k, v in (headers or {}).items()}
         self.max_bytes = max_bytes
         self.window = first_window
         self.max_window = max_window
@@ -228,7 +228,7 @@ class RangeReader:
             self._response, self._stream = response, response.iter_bytes(64 * KIB)
             return self._from_stream(offset, want)
         response.close()
-        raise status_error(status, response.headers, self.shown)
+        raise status_error(status, response.headers, self.shown, token_sent="authorization" in self.headers)
 
     def _read(self, response: httpx.Response, want: int) -> bytes:
         data = bytearray()
@@ -261,10 +261,16 @@ def retry_after(headers: Mapping[str, str], *, default: float) -> float:
     return min(default, _MAX_RETRY_AFTER_S)
 
 
-def status_error(status: int, headers: Mapping[str, str], shown: str) -> HubError:
+def status_error(status: int, headers: Mapping[str, str], shown: str, *, token_sent: bool = False) -> HubError:
     """The error for an HTTP status on a Hub file, in words a user can act on."""
     code = headers.get("x-error-code", "")
-    if code == "GatedRepo" or (status in (401, 403) and "restricted" in headers.get("x-error-message", "")):
+    gated = code == "GatedRepo" or (status in (401, 403) and "restricted" in headers.get("x-error-message", ""))
+    if gated and token_sent:
+        return HubAuthError(
+            f"{shown} is in a gated repo and your hf_token has no access to it: accept the licence on the model's"
+            " Hub page with the account the token belongs to"
+        )
+    if gated:
         return HubAuthError(
             f"{shown} is in a gated repo: accept its licence on the model's Hub page, then set hf_token"
             " (Settings, or the HF_TOKEN environment variable)"

@@ -27,8 +27,9 @@ from engines.catalog.listing import CatalogRow, FitInfo, row_from_model, row_sha
 from engines.catalog.local_model import Format
 from engines.catalog.safetensors_info import SafetensorsHeader, hf_folder_info, parse_safetensors_header
 from engines.downloads.hf_repo import RepoFile, RepoListing, list_repo
+from engines.downloads.transfer import DownloadAuthError, DownloadNotFound
 from engines.errors import BadModelFile, DownloadError, LlmTuiError
-from engines.hub.errors import HubError, HubNotFound
+from engines.hub.errors import HubAuthError, HubError, HubNotFound, HubRateLimited, HubUnreachable
 from engines.hub.model_files import ModelFile, expected_parts, model_files, part_number
 from engines.hub.range_reader import MAX_HEADER_BYTES, MIB, RangeReader, Waiting
 
@@ -94,6 +95,9 @@ class FileFit:
     row: CatalogRow | None
     """The catalog row (source "hub") with its fit; None when the header could not be read."""
     error: str | None = None
+    error_kind: str | None = None
+    """What kind of failure: "auth" (gated or private: a token would help), "unreachable", "rate_limited",
+    "not_found", "bad_file" (the header is malformed or past the bound), "cancelled"."""
     bytes_read: int = 0
     """Body bytes fetched to read its header(s); for a cached result, what the first read cost."""
     requests: int = 0
@@ -117,6 +121,7 @@ class FileFit:
             "header_bytes_read": self.bytes_read,
             "header_requests": self.requests,
             "cached": self.cached,
+            "error_kind": self.error_kind,
         }
 
 
@@ -138,8 +143,15 @@ def repo_models(repo: str, source: HubSource, *, revision: str | None = None) ->
     """The repo's listing pinned to a commit, and the models in it. Raises HubError."""
     try:
         listing = list_repo(repo, revision=revision, endpoint=source.endpoint, token=source.token)
+    except DownloadAuthError as exc:
+        raise HubAuthError(str(exc)) from None
+    except DownloadNotFound as exc:
+        raise HubNotFound(str(exc)) from None
     except DownloadError as exc:
-        raise HubError(str(exc)) from None
+        text = str(exc)
+        if "HTTP 429" in text:
+            raise HubRateLimited(text, 60.0) from None
+        raise (HubUnreachable if "cannot reach" in text else HubError)(text) from None
     return listing, model_files(listing)
 
 
@@ -176,7 +188,9 @@ def fit_repo(
 
         with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="hub-header") as pool:
             list(pool.map(one, range(len(models))))
-    fits = tuple(r if r is not None else FileFit(m, None, "cancelled") for r, m in zip(results, models, strict=True))
+    fits = tuple(
+        r if r is not None else FileFit(m, None, "cancelled", "cancelled") for r, m in zip(results, models, strict=True)
+    )
     best, why = best_that_fits(fits, resources, n_ctx)
     return RepoFits(listing.repo, listing.commit, n_ctx, fits, best, why)
 
@@ -203,7 +217,7 @@ def fit_model(
         fields = reader.fields(model)
     except (BadModelFile, HubError) as exc:
         reason = exc.reason if isinstance(exc, BadModelFile) else str(exc)
-        return FileFit(model, None, reason, reader.bytes_read, reader.requests)
+        return FileFit(model, None, reason, error_kind(exc), reader.bytes_read, reader.requests)
     finally:
         reader.close()
     _cache_put(source, listing, model, fields, reader.bytes_read, reader.requests)
@@ -242,7 +256,7 @@ def _with_fit(
         row = with_fit(row, resources, n_ctx)
     else:
         row = _fit_at_layers(row, resources, n_ctx, n_gpu_layers)
-    return FileFit(model, row, row.error, bytes_read, requests, cached)
+    return FileFit(model, row, row.error, "bad_file" if row.error else None, bytes_read, requests, cached)
 
 
 def _fit_at_layers(row: CatalogRow, resources: Resources, n_ctx: int, n_gpu_layers: int) -> CatalogRow:
@@ -439,6 +453,19 @@ class _Reader:
             return None
 
 
+def error_kind(exc: LlmTuiError) -> str:
+    """FileFit.error_kind for an error."""
+    kinds: tuple[tuple[type[LlmTuiError], str], ...] = (
+        (HubAuthError, "auth"),
+        (HubUnreachable, "unreachable"),
+        (HubRateLimited, "rate_limited"),
+        (HubNotFound, "not_found"),
+        (BadModelFile, "bad_file"),
+    )
+    found = next((kind for cls, kind in kinds if isinstance(exc, cls)), None)
+    return found or ("cancelled" if "cancelled" in str(exc) else "error")
+
+
 def _pick(fields: dict[str, Any]) -> dict[str, Any]:
     return {key: fields[key] for key in _FIELDS if key in fields}
 
@@ -449,7 +476,9 @@ def _pick(fields: dict[str, Any]) -> dict[str, Any]:
 def _cache_path(source: HubSource, listing: RepoListing, model: ModelFile) -> Path | None:
     if source.cache_dir is None:
         return None
-    key = json.dumps([CACHE_VERSION, source.endpoint.rstrip("/"), listing.repo, listing.commit, model.name])
+    # Whose eyes: facts read with a token (a gated repo) are not shown to a run without it.
+    token = hashlib.sha256(source.token.encode()).hexdigest() if source.token else None
+    key = json.dumps([CACHE_VERSION, source.endpoint.rstrip("/"), token, listing.repo, listing.commit, model.name])
     return source.cache_dir / "hub-headers" / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from engines.catalog.fit import GpuFree, Resources
+from dataclasses import replace
+from pathlib import Path
+
+from engines.catalog.fit import GpuFree, Resources, current_resources
 from engines.telemetry.snapshot import Snapshot
 
 
@@ -15,3 +18,18 @@ def resources_from(snapshot: Snapshot) -> Resources:
     )
     host = snapshot.host
     return Resources(ram_free_bytes=host.ram_available_bytes or 0, gpus=gpus, disk_free_bytes=host.disk_free_bytes)
+
+
+def machine_resources(models_dir: Path) -> Resources:
+    """Free RAM and disk (where models go) now, and the free VRAM of each GPU telemetry can read (none without
+    NVML): what a fit check outside the app, which has no poller running, checks against."""
+    from engines.telemetry.nvml import open_gpu_source
+    from engines.telemetry.poller import take_snapshot
+    from engines.telemetry.sources import PsutilSource
+
+    gpu = open_gpu_source()
+    try:
+        gpus = resources_from(take_snapshot(gpu, PsutilSource(models_dir))).gpus
+    finally:
+        gpu.close()
+    return replace(current_resources(models_dir), gpus=gpus)

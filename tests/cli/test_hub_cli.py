@@ -169,12 +169,11 @@ def test_fit_of_a_safetensors_repo(hub: FakeHub, tmp_path: Path) -> None:
     head_dim = shape.embd // shape.heads
     kv = 2 * shape.blocks * shape.kv_heads * head_dim * 2 * 4096
     assert row["kv_cache_bytes"] == kv
-    # A safetensors row has no exact weight bytes (as a local folder has none): the fit counts the download,
-    # the shards' tensors plus a few small files, at the params' bits per weight.
-    assert row["weights_bytes"] is None and row["size_bytes"] == row["download_bytes"]
+    # The shards' headers give the exact tensor bytes (the index's total_size), as for a folder on disk.
+    assert row["weights_bytes"] == st.total_size and row["size_bytes"] == row["download_bytes"]
     assert 0 <= row["download_bytes"] - st.total_size < MB
     assert row["fit"]["vram_bytes"] == 0
-    assert row["fit"]["ram_bytes"] == row["download_bytes"] + kv + OVERHEAD_BYTES
+    assert row["fit"]["ram_bytes"] == st.total_size + kv + OVERHEAD_BYTES
     assert 0 < row["header_bytes_read"] < 2 * MB
 
 

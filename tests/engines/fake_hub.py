@@ -564,6 +564,7 @@ class _Unsatisfiable(Exception):
 class _Handler(BaseHTTPRequestHandler):
     owner: FakeHub
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # small answers on a kept-alive connection would wait ~40 ms for a delayed ACK
     RESTRICTED: ClassVar[str] = (
         "Access to model {repo} is restricted. You must have access to it and be authenticated to access it."
         " Please log in."

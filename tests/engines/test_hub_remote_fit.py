@@ -15,6 +15,7 @@ import pytest
 from engines.catalog.fit import GpuFree, Resources, estimate
 from engines.catalog.listing import build_listing, row_shape
 from engines.config.load import Config
+from engines.hub.errors import HubNotFound, HubRateLimited, HubUnreachable
 from engines.hub.remote_fit import FileFit, HubSource, fit_repo, repo_models
 from tests.engines.fake_hub import FakeHub, Fault
 from tests.engines.hub_fixtures import gated_repo, gemma_repo, quant_series_repo, safetensors_repo, split_gguf_repo
@@ -144,8 +145,29 @@ def test_a_gated_repo_says_how_to_set_a_token_and_works_with_one(hub: FakeHub) -
     (fit,) = fits_of(hub, gated.repo, GPU_BOX).fits
     assert fit.row is None and fit.error is not None
     assert "gated" in fit.error and "hf_token" in fit.error and "HF_TOKEN" in fit.error
+    assert fit.error_kind == "auth"
+    (fit,) = fits_of(hub, gated.repo, GPU_BOX, src=source(hub, token="hf_someone_else")).fits
+    assert fit.error is not None and "your hf_token has no access" in fit.error
     (fit,) = fits_of(hub, gated.repo, GPU_BOX, src=source(hub, token=gated.token)).fits
     assert fit.error is None and fit.row is not None and fit.row.quantization == "Q4_K_M"
+
+
+def test_facts_read_with_a_token_are_not_cached_for_a_run_without_it(hub: FakeHub, tmp_path: Path) -> None:
+    gated = gated_repo(hub)
+    (fit,) = fits_of(hub, gated.repo, GPU_BOX, src=source(hub, tmp_path, token=gated.token)).fits
+    assert fit.row is not None
+    (fit,) = fits_of(hub, gated.repo, GPU_BOX, src=source(hub, tmp_path)).fits
+    assert fit.row is None and fit.error_kind == "auth" and not fit.cached
+
+
+def test_listing_errors_keep_their_kind(hub: FakeHub) -> None:
+    with pytest.raises(HubNotFound, match="not on"):
+        repo_models("org/missing", source(hub))
+    with pytest.raises(HubUnreachable, match="HF_ENDPOINT"):
+        repo_models("org/any", HubSource("http://127.0.0.1:9"))
+    quant_series_repo(hub, quants=["Q4_K_M"], faults=(Fault(status=429, headers={"Retry-After": "12"}),))
+    with pytest.raises(HubRateLimited, match="try again in 12 s"):
+        repo_models("org/Llama-3-8B-Instruct-GGUF", source(hub))
 
 
 def test_a_cdn_redirect_is_followed_without_the_token(hub: FakeHub) -> None:
