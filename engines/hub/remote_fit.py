@@ -245,7 +245,7 @@ def _with_fit(
         name.removesuffix(".gguf"),
         {
             **fields,
-            "size_bytes": model.download_bytes,
+            "size_bytes": model.size_bytes,  # the model files, as a local file lists; the JSON adds download_bytes
             "repo_id": listing.repo,
             "revision": listing.commit,
             "parts": len(model.parts),

@@ -92,7 +92,8 @@ def test_twenty_quantizations_get_verdicts_and_the_best_that_fits(hub: FakeHub) 
         row = by_quant[quant].row
         assert row is not None
         assert (row.layers, row.heads, row.kv_heads, row.context_length) == (32, 32, 8, 8192)
-        assert row.size_bytes == gguf.size + series.mmproj.size  # the projector comes with the download
+        assert row.size_bytes == gguf.size  # the model file, as it will list here; the projector is in download_bytes
+        assert by_quant[quant].model.download_bytes == gguf.size + series.mmproj.size
         assert row.params is not None and abs(row.params - 8_030_261_248) < 1_000_000
     # The best: the largest whose every layer and KV cache fit in the GPU's 8 GiB at 8k context.
     need = {
