@@ -54,6 +54,10 @@ class Env:
     folder: Path
     monkeypatch: pytest.MonkeyPatch
     releases: list[threading.Event] = field(default_factory=list)
+    closers: list[Callable[[], object]] = field(default_factory=list)
+    """Run at the end too: stop the servers states started."""
+    hub: Any = None
+    """The fake Hub of the Hub screens' states (tests/tui/sweep_hub.py), started by the first that needs it."""
 
     def hold(self) -> threading.Event:
         """An event that holds a fake engine until the test ends."""
@@ -62,9 +66,11 @@ class Env:
         return event
 
     def release_all(self) -> None:
-        """Let every held engine finish, so the runtime closes at once."""
+        """Let every held engine (and header read) finish, so the runtime closes at once; stop the servers."""
         for event in self.releases:
             event.set()
+        for close in self.closers:
+            close()
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,8 @@ def all_keys() -> list[str]:
     import tui.screens.downloads
     import tui.screens.embeddings
     import tui.screens.gauges
+    import tui.screens.hub_files
+    import tui.screens.hub_search
     import tui.screens.instances
     import tui.screens.modals.compare_runs
     import tui.screens.modals.confirm
@@ -633,9 +641,15 @@ def _modals() -> list[State]:
     ]
 
 
-STATES = [*_screens(), *_special(), *_modals()]
+def _hub() -> list[State]:
+    from tests.tui.sweep_hub import hub_states  # it imports this module
+
+    return hub_states()
+
+
+STATES = [*_screens(), *_special(), *_modals(), *_hub()]
 """Every screen (F1-F8) with no model and with one ready, streaming where it shows, the special states, every modal
-and the command palette."""
+and the command palette, and the Hub search and files screens pushed over the catalog."""
 
 
 def widget_label(widget: object) -> str:

@@ -46,7 +46,7 @@ RULE_STATES = [
         "settings/invalid-field",
     )
     or "/" not in s.name
-    or s.name.startswith("launch-dialog/")
+    or s.name.startswith(("launch-dialog/", "hub-"))
 ]
 """Every screen in its fullest state, and every modal."""
 SIZES = {"80x24": (80, 24), "100x30": (100, 30)}
@@ -345,9 +345,14 @@ HANDLED_BY_THE_PROMPT = {"enter", "ctrl+j"}
 tests press them (test_chat_screen.py)."""
 
 
+PUSHED_SCREENS = {"The Hub search screen": "hub-search", "The Hub files screen": "hub-files"}
+"""Screens pushed over another (no F-key of their own): a paragraph that starts by naming one documents its keys."""
+
+
 def readme_key_tables() -> list[tuple[str, list[str]]]:
-    """(screen mode, keys) for each `| key | does |` table of README.md; the screen is the F-key the paragraph
-    around the table names, or the chat (the first screen, and the app-wide keys)."""
+    """(screen, keys) for each `| key | does |` table of README.md; the screen is the one the paragraph around the
+    table starts by naming (PUSHED_SCREENS), else the F-key the paragraph names, else the chat (the first screen,
+    and the app-wide keys)."""
     from tui.widgets.screen_bar import SCREEN_KEYS
 
     modes = {key.upper(): mode for key, mode, _ in SCREEN_KEYS}
@@ -364,8 +369,10 @@ def readme_key_tables() -> list[tuple[str, list[str]]]:
                 keys.extend(keys_in(stripped.split("|")[1]))
             continue
         if keys is not None:
-            named = re.findall(r"\((F\d)\b", " ".join(paragraph))
-            tables.append((modes[named[0]] if named else "chat", keys))
+            text = " ".join(" ".join(paragraph).split()).lstrip("- ")
+            pushed = [screen for opening, screen in PUSHED_SCREENS.items() if text.startswith(opening)]
+            named = re.findall(r"\((F\d)\b", text)
+            tables.append((pushed[0] if pushed else modes[named[0]] if named else "chat", keys))
             keys = None
             paragraph = []
         if line.startswith("- ") or line.startswith("#"):
@@ -392,15 +399,22 @@ def test_readme_tables_are_read() -> None:
     tables = dict(readme_key_tables())
     assert {"chat", "catalog"} <= set(tables)
     assert {"f1", "f8", "ctrl+p", "escape", "ctrl+up", "k", "j", "c", "y", "e", "ctrl+q"} <= set(tables["chat"])
-    assert {"slash", "enter", "l", "s", "S", "plus", "minus", "delete", "x", "d", "o", "ctrl+r"} <= set(
+    assert {"slash", "enter", "l", "s", "S", "plus", "minus", "delete", "x", "d", "o", "ctrl+r", "h"} <= set(
         tables["catalog"]
     )
+    assert {"enter", "s", "slash", "escape"} <= set(tables["hub-search"])
+    assert {"enter", "d", "plus", "minus", "escape"} <= set(tables["hub-files"])
 
 
-SCREEN_STATE = {"chat": "chat/ready", "catalog": "catalog/every-kind-of-row"}
+SCREEN_STATE = {
+    "chat": "chat/ready",
+    "catalog": "catalog/every-kind-of-row",
+    "hub-search": "hub-search/results",
+    "hub-files": "hub-files/best",
+}
 
 
-@pytest.mark.parametrize("mode", ["chat", "catalog"])
+@pytest.mark.parametrize("mode", list(SCREEN_STATE))
 def test_readme_keys_are_bound(mode: str, env: Env) -> None:
     documented = [keys for table_mode, keys in readme_key_tables() if table_mode == mode]
     assert documented, f"README has no key table for {mode}"
