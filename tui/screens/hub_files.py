@@ -339,7 +339,9 @@ class HubFilesScreen(AppScreen):
             files = f"{len(model.files)} file{'s' if len(model.files) != 1 else ''}"
             size = f" ({human_bytes(model.download_bytes)})" if model.download_bytes else ""
             projector = f", with the projector {model.projector.path}" if model.projector else ""
-            lines.append(f"{model.kind}: {files} to download{size}{projector}")
+            disk = self.resources.disk_free_bytes if self.resources is not None else None
+            free = f"; disk free {human_bytes(disk)}" if disk is not None else ""
+            lines.append(f"{model.kind}: {files} to download{size}{projector}{free}")
             if result is None:
                 lines.append(f"reading the header of {model_label(model)}…")
             elif result.row is None or result.row.status != "ok":
@@ -366,7 +368,8 @@ class HubFilesScreen(AppScreen):
         if model_shape is not None and row.fit is not None:
             kv = estimate(model_shape, n_ctx=self.n_ctx).kv_cache_bytes
             lines.append(f"KV cache at {self.n_ctx:,} tokens: {human_bytes(kv)} · {row.fit.verdict}")
-            lines.append(row.fit.summary)
+            # The download and free disk are said on the first line, with the projector and small files counted.
+            lines.append("; ".join(p for p in row.fit.summary.split("; ") if not p.startswith("download ")))
         return [line for line in lines if line]
 
     def on_resize(self) -> None:
