@@ -96,6 +96,8 @@ def test_verdicts_land_with_the_best_marked_and_the_reason_and_context_keys_ask_
         assert text(screen, "files-status") == "7/7 headers read"
         reason = "★ Q6_K is the largest that fits entirely on the GPU; Q8_0 needs 9.6 GB VRAM, 8.0 GB free"
         assert text(screen, "files-reason") == reason
+        assert screen.table.cursor_row == 4  # on the best once every header is read
+        await pilot.press("home")
         assert "7 models · fit at ctx 4,096 (+/-)" in text(screen, "files-title")
         detail = text(screen, "files-detail")
         assert "gguf: 2 files to download (3.8 GB), with the projector mmproj-model-f16.gguf" in detail
@@ -153,7 +155,7 @@ def test_d_queues_exactly_the_models_files_pinned_to_the_commit(
 
     async def series(pilot: Pilot[int], screen: HubFilesScreen) -> None:
         await all_read(pilot, screen)
-        await pilot.press("down", "down", "d")  # Q4_K_M
+        await pilot.press("up", "up", "d")  # from the best (Q6_K) to Q4_K_M
         tasks = await wait_tasks(pilot, app, 2)
         q4 = repos.series.ggufs["Q4_K_M"]
         assert {t.file for t in tasks} == {q4.path, repos.series.mmproj.path}
@@ -211,10 +213,10 @@ def test_enter_offers_the_download_of_a_model_not_here_and_launches_one_that_is(
 
     async def test(pilot: Pilot[int], screen: HubFilesScreen) -> None:
         await all_read(pilot, screen)
-        await pilot.press("down", "down", "enter")  # Q4_K_M, not downloaded
+        await pilot.press("up", "up", "enter")  # from the best (Q6_K) to Q4_K_M, not downloaded
         await until(pilot, lambda: isinstance(app.screen, ConfirmModal), "the download offer")
         question = app.screen.query_one("#question").render()
-        assert str(question) == "Llama-3-8B-Instruct-Q4_K_M.gguf is not downloaded. Download its 2 files (5.6 GB) now?"
+        assert str(question) == "Llama-3-8B-Instruct-Q4_K_M.gguf is not downloaded. Download it now (2 files, 5.6 GB)?"
         await pilot.press("n")
         await until(pilot, lambda: app.screen is screen, "back to the files")
         assert app.runtime.store.downloads.all() == []
@@ -284,7 +286,6 @@ def test_snapshot_files_with_verdicts(  # type: ignore[no-untyped-def]
         screen = HubFilesScreen(repos.series.repo)
         await pilot.app.push_screen(screen)
         await all_read(pilot, screen)
-        await pilot.press("down", "down")
-        await settle(pilot)
+        await settle(pilot)  # the cursor on the best, its detail below
 
     assert snap_compare(hub_app(make_app, hub.endpoint), terminal_size=size, run_before=read)

@@ -8,10 +8,8 @@ commit; Enter launches it when its files are here, or offers to download it.
 
 from __future__ import annotations
 
-import glob
 import threading
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
@@ -22,16 +20,25 @@ from textual.message import Message
 from textual.widgets import Footer, Header, Static
 from textual.widgets.data_table import ColumnKey, RowKey
 
-from engines.catalog.fit import Resources, estimate, fit, human_bytes, human_params
-from engines.catalog.listing import CatalogRow, row_shape, with_fit
-from engines.errors import LlmTuiError
+from engines.catalog.fit import Resources, human_bytes, human_params
+from engines.catalog.listing import with_fit
 from engines.hub.errors import HubError
 from engines.hub.model_files import ModelFile
 from engines.hub.remote_fit import FileFit, HubSource, best_that_fits, fit_repo, repo_models
 from tui.screens.app_screen import AppScreen
 from tui.screens.catalog import MAX_CTX, MIN_CTX
-from tui.screens.catalog_download import QUEUED
 from tui.screens.downloads import elide
+from tui.screens.hub_files_text import (
+    BEST,
+    context_text,
+    detail_lines,
+    model_label,
+    plural,
+    reason_text,
+    token_hint,
+    verdict_text,
+)
+from tui.screens.hub_get import launch_target, local_files, queue_model
 from tui.screens.hub_search import hub_access
 from tui.widgets.live_table import LiveTable
 from tui.widgets.screen_bar import ScreenBar
@@ -42,65 +49,6 @@ if TYPE_CHECKING:
 COLUMNS = ("Model", "Quant", "Size", "Params", "Ctx", "Fit")
 FIXED_WIDTH = (7 + 2) + (8 + 2) + (6 + 2) + (5 + 2) + (17 + 2) + 2 + 2
 """Cells every column but Model takes (with DataTable's padding), the scrollbar and Model's own padding."""
-READING = "reading header…"
-BEST = "★ "
-
-
-def model_label(model: ModelFile) -> str:
-    """What the Model column calls it: the file, "base (3 parts)", "safetensors (2 shards)"."""
-    if model.kind == "gguf-split":
-        return f"{model.name} ({len(model.parts)} parts)"
-    if model.kind == "safetensors":
-        shards = f"{len(model.parts)} shard{'s' if len(model.parts) != 1 else ''}"
-        return f"safetensors ({shards})" if model.name == "." else f"{model.name} (safetensors, {shards})"
-    return model.name
-
-
-def short_error(error: str) -> str:
-    """The Fit column's few words for a header that could not be read (the detail line has the whole text)."""
-    if "hf_token" in error and ("gated" in error or "refused" in error):
-        return "✗ gated: hf_token"
-    if "HTTP 429" in error:
-        return "✗ rate limited"
-    if "cannot reach" in error:
-        return "✗ unreachable"
-    return "✗ unreadable"
-
-
-def verdict_text(result: FileFit | None) -> tuple[str, str]:
-    """(the Fit column's words, the theme's text colour they are drawn in: success, warning, error, accent, or
-    muted)."""
-    if result is None:
-        return READING, "muted"
-    if result.row is None or result.row.status != "ok":
-        return short_error(result.error or (result.row.error if result.row else None) or "unreadable"), "error"
-    info = result.row.fit
-    if info is None:
-        return "-", ""
-    if "exceeds free disk" in info.verdict:
-        return "✗ not enough disk", "warning"
-    if info.verdict.startswith("does not fit"):
-        return "✗ does not fit", "warning"
-    if info.verdict.startswith("partial"):
-        return "~ partial offload", "accent"
-    return f"✓ {info.verdict}", "success"
-
-
-def context_text(tokens: int | None) -> str:
-    if not tokens:
-        return "-"
-    return f"{tokens // 1024}k" if tokens >= 1024 and tokens % 1024 == 0 else f"{tokens:,}"
-
-
-def gpu_layers(row: CatalogRow, resources: Resources, n_ctx: int) -> int | None:
-    """The GPU layers the fit check chose: -1 (all) on a GPU, the split of a partial offload, 0 in RAM."""
-    shape = row_shape(row)
-    if shape is None:
-        return None
-    result = fit(shape, resources, n_ctx=n_ctx)
-    if result.verdict.startswith("fits on GPU"):
-        return -1
-    return result.estimate.gpu_layers if result.verdict.startswith("partial") else 0
 
 
 class FilesTable(LiveTable):
@@ -169,6 +117,9 @@ class HubFilesScreen(AppScreen):
         self.error: str | None = None
         self._load = 0
         self._cancel = threading.Event()
+        self._showed_best = False
+        self._refused = False
+        """Every header was refused for want of a (good) token: the line under the table says so once."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -265,7 +216,7 @@ class HubFilesScreen(AppScreen):
     def _show_title(self) -> None:
         parts = [self.repo]
         if self.listing is not None:
-            parts.append(f"{len(self.models)} model{'s' if len(self.models) != 1 else ''}")
+            parts.append(plural(len(self.models), "model"))
         parts.append(f"fit at ctx {self.n_ctx:,} (+/-)")
         if self.gated and self.runtime.config.hf_token is None:
             parts.append("gated: needs hf_token")
@@ -296,6 +247,10 @@ class HubFilesScreen(AppScreen):
             )
             rows.append((model.name, cells))
         self.table.show(rows)
+        if done and self.best is not None and not self._showed_best:
+            self._showed_best = True  # once: a later +/- leaves the cursor where the user put it
+            if self.table.cursor_row == 0:  # not moved while headers were read: show the best and its detail
+                self.table.move_cursor(row=self.best)
         if self.error is None:
             if not self.models and self.listing is not None:
                 self._say(f"{self.repo} holds no GGUF or safetensors model at this commit.")
@@ -305,27 +260,15 @@ class HubFilesScreen(AppScreen):
         self._show_detail()
 
     def _show_reason(self, done: bool) -> None:
-        text, style = "", ""
         errors = [f.error for f in self.fits if f is not None and f.error]
-        token_hint = next((e for e in errors if "hf_token" in e), None)  # what the Hub's 401/403 answer says
-        where = "on the GPU" if self.resources is not None and self.resources.gpus else "in RAM"
-        if done and self.best is not None:
-            best = self.models[self.best]
-            name = best.quantization_hint or model_label(best)
-            text = f"{BEST}{name} is the largest that fits entirely {where}"
-            text += f"; {self.why_not_next}" if self.why_not_next else "; every model here fits"
-            style = "text-success"
-        elif done and self.why_not_next:
-            text, style = f"None fits entirely {where}: {self.why_not_next}", "text-warning"
-        if token_hint is not None and len(errors) == len(self.fits):
-            style = "text-error"
-            if self.runtime.config.hf_token is None:
-                text = (
-                    f"{self.repo} is gated or private: accept its licence on its Hub page, then set hf_token"
-                    " (Settings, or the HF_TOKEN environment variable)"
-                )
-            else:
-                text = f"The Hub refused hf_token for {self.repo}: accept its licence with that account, or check it"
+        # Every header refused with the Hub's 401/403 words: the token is what to fix, said once for every row.
+        self._refused = bool(errors) and len(errors) == len(self.fits) and any("hf_token" in e for e in errors)
+        if self._refused:
+            text, style = token_hint(self.repo, self.runtime.config.hf_token is not None), "text-error"
+        elif done:
+            text, style = reason_text(self.models, self.best, self.why_not_next, self.resources)
+        else:
+            text, style = "", ""
         self.query_one("#files-reason", Static).update(Text(text, style=self.app.theme_variables.get(style, "")))
 
     def on_data_table_row_highlighted(self) -> None:
@@ -335,42 +278,15 @@ class HubFilesScreen(AppScreen):
         index = self.current
         lines: list[str] = []
         if index is not None and self.listing is not None:
-            model, result = self.models[index], self.fits[index]
-            files = f"{len(model.files)} file{'s' if len(model.files) != 1 else ''}"
-            size = f" ({human_bytes(model.download_bytes)})" if model.download_bytes else ""
-            projector = f", with the projector {model.projector.path}" if model.projector else ""
-            disk = self.resources.disk_free_bytes if self.resources is not None else None
-            free = f"; disk free {human_bytes(disk)}" if disk is not None else ""
-            lines.append(f"{model.kind}: {files} to download{size}{projector}{free}")
-            if result is None:
-                lines.append(f"reading the header of {model_label(model)}…")
-            elif result.row is None or result.row.status != "ok":
-                lines.append(f"header not read: {result.error or 'unreadable'}")
-            else:
-                lines += self._facts(result.row)
-            if result is not None:
-                cached = " (kept from an earlier read)" if result.cached else ""
-                requests = f"{result.requests} request{'s' if result.requests != 1 else ''}"
-                read = f"header: {human_bytes(result.bytes_read)} read in {requests}{cached}"
-                lines.append(f"{read} · commit {self.listing.commit[:12]}")
+            lines = detail_lines(
+                self.models[index],
+                self.fits[index],
+                n_ctx=self.n_ctx,
+                resources=self.resources,
+                commit=self.listing.commit,
+                refused=self._refused,
+            )
         self.query_one("#files-detail", Static).update(Text("\n".join(lines)))
-
-    def _facts(self, row: CatalogRow) -> list[str]:
-        shape = [
-            row.architecture,
-            f"{row.layers} layers" if row.layers else None,
-            f"{row.kv_heads} KV heads" if row.kv_heads else None,
-            f"{human_params(row.params)} params" if row.params else None,
-            f"trained for {row.context_length:,} tokens" if row.context_length else None,
-        ]
-        lines = [" · ".join(p for p in shape if p)]
-        model_shape = row_shape(row)
-        if model_shape is not None and row.fit is not None:
-            kv = estimate(model_shape, n_ctx=self.n_ctx).kv_cache_bytes
-            lines.append(f"KV cache at {self.n_ctx:,} tokens: {human_bytes(kv)} · {row.fit.verdict}")
-            # The download and free disk are said on the first line, with the projector and small files counted.
-            lines.append("; ".join(p for p in row.fit.summary.split("; ") if not p.startswith("download ")))
-        return [line for line in lines if line]
 
     def on_resize(self) -> None:
         for column in self.table.columns.values():  # columns only widen: measure again at the new size
@@ -397,55 +313,25 @@ class HubFilesScreen(AppScreen):
         if self.models:
             self._redraw()
 
-    def local_files(self, model: ModelFile) -> Path | None:
-        """Where the model is when all its files are here (the folder `d` queues into, or the models directory
-        itself, where the catalog's `d` puts a single file): its first weights file, or its safetensors folder."""
-        from engines.downloads.names import safe_join
-
-        models_dir = self.runtime.config.models_dir
-        for root in (models_dir / self.repo.split("/")[-1], models_dir):
-            try:
-                paths = {f.path: safe_join(root, f.path) for f in model.files}
-            except LlmTuiError:
-                continue
-            sizes_match = all(
-                paths[f.path].is_file() and (f.size is None or paths[f.path].stat().st_size == f.size)
-                for f in model.files
-            )
-            if sizes_match:
-                first = paths[model.parts[0].path]
-                return first.parent if model.kind == "safetensors" else first
-        return None
-
     def action_choose(self) -> None:
         """Enter: launch the model when its files are here, else offer to download them."""
         index = self.current
         if index is None or self.listing is None:
             return
-        model, result = self.models[index], self.fits[index]
-        path = self.local_files(model)
+        model = self.models[index]
+        path = local_files(self.runtime.config.models_dir, self.repo, model)
         if path is None:
             self._offer_download(model)
-            return
-        from tui.screens.modals.launch import LaunchTarget, target_for_row
-
-        row = result.row if result is not None else None
-        if row is None:  # the header was not read: the dialog reads what it can from the file
-            fmt = "hf" if model.kind == "safetensors" else "gguf"
-            engines = ("transformers",) if fmt == "hf" else ("llama.cpp", "transformers")
-            self.shell.open_launch_dialog(LaunchTarget(str(path), path.name, fmt, engines, n_ctx=self.n_ctx))
-            return
-        local = replace(row, path=path, source="local")
-        layers = gpu_layers(row, self.resources, self.n_ctx) if self.resources is not None else None
-        target = replace(target_for_row(local, n_ctx=self.n_ctx), n_gpu_layers=layers)
-        self.shell.open_launch_dialog(target)
+        else:
+            self.shell.open_launch_dialog(launch_target(model, self.fits[index], path, self.resources, self.n_ctx))
 
     def _offer_download(self, model: ModelFile) -> None:
         from tui.screens.modals.confirm import ConfirmModal
 
-        size = f" ({human_bytes(model.download_bytes)})" if model.download_bytes else ""
-        files = f"{len(model.files)} file{'s' if len(model.files) != 1 else ''}"
-        question = f"{model_label(model)} is not downloaded. Download its {files}{size} now?"
+        size = f", {human_bytes(model.download_bytes)}" if model.download_bytes else ""
+        question = (
+            f"{model_label(model)} is not downloaded. Download it now ({plural(len(model.files), 'file')}{size})?"
+        )
 
         def done(yes: bool | None) -> None:
             if yes:
@@ -459,22 +345,8 @@ class HubFilesScreen(AppScreen):
         if index is None or self.listing is None:
             return
         model = self.models[index]
-        if self.local_files(model) is not None:
+        if local_files(self.runtime.config.models_dir, self.repo, model) is not None:
             self.notify(f"{model_label(model)} is here already: Enter launches it.", title="Downloaded", markup=False)
             return
-        self._queue(self.listing, model)
-
-    @work(thread=True, group="hub-download")
-    def _queue(self, listing: RepoListing, model: ModelFile) -> None:
-        folder = self.runtime.config.models_dir / listing.repo.split("/")[-1]
-        patterns = [glob.escape(f.path) for f in model.files]  # names, not globs: a `[` in a name is literal
-        try:
-            tasks = self.runtime.downloads.add_repo(listing.repo, folder, revision=listing.commit, patterns=patterns)
-        except LlmTuiError as exc:
-            self.app.call_from_thread(self.notify, str(exc), title="Not queued", severity="error", markup=False)
-            return
-        size = f" ({human_bytes(model.download_bytes)})" if model.download_bytes else ""
-        what = f"{len(tasks)} file{'s' if len(tasks) != 1 else ''}{size} of {listing.repo} → {folder}"
-        if not tasks:
-            what = f"{model_label(model)} is in the download queue already"
-        self.app.call_from_thread(self.notify, what, title=QUEUED, markup=False)
+        listing = self.listing
+        self.run_worker(lambda: queue_model(self, listing, model), thread=True, group="hub-download")
