@@ -44,6 +44,8 @@ NAVIGATION = [*EVERY_STOP[:3], *ONCE_PER_WIDGET_CLASS[:11]]
 LETTERS = [*EVERY_STOP[3:], *ONCE_PER_WIDGET_CLASS[11:]]
 SCREEN_KEYS = [f"f{n}" for n in range(1, 9)]
 Keyed = Callable[[Pilot[int]], Awaitable[None]]
+NO_HUB = "http://127.0.0.1:9"
+"""The Hub endpoint of the sweep's apps: the discard port, closed on test machines (the Hub states use a fake)."""
 
 
 @dataclass
@@ -282,12 +284,16 @@ def without_transformers(env: Env) -> None:
 
 
 def app_for(env: Env, *, mode: str, launch: bool, engine: FakeEngine | None = None) -> LlmTuiApp:
-    """An app on `mode` with the sweep's catalog and two fake GPUs."""
+    """An app on `mode` with the sweep's catalog and two fake GPUs, its Hub a port nothing listens on (`h` on the
+    catalog opens the Hub search, where keys type queries: they must not reach huggingface.co)."""
+    from dataclasses import replace
+
     from tests.tui.catalog_fixture import populate
 
     app = env.make_app(
         screen=mode, launch=launch, engine=engine, listing=sweep_listing, gpu_source=lambda: FakeGpuSource()
     )
+    app.runtime.apply_config(replace(app.runtime.config, hf_endpoint=NO_HUB))
     models_dir = app.runtime.config.models_dir
     if not models_dir.exists():
         models_dir.mkdir(parents=True)
