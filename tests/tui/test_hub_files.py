@@ -260,6 +260,13 @@ def test_a_gated_repo_shows_the_token_hint_and_reads_with_the_token(
 
     drive(hub_app(make_app, hub.endpoint, token=repos.gated.token), repos.gated.repo, with_token)
 
+    async def other_token(pilot: Pilot[int], screen: HubFilesScreen) -> None:
+        await all_read(pilot, screen)
+        assert column(screen, 5) == ["✗ gated: hf_token"]
+        assert text(screen, "files-reason").startswith(f"The Hub refused hf_token for {repos.gated.repo}")
+
+    drive(hub_app(make_app, hub.endpoint, token="hf_not_this_one"), repos.gated.repo, other_token)
+
 
 def test_an_unreachable_hub_is_said(make_app: AppFactory) -> None:
     closed = socket.socket()

@@ -260,9 +260,8 @@ class HubFilesScreen(AppScreen):
         self._show_detail()
 
     def _show_reason(self, done: bool) -> None:
-        errors = [f.error for f in self.fits if f is not None and f.error]
-        # Every header refused with the Hub's 401/403 words: the token is what to fix, said once for every row.
-        self._refused = bool(errors) and len(errors) == len(self.fits) and any("hf_token" in e for e in errors)
+        # Every header refused for want of a token (or a good one): that is what to fix, said once for every row.
+        self._refused = bool(self.fits) and all(f is not None and f.error_kind == "auth" for f in self.fits)
         if self._refused:
             text, style = token_hint(self.repo, self.runtime.config.hf_token is not None), "text-error"
         elif done:

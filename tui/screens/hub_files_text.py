@@ -26,15 +26,15 @@ def model_label(model: ModelFile) -> str:
     return model.name
 
 
-def short_error(error: str) -> str:
-    """The Fit column's few words for a header that could not be read (the detail line has the whole text)."""
-    if "hf_token" in error and ("gated" in error or "refused" in error):
-        return "✗ gated: hf_token"
-    if "HTTP 429" in error:
-        return "✗ rate limited"
-    if "cannot reach" in error:
-        return "✗ unreachable"
-    return "✗ unreadable"
+ERROR_WORDS = {
+    "auth": "✗ gated: hf_token",
+    "unreachable": "✗ unreachable",
+    "rate_limited": "✗ rate limited",
+    "not_found": "✗ not on the Hub",
+    "cancelled": "✗ cancelled",
+}
+"""The Fit column's few words for a header that could not be read, by FileFit.error_kind (the detail line has
+the whole text); a malformed header or any other is "✗ unreadable"."""
 
 
 def verdict_text(result: FileFit | None) -> tuple[str, str]:
@@ -43,7 +43,7 @@ def verdict_text(result: FileFit | None) -> tuple[str, str]:
     if result is None:
         return READING, "muted"
     if result.row is None or result.row.status != "ok":
-        return short_error(result.error or (result.row.error if result.row else None) or "unreadable"), "error"
+        return ERROR_WORDS.get(result.error_kind or "", "✗ unreadable"), "error"
     info = result.row.fit
     if info is None:
         return "-", ""
