@@ -299,7 +299,7 @@ def _why_not(fit: FileFit, resources: Resources, n_ctx: int) -> str:
     assert fit.row is not None
     shape = row_shape(fit.row)
     assert shape is not None
-    name = fit.model.quantization_hint or fit.row.quantization or fit.model.name
+    name = fit.model.quantization_hint or fit.row.quantization or fit.row.name
     if resources.gpus:
         need = estimate(shape, n_ctx=n_ctx, n_gpu_layers=-1).vram_bytes
         free = max(g.free_bytes for g in resources.gpus)

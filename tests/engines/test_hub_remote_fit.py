@@ -132,7 +132,10 @@ def test_a_split_gguf_is_one_model_with_every_parts_tensors(hub: FakeHub) -> Non
 
 def test_a_safetensors_repo_is_read_from_config_and_shard_headers(hub: FakeHub) -> None:
     repo = safetensors_repo(hub)
-    (fit,) = fits_of(hub, repo.repo, GPU_BOX).fits
+    result = fits_of(hub, repo.repo, GPU_BOX)
+    (fit,) = result.fits
+    assert result.best is None and result.why_not_next is not None
+    assert result.why_not_next.startswith("Llama-3-8B-Instruct needs ")  # the repo's name, not the root folder "."
     row = fit.row
     assert fit.error is None and row is not None
     assert row.format == "hf" and row.params == repo.params and row.layers == 32 and row.kv_heads == 8

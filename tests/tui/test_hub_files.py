@@ -251,6 +251,9 @@ def test_a_gated_repo_shows_the_token_hint_and_reads_with_the_token(
         reason = text(screen, "files-reason")
         assert "gated" in reason and "set hf_token (Settings, or the HF_TOKEN environment variable)" in reason
         assert "header not read" in text(screen, "files-detail")
+        await pilot.press("d")  # the transfer would be refused the same way: nothing is queued
+        await pilot.pause()
+        assert screen.app.runtime.store.downloads.all() == []
 
     drive(hub_app(make_app, hub.endpoint), repos.gated.repo, without)
 

@@ -347,5 +347,9 @@ class HubFilesScreen(AppScreen):
         if local_files(self.runtime.config.models_dir, self.repo, model) is not None:
             self.notify(f"{model_label(model)} is here already: Enter launches it.", title="Downloaded", markup=False)
             return
+        fit = self.fits[index]
+        if fit is not None and fit.error_kind == "auth":  # the transfer would be refused the same way
+            self.notify(fit.error or "the Hub refused this file", title="Not queued", severity="warning", markup=False)
+            return
         listing = self.listing
         self.run_worker(lambda: queue_model(self, listing, model), thread=True, group="hub-download")

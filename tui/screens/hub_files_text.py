@@ -124,7 +124,7 @@ def facts(row: CatalogRow, n_ctx: int) -> list[str]:
     shape = [
         row.architecture,
         f"{row.layers} layers" if row.layers else None,
-        f"{row.kv_heads} KV heads" if row.kv_heads else None,
+        f"{row.kv_heads} KV head{'s' if row.kv_heads != 1 else ''}" if row.kv_heads else None,
         f"{human_params(row.params)} params" if row.params else None,
         f"trained for {row.context_length:,} tokens" if row.context_length else None,
     ]
