@@ -265,14 +265,14 @@ def _fit_table(fits: RepoFits, out: TextIO) -> None:
     for index, fit in enumerate(fits.fits):
         row = fit.row
         if row is None:
-            rows.append(("", fit.model.name, fit.model.quantization_hint or "-", _size(fit.model.download_bytes),
+            rows.append(("", fit.model.label, fit.model.quantization_hint or "-", _size(fit.model.download_bytes),
                          "-", "-", "-", f"unreadable: {fit.error}"))  # fmt: skip
             continue
         verdict = f"broken: {row.error}" if row.status != "ok" else (row.fit.verdict if row.fit else "-")
         rows.append(
             (
                 "★" if index == fits.best else "",
-                fit.model.name,
+                fit.model.label,
                 row.quantization or fit.model.quantization_hint or "-",
                 _size(row.size_bytes),
                 human_params(row.params),
@@ -284,7 +284,7 @@ def _fit_table(fits: RepoFits, out: TextIO) -> None:
     _table(out, header, rows, right=(3, 4, 5, 6))
     if fits.best is not None:
         best = fits.fits[fits.best]
-        name = best.model.quantization_hint or best.model.name
+        name = best.model.quantization_hint or best.model.label
         tail = f"; the next one up does not: {fits.why_not_next}" if fits.why_not_next else ""
         out.write(f"★ {name} is the largest that fits whole{tail}\n")
     elif fits.why_not_next:

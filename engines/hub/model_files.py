@@ -60,6 +60,16 @@ class ModelFile:
         return (*config, *self.extras, *self.parts, *projector)
 
     @property
+    def label(self) -> str:
+        """What a person calls it: the file, "base (3 parts)", "safetensors (2 shards)"."""
+        if self.kind == "gguf-split":
+            return f"{self.name} ({len(self.parts)} parts)"
+        if self.kind == "safetensors":
+            shards = f"{len(self.parts)} shard{'s' if len(self.parts) != 1 else ''}"
+            return f"safetensors ({shards})" if self.name == "." else f"{self.name} (safetensors, {shards})"
+        return self.name
+
+    @property
     def quantization_hint(self) -> str | None:
         """The quantization its name states ("Q4_K_M"), before the header says for sure."""
         match = _QUANT.search(self.name.rsplit("/", 1)[-1])

@@ -73,3 +73,24 @@ def test_safetensors_sets_per_folder_take_the_transformers_layout_and_small_file
 def test_an_unlisted_size_makes_the_total_unknown() -> None:
     (model,) = model_files(RepoListing("org/m", COMMIT, (RepoFile("m-Q4_0.gguf", None, None, None),)))
     assert model.size_bytes is None and model.download_bytes is None
+
+
+def test_labels_say_what_a_model_is_made_of() -> None:
+    models = model_files(
+        listing(
+            ("m-Q4_0.gguf", 1),
+            ("big-00001-of-00002.gguf", 5),
+            ("big-00002-of-00002.gguf", 5),
+            ("config.json", 1),
+            ("model.safetensors", 20),
+            ("sub/config.json", 1),
+            ("sub/model-00001-of-00002.safetensors", 30),
+            ("sub/model-00002-of-00002.safetensors", 30),
+        )
+    )
+    assert [m.label for m in models] == [
+        "m-Q4_0.gguf",
+        "big (2 parts)",
+        "safetensors (1 shard)",
+        "sub (safetensors, 2 shards)",
+    ]

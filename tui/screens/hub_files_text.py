@@ -18,12 +18,7 @@ def plural(count: int, word: str) -> str:
 
 def model_label(model: ModelFile) -> str:
     """What the Model column calls it: the file, "base (3 parts)", "safetensors (2 shards)"."""
-    if model.kind == "gguf-split":
-        return f"{model.name} ({len(model.parts)} parts)"
-    if model.kind == "safetensors":
-        shards = plural(len(model.parts), "shard")
-        return f"safetensors ({shards})" if model.name == "." else f"{model.name} (safetensors, {shards})"
-    return model.name
+    return model.label
 
 
 ERROR_WORDS = {
