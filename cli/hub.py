@@ -179,7 +179,18 @@ def run_fit(args: argparse.Namespace, config: Config, out: TextIO = sys.stdout, 
         out.write("\n")
     else:
         _fit_table(fits, out)
+        if fits.best is not None:
+            out.write(f"get it: {pull_command(args.repo, fits.fits[fits.best].model, listing.commit)}\n")
     return 0
+
+
+def pull_command(repo: str, model: ModelFile, commit: str) -> str:
+    """The `llm-tui models pull` line that fetches exactly this model's files at this commit."""
+    import glob
+    import shlex
+
+    files = " ".join(f"--file {shlex.quote(glob.escape(f.path))}" for f in model.files)
+    return f"llm-tui models pull {shlex.quote(repo)} {files} --revision {commit}"
 
 
 def _only(name: str, models: Sequence[ModelFile], repo: str, at: str) -> list[ModelFile]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
 import socket
 import subprocess
 import sys
@@ -286,6 +287,9 @@ def test_the_table_stars_the_largest_that_fits_and_says_why_the_next_does_not(
     assert "Q8_0" in lines[4] and "partial offload" in lines[4]
     assert lines[5].startswith("★ Q6_K is the largest that fits whole") and "Q8_0 needs" in lines[5]
     assert "9.0 GB free" in lines[5]
+    pull = shlex.split(lines[6].removeprefix("get it: "))
+    q6, projector = series.ggufs["Q6_K"].path, series.mmproj.path
+    assert pull == ["llm-tui", "models", "pull", series.repo, "--file", q6, "--file", projector, "--revision", pull[-1]]
     # With a split of one's own there is no "largest that fits whole" to star
     args = build_parser().parse_args(["models", "fit", series.repo, "--ctx", "4k", "--gpu-layers", "20", "--json"])
     out = io.StringIO()
@@ -293,3 +297,18 @@ def test_the_table_stars_the_largest_that_fits_and_says_why_the_next_does_not(
     rows = json.loads(out.getvalue())
     assert [r["best"] for r in rows] == [False] * 4
     assert all(r["fit"]["verdict"] == "20 of 32 layers on GPU 0" for r in rows[:3])
+
+
+def test_the_pull_line_under_the_table_fetches_exactly_the_best_model(
+    hub: FakeHub, tmp_path: Path, gemma_path: Path
+) -> None:
+    gemma = gemma_repo(hub, gemma_path)
+    shown = llm_tui(tmp_path, hub.endpoint, "models", "fit", gemma.repo, "--ctx", "4k")
+    assert shown.returncode == 0, shown.stderr
+    (line,) = [x for x in shown.stdout.splitlines() if x.startswith("get it: ")]
+    words = shlex.split(line.removeprefix("get it: "))
+    assert words[:3] == ["llm-tui", "models", "pull"] and words[-2] == "--revision"
+    pulled = llm_tui(tmp_path, hub.endpoint, *words[1:])
+    assert pulled.returncode == 0, pulled.stderr
+    (path,) = [Path(p) for p in pulled.stdout.split()]
+    assert path.name == gemma.gguf.path and path.stat().st_size == gemma.gguf.size  # verified against the sha256
