@@ -18,7 +18,7 @@ from typing import Literal
 from engines import footprint as mem
 from engines.adapters.base import Engine
 from engines.errors import Cancelled, InstanceNotReady, LlmTuiError
-from engines.requests import EmbedJob, RequestHandle
+from engines.requests import EngineJob, RequestHandle
 from engines.types import (
     Delta,
     Done,
@@ -81,7 +81,7 @@ class Instance:
         self.pending = 0
         self.stop_reason: str | None = None
         self.footprint = Footprint()
-        self.current: RequestHandle | EmbedJob | None = None
+        self.current: RequestHandle | EngineJob | None = None
         """The request running now (a stop cancels it)."""
         self.ready = threading.Event()
         self._queue: queue.SimpleQueue[RequestHandle | object] = queue.SimpleQueue()
@@ -114,7 +114,7 @@ class Instance:
                 stop_reason=self.stop_reason,
             )
 
-    def submit(self, handle: RequestHandle | EmbedJob) -> None:
+    def submit(self, handle: RequestHandle | EngineJob) -> None:
         """Queue a request; it runs after those before it."""
         with self._lock:
             if self.state in (InstanceState.ERROR, InstanceState.STOPPING, InstanceState.STOPPED):
@@ -225,8 +225,8 @@ class Instance:
     def _serve(self) -> None:
         while True:
             item = self._queue.get()
-            if isinstance(item, EmbedJob):
-                self._embed(item)
+            if isinstance(item, EngineJob):
+                self._job(item)
                 continue
             if item is _STOP or not isinstance(item, RequestHandle):
                 return
@@ -243,20 +243,19 @@ class Instance:
             finally:
                 self._finished(item, final)
 
-    def _embed(self, job: EmbedJob) -> None:
+    def _job(self, job: EngineJob) -> None:
         with self._lock:
             stopping = self.state is InstanceState.STOPPING
-            self.current = job  # a stop cancels it: a long embedding does not hold the unload up
+            self.current = job  # a stop cancels it: a long job does not hold the unload up
         if stopping:
             job.error = InstanceNotReady("instance stopped before the request ran")
         elif job.cancel_event.is_set():  # its client left while it waited: the model never sees it
-            job.error = Cancelled("the embedding request was cancelled before it ran")
+            job.error = Cancelled(f"the {job.what} request was cancelled before it ran")
         else:
             self._set_state(InstanceState.BUSY)
             started = self.clock()
             try:
-                job.vectors = self.engine.embed(job.texts, job.cancel_event)
-                job.prompt_tokens = self.engine.last_embed_tokens or 0
+                job.run(self.engine)
             except BaseException as exc:  # handed to the caller, like a chat request's Error
                 job.error = exc
             job.elapsed_ms = (self.clock() - started) * 1000.0
@@ -341,12 +340,12 @@ class Instance:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if isinstance(item, RequestHandle | EmbedJob):
+            if isinstance(item, RequestHandle | EngineJob):
                 with self._lock:
                     self.pending -= 1
             if isinstance(item, RequestHandle):
                 item.deliver(Error(reason, kind="stopped"))
-            elif isinstance(item, EmbedJob):
+            elif isinstance(item, EngineJob):
                 item.error = InstanceNotReady(reason)
                 item.finish()
 

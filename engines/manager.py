@@ -14,13 +14,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from engines.adapters import registry
 from engines.adapters.base import Engine
 from engines.errors import BadRequest, InstanceNotFound, InstanceNotReady, LlmTuiError
 from engines.instance import Coalescing, Instance, StopWhen
-from engines.requests import EmbedJob, EventSink, RequestHandle
+from engines.requests import EmbedJob, EventSink, RequestHandle, TranscribeJob
 from engines.types import Capability, ChatMessage, InstanceInfo, LaunchOptions, ModelSpec, Params
+
+if TYPE_CHECKING:
+    from engines.audio.types import Audio, TranscribeOptions, Transcript
 
 __all__ = ["Coalescing", "EngineManager", "Instance"]
 
@@ -158,7 +162,44 @@ class EngineManager:
             raise BadRequest("give at least one text to embed")
         instance = self._get(run_id)
         instance.engine.require(Capability.EMBED)
-        job = EmbedJob(list(texts), notify=notify)
+        job = EmbedJob(texts=list(texts), notify=notify)
+        instance.submit(job)
+        return job
+
+    def transcribe(
+        self,
+        run_id: str,
+        audio: Audio,
+        options: TranscribeOptions | None = None,
+        *,
+        timeout: float | None = None,
+        progress: Callable[[float], None] | None = None,
+    ) -> Transcript:
+        """Speech to text on an instance (queued behind its other requests); the transcript carries the time the
+        engine took. Raises CapabilityNotSupported when the model is not a speech-to-text one."""
+        job = self.submit_transcribe(run_id, audio, options, progress=progress)
+        try:
+            return job.result(timeout)
+        except BaseException:
+            job.cancel()  # nobody waits for it any more (timeout, Ctrl-C): the engine stops between chunks
+            raise
+
+    def submit_transcribe(
+        self,
+        run_id: str,
+        audio: Audio,
+        options: TranscribeOptions | None = None,
+        *,
+        notify: Callable[[], None] | None = None,
+        progress: Callable[[float], None] | None = None,
+    ) -> TranscribeJob:
+        """Queue `audio` for transcription and return the job at once (cancel it to stop it); `notify` is called on
+        the worker thread when it is done, `progress` with the fraction done. Raises CapabilityNotSupported."""
+        from engines.audio.types import TranscribeOptions
+
+        instance = self._get(run_id)
+        instance.engine.require(Capability.TRANSCRIBE)
+        job = TranscribeJob(audio=audio, options=options or TranscribeOptions(), notify=notify, progress=progress)
         instance.submit(job)
         return job
 

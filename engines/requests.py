@@ -9,12 +9,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
 
 from engines.errors import LlmTuiError
 from engines.types import ChatMessage, Delta, Done, Error, Params, StreamEvent
 
 EventSink = Callable[[StreamEvent], None]
 """Receives events on the instance's worker thread; must not block (e.g. post_message)."""
+
+if TYPE_CHECKING:
+    from engines.adapters.base import Engine
+    from engines.audio.types import Audio, TranscribeOptions, Transcript
 
 _ids = itertools.count(1)
 
@@ -96,24 +101,26 @@ class RequestHandle:
         return ChatResult("".join(parts), None, None)
 
 
-@dataclass(eq=False)
-class EmbedJob:
-    """Texts to embed on an instance's worker (an engine is used from one thread at a time).
+@dataclass(eq=False, kw_only=True)
+class EngineJob:
+    """Work other than a chat request for an instance's worker (an engine is used from one thread at a time).
 
     `notify` is called on the worker thread once the job is done (it must not block, e.g. call_soon_threadsafe)."""
 
-    texts: Sequence[str]
-    vectors: list[list[float]] | None = None
+    what: ClassVar[str] = "job"
+    """Its name in messages ("the embedding request was cancelled before it ran")."""
     error: BaseException | None = None
     elapsed_ms: float = 0.0
-    prompt_tokens: int = 0
-    """Tokens the engine read for all the texts (0 when it cannot tell)."""
     done: threading.Event = field(default_factory=threading.Event)
     cancel_event: threading.Event = field(default_factory=threading.Event)
     notify: Callable[[], None] | None = None
 
+    def run(self, engine: Engine) -> None:
+        """Do the work on `engine` (on the worker thread), keeping what it gives on the job."""
+        raise NotImplementedError
+
     def cancel(self) -> None:
-        """Stop the job: a queued one never runs, a running one ends between texts (or inside a decode)."""
+        """Stop the job: a queued one never runs, a running one ends as soon as the engine can."""
         self.cancel_event.set()
 
     def finish(self) -> None:
@@ -123,10 +130,49 @@ class EmbedJob:
             with contextlib.suppress(Exception):  # e.g. the server's loop has closed: the worker must live on
                 self.notify()
 
-    def result(self, timeout: float | None) -> list[list[float]]:
-        """The vectors, in the order of the texts; raises what the engine raised."""
+    def wait(self, timeout: float | None) -> None:
+        """Wait for the job; raises what the engine raised, or LlmTuiError after `timeout` seconds."""
         if not self.done.wait(timeout):
-            raise LlmTuiError(f"embedding did not finish within {timeout} s")
+            raise LlmTuiError(f"{self.what} did not finish within {timeout} s")
         if self.error is not None:
             raise self.error
+
+
+@dataclass(eq=False, kw_only=True)
+class EmbedJob(EngineJob):
+    """Texts to embed."""
+
+    what: ClassVar[str] = "embedding"
+    texts: Sequence[str]
+    vectors: list[list[float]] | None = None
+    prompt_tokens: int = 0
+    """Tokens the engine read for all the texts (0 when it cannot tell)."""
+
+    def run(self, engine: Engine) -> None:
+        self.vectors = engine.embed(self.texts, self.cancel_event)
+        self.prompt_tokens = engine.last_embed_tokens or 0
+
+    def result(self, timeout: float | None) -> list[list[float]]:
+        """The vectors, in the order of the texts; raises what the engine raised."""
+        self.wait(timeout)
         return self.vectors or []
+
+
+@dataclass(eq=False, kw_only=True)
+class TranscribeJob(EngineJob):
+    """Audio to turn into text; `progress` hears the fraction done (on the worker thread, must not block)."""
+
+    what: ClassVar[str] = "transcription"
+    audio: Audio
+    options: TranscribeOptions
+    progress: Callable[[float], None] | None = None
+    transcript: Transcript | None = None
+
+    def run(self, engine: Engine) -> None:
+        self.transcript = engine.transcribe(self.audio, self.options, self.cancel_event, self.progress)
+
+    def result(self, timeout: float | None) -> Transcript:
+        """The transcript; raises what the engine raised."""
+        self.wait(timeout)
+        assert self.transcript is not None
+        return self.transcript

@@ -33,6 +33,8 @@ class Capability(enum.Flag):
     """Raw text completion of a prompt, no chat template (`Engine.complete`)."""
     LOGPROBS = enum.auto()
     """Log-probabilities of the generated tokens (`Params.logprobs`)."""
+    TRANSCRIBE = enum.auto()
+    """Speech to text (`Engine.transcribe`): a Whisper model."""
 
 
 class InstanceState(enum.StrEnum):

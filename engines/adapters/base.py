@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
-from typing import ClassVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 from engines.errors import CapabilityNotSupported
 from engines.types import (
@@ -17,6 +17,9 @@ from engines.types import (
     Params,
     StreamEvent,
 )
+
+if TYPE_CHECKING:
+    from engines.audio.types import Audio, TranscribeOptions, Transcript
 
 
 class Engine(ABC):
@@ -80,6 +83,20 @@ class Engine(ABC):
         A text longer than the model takes raises EmbedInputTooLong (never cut silently); once `cancel` is set
         the engine stops as soon as it can (between texts at least) and raises Cancelled."""
         self.require(Capability.EMBED)
+        raise NotImplementedError
+
+    def transcribe(
+        self,
+        audio: Audio,
+        options: TranscribeOptions,
+        cancel: threading.Event,
+        progress: Callable[[float], None] | None = None,
+    ) -> Transcript:
+        """Speech to text; raises CapabilityNotSupported unless TRANSCRIBE is declared.
+
+        `progress` hears the fraction of the audio done (0..1) as chunks finish; once `cancel` is set the engine
+        stops between chunks and raises Cancelled."""
+        self.require(Capability.TRANSCRIBE)
         raise NotImplementedError
 
     def footprint(self) -> Footprint:
