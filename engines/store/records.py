@@ -81,6 +81,8 @@ class MessageRecord:
     metrics: TurnMetrics | None = None
     images: tuple[str, ...] = ()
     """Paths of the images attached to a user message."""
+    audio: str | None = None
+    """The audio file a user message was transcribed from (`/audio PATH`), or None for typed text."""
 
 
 # --- Params <-> JSON ----------------------------------------------------------------------------
@@ -185,4 +187,5 @@ def message_from_row(row: sqlite3.Row) -> MessageRecord:
         error=row["error"],
         metrics=metrics,
         images=tuple(json.loads(row["images_json"])) if row["images_json"] else (),
+        audio=row["audio"],
     )

@@ -161,12 +161,18 @@ def _m005_compare(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX compare_runs_by_created ON compare_runs (created_at DESC, id DESC)")
 
 
+def _m006_message_audio(conn: sqlite3.Connection) -> None:
+    """The audio file a user message was transcribed from (`/audio PATH` in the chat); NULL for typed text."""
+    conn.execute("ALTER TABLE messages ADD COLUMN audio TEXT")
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _m001_chat,
     _m002_downloads,
     _m003_download_owner,
     _m004_message_images,
     _m005_compare,
+    _m006_message_audio,
 )
 """Migration N (1-based) brings a file from user_version N-1 to N."""
 

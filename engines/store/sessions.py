@@ -82,8 +82,8 @@ UNSET: Any = _Unset()
 
 
 _MESSAGE_COLUMNS = """m.id, m.session_id, m.seq, m.role, m.content, m.status, m.created_at, m.updated_at,
-    m.model, m.engine, m.params_json, m.error, m.images_json, t.message_id AS metrics_id, t.ttft_ms, t.tokens_per_s,
-    t.total_ms, t.prompt_tokens, t.completion_tokens, t.finish_reason"""
+    m.model, m.engine, m.params_json, m.error, m.images_json, m.audio, t.message_id AS metrics_id, t.ttft_ms,
+    t.tokens_per_s, t.total_ms, t.prompt_tokens, t.completion_tokens, t.finish_reason"""
 _MESSAGES_FROM = "messages m LEFT JOIN turn_metrics t ON t.message_id = m.id"
 
 
@@ -214,13 +214,15 @@ class Store:
         params: Params | None = None,
         status: MessageStatus = "complete",
         images: Sequence[str] = (),
+        audio: str | None = None,
     ) -> MessageRecord:
-        """Append a message to a session; it is committed when this returns. `images`: paths of attached images."""
+        """Append a message to a session; it is committed when this returns. `images`: paths of attached images;
+        `audio`: the file the text was transcribed from."""
         if role not in ROLES:
             raise BadRequest(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         if status not in STATUSES:
             raise BadRequest(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
-        return self._insert_message(session_id, role, content, model, engine, params, status, tuple(images))
+        return self._insert_message(session_id, role, content, model, engine, params, status, tuple(images), audio)
 
     def get_message(self, message_id: int) -> MessageRecord:
         """One message with its metrics; MessageNotFound if it does not exist."""
@@ -354,8 +356,10 @@ class Store:
         params: Params | None,
         status: MessageStatus,
         images: tuple[str, ...] = (),
+        audio: str | None = None,
     ) -> MessageRecord:
         images_json = json.dumps(list(images)) if images else None
+        stored = (role, content, model, engine, params_to_json(params), status, images_json, audio)
         with self._write() as conn:
             now = self._touch(conn, session_id)
             (seq,) = conn.execute(
@@ -363,8 +367,8 @@ class Store:
             ).fetchone()
             cur = conn.execute(
                 "INSERT INTO messages (session_id, seq, role, content, model, engine, params_json, status,"
-                " images_json, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (session_id, seq, role, content, model, engine, params_to_json(params), status, images_json, now, now),
+                " images_json, audio, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (session_id, seq, *stored, now, now),
             )
             if role == "assistant" and (model is not None or engine is not None):
                 conn.execute(
@@ -373,7 +377,7 @@ class Store:
                 )
         assert cur.lastrowid is not None
         record = MessageRecord(cur.lastrowid, session_id, seq, role, content, status, now, now, model, engine, params)
-        return replace(record, images=images)
+        return replace(record, images=images, audio=audio)
 
     def _save_reply(
         self,

@@ -559,3 +559,13 @@ def test_images_are_kept_as_paths_and_read_again_for_each_turn(tmp_path: Path) -
         assert store.chat_messages(session.id)[0].images == (png.read_bytes(),)
         png.unlink()  # gone later: the conversation goes on without it
         assert store.chat_messages(session.id)[0] == ChatMessage("user", "look")
+
+
+def test_a_message_transcribed_from_audio_keeps_its_file(tmp_path: Path) -> None:
+    with Store(tmp_path / "db.sqlite") as store:
+        session = store.create_session()
+        record = store.add_message(session.id, "user", "hello there", audio="/tmp/note.wav")
+        typed = store.add_message(session.id, "user", "typed")
+        assert record.audio == "/tmp/note.wav" and typed.audio is None
+        assert [m.audio for m in store.messages(session.id)] == ["/tmp/note.wav", None]
+        assert store.chat_messages(session.id)[0] == ChatMessage("user", "hello there")  # the model sees the text
