@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from typing import ClassVar
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from engines.adapters.base import Engine
 from engines.errors import BadModelFile, Cancelled, EmbedInputTooLong, InstanceNotReady
@@ -22,6 +23,9 @@ from engines.types import (
     StreamEvent,
     Usage,
 )
+
+if TYPE_CHECKING:
+    from engines.audio.types import Audio, TranscribeOptions, Transcript
 
 FAIL_MARKER = "[[fail]]"
 """A user message containing this makes the fake engine raise after two tokens."""
@@ -178,3 +182,63 @@ class FakeEngine(Engine):
     def footprint(self) -> Footprint:
         """A fixed, declared size so memory tests have numbers to check."""
         return Footprint(ram_bytes=self.ram_bytes if self.spec else 0, vram_bytes=0)
+
+
+class FakeTranscriber(FakeEngine):
+    """The fake engine that also hears: one segment per 30 s chunk of audio, "sound for N seconds" (or
+    "silence for N seconds" where every sample is under 1e-4), in `options.language` or "en".
+
+    Only tests that want speech to text use it; FakeEngine itself keeps its capabilities. `transcribe_gate` holds
+    each chunk until a test sets it (or until cancel ends the wait with Cancelled); `transcribed` keeps each
+    call's audio and options; `transcribe_started` is set when a call reaches its first chunk."""
+
+    capabilities: ClassVar[Capability] = FakeEngine.capabilities | Capability.TRANSCRIBE
+    CHUNK_S: ClassVar[float] = 30.0
+
+    def __init__(self, *, transcribe_gate: threading.Event | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.transcribe_gate = transcribe_gate
+        self.transcribe_started = threading.Event()
+        self.transcribed: list[tuple[Audio, TranscribeOptions]] = []
+
+    def transcribe(
+        self,
+        audio: Audio,
+        options: TranscribeOptions,
+        cancel: threading.Event,
+        progress: Callable[[float], None] | None = None,
+    ) -> Transcript:
+        """The scripted transcript, chunk by chunk, reporting progress and stopping between chunks on cancel."""
+        from engines.audio.types import SAMPLE_RATE, Segment, Transcript
+
+        if self.spec is None:
+            raise InstanceNotReady("fake engine: no model loaded")
+        self.transcribed.append((audio, options))
+        started = time.perf_counter()
+        step = int(self.CHUNK_S * SAMPLE_RATE)
+        total = len(audio.samples)
+        segments = []
+        for begin in range(0, total, step):
+            self.transcribe_started.set()
+            if self.transcribe_gate is not None:
+                while not self.transcribe_gate.wait(0.01):
+                    if cancel.is_set():
+                        break
+            if cancel.is_set():
+                raise Cancelled("transcription cancelled")
+            chunk = audio.samples[begin : begin + step]
+            seconds = len(chunk) / SAMPLE_RATE
+            heard = "sound" if len(chunk) and float(abs(chunk).max()) >= 1e-4 else "silence"
+            segments.append(
+                Segment(begin / SAMPLE_RATE, begin / SAMPLE_RATE + seconds, f" {heard} for {seconds:g} seconds")
+            )
+            if progress is not None:
+                progress(min(begin + step, total) / total)
+        return Transcript(
+            "".join(s.text for s in segments),
+            tuple(segments),
+            language=options.language or "en",
+            duration_s=audio.duration_s,
+            elapsed_s=time.perf_counter() - started,
+            model=self.spec.id,
+        )
