@@ -14,6 +14,7 @@ from textual.widgets import Footer, Header, Static
 
 from engines.errors import LlmTuiError
 from engines.store.sessions import MessageRecord, SessionRecord, Store
+from tui.chat_audio import AudioPrompt, split_audio
 from tui.chat_turn import ChatTurn
 from tui.screens.app_screen import AppScreen
 from tui.screens.chat_export import ask_export
@@ -80,6 +81,8 @@ class ChatScreen(AppScreen):
         self.pending: str | None = None
         """Text sent before any model was active; it goes out once one is."""
         self.query_text = ""
+        self.audio = AudioPrompt(self)
+        """`/audio PATH`: the file transcribed into the prompt, recorded on the message sent."""
 
     @property
     def store(self) -> Store:
@@ -204,6 +207,10 @@ class ChatScreen(AppScreen):
     # -- sending and streaming ---------------------------------------------------------------------------------
 
     def on_prompt_input_submitted(self, message: PromptInput.Submitted) -> None:
+        before, audio = split_audio(message.text)
+        if audio is not None:
+            self.audio.start(before, audio)
+            return
         if self.turn is not None:
             self.notify("A reply is still streaming; Esc stops it.", severity="warning")
             return
@@ -234,7 +241,8 @@ class ChatScreen(AppScreen):
         if self.session.title == "New chat":
             self.store.rename_session(self.session.id, title_from(text or images[0].name))
             self.session = self.store.get_session(self.session.id)
-        self.store.add_message(self.session.id, "user", text, images=[str(p) for p in images])
+        heard = self.audio.source_of(text)
+        self.store.add_message(self.session.id, "user", text, images=[str(p) for p in images], audio=heard)
         prompt.clear()
         self.open_session(self.session)
         self.query_one(ChatLog).scroll_end(animate=False)
@@ -414,7 +422,7 @@ class ChatScreen(AppScreen):
         """The line under the log: model, state, what Enter will do."""
         active = self.runtime.active
         line = status_line(
-            self.shell.status_text,
+            self.audio.hearing or self.shell.status_text,
             streaming=self.turn is not None,
             editing=self.editing is not None,
             system_prompt=bool(self.session and self.session.system_prompt),

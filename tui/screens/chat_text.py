@@ -23,9 +23,15 @@ def log_message(m: MessageRecord) -> LogMessage:
         role=m.role,
         content=m.content,
         header=header,
-        footer=metrics_line(m.metrics) if m.metrics else " ".join(f"📎 {Path(i).name}" for i in m.images),
+        footer=metrics_line(m.metrics) if m.metrics else attachments_line(m),
         status=m.status,
     )
+
+
+def attachments_line(m: MessageRecord) -> str:
+    """Under a user message: its images, and the audio file it was transcribed from."""
+    heard = [f"🎤 {Path(m.audio).name}"] if m.audio else []
+    return " ".join([*heard, *(f"📎 {Path(i).name}" for i in m.images)])
 
 
 def status_line(app_status: str, *, streaming: bool, editing: bool, system_prompt: bool, model_id: str | None) -> str:
