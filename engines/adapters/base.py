@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from engines.audio.types import Audio, TranscribeOptions, Transcript
 
 
+_WORDS = {Capability.TRANSCRIBE: "speech to text"}
+"""Capabilities whose flag name reads badly in a message ("does not support transcribe")."""
+
+
 class Engine(ABC):
     """One model loaded on one inference backend.
 
@@ -42,7 +46,7 @@ class Engine(ABC):
     def require(self, capability: Capability) -> None:
         """Raise CapabilityNotSupported when `capability` is missing."""
         if not self.supports(capability):
-            raise CapabilityNotSupported(self.name, (capability.name or "").lower())
+            raise CapabilityNotSupported(self.name, _WORDS.get(capability, (capability.name or "").lower()))
 
     @abstractmethod
     def load(self, spec: ModelSpec, options: LaunchOptions) -> None:

@@ -21,9 +21,9 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from engines.adapters import transformers_convert
+from engines.adapters import transformers_convert, transformers_whisper
 from engines.adapters.base import Engine
 from engines.adapters.transformers_generate import end_of_generation_ids, make_criterion, tokenizer_template
 from engines.adapters.transformers_load import (
@@ -60,6 +60,9 @@ from engines.types import (
     Usage,
 )
 
+if TYPE_CHECKING:
+    from engines.audio.types import Audio, TranscribeOptions, Transcript
+
 log = logging.getLogger(__name__)
 
 # Sampling defaults when a Params field is None: the same as the llama.cpp engine's.
@@ -75,6 +78,8 @@ class TransformersEngine(Engine):
     Embeddings mean-pool the last hidden state of the loaded model's base network (what `AutoModel` would
     load from the same folder, without a second copy of the weights) over the attention mask, L2-normalised.
     For a causal LM these are usable similarity vectors but not those of a trained embedding model.
+
+    A Whisper folder loads as speech to text instead (see transformers_whisper): TRANSCRIBE, and nothing else.
     """
 
     name: ClassVar[str] = "transformers"
@@ -99,6 +104,7 @@ class TransformersEngine(Engine):
         self._n_ctx = 0
         self._cuda = False
         self._generate_thread: threading.Thread | None = None
+        self._whisper: transformers_whisper.Whisper | None = None
 
     # -- life cycle ---------------------------------------------------------------------------------------------
 
@@ -126,6 +132,13 @@ class TransformersEngine(Engine):
         if options.n_threads:
             torch.set_num_threads(options.n_threads)  # process-wide
         self._say(f"loading {folder.name}")
+        if spec.format == "hf" and transformers_whisper.is_whisper(folder):
+            with transformers_convert.quiet_progress_bars():
+                self._whisper = transformers_whisper.load_whisper(folder, plan, spec.id)
+            self._model = self._whisper.model
+            self.spec, self._options, self.model_dir = spec, options, folder
+            self._cuda = any(p.device.type == "cuda" for p in self._model.parameters())
+            return
         with transformers_convert.quiet_progress_bars():
             try:
                 tokenizer = transformers.AutoTokenizer.from_pretrained(
@@ -178,7 +191,7 @@ class TransformersEngine(Engine):
             self._generate_thread.join()
             self._generate_thread = None
         had_model = self._model is not None
-        self._model = self._tokenizer = None
+        self._model = self._tokenizer = self._whisper = None
         if had_model:
             gc.collect()
             if self._cuda:
@@ -196,6 +209,20 @@ class TransformersEngine(Engine):
     def tokenizer(self) -> Any:
         """The transformers tokenizer (None when unloaded)."""
         return self._tokenizer
+
+    def supports(self, capability: Capability) -> bool:
+        """A loaded Whisper model transcribes and does nothing else; any other model does what the class declares."""
+        if self._whisper is not None:
+            return capability in Capability.TRANSCRIBE
+        return capability in self.capabilities
+
+    def require(self, capability: Capability) -> None:
+        """CapabilityNotSupported; on a Whisper model it says the model is speech to text."""
+        if self._whisper is not None and not self.supports(capability):
+            raise transformers_whisper.not_speech_capability(
+                self.name, (capability.name or "").lower(), self._whisper.name
+            )
+        super().require(capability)
 
     def footprint(self) -> Footprint:
         """Parameter bytes, split between GPU and host memory by where each parameter lives."""
@@ -230,6 +257,7 @@ class TransformersEngine(Engine):
     ) -> Iterator[StreamEvent]:
         """Stream a reply: generate() runs in a thread, its TextIteratorStreamer is read here."""
         model = self._require_model()
+        self._refuse_on_whisper("chat")
         params.validate()
         if params.json_schema is not None:
             raise CapabilityNotSupported(self.name, "json_schema")
@@ -341,6 +369,7 @@ class TransformersEngine(Engine):
     def embed(self, texts: Sequence[str], cancel: threading.Event | None = None) -> list[list[float]]:
         """Mean-pooled (attention-masked), L2-normalised last hidden states of the model's base network."""
         model = self._require_model()
+        self._refuse_on_whisper("embeddings")
         if not texts:
             return []
         import torch
@@ -372,6 +401,20 @@ class TransformersEngine(Engine):
                 vectors.append([float(x) for x in pooled[0].tolist()])
         self.last_embed_tokens = sum(len(ids) for ids in encoded)
         return vectors
+
+    def transcribe(
+        self,
+        audio: Audio,
+        options: TranscribeOptions,
+        cancel: threading.Event,
+        progress: Callable[[float], None] | None = None,
+    ) -> Transcript:
+        """Speech to text on a loaded Whisper model, 30-second window by window (see transformers_whisper)."""
+        self._require_model()
+        if self._whisper is None:
+            self.require(Capability.TRANSCRIBE)
+        assert self._whisper is not None
+        return transformers_whisper.transcribe(self._whisper, audio, options, cancel, progress)
 
     # -- helpers ------------------------------------------------------------------------------------------------
 
@@ -426,6 +469,10 @@ class TransformersEngine(Engine):
         log.info("transformers engine: %s", message)
         if self.progress is not None:
             self.progress(message)
+
+    def _refuse_on_whisper(self, what: str) -> None:
+        if self._whisper is not None:
+            raise transformers_whisper.not_speech_capability(self.name, what, self._whisper.name)
 
     def _require_model(self) -> Any:
         if self._model is None:

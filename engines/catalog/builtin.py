@@ -13,7 +13,7 @@ from typing import Any
 from engines.errors import ConfigError
 
 USER_CATALOG = "catalog.toml"
-KINDS = ("instruct", "base", "embedding")
+KINDS = ("instruct", "base", "embedding", "speech")
 FORMATS = ("gguf", "hf")
 
 
@@ -68,7 +68,7 @@ _SIZE_STR = {
     "label", "id", "name", "license", "kind", "gguf_repo", "gguf_file", "hf_repo", "ollama_tag", "ollama",
     "chat_template", "description",
 }  # fmt: skip
-_SIZE_INT = {"params", "context_length"}
+_SIZE_INT = {"params", "context_length", "hf_size_bytes"}
 _SIZE_KEYS = _SIZE_STR | _SIZE_INT | {"stop", "quants"}
 _TOP_KEYS = {"models", "families"}
 _GGUF_ENGINES = ("llama.cpp", "ollama")
@@ -252,7 +252,7 @@ def _size(family: _Family, raw: dict[str, Any], where: str) -> list[CatalogEntry
                 format="hf",
                 engines=family.fields.get("hf_engines", _HF_ENGINES),
                 repo=size["hf_repo"],
-                size_bytes=2 * size["params"],  # bf16 safetensors
+                size_bytes=size.get("hf_size_bytes") or 2 * size["params"],  # stated, else bf16 safetensors
                 **common,
             )
         )

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from engines.catalog.builtin import (
+    KINDS,
     CatalogEntry,
     builtin_catalog,
     entry_for_file,
@@ -146,7 +147,7 @@ def test_every_entry_is_complete() -> None:
     assert len(files) == len(set(files)), "entry_for_file needs unique file names"
     for e in CATALOG:
         assert e.params and e.context_length and e.license and e.size_bytes, e.id
-        assert e.kind in ("instruct", "base", "embedding"), e.id
+        assert e.kind in KINDS, e.id
         if e.format == "gguf":
             assert e.repo and e.file and e.file.endswith(".gguf") and "{" not in e.file, e.id
             assert e.quantization and "llama.cpp" in e.engines, e.id
@@ -271,3 +272,21 @@ def test_user_catalog_errors_name_the_file(tmp_path: Path) -> None:
     path.write_bytes(b"\xff\xfe")
     with pytest.raises(ConfigError, match=re.escape(str(path))):
         load_catalog(tmp_path)
+
+
+def test_whisper_models_are_curated_for_speech_to_text_on_transformers() -> None:
+    whisper = {e.id: e for e in CATALOG if e.family == "whisper"}
+    assert list(whisper) == [
+        "whisper-tiny",
+        "whisper-base",
+        "whisper-small",
+        "whisper-medium",
+        "whisper-large-v3",
+        "whisper-large-v3-turbo",
+    ]
+    for entry in whisper.values():
+        assert entry.kind == "speech" and entry.format == "hf" and entry.engines == ("transformers",)
+        assert entry.repo == f"openai/{entry.id}" and entry.context_length == 448
+    # F32 weights for the small ones (4 bytes a parameter), F16 for large-v3: not the bf16 default of 2 bytes
+    assert round(whisper["whisper-tiny"].size_bytes / whisper["whisper-tiny"].params) == 4
+    assert round(whisper["whisper-large-v3"].size_bytes / whisper["whisper-large-v3"].params) == 2

@@ -29,7 +29,7 @@ def about_text(row: CatalogRow, aliases: Mapping[str, str], width: int = 80) -> 
         where += f" · {row.repo}" + (f" / {row.file}" if row.file else "")
     model = [row.format, row.quantization, human_bytes(row.size_bytes) if row.size_bytes else None]
     model.append(f"{human_params(row.params)} params" if row.params else None)
-    model.append(row.kind if row.kind in ("base", "embedding") else None)
+    model.append(row.kind if row.kind in ("base", "embedding", "speech") else None)
     context = [f"{row.context_length:,} tokens" if row.context_length else None, _template(row)]
     facts: list[tuple[str, str | None]] = [
         ("source", where),
