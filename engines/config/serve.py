@@ -7,6 +7,7 @@ port = 8000
 api_keys = ["sk-local-..."]  # the file is then written with mode 0600; or LLM_TUI_API_KEY=key1,key2
 requests_per_minute = 0     # per key (per client address without keys); 0 = no limit
 max_body_bytes = 16777216
+max_upload_bytes = 104857600  # an audio file sent to /v1/audio/transcriptions (refused past this, unread)
 max_tokens = 4096           # the most a request may ask for; requests that ask for none get this many at most
 max_queue = 32              # requests waiting per instance before the server answers 429
 shutdown_grace_s = 10       # on SIGTERM / Ctrl+C, how long running replies may go on before they are ended
@@ -45,6 +46,8 @@ class ServeConfig:
     api_keys: tuple[Secret, ...] = ()
     requests_per_minute: int = 0
     max_body_bytes: int = 16 * 1024 * 1024
+    max_upload_bytes: int = 100 * 1024 * 1024
+    """The largest multipart upload (an audio file to transcribe); JSON bodies stay under max_body_bytes."""
     max_tokens: int = 4096
     max_queue: int = 32
     shutdown_grace_s: float = 10.0
@@ -117,6 +120,7 @@ _FIELDS: dict[str, Parse] = {
     "api_keys": _keys,
     "requests_per_minute": parse_int(0, "a whole number of requests per minute (0 = no limit)"),
     "max_body_bytes": parse_int(1024, "a number of bytes, at least 1024"),
+    "max_upload_bytes": parse_int(1024, "a number of bytes, at least 1024"),
     "max_tokens": parse_int(1, "an integer of at least 1"),
     "max_queue": parse_int(1, "an integer of at least 1"),
     "shutdown_grace_s": parse_float(lambda s: 0 <= s <= 3600, "a number of seconds from 0 to 3600"),

@@ -28,7 +28,7 @@ from engines.errors import CapabilityNotSupported, EmbedInputTooLong, LlmTuiErro
 from engines.launch import SnapshotSource
 from engines.manager import EngineManager
 from engines.requests import EmbedJob, RequestHandle
-from engines.server import openapi
+from engines.server import audio, openapi
 from engines.server.drain import Drain
 from engines.server.errors import ApiError, from_event, from_exception, model_not_found
 from engines.server.guard import Asgi, Guard, ServerStats
@@ -201,6 +201,7 @@ def create_app(ctx: ServerContext) -> Asgi:
             raise _embedding_error(job.error, body) from None
         return embeddings_json(body.model, job.vectors or [], body.encoding_format, job.prompt_tokens)
 
+    audio.install(app, ctx)  # POST /v1/audio/transcriptions
     return Guard(app, ctx.serve, ctx.stats)
 
 

@@ -6,7 +6,11 @@ origin (the browser sends `Origin`; only `[serve] allowed_origins` are served), 
 domain resolves to 127.0.0.1; the browser then sends `Host: evil.example`, which a keyless server refuses:
 only loopback names and the bound address are served). A page can post a "simple" cross-site form without
 `Origin` checks in older browsers, so POST bodies must say `Content-Type: application/json`, which a form
-cannot.
+cannot. The one route that takes an upload (an audio file to transcribe) must be sent as
+`multipart/form-data`, which a form can send: there the browser's `Origin` (sent with every cross-site POST by
+browsers since 2019-2020) is what refuses another page, and such a page could at most start a transcription
+whose answer it cannot read (no CORS header for it). An upload has its own size limit (`max_upload_bytes`),
+enforced on the stream as it arrives, so a huge file is refused before it is all read.
 
 A pure ASGI middleware (no buffering of streamed replies). Keys are compared in constant time and never
 logged: the log names the key by its position ("key 2"), the rate limit counts per key (per client address
@@ -41,6 +45,9 @@ OPEN_PATHS = ("/healthz",)
 
 BODY_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})
 """The routes that take a (JSON) body."""
+
+UPLOAD_PATHS = frozenset({"/v1/audio/transcriptions"})
+"""The routes that take a `multipart/form-data` upload (a file), limited by `max_upload_bytes`."""
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
 """Host names a keyless server answers (with any port), besides the address it is bound to."""
@@ -174,6 +181,7 @@ class Guard:
     def __init__(self, app: Asgi, serve: ServeConfig, stats: ServerStats) -> None:
         self.app = app
         self.max_body = serve.max_body_bytes
+        self.max_upload = serve.max_upload_bytes
         self.keys = tuple(k.reveal() for k in serve.api_keys)
         self.limiter = RateLimiter(serve.requests_per_minute)
         self.stats = stats
@@ -289,10 +297,18 @@ class Guard:
         self._origin(scope)
         self._check_host(headers)
         length = headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body:
-            raise ApiError(
-                413, f"the request body is {length} bytes; the limit is {self.max_body}", code="body_too_large"
-            )
+        limit, what, hint = self._limit(scope)
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise ApiError(413, f"the {what} is {length} bytes; the limit is {limit}{hint}", code="body_too_large")
+        if scope["method"] == "POST" and scope["path"] in UPLOAD_PATHS:
+            mime = headers.get("content-type", "").partition(";")[0].strip().lower()
+            if mime != "multipart/form-data":
+                shown = f"got {_shown(mime)}" if mime else "it sent none"
+                raise ApiError(
+                    415,
+                    f"send the file as multipart/form-data ({shown}), as OpenAI's clients do",
+                    code="unsupported_media_type",
+                )
         # Only the routes that take a body: a POST elsewhere is the router's 405 (with `Allow`), not a 415.
         if scope["method"] == "POST" and scope["path"] in BODY_PATHS:
             mime = headers.get("content-type", "").partition(";")[0].strip().lower()
@@ -332,7 +348,7 @@ class Guard:
     def _limited(self, scope: Scope, receive: Receive) -> Receive:
         """`receive` that refuses a body (sent without Content-Length) growing past the limit."""
         seen = 0
-        limit = self.max_body
+        limit, what, hint = self._limit(scope)
 
         async def guarded() -> Message:
             nonlocal seen
@@ -340,10 +356,16 @@ class Guard:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise ApiError(413, f"the request body is over the limit of {limit} bytes", code="body_too_large")
+                    raise ApiError(413, f"the {what} is over the limit of {limit} bytes{hint}", code="body_too_large")
             return message
 
         return guarded
+
+    def _limit(self, scope: Scope) -> tuple[int, str, str]:
+        """The most bytes this request's body may have, what to call it in a refusal, and the setting to name."""
+        if scope["path"] in UPLOAD_PATHS:
+            return self.max_upload, "upload", " ([serve] max_upload_bytes)"
+        return self.max_body, "request body", ""
 
 
 _PREFLIGHT = [

@@ -146,8 +146,9 @@ _WHY: dict[int, str] = {
     403: "Refused (a Host or Origin this server does not serve)",
     404: "No such model (not running, and not launchable)",
     405: "Method not allowed",
-    413: "The request body is over the server's limit",
-    415: "The body is not sent as `Content-Type: application/json` (a web form cannot post here)",
+    413: "The request body (or an upload) is over the server's limit",
+    415: "The body is not sent as `Content-Type: application/json` (a web form cannot post here), or an upload "
+    "not as `multipart/form-data`",
     429: "Rate limit reached, or too many requests waiting for the model (see Retry-After)",
     500: "The engine failed while generating",
     503: "The model is loading, failed to load, or stopped",

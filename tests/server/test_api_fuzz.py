@@ -22,7 +22,7 @@ from schemathesis.generation.case import Case
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 from starlette.testclient import TestClient
 
-from engines.adapters.fake import FakeEngine
+from engines.adapters.fake import FakeTranscriber
 from engines.config.load import default_config
 from engines.config.serve import ServeConfig
 from engines.manager import EngineManager
@@ -40,9 +40,10 @@ EXAMPLES = 100
 
 @pytest.fixture(scope="module")
 def app() -> Iterator[Asgi]:
-    """The server's ASGI app over one fake model, with a key."""
+    """The server's ASGI app over one fake model, with a key; it also transcribes, so that fuzzed uploads reach the
+    audio decoder (random bytes must be a 400 naming the file, never a 500)."""
     manager = EngineManager()
-    manager.start(ModelSpec(MODEL, format="fake", engines=("fake",)), engine=FakeEngine())
+    manager.start(ModelSpec(MODEL, format="fake", engines=("fake",)), engine=FakeTranscriber())
     try:
         yield create_app(ServerContext(manager, default_config(), ServeConfig().with_keys(KEY)))
     finally:
@@ -123,6 +124,7 @@ def test_schema_documents_every_route_and_its_errors(app: Asgi) -> None:
         ("POST", "/v1/chat/completions"),
         ("POST", "/v1/completions"),
         ("POST", "/v1/embeddings"),
+        ("POST", "/v1/audio/transcriptions"),
     }
     for (method, path), op in operations.items():
         statuses = set(op["responses"])
