@@ -12,6 +12,7 @@ Same safety as the engine: safetensors only, `local_files_only`, `trust_remote_c
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +28,17 @@ WINDOW_S = 30
 """Seconds of audio Whisper's encoder takes at once."""
 _TIME_PRECISION = 0.02
 """Seconds per timestamp token step (<|0.00|>, <|0.02|>, …)."""
+
+
+class _QuietGenerateWarning(logging.Filter):
+    """Drops the warning transformers' Whisper generate() causes itself on every real checkpoint (it passes the
+    config's suppress_tokens back as arguments), which would otherwise reach the CLI's stderr."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "together with generation-related" not in record.getMessage()
+
+
+_QUIET = _QuietGenerateWarning()
 
 
 def is_whisper(folder: Path) -> bool:
@@ -88,6 +100,7 @@ def load_whisper(folder: Path, plan: LoadPlan, name: str) -> Whisper:
     except Exception as exc:
         raise BadModelFile(str(folder), load_failure(folder, exc)) from None
     model.eval()
+    logging.getLogger("transformers.generation.utils").addFilter(_QUIET)  # the same filter object: added once
     return Whisper(model, processor, name)
 
 
