@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_embed_parser(sub, lambda p: _global_options(p, suppress=True))
 
+    from cli.transcribe import add_parser as add_transcribe_parser
+
+    add_transcribe_parser(sub, lambda p: _global_options(p, suppress=True))
+
     from cli.gauges import add_parser as add_gauges_parser
 
     add_gauges_parser(sub, lambda p: _global_options(p, suppress=True))
@@ -132,6 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from cli.embed import run_embed
 
             return run_embed(args, load(args))
+        if args.command == "transcribe":
+            from cli.transcribe import run_transcribe
+
+            return run_transcribe(args, load(args))
         if args.command == "gauges":
             from cli.gauges import run_gauges
 
