@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib.util
 from typing import TYPE_CHECKING, Annotated, Any
 
 from anyio import to_thread
@@ -24,7 +25,7 @@ from engines.audio.formats import ResponseFormat, format_transcript, media_type
 from engines.errors import BadRequest, LlmTuiError
 from engines.requests import TranscribeJob
 from engines.server import openapi
-from engines.server.errors import ApiError, from_event, from_exception
+from engines.server.errors import ApiError, bad_param, from_event, from_exception
 from engines.server.schemas import MAX_NAME
 from engines.types import Capability, Error
 
@@ -82,8 +83,16 @@ RESPONSES: openapi.Responses = {
 }
 
 
+def multipart_installed() -> bool:
+    """Whether FastAPI can read forms: python-multipart (in the serve extra) is installed."""
+    return importlib.util.find_spec("python_multipart") is not None
+
+
 def install(app: FastAPI, ctx: ServerContext) -> None:
-    """Add the transcription route to `app`."""
+    """Add the transcription route to `app` (without python-multipart, a route that says how to install it)."""
+    if not multipart_installed():  # an install from before the serve extra named it: the other routes still serve
+        _install_unavailable(app)
+        return
 
     @app.post(PATH, responses=RESPONSES)
     async def transcriptions(
@@ -94,9 +103,14 @@ def install(app: FastAPI, ctx: ServerContext) -> None:
         prompt: Annotated[str | None, Form(max_length=MAX_PROMPT)] = None,
         response_format: Annotated[ResponseFormat, Form()] = "json",
         temperature: Annotated[float, Form(ge=0.0, le=1.0)] = 0.0,
+        # Checked here, not by pydantic: its errors for a field named with brackets name no parameter.
+        granularities: Annotated[
+            list[str] | None, Form(alias="timestamp_granularities[]", description="segment (word is refused)")
+        ] = None,
     ) -> Response:
         from engines.audio.types import TranscribeOptions
 
+        _check_granularities(granularities or [])
         if ctx.drain.stopping:
             raise ApiError(503, "the server is shutting down", type="server_error", code="server_shutting_down")
         info = await to_thread.run_sync(ctx.router.instance_for, model)
@@ -139,6 +153,32 @@ def install(app: FastAPI, ctx: ServerContext) -> None:
         assert job.transcript is not None
         body = format_transcript(job.transcript, response_format, temperature=temperature)
         return Response(body, media_type=media_type(response_format))
+
+
+def _check_granularities(asked: list[str]) -> None:
+    """Only segment timestamps are given: asking for words is said (rather than a verbose_json without `words`)."""
+    for value in asked:
+        if value not in ("segment", "word"):
+            shown = repr(value if len(value) <= 40 else value[:40] + "...")
+            raise bad_param("timestamp_granularities", f"timestamp_granularities: {shown} is not segment or word")
+    if "word" in asked:
+        raise ApiError(
+            400,
+            "word timestamps are not available here: ask for segment timestamps (verbose_json, srt or vtt)",
+            param="timestamp_granularities",
+            code="unsupported_parameter",
+        )
+
+
+def _install_unavailable(app: FastAPI) -> None:
+    @app.post(PATH, responses=openapi.errors(503))
+    async def transcriptions_unavailable() -> Response:
+        raise ApiError(
+            503,
+            "speech to text needs python-multipart to read uploads: pip install 'llm-tui[serve]'",
+            type="server_error",
+            code="model_unavailable",
+        )
 
 
 async def _read(file: UploadFile, limit: int) -> bytes:

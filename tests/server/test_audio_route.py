@@ -145,6 +145,9 @@ def test_wrong_or_missing_key_is_401(server: Served, wav: Path) -> None:
     assert reply.status_code == 401 and reply.json()["error"]["code"] == "invalid_api_key"
 
 
+ONE_S = {"file": ("a.wav", wav_bytes(1))}
+
+
 def post(s: Served, **kwargs: object) -> httpx.Response:
     headers = {"Authorization": f"Bearer {KEY}"}
     return httpx.post(f"{s.url}/audio/transcriptions", headers=headers, timeout=30, **kwargs)  # type: ignore[arg-type]
@@ -154,10 +157,11 @@ def post(s: Served, **kwargs: object) -> httpx.Response:
     ("files", "data", "param"),
     [
         (None, {"model": "whisper"}, "file"),
-        ({"file": ("a.wav", wav_bytes(1))}, {}, "model"),
-        ({"file": ("a.wav", wav_bytes(1))}, {"model": "whisper", "response_format": "docx"}, "response_format"),
-        ({"file": ("a.wav", wav_bytes(1))}, {"model": "whisper", "temperature": "2"}, "temperature"),
-        ({"file": ("a.wav", wav_bytes(1))}, {"model": "whisper", "temperature": "nan"}, "temperature"),
+        (ONE_S, {}, "model"),
+        (ONE_S, {"model": "whisper", "response_format": "docx"}, "response_format"),
+        (ONE_S, {"model": "whisper", "temperature": "2"}, "temperature"),
+        (ONE_S, {"model": "whisper", "temperature": "nan"}, "temperature"),
+        (ONE_S, {"model": "whisper", "timestamp_granularities[]": "x"}, "timestamp_granularities"),
     ],
 )
 def test_bad_fields_are_400_naming_the_field(
@@ -258,3 +262,83 @@ def test_a_client_that_hangs_up_cancels_the_transcription() -> None:
         with io.BytesIO(data) as f:
             f.name = "again.wav"
             assert client(s).audio.transcriptions.create(model="whisper", file=f).text == " sound for 1 seconds"
+
+
+def test_word_timestamps_are_refused_by_name(server: Served, wav: Path) -> None:
+    c = client(server)
+    with wav.open("rb") as f, pytest.raises(openai.BadRequestError) as caught:
+        c.audio.transcriptions.create(
+            model="whisper", file=f, response_format="verbose_json", timestamp_granularities=["word"]
+        )
+    assert isinstance(caught.value.body, dict) and caught.value.body["param"] == "timestamp_granularities"
+    with wav.open("rb") as f:
+        got = c.audio.transcriptions.create(
+            model="whisper", file=f, response_format="verbose_json", timestamp_granularities=["segment"]
+        )
+    assert got.segments is not None and len(got.segments) == 2
+
+
+def test_a_cross_site_form_and_a_foreign_host_are_refused(wav: Path) -> None:
+    # multipart/form-data is what a web form can post: the browser's Origin (and, keyless, the Host) refuse it.
+    with served({"whisper": FakeTranscriber()}) as s:
+        files = {"file": ("a.wav", wav.read_bytes())}
+        url = f"{s.url}/audio/transcriptions"
+        reply = httpx.post(url, files=files, data={"model": "whisper"}, headers={"Origin": "http://evil.example"})
+        assert reply.status_code == 403 and reply.json()["error"]["code"] == "origin_not_allowed"
+        reply = httpx.post(url, files=files, data={"model": "whisper"}, headers={"Host": "evil.example"})
+        assert reply.status_code == 403 and reply.json()["error"]["code"] == "host_not_allowed"
+        assert s.engines["whisper"].transcribed == []  # type: ignore[attr-defined]
+        reply = httpx.post(url, files=files, data={"model": "whisper"})
+        assert reply.status_code == 200 and reply.json() == {"text": " sound for 30 seconds sound for 1.5 seconds"}
+
+
+def test_without_python_multipart_the_route_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from starlette.testclient import TestClient
+
+    from engines.config.load import default_config
+    from engines.manager import EngineManager
+    from engines.server import audio
+    from engines.server.app import ServerContext, create_app
+
+    monkeypatch.setattr(audio, "multipart_installed", lambda: False)
+    with (
+        EngineManager() as manager,
+        TestClient(
+            create_app(ServerContext(manager, default_config(), ServeConfig())), base_url="http://127.0.0.1"
+        ) as http,
+    ):
+        reply = http.post("/v1/audio/transcriptions", files={"file": ("a.wav", b"x")}, data={"model": "m"})
+        assert reply.status_code == 503
+        assert reply.json()["error"]["message"].endswith("pip install 'llm-tui[serve]'")
+        assert http.get("/healthz").status_code == 200
+
+
+def test_a_server_stop_ends_a_running_transcription_with_503() -> None:
+    import threading
+
+    from engines.config.load import default_config
+    from engines.manager import EngineManager
+    from engines.server.app import ServerContext
+    from engines.server.runner import ServerThread, prepare
+    from engines.types import ModelSpec
+
+    gate = threading.Event()
+    engine = FakeTranscriber(transcribe_gate=gate)
+    answers: list[httpx.Response] = []
+    with EngineManager() as manager:
+        manager.start(ModelSpec("whisper", format="fake", engines=("fake",)), engine=engine)
+        server = ServerThread(prepare(ServerContext(manager, default_config(), ServeConfig(port=0))))
+        server.start()
+        files = {"file": ("a.wav", wav_bytes(1))}
+        url = f"{server.url}/audio/transcriptions"
+        form = {"model": "whisper"}
+        sender = threading.Thread(target=lambda: answers.append(httpx.post(url, files=files, data=form)))
+        sender.start()
+        try:
+            assert engine.transcribe_started.wait(10)
+            server.stop()  # the app's toggle: no grace
+            sender.join(10)
+        finally:
+            gate.set()
+    assert answers and answers[0].status_code == 503, answers
+    assert answers[0].json()["error"]["code"] == "server_shutting_down"
