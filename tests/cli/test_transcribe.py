@@ -51,7 +51,8 @@ def home(tmp_path: Path, whisper_folder: Path) -> Path:
     models = tmp_path / "models"
     shutil.copytree(whisper_folder, models / "tiny-whisper")
     (tmp_path / "config.toml").write_text(
-        f'models_dir = "{models}"\nollama_host = "http://127.0.0.1:9"\n\n[aliases]\nears = "{models / "tiny-whisper"}"\n'
+        f'models_dir = "{models}"\nollama_host = "http://127.0.0.1:9"\n\n'
+        f'[aliases]\nears = "{models / "tiny-whisper"}"\n'
     )
     soundfile.write(tmp_path / "speech.wav", tiny_whisper.tone(40.0), 16_000)
     return tmp_path
