@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib.util
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 from anyio import to_thread
 from fastapi import FastAPI, File, Form, Request, UploadFile
@@ -30,6 +30,7 @@ from engines.server.schemas import MAX_NAME
 from engines.types import Capability, Error
 
 if TYPE_CHECKING:
+    from engines.audio.types import Audio
     from engines.server.app import ServerContext
 
 PATH = "/v1/audio/transcriptions"
@@ -123,7 +124,7 @@ def install(app: FastAPI, ctx: ServerContext) -> None:
                 code="capability_not_supported",
             )
         data = await _read(file, ctx.serve.max_upload_bytes)
-        audio = await _decode(data, file.filename or "upload", ctx.serve.max_upload_bytes)
+        audio = await _decode(data, upload_name(file.filename), ctx.serve.max_upload_bytes)
         del data
         options = TranscribeOptions(language=language or None, prompt=prompt or None, temperature=temperature)
         loop = asyncio.get_running_loop()
@@ -193,7 +194,13 @@ async def _read(file: UploadFile, limit: int) -> bytes:
     return b"".join(parts)
 
 
-async def _decode(data: bytes, name: str, limit: int) -> Any:
+def upload_name(filename: str | None) -> str:
+    """The upload's file name as messages and the log may say it: printable, at most 100 characters."""
+    text = "".join(c for c in filename or "" if c.isprintable())
+    return (text if len(text) <= 100 else text[:100] + "...") or "upload"
+
+
+async def _decode(data: bytes, name: str, limit: int) -> Audio:
     """The upload decoded to 16 kHz mono (in a thread); its refusals are 400s naming `file`."""
     from engines.audio.decode import load_audio
 

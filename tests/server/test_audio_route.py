@@ -22,6 +22,7 @@ import pytest
 from engines.adapters.fake import FakeEngine, FakeTranscriber
 from engines.audio.types import TranscribeOptions
 from engines.config.serve import ServeConfig
+from engines.server.audio import upload_name
 from tests.engines.server_fixture import Served, served
 
 KEY = "sk-audio"
@@ -131,6 +132,12 @@ def test_a_text_file_named_wav_gets_the_decoders_message(server: Served, tmp_pat
     said = "notes.wav is not audio: it looks like a text file (named .wav, but without a WAV header)"
     assert error["message"] == said
     assert "meeting" not in error["message"]  # the file's contents are never echoed
+
+
+def test_an_upload_name_is_said_printable_and_short() -> None:
+    assert upload_name("a\nb\x1b[31m.wav") == "ab[31m.wav"
+    assert upload_name("x" * 300) == "x" * 100 + "..."
+    assert upload_name(None) == upload_name("\n") == "upload"
 
 
 def test_unknown_model_is_404(server: Served, wav: Path) -> None:
