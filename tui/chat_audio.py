@@ -136,8 +136,17 @@ class AudioPrompt:
         self.screen.update_status()
 
     def _done(self, before: str, heard: Heard) -> None:
-        self.heard = heard
         self._say(None)
+        if not heard.text:
+            self.screen.notify(
+                f"Nothing was heard in {heard.path.name} ({heard.seconds:.0f} s): silence, or speech {heard.model}"
+                " does not recognise.",
+                title="Not transcribed",
+                severity="warning",
+                markup=False,
+            )
+            return
+        self.heard = heard
         prompt = self.screen.query_one(PromptInput)
         prompt.text = with_heard(before, heard)
         prompt.focus()

@@ -119,3 +119,26 @@ def test_a_file_that_is_not_audio_is_refused_before_the_model_sees_it(make_app: 
             assert prompt.text == f"/audio {fake}"  # kept, to fix the path
 
     run(go())
+
+
+def test_audio_with_nothing_heard_says_so_and_keeps_the_prompt(make_app: AppFactory, tmp_path: Path) -> None:
+    wav = tone(tmp_path / "quiet.wav")
+
+    class DeafEngine(HearingEngine):
+        def transcribe(
+            self, audio: Audio, options: TranscribeOptions, cancel: threading.Event, progress=None
+        ) -> Transcript:  # type: ignore[no-untyped-def]
+            return Transcript("  ", duration_s=audio.duration_s, model="fake")
+
+    async def go() -> None:
+        app = make_app(engine=DeafEngine())
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = await ready(pilot)
+            prompt = screen.query_one(PromptInput)
+            prompt.focus()
+            await pilot.press(*f"/audio {wav}", "enter")
+            heard = lambda: any("Nothing was heard in quiet.wav" in n.message for n in app._notifications)  # noqa: E731
+            await until(pilot, heard, "the warning")
+            assert prompt.text == f"/audio {wav}" and screen.audio.heard is None
+
+    run(go())
