@@ -26,6 +26,7 @@ from engines.errors import BadModelFile, BadRequest, Cancelled, CapabilityNotSup
 
 WINDOW_S = 30
 """Seconds of audio Whisper's encoder takes at once."""
+_MAX_CONFIG = 1 << 20
 _TIME_PRECISION = 0.02
 """Seconds per timestamp token step (<|0.00|>, <|0.02|>, …)."""
 
@@ -44,8 +45,12 @@ _QUIET = _QuietGenerateWarning()
 def is_whisper(folder: Path) -> bool:
     """True when the folder's config.json names a Whisper model (model_type or architecture)."""
     try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        with open(folder / "config.json", "rb") as f:
+            raw = f.read(_MAX_CONFIG + 1)  # a config.json is a few KiB: a huge one is not a Whisper's
+        if len(raw) > _MAX_CONFIG:
+            return False
+        config = json.loads(raw)
+    except (OSError, ValueError, RecursionError):
         return False
     if not isinstance(config, dict):
         return False
