@@ -210,7 +210,10 @@ def _parse(
     if start_token in ids:
         ids = ids[len(ids) - ids[::-1].index(start_token) :]
     tokenizer = whisper.tokenizer
-    special = set(tokenizer.all_special_ids)
+    # Whisper's vocabulary puts every control token (<|endoftext|>, <|startofprev|>, languages, tasks, times) after
+    # the text tokens, as its own decoder does: a token from <|endoftext|> on is never text, listed special or not.
+    eot = getattr(tokenizer, "eos_token_id", None)
+    special = set(tokenizer.all_special_ids) | (set(range(eot, len(tokenizer))) if isinstance(eot, int) else set())
     no_timestamps = getattr(config, "no_timestamps_token_id", None)
     first_time = no_timestamps + 1 if no_timestamps is not None else None
     end = offset + length
@@ -241,7 +244,9 @@ def _parse(
             words.append(token)
     if words:
         close(end)
-    text = tokenizer.decode([t for t in ids if t not in special and (first_time is None or t < first_time)])
+    text = tokenizer.decode(
+        [t for t in ids if t not in special and (first_time is None or t < first_time)], skip_special_tokens=True
+    )
     if not timestamps and text.strip():
         segments = [Segment(round(offset, 2), round(end, 2), text.strip())]
     return text, segments

@@ -42,7 +42,9 @@ def check_structure(transcript: Transcript, duration: float) -> None:
     for segment in transcript.segments:
         assert last <= segment.start_s <= segment.end_s <= duration
         assert segment.text == segment.text.strip() and segment.text
+        assert "<|" not in segment.text
         last = segment.end_s
+    assert "<|" not in transcript.text  # control tokens are never text
 
 
 def test_discovery_lists_a_whisper_folder_for_the_transformers_engine(whisper_folder: Path) -> None:
@@ -90,6 +92,12 @@ def test_a_short_clip_is_one_chunk(engine: TransformersEngine) -> None:
     assert transcript.extra["chunks"] == 1
     assert transcript.language in tiny_whisper.LANGUAGES  # detected: the tiny model knows four
     assert transcript.real_time_factor > 0
+
+
+def test_control_tokens_never_reach_the_text(engine: TransformersEngine) -> None:
+    t = np.arange(40 * SAMPLE_RATE) / SAMPLE_RATE  # the tone that made the random model say <|startofprev|>
+    samples = (np.sin(2 * np.pi * 440 * t) * 0.3).astype(np.float32)
+    check_structure(engine.transcribe(audio(samples), TranscribeOptions(), threading.Event()), 40.0)
 
 
 def test_long_audio_is_cut_in_30_second_chunks_with_progress_after_each(engine: TransformersEngine) -> None:
