@@ -27,11 +27,12 @@ from engines.config.serve import ServeConfig
 from engines.errors import CapabilityNotSupported, EmbedInputTooLong, LlmTuiError
 from engines.launch import SnapshotSource
 from engines.manager import EngineManager
-from engines.requests import EmbedJob, RequestHandle
+from engines.requests import RequestHandle
 from engines.server import audio, openapi
 from engines.server.drain import Drain
 from engines.server.errors import ApiError, from_event, from_exception, model_not_found
 from engines.server.guard import Asgi, Guard, ServerStats
+from engines.server.jobs import DISCONNECT_POLL_S, run_job
 from engines.server.replies import SSE_DONE, Kind, Shaper, embeddings_json, finish_reason, sse
 from engines.server.router import Router
 from engines.server.schemas import (
@@ -48,7 +49,6 @@ from engines.server.schemas import (
 )
 from engines.types import Delta, Done, Error, StreamEvent, TokenLogprob
 
-DISCONNECT_POLL_S = 0.25
 """How often a request waiting for its first token checks whether its client is still there."""
 
 
@@ -174,29 +174,10 @@ def create_app(ctx: ServerContext) -> Asgi:
         if ctx.drain.stopping:
             raise ApiError(503, "the server is shutting down", type="server_error", code="server_shutting_down")
         info = await to_thread.run_sync(ctx.router.instance_for, body.model)
-        loop = asyncio.get_running_loop()
-        finished = asyncio.Event()
-
-        def notify() -> None:  # on the instance's worker thread
-            loop.call_soon_threadsafe(finished.set)
-
-        try:
-            job = ctx.manager.submit_embed(info.run_id, texts, notify=notify)
-        except LlmTuiError as exc:
-            raise from_exception(exc) from None
-        running = _RunningEmbedding(job, finished)
-        ctx.drain.track(running)  # a stop ends it after the grace, like a reply
-        try:
-            # Watched like a chat request: a client that hangs up frees the instance (the engine stops mid-decode).
-            present = await _until_set(finished, request)
-        finally:
-            ctx.drain.untrack(running)
-        if running.ended is not None:
-            raise from_event(running.ended)
-        if not present:
-            job.cancel()
-            ctx.stats.note_cancelled()
-            return JSONResponse({"error": {"message": "client closed the request"}}, status_code=499)
+        # Watched like a chat request: a client that hangs up frees the instance (the engine stops mid-decode).
+        job = await run_job(ctx, request, lambda notify: ctx.manager.submit_embed(info.run_id, texts, notify=notify))
+        if isinstance(job, JSONResponse):
+            return job
         if job.error is not None:
             raise _embedding_error(job.error, body) from None
         return embeddings_json(body.model, job.vectors or [], body.encoding_format, job.prompt_tokens)
@@ -208,32 +189,6 @@ def create_app(ctx: ServerContext) -> Asgi:
 def _reply_doc(model: type[BaseModel]) -> dict[str, Any]:
     """A generation's 200: the whole reply as JSON, or (`stream: true`) server-sent events."""
     return {"model": model, "content": {"text/event-stream": {"schema": openapi.SSE_EVENT}}}
-
-
-class _RunningEmbedding:
-    """An embedding request as the server's drain sees it: ending it cancels the job and answers `ended`."""
-
-    def __init__(self, job: EmbedJob, finished: asyncio.Event) -> None:
-        self.job = job
-        self.finished = finished
-        self.ended: Error | None = None
-
-    def end_now(self, event: Error) -> None:
-        """The server is stopping (on the event loop): stop the engine and answer with `event`."""
-        self.ended = event
-        self.job.cancel()
-        self.finished.set()
-
-
-async def _until_set(event: asyncio.Event, request: Request) -> bool:
-    """Wait for `event`; False as soon as the client has gone away (checked every DISCONNECT_POLL_S)."""
-    while True:
-        try:
-            await asyncio.wait_for(event.wait(), DISCONNECT_POLL_S)
-            return True
-        except TimeoutError:
-            if await request.is_disconnected():
-                return False
 
 
 def _embedding_error(exc: BaseException, body: EmbeddingRequest) -> ApiError:

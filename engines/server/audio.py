@@ -11,7 +11,6 @@ for the job's notify, and a client that hangs up cancels it (the engine stops be
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import importlib.util
 from typing import TYPE_CHECKING, Annotated
@@ -23,18 +22,17 @@ from pydantic import BaseModel
 
 from engines.audio.formats import ResponseFormat, format_transcript, media_type
 from engines.errors import BadRequest, LlmTuiError
-from engines.requests import TranscribeJob
 from engines.server import openapi
-from engines.server.errors import ApiError, bad_param, from_event, from_exception
+from engines.server.errors import ApiError, bad_param, from_exception
+from engines.server.jobs import run_job
 from engines.server.schemas import MAX_NAME
-from engines.types import Capability, Error
+from engines.types import Capability
 
 if TYPE_CHECKING:
     from engines.audio.types import Audio
     from engines.server.app import ServerContext
 
 PATH = "/v1/audio/transcriptions"
-DISCONNECT_POLL_S = 0.25
 """How often a request waiting for its transcript checks whether its client is still there."""
 MAX_PROMPT = 100_000
 """Characters of `prompt` taken (Whisper reads only its last 224 tokens)."""
@@ -127,28 +125,11 @@ def install(app: FastAPI, ctx: ServerContext) -> None:
         audio = await _decode(data, upload_name(file.filename), ctx.serve.max_upload_bytes)
         del data
         options = TranscribeOptions(language=language or None, prompt=prompt or None, temperature=temperature)
-        loop = asyncio.get_running_loop()
-        finished = asyncio.Event()
-
-        def notify() -> None:  # on the instance's worker thread
-            loop.call_soon_threadsafe(finished.set)
-
-        try:
-            job = ctx.manager.submit_transcribe(info.run_id, audio, options, notify=notify)
-        except LlmTuiError as exc:
-            raise from_exception(exc) from None
-        running = _RunningTranscription(job, finished)
-        ctx.drain.track(running)  # a stop ends it after the grace, like a reply
-        try:
-            present = await _until_set(finished, request)
-        finally:
-            ctx.drain.untrack(running)
-        if running.ended is not None:
-            raise from_event(running.ended)
-        if not present:
-            job.cancel()
-            ctx.stats.note_cancelled()
-            return JSONResponse({"error": {"message": "client closed the request"}}, status_code=499)
+        job = await run_job(
+            ctx, request, lambda notify: ctx.manager.submit_transcribe(info.run_id, audio, options, notify=notify)
+        )
+        if isinstance(job, JSONResponse):
+            return job
         if job.error is not None:
             raise _transcription_error(job.error)
         assert job.transcript is not None
@@ -210,32 +191,6 @@ async def _decode(data: bytes, name: str, limit: int) -> Audio:
         raise ApiError(400, str(exc), param="file", code="invalid_value") from None
     except LlmTuiError as exc:  # e.g. EngineUnavailable: the audio extra is not installed
         raise from_exception(exc) from None
-
-
-class _RunningTranscription:
-    """A transcription as the server's drain sees it: ending it cancels the job and answers `ended`."""
-
-    def __init__(self, job: TranscribeJob, finished: asyncio.Event) -> None:
-        self.job = job
-        self.finished = finished
-        self.ended: Error | None = None
-
-    def end_now(self, event: Error) -> None:
-        """The server is stopping (on the event loop): stop the engine and answer with `event`."""
-        self.ended = event
-        self.job.cancel()
-        self.finished.set()
-
-
-async def _until_set(event: asyncio.Event, request: Request) -> bool:
-    """Wait for `event`; False as soon as the client has gone away (checked every DISCONNECT_POLL_S)."""
-    while True:
-        try:
-            await asyncio.wait_for(event.wait(), DISCONNECT_POLL_S)
-            return True
-        except TimeoutError:
-            if await request.is_disconnected():
-                return False
 
 
 def _transcription_error(exc: BaseException) -> ApiError:
