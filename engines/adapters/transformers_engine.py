@@ -29,8 +29,8 @@ from engines.adapters.transformers_generate import end_of_generation_ids, make_c
 from engines.adapters.transformers_load import (
     check_folder,
     describe,
-    load_failure,
     load_plan,
+    load_weights,
     require_packages,
 )
 from engines.errors import (
@@ -40,7 +40,6 @@ from engines.errors import (
     CapabilityNotSupported,
     ContextLengthExceeded,
     InstanceNotReady,
-    InsufficientMemory,
     ModelNotFound,
 )
 from engines.stop_text import StopText
@@ -155,21 +154,7 @@ class TransformersEngine(Engine):
             self._say(f"chat template: {template_name}")
             # A chosen template's turn marker ends replies even where the model's own end token differs.
             spec = replace(spec, stop=(*spec.stop, *TEMPLATE_STOPS.get(options.chat_template or "", ())))
-            model: Any
-            try:
-                model = transformers.AutoModelForCausalLM.from_pretrained(
-                    str(folder),
-                    dtype=getattr(torch, plan.dtype),
-                    device_map=plan.device_map,
-                    quantization_config=plan.quantization_config(transformers, torch),
-                    use_safetensors=True,
-                    trust_remote_code=False,
-                    local_files_only=True,
-                )
-            except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
-                raise InsufficientMemory(f"not enough memory to load {path.name}: {exc}") from None
-            except Exception as exc:
-                raise BadModelFile(str(path), load_failure(folder, exc)) from None
+            model = load_weights(transformers.AutoModelForCausalLM, folder, plan, path)
         model.eval()
         self._model, self._tokenizer, self._template = model, tokenizer, template
         self.spec, self._options, self.model_dir = spec, options, folder

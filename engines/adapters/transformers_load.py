@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engines.errors import BadModelFile, BadRequest, EngineUnavailable
+from engines.errors import BadModelFile, BadRequest, EngineUnavailable, InsufficientMemory
 from engines.types import LaunchOptions
 
 INSTALL_HINT = "pip install 'llm-tui[transformers]'"
@@ -115,6 +115,28 @@ def check_folder(folder: Path) -> None:
             "repository's safetensors files",
         )
     raise BadModelFile(str(folder), "no weights: the folder has no .safetensors file")
+
+
+def load_weights(model_class: Any, folder: Path, plan: LoadPlan, shown: Path) -> Any:
+    """`model_class.from_pretrained(folder)` the one safe way (safetensors only, local files only, no remote code)
+    with the plan's dtype, device map and quantization; memory and load errors named for `shown`."""
+    import torch
+    import transformers
+
+    try:
+        return model_class.from_pretrained(
+            str(folder),
+            dtype=getattr(torch, plan.dtype),
+            device_map=plan.device_map,
+            quantization_config=plan.quantization_config(transformers, torch),
+            use_safetensors=True,
+            trust_remote_code=False,
+            local_files_only=True,
+        )
+    except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
+        raise InsufficientMemory(f"not enough memory to load {shown.name}: {exc}") from None
+    except Exception as exc:
+        raise BadModelFile(str(shown), load_failure(folder, exc)) from None
 
 
 def load_failure(folder: Path, exc: BaseException) -> str:

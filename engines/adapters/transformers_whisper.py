@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engines.adapters.transformers_load import LoadPlan, describe, load_failure
+from engines.adapters.transformers_load import LoadPlan, describe, load_weights
 from engines.audio.types import SAMPLE_RATE, Audio, Segment, TranscribeOptions, Transcript
-from engines.errors import BadModelFile, BadRequest, Cancelled, CapabilityNotSupported, InsufficientMemory
+from engines.errors import BadModelFile, BadRequest, Cancelled, CapabilityNotSupported
 
 WINDOW_S = 30
 """Seconds of audio Whisper's encoder takes at once."""
@@ -80,7 +80,6 @@ class Whisper:
 
 def load_whisper(folder: Path, plan: LoadPlan, name: str) -> Whisper:
     """Load WhisperForConditionalGeneration and WhisperProcessor from a local folder (BadModelFile if it cannot)."""
-    import torch
     import transformers
 
     try:
@@ -89,21 +88,7 @@ def load_whisper(folder: Path, plan: LoadPlan, name: str) -> Whisper:
         )
     except Exception as exc:
         raise BadModelFile(str(folder), f"transformers cannot load its Whisper processor: {describe(exc)}") from None
-    model: Any
-    try:
-        model = transformers.WhisperForConditionalGeneration.from_pretrained(
-            str(folder),
-            dtype=getattr(torch, plan.dtype),
-            device_map=plan.device_map,
-            quantization_config=plan.quantization_config(transformers, torch),
-            use_safetensors=True,
-            trust_remote_code=False,
-            local_files_only=True,
-        )
-    except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
-        raise InsufficientMemory(f"not enough memory to load {folder.name}: {exc}") from None
-    except Exception as exc:
-        raise BadModelFile(str(folder), load_failure(folder, exc)) from None
+    model = load_weights(transformers.WhisperForConditionalGeneration, folder, plan, folder)
     model.eval()
     logging.getLogger("transformers.generation.utils").addFilter(_QUIET)  # the same filter object: added once
     return Whisper(model, processor, name)
