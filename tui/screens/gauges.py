@@ -84,11 +84,17 @@ class GaugesScreen(AppScreen):
             self.failure = Content.assemble(
                 ("Telemetry could not start: ", "bold $error"), f"{type(exc).__name__}: {exc}"
             )
-            self.app.call_from_thread(self._show_status, None)
+            self.app.call_from_thread(lambda: None if self._gone() else self._show_status(None))
         else:
             self.app.call_from_thread(self._connected, poller)
 
+    def _gone(self) -> bool:
+        """The screen was taken down (the app quit) while the poller started: nothing is left to show on."""
+        return not self.is_attached or not self.query("#gauges-status")
+
     def _connected(self, poller: TelemetryPoller) -> None:
+        if self._gone():
+            return
         self.poller = poller
         # The user may have left the screen while the poller started: the timer then waits for the resume.
         self._tick_timer = self.set_interval(poller.interval_s, self.tick, pause=self.paused or not self.is_active)
