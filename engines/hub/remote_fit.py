@@ -9,8 +9,6 @@ file (a commit's files never change).
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import threading
 from collections.abc import Callable, Sequence
@@ -19,7 +17,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engines.atomic import atomic_write
 from engines.catalog.discover import gguf_fields, gguf_split_fields, hf_model, model_from_fields
 from engines.catalog.fit import Resources, estimate, fit, human_bytes
 from engines.catalog.gguf_header import GgufHeader, parse_gguf_header
@@ -30,6 +27,7 @@ from engines.downloads.hf_repo import RepoFile, RepoListing, list_repo
 from engines.downloads.transfer import DownloadAuthError, DownloadNotFound
 from engines.errors import BadModelFile, DownloadError, LlmTuiError
 from engines.hub.errors import HubAuthError, HubError, HubNotFound, HubRateLimited, HubUnreachable
+from engines.hub.header_cache import FIELDS, entry_path, read_entry, write_entry
 from engines.hub.model_files import ModelFile, expected_parts, model_files, part_number
 from engines.hub.range_reader import MAX_HEADER_BYTES, MIB, RangeReader, Waiting
 
@@ -38,26 +36,10 @@ if TYPE_CHECKING:
 
 __all__ = ["FileFit", "HubSource", "RepoFits", "best_that_fits", "fit_model", "fit_repo", "repo_models"]
 
-CACHE_VERSION = 1
 MAX_JSON = 4 * MIB
 """config.json is a few KiB, tokenizer_config.json with many added tokens a few MiB."""
 WORKERS = 8
 """Headers read at once: enough to hide round trips, few enough to be polite to the Hub."""
-_FIELDS = (
-    "params",
-    "quantization",
-    "context_length",
-    "architecture",
-    "layers",
-    "heads",
-    "kv_heads",
-    "embedding_length",
-    "head_dim",
-    "weights_bytes",
-    "has_chat_template",
-    "dtype",
-    "error",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +190,8 @@ def fit_model(
     cancel: threading.Event | None = None,
 ) -> FileFit:
     """One model's header facts (from the cache, or read remotely) and its fit; never raises for a bad file."""
-    cached = _cache_get(source, listing, model)
+    entry = _entry(source, listing, model)
+    cached = read_entry(entry) if entry is not None else None
     if cached is not None:
         fields, bytes_read, requests = cached
         return _with_fit(listing, model, fields, resources, n_ctx, n_gpu_layers, bytes_read, requests, cached=True)
@@ -220,7 +203,9 @@ def fit_model(
         return FileFit(model, None, reason, error_kind(exc), reader.bytes_read, reader.requests)
     finally:
         reader.close()
-    _cache_put(source, listing, model, fields, reader.bytes_read, reader.requests)
+    if entry is not None:
+        what = {"repo": listing.repo, "commit": listing.commit, "file": model.name}
+        write_entry(entry, what, fields, reader.bytes_read, reader.requests)
     return _with_fit(listing, model, fields, resources, n_ctx, n_gpu_layers, reader.bytes_read, reader.requests)
 
 
@@ -403,7 +388,7 @@ class _Reader:
             Path(model.name), config, headers, problems, files=(), chat_template=self.has_chat_template(model)
         )
         local = hf_model(info, "hub", "hub", model.name)
-        return {key: getattr(local, key) for key in _FIELDS}
+        return {key: getattr(local, key) for key in FIELDS}
 
     def safetensors(self, file: RepoFile) -> SafetensorsHeader:
         with self.reader(file) as reader:
@@ -467,42 +452,13 @@ def error_kind(exc: LlmTuiError) -> str:
 
 
 def _pick(fields: dict[str, Any]) -> dict[str, Any]:
-    return {key: fields[key] for key in _FIELDS if key in fields}
+    return {key: fields[key] for key in FIELDS if key in fields}
 
 
 # -- cache ------------------------------------------------------------------------------------------
 
 
-def _cache_path(source: HubSource, listing: RepoListing, model: ModelFile) -> Path | None:
+def _entry(source: HubSource, listing: RepoListing, model: ModelFile) -> Path | None:
     if source.cache_dir is None:
         return None
-    # Whose eyes: facts read with a token (a gated repo) are not shown to a run without it.
-    token = hashlib.sha256(source.token.encode()).hexdigest() if source.token else None
-    key = json.dumps([CACHE_VERSION, source.endpoint.rstrip("/"), token, listing.repo, listing.commit, model.name])
-    return source.cache_dir / "hub-headers" / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
-
-
-def _cache_get(source: HubSource, listing: RepoListing, model: ModelFile) -> tuple[dict[str, Any], int, int] | None:
-    path = _cache_path(source, listing, model)
-    if path is None:
-        return None
-    try:
-        doc = json.loads(path.read_bytes()[: 1 * MIB])
-        fields = doc["fields"]
-        if not isinstance(fields, dict) or set(fields) - set(_FIELDS):
-            return None
-        return fields, int(doc["bytes_read"]), int(doc["requests"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _cache_put(
-    source: HubSource, listing: RepoListing, model: ModelFile, fields: dict[str, Any], bytes_read: int, requests: int
-) -> None:
-    path = _cache_path(source, listing, model)
-    if path is None:
-        return
-    doc: dict[str, Any] = {"repo": listing.repo, "commit": listing.commit, "file": model.name, "fields": fields}
-    doc |= {"bytes_read": bytes_read, "requests": requests}
-    with contextlib.suppress(OSError, LlmTuiError):  # a cache that cannot be written only costs a second read
-        atomic_write(path, json.dumps(doc).encode(), private=False)
+    return entry_path(source.cache_dir, source.endpoint, source.token, listing.repo, listing.commit, model.name)
