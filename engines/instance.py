@@ -12,39 +12,27 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import Literal
 
 from engines import footprint as mem
-from engines.adapters.base import Engine
+from engines.adapters.base import Batcher, Engine
 from engines.errors import Cancelled, InstanceNotReady, LlmTuiError
+from engines.relay import Coalescing, Relay
 from engines.requests import EngineJob, RequestHandle
 from engines.types import (
-    Delta,
     Done,
     Error,
     Footprint,
     InstanceInfo,
     InstanceState,
     LaunchOptions,
-    Metrics,
     ModelSpec,
     StreamEvent,
-    TokenLogprob,
-    Usage,
 )
 
 _STOP = object()
 
 StopWhen = Literal["always", "idle", "expired"]
-
-
-@dataclass(frozen=True, slots=True)
-class Coalescing:
-    """How the worker batches deltas before handing them on."""
-
-    interval_s: float = 0.030
-    max_chars: int = 512
 
 
 class Instance:
@@ -83,6 +71,9 @@ class Instance:
         self.footprint = Footprint()
         self.current: RequestHandle | EngineJob | None = None
         """The request running now (a stop cancels it)."""
+        self.running: dict[int, RequestHandle] = {}
+        """Requests in the engine's slots, by request id, when it decodes several at once (a stop cancels them)."""
+        self.batcher: Batcher | None = None
         self.ready = threading.Event()
         self._queue: queue.SimpleQueue[RequestHandle | object] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -112,7 +103,19 @@ class Instance:
                 pending_requests=self.pending,
                 load_s=self.load_s,
                 stop_reason=self.stop_reason,
+                **self._slot_fields(),
             )
+
+    def _slot_fields(self) -> dict[str, int]:
+        if self.batcher is None:
+            return {"slots_busy": int(self.current is not None)}
+        stats = self.batcher.stats()
+        return {
+            "slots": stats.slots,
+            "slots_busy": len(self.running),
+            "draft_proposed": stats.draft_proposed,
+            "draft_accepted": stats.draft_accepted,
+        }
 
     def submit(self, handle: RequestHandle | EngineJob) -> None:
         """Queue a request; it runs after those before it."""
@@ -140,9 +143,10 @@ class Instance:
                 return False
             self.stop_reason = reason
             self.state = InstanceState.STOPPING
-            current = self.current
-        if current is not None:
-            current.cancel()
+            running = [self.current, *self.running.values()]
+        for item in running:
+            if item is not None:
+                item.cancel()
         self._queue.put(_STOP)
         return True
 
@@ -182,7 +186,11 @@ class Instance:
         try:
             self._load()
             if self.state is InstanceState.READY:
-                self._serve()
+                self.batcher = self.engine.batcher()
+                if self.batcher is None:
+                    self._serve()
+                else:
+                    self._serve_slots(self.batcher)
         finally:
             self._drain("instance stopped")
             try:
@@ -243,6 +251,61 @@ class Instance:
             finally:
                 self._finished(item, final)
 
+    def _serve_slots(self, batcher: Batcher) -> None:
+        """Admit queued requests while slots are free, and decode every busy slot in one batch per step."""
+        while True:
+            while batcher.free_slots() > 0:
+                try:  # wait for work only when no slot has any
+                    item = self._queue.get(block=not self.running)
+                except queue.Empty:
+                    break
+                if isinstance(item, EngineJob):
+                    self._job(item)  # between two steps: the slots wait, none is lost
+                elif isinstance(item, RequestHandle):
+                    self._admit(batcher, item)
+                else:  # a stop: the running requests end as cancelled, the queued ones are drained after
+                    for handle in list(self.running.values()):
+                        handle.cancel()
+                    self._step_until_idle(batcher)
+                    return
+            if self.running:
+                try:
+                    batcher.step()
+                except BaseException as exc:  # a scheduler fault: every running request hears it, none hangs
+                    for handle in list(self.running.values()):
+                        self._finished(handle, Error(_message(exc), kind=type(exc).__name__))
+                    with self._lock:
+                        self.state, self.error = InstanceState.ERROR, _message(exc)
+                    return
+
+    def _step_until_idle(self, batcher: Batcher) -> None:
+        while self.running and batcher.busy_slots():
+            batcher.step()
+
+    def _admit(self, batcher: Batcher, handle: RequestHandle) -> None:
+        with self._lock:
+            stopping = self.state is InstanceState.STOPPING
+        if stopping:
+            self._finished(handle, Error("instance stopped before the request ran", kind="stopped"), served=False)
+            return
+        relay = Relay(handle, self.coalescing, self.clock)
+        if handle.cancel_event.is_set():
+            self._finished(handle, relay.cancelled_before_start())
+            return
+
+        def emit(event: StreamEvent) -> None:
+            if (final := relay.event(event)) is not None:
+                self._finished(handle, self._timed(final))
+
+        with self._lock:
+            self.running[handle.request_id] = handle
+        self._set_state(InstanceState.BUSY)
+        try:
+            batcher.admit(handle, emit)
+        except BaseException as exc:  # refused (too long, bad schema...): this request ends, the others go on
+            if handle.request_id in self.running:
+                self._finished(handle, relay.failed(_message(exc), type(exc).__name__))
+
     def _job(self, job: EngineJob) -> None:
         with self._lock:
             stopping = self.state is InstanceState.STOPPING
@@ -264,7 +327,7 @@ class Instance:
             self.pending -= 1
             self.requests_served += not stopping
             self._touch()
-        self._set_state(InstanceState.READY)
+        self._set_state(InstanceState.BUSY if self.running else InstanceState.READY)
         job.finish()
 
     def _finished(self, item: RequestHandle, final: StreamEvent, *, served: bool = True) -> None:
@@ -274,65 +337,35 @@ class Instance:
             self.current = None
             self.pending -= 1
             self.requests_served += served
+            self.running.pop(item.request_id, None)
+            busy = bool(self.running)
             self._touch()
-        self._set_state(InstanceState.READY)
+        self._set_state(InstanceState.BUSY if busy else InstanceState.READY)
         item.deliver(final)
 
     def _generate(self, handle: RequestHandle) -> StreamEvent:
         """Stream deltas to the handle; return the final event (Done or Error) for the caller to deliver."""
-        clock = self.clock
-        started = clock()
-        queue_ms = (started - handle.submitted_at) * 1000.0
+        relay = Relay(handle, self.coalescing, self.clock)
         if handle.cancel_event.is_set():
-            return Done(Usage(), "cancelled", Metrics(0.0, 0.0, 0.0, queue_ms))
-        interval, max_chars = self.coalescing.interval_s, self.coalescing.max_chars
-        first_at: float | None = None
-        pending: list[str] = []
-        scored: list[TokenLogprob] = []  # the pending text's token log-probabilities, when the request asked
-        pending_chars = 0
-        last_flush = started
+            return relay.cancelled_before_start()
         try:
             if handle.prompt is not None:
                 events = self.engine.complete(handle.prompt, handle.params, handle.cancel_event)
             else:
                 events = self.engine.chat(handle.messages, handle.params, handle.cancel_event, handle.session)
             for event in events:
-                if isinstance(event, Delta):
-                    now = clock()
-                    if first_at is None:
-                        first_at = last_flush = now
-                        handle.deliver(event)
-                        continue
-                    pending.append(event.text)
-                    scored.extend(event.logprobs)
-                    pending_chars += len(event.text)
-                    if now - last_flush >= interval or pending_chars >= max_chars:
-                        handle.deliver(Delta("".join(pending), tuple(scored)))
-                        pending.clear()
-                        scored.clear()
-                        pending_chars = 0
-                        last_flush = now
-                    continue
-                if pending:
-                    handle.deliver(Delta("".join(pending), tuple(scored)))
-                    pending.clear()
-                return self._finish(event, started, first_at, queue_ms) if isinstance(event, Done) else event
-            return Error("the engine ended the reply without saying it was done", kind="truncated")
+                if (final := relay.event(event)) is not None:
+                    return self._timed(final)
+            return relay.failed("the engine ended the reply without saying it was done", "truncated")
         except BaseException as exc:  # an engine failure ends this request, not the instance
-            if pending:
-                handle.deliver(Delta("".join(pending), tuple(scored)))
-            return Error(_message(exc), kind=type(exc).__name__)
+            return relay.failed(_message(exc), type(exc).__name__)
 
-    def _finish(self, done: Done, started: float, first_at: float | None, queue_ms: float) -> Done:
-        end = self.clock()
-        ttft = ((first_at or end) - started) * 1000.0
-        decode_tokens = done.usage.completion_tokens - 1
-        span = end - first_at if first_at is not None else 0.0
-        tps = decode_tokens / span if decode_tokens > 0 and span > 0 else 0.0
-        if tps:
+    def _timed(self, final: StreamEvent) -> StreamEvent:
+        """Note a finished request's decode speed for listings; hand its final event on."""
+        if isinstance(final, Done) and final.metrics is not None and final.metrics.tokens_per_s:
             with self._lock:
-                self.last_tokens_per_s = tps
-        return replace(done, metrics=Metrics(ttft, tps, (end - started) * 1000.0, queue_ms))
+                self.last_tokens_per_s = final.metrics.tokens_per_s
+        return final
 
     def _drain(self, reason: str) -> None:
         while True:

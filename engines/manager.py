@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 from engines.adapters import registry
 from engines.adapters.base import Engine
 from engines.errors import BadRequest, InstanceNotFound, InstanceNotReady, LlmTuiError
-from engines.instance import Coalescing, Instance, StopWhen
+from engines.instance import Instance, StopWhen
+from engines.relay import Coalescing
 from engines.requests import EmbedJob, EventSink, RequestHandle, TranscribeJob
 from engines.types import Capability, ChatMessage, InstanceInfo, LaunchOptions, ModelSpec, Params
 

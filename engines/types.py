@@ -35,6 +35,10 @@ class Capability(enum.Flag):
     """Log-probabilities of the generated tokens (`Params.logprobs`)."""
     TRANSCRIBE = enum.auto()
     """Speech to text (`Engine.transcribe`): a Whisper model."""
+    PARALLEL = enum.auto()
+    """Several requests decoded at once in one batch (`LaunchOptions.parallel`, `Engine.batcher`)."""
+    SPECULATIVE = enum.auto()
+    """Speculative decoding (`LaunchOptions.speculative`)."""
 
 
 class InstanceState(enum.StrEnum):
@@ -143,6 +147,10 @@ class LaunchOptions:
     idle_unload_s: float | None = None
     chat_template: str | None = None
     """A built-in template's name chosen in the launch dialog ("chatml"); None: the file's own, else the catalog's."""
+    parallel: int = 1
+    """Requests decoded at once, each in its own slot of one shared batch (engines that batch; 1: one at a time)."""
+    speculative: str | None = None
+    """Speculative decoding: "prompt-lookup" drafts tokens from the conversation itself; None: off."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +253,19 @@ class InstanceInfo:
     """How long the load took (None while loading)."""
     stop_reason: str | None = None
     """Why it stopped or is stopping ("idle for 300 s", "stopped"), None while it runs."""
+    slots: int = 1
+    """Requests it decodes at once."""
+    slots_busy: int = 0
+    """Slots holding a request now (the rest of pending_requests wait in the queue)."""
+    draft_proposed: int = 0
+    """Speculative decoding: tokens drafted since the load."""
+    draft_accepted: int = 0
+    """Speculative decoding: drafted tokens the model confirmed (each saves one decode step)."""
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a slot."""
+        return max(0, self.pending_requests - self.slots_busy)
 
     @property
     def idle(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from engines.errors import CapabilityNotSupported
@@ -20,10 +21,48 @@ from engines.types import (
 
 if TYPE_CHECKING:
     from engines.audio.types import Audio, TranscribeOptions, Transcript
+    from engines.requests import RequestHandle
 
 
 _WORDS = {Capability.TRANSCRIBE: "speech to text"}
 """Capabilities whose flag name reads badly in a message ("does not support transcribe")."""
+
+
+@dataclass(frozen=True, slots=True)
+class SlotStats:
+    """What a batching engine's slots are doing, for listings and /metrics."""
+
+    slots: int
+    busy: int = 0
+    draft_proposed: int = 0
+    draft_accepted: int = 0
+
+
+class Batcher(ABC):
+    """Decodes several requests at once: the instance admits requests into free slots and calls `step` while
+    any is active; every call happens on the instance's worker thread."""
+
+    @abstractmethod
+    def free_slots(self) -> int:
+        """Slots that can take a request now."""
+
+    @abstractmethod
+    def busy_slots(self) -> int:
+        """Slots holding a request."""
+
+    @abstractmethod
+    def admit(self, handle: RequestHandle, emit: Callable[[StreamEvent], None]) -> None:
+        """Take `handle` into a free slot; its Deltas and one final Done or Error go to `emit` from `step`.
+
+        Raises (an LlmTuiError for a request it refuses, e.g. a prompt past the context) before taking a slot."""
+
+    @abstractmethod
+    def step(self) -> None:
+        """One decode over every busy slot (their next tokens and chunks of newly admitted prompts)."""
+
+    @abstractmethod
+    def stats(self) -> SlotStats:
+        """Slots in use and speculative-decoding counts."""
 
 
 class Engine(ABC):
@@ -113,4 +152,9 @@ class Engine(ABC):
         The manager prefers this to the VRAM `footprint` declares; attributing NVML's per-process
         figures to instances is the UI's job.
         """
+        return None
+
+    def batcher(self) -> Batcher | None:
+        """The loaded model's slots when it was launched to decode several requests at once, else None (the
+        instance then runs one request at a time through `chat` / `complete`)."""
         return None

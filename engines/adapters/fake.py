@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from engines.adapters.base import Engine
+from engines.adapters.fake_slots import FakeSlots
 from engines.errors import BadModelFile, Cancelled, EmbedInputTooLong, InstanceNotReady
 from engines.stop_text import StopText
 from engines.types import (
@@ -43,7 +44,9 @@ class FakeEngine(Engine):
     """
 
     name: ClassVar[str] = "fake"
-    capabilities: ClassVar[Capability] = Capability.CHAT | Capability.STREAM | Capability.EMBED | Capability.COMPLETION
+    capabilities: ClassVar[Capability] = (
+        Capability.CHAT | Capability.STREAM | Capability.EMBED | Capability.COMPLETION | Capability.PARALLEL
+    )
     formats: ClassVar[tuple[str, ...]] = ("gguf", "hf", "fake")
 
     def __init__(
@@ -77,6 +80,8 @@ class FakeEngine(Engine):
         """The prompts of raw completions, in order."""
         self.started = threading.Event()
         """Set when a chat or completion call begins, so tests can wait for it instead of sleeping."""
+        self.slots: FakeSlots | None = None
+        """The slots, when launched with `parallel` > 1: one reply event per request per step."""
 
     def load(self, spec: ModelSpec, options: LaunchOptions) -> None:
         """Pretend to load (waiting for `load_gate` if given); raise `load_error` if one was given."""
@@ -87,10 +92,15 @@ class FakeEngine(Engine):
         if spec.path is not None and not spec.path.exists():
             raise BadModelFile(str(spec.path), "file does not exist")
         self.spec = spec
+        self.slots = FakeSlots(self, options.parallel) if options.parallel > 1 else None
 
     def unload(self) -> None:
         """Forget the model."""
         self.spec = None
+        self.slots = None
+
+    def batcher(self) -> FakeSlots | None:
+        return self.slots
 
     def chat(
         self,

@@ -9,23 +9,23 @@ get it back when they return.
 
 from __future__ import annotations
 
-import codecs
 import ctypes
 import importlib.util
 import logging
-import math
 import os
 import random
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from engines.adapters.base import Engine
 from engines.adapters.llama_cpp_embed import Embedder
 from engines.adapters.llama_cpp_native import INSTALL_HINT, clear_log, import_llama_cpp, load_error
 from engines.adapters.llama_cpp_prefix import PrefixCache
+from engines.adapters.llama_cpp_reply import Reply, token_logprob
+from engines.adapters.llama_cpp_slots import Prepared, SlotScheduler, too_long
 from engines.adapters.token_bound import tokenize_within
 from engines.errors import (
     BadModelFile,
@@ -35,12 +35,10 @@ from engines.errors import (
     InstanceNotReady,
     ModelNotFound,
 )
-from engines.stop_text import StopText
 from engines.templates.chat import NO_TEMPLATE, TEMPLATE_STOPS, compile_template, pick_template, render_chat
 from engines.types import (
     Capability,
     ChatMessage,
-    Delta,
     Done,
     Footprint,
     LaunchOptions,
@@ -50,6 +48,9 @@ from engines.types import (
     TokenLogprob,
     Usage,
 )
+
+if TYPE_CHECKING:
+    from engines.requests import RequestHandle
 
 DEFAULT_SESSION_CACHE_BYTES = 512 * 1024 * 1024
 
@@ -78,6 +79,8 @@ class LlamaCppEngine(Engine):
         | Capability.JSON_SCHEMA
         | Capability.COMPLETION
         | Capability.LOGPROBS
+        | Capability.PARALLEL
+        | Capability.SPECULATIVE
     )
     formats: ClassVar[tuple[str, ...]] = ("gguf",)
 
@@ -107,6 +110,7 @@ class LlamaCppEngine(Engine):
         self._pieces: dict[int, bytes | None] = {}
         self._prefix = PrefixCache(session_cache_bytes)
         self._weights_bytes = self._kv_bytes = 0
+        self._slots: SlotScheduler | None = None
 
     # -- life cycle ---------------------------------------------------------------------------------------------
 
@@ -135,9 +139,12 @@ class LlamaCppEngine(Engine):
             ensure_native_engine_works(self.name, path, self._cache_dir())
         lib = import_llama_cpp()
         threads = options.n_threads or _physical_cores()
+        slotted = options.parallel > 1 or options.speculative is not None
+        # With slots, requests run on the slots' own context; this one only needs to exist (its KV stays small).
+        own_ctx = min(options.n_ctx, 512) if slotted else options.n_ctx
         kwargs: dict[str, Any] = {
-            "n_ctx": options.n_ctx,
-            "n_batch": min(options.n_ctx, 512),
+            "n_ctx": own_ctx,
+            "n_batch": min(own_ctx, 512),
             "n_threads": threads,
             "n_threads_batch": threads,
             "n_gpu_layers": options.n_gpu_layers,
@@ -161,11 +168,31 @@ class LlamaCppEngine(Engine):
         self._add_bos = bool(lib.llama_vocab_get_add_bos(self._vocab))
         self._prefix.attach(llm, lib)
         self._weights_bytes = int(lib.llama_model_size(llm.model))
-        self._kv_bytes = _kv_estimate(header, llm.n_ctx())
+        self._kv_bytes = _kv_estimate(header, own_ctx)
+        if slotted:
+            try:
+                self._slots = SlotScheduler(
+                    lib,
+                    llm,
+                    options,
+                    threads=threads,
+                    swa_full=self.swa_full,
+                    prepare=self._prepare,
+                    grammar=self._grammar_text,
+                    piece_of=self._piece_of,
+                    token_bytes=self._token_bytes,
+                )
+            except Exception as exc:
+                self.unload()
+                raise load_error(path, options, exc) from None
+            self._kv_bytes += _kv_estimate(header, options.n_ctx) * self._slots.parallel
         log.info("chat template: %s", template_name)  # the instance's log says which one replies follow
 
     def unload(self) -> None:
         """Free the model, its contexts and parked states; safe to call twice."""
+        if self._slots is not None:
+            self._slots.close()
+            self._slots = None
         if self._embedder is not None:
             self._embedder.close()
         if self._llm is not None:
@@ -208,25 +235,50 @@ class LlamaCppEngine(Engine):
         """Stream a reply, evaluating only the prompt tokens that follow what the context already holds."""
         self._require_llm()
         params.validate()
-        spec_stops = self.spec.stop if self.spec else ()
-        # Replies never start with the blank the template's last word leaves open.
         try:
-            tokens = self.tokenize_prompt(messages, cancel)  # a slow template stops at cancel, not only at its limit
+            prepared = self._prepare_chat(messages, params, cancel)
         except Cancelled:
             yield Done(Usage(), finish_reason="cancelled")
             return
-        yield from self._stream(tokens, params, cancel, session, (*params.stop, *spec_stops))
+        if self._slots is not None:
+            yield from self._slots.run(prepared, params, cancel)
+            return
+        yield from self._stream(prepared.tokens, params, cancel, session, prepared.stops)
 
     def complete(self, prompt: str, params: Params, cancel: threading.Event) -> Iterator[StreamEvent]:
         """Stream a raw continuation of `prompt` (no chat template; a leading space is kept, as in the text)."""
-        llm = self._require_llm()
+        self._require_llm()
         params.validate()
+        prepared = self._prepare_completion(prompt, params)
+        if self._slots is not None:
+            yield from self._slots.run(prepared, params, cancel)
+            return
+        yield from self._stream(prepared.tokens, params, cancel, None, params.stop, strip_leading=False, what="prompt")
+
+    def batcher(self) -> SlotScheduler | None:
+        """The slots, when launched with `parallel` > 1 or speculative decoding."""
+        return self._slots
+
+    def _prepare(self, handle: RequestHandle) -> Prepared:
+        """A queued request as prompt tokens for a slot (raises Cancelled when its template is stopped)."""
+        handle.params.validate()
+        if handle.prompt is not None:
+            return self._prepare_completion(handle.prompt, handle.params)
+        return self._prepare_chat(handle.messages, handle.params, handle.cancel_event)
+
+    def _prepare_chat(self, messages: Sequence[ChatMessage], params: Params, cancel: threading.Event) -> Prepared:
+        spec_stops = self.spec.stop if self.spec else ()
+        tokens = self.tokenize_prompt(messages, cancel)  # a slow template stops at cancel, not only at its limit
+        return Prepared(tokens, (*params.stop, *spec_stops))
+
+    def _prepare_completion(self, prompt: str, params: Params) -> Prepared:
+        llm, n_ctx = self._llm, self._options.n_ctx
         tokens, whole = tokenize_within(
-            lambda data: llm.tokenize(data, add_bos=self._add_bos, special=True), prompt.encode("utf-8"), llm.n_ctx()
+            lambda data: llm.tokenize(data, add_bos=self._add_bos, special=True), prompt.encode("utf-8"), n_ctx
         )
         if not whole:  # a giant prompt: refused without tokenizing all of it
-            raise ContextLengthExceeded(_too_long("prompt", f"over {len(tokens)}", llm.n_ctx()))
-        yield from self._stream(tokens, params, cancel, None, params.stop, strip_leading=False, what="prompt")
+            raise ContextLengthExceeded(too_long("prompt", f"over {len(tokens)}", n_ctx))
+        return Prepared(tokens, params.stop, strip_leading=False, what="prompt")
 
     def _stream(
         self,
@@ -243,7 +295,7 @@ class LlamaCppEngine(Engine):
         llm = self._llm
         n_prompt, n_ctx = len(tokens), llm.n_ctx()
         if n_prompt >= n_ctx:
-            raise ContextLengthExceeded(_too_long(what, str(n_prompt), n_ctx))
+            raise ContextLengthExceeded(too_long(what, str(n_prompt), n_ctx))
         budget = n_ctx - n_prompt
         max_tokens = budget if params.max_tokens is None else min(params.max_tokens, budget)
         if cancel.is_set():
@@ -275,79 +327,48 @@ class LlamaCppEngine(Engine):
             reset=False,
             grammar=self._grammar(params),
         )
-        pieces, piece_of = self._pieces, self._piece
-        decode = codecs.getincrementaldecoder("utf-8")("replace").decode
-        leading = strip_leading
-        cut = StopText(stops)
-        completion = 0
-        finish: Any = "length"
-        top = params.logprobs
-        scored: list[TokenLogprob] = []
-        """Log-probabilities of the tokens whose text has not been handed on yet (only when asked)."""
+        piece_of, top = self._piece_of, params.logprobs
+        reply = Reply(n_prompt, max_tokens, budget, stops, strip_leading=strip_leading)
         try:
             for token in gen:
-                piece = pieces[token] if token in pieces else piece_of(token)
-                if piece is None:  # end of generation (EOS / end-of-turn)
-                    finish = "stop"
-                    break
-                completion += 1
-                if top is not None:  # the logits that chose `token` are still the context's last ones
-                    scored.append(self._logprob(token, piece, top))
-                text = decode(piece)
-                if leading and text:
-                    text = text.lstrip()
-                    leading = not text
-                if text:
-                    if emit := cut.feed(text):
-                        yield Delta(emit, tuple(scored))
-                        scored.clear()
-                    if cut.stopped:
-                        finish = "stop"
-                        break
-                if completion >= max_tokens:
+                piece = piece_of(token)
+                # The logits that chose `token` are still the context's last ones.
+                scored = self._logprob(-1, token, piece, top) if top is not None and piece is not None else None
+                if delta := reply.add(piece, scored):
+                    yield delta
+                if reply.finish is not None:
                     break
                 if cancel.is_set():
-                    finish = "cancelled"
+                    reply.finish = "cancelled"
                     break
         finally:
             gen.close()
-        if finish == "length" and completion >= budget:
-            finish = "context"  # the window was full, not the user's max_tokens: say so, the fix differs
-        if held := cut.flush():
-            # A character cut in half by max_tokens or Stop is dropped, never shown broken.
-            yield Delta(held, tuple(scored))
-        yield Done(Usage(n_prompt, completion), finish_reason=finish)
+        yield from reply.close()
 
     def _grammar(self, params: Params) -> Any:
         """The GBNF grammar that makes every sampled token keep the reply valid for the JSON schema, or None."""
         if params.json_schema is None:
             return None
+        return self._lib.LlamaGrammar.from_string(self._grammar_text(params.json_schema), verbose=False)
+
+    def _grammar_text(self, schema: str) -> str:
         from engines.adapters.llama_cpp_grammar import vetted_grammar
 
         # Built and sampled in a child process first (once per schema): a grammar llama.cpp cannot parse would
         # otherwise be sampled as a null pointer, and kill this process.
         assert self.spec is not None and self.spec.path is not None
-        return self._lib.LlamaGrammar.from_string(vetted_grammar(params.json_schema, self.spec.path), verbose=False)
+        return vetted_grammar(schema, self.spec.path)
 
-    def _logprob(self, token: int, piece: bytes, top: int) -> TokenLogprob:
-        """`token`'s log-probability under the context's last logits (raw, before sampling settings), and the
-        `top` likeliest tokens: a log-softmax over the vocabulary, about a millisecond for 262k tokens."""
-        import numpy as np
-
-        llm = self._llm
-        logits = np.ctypeslib.as_array(self._lib.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),))
-        peak = float(logits.max())
-        total = peak + math.log(float(np.exp(logits - peak).sum()))
-        best: tuple[tuple[bytes, float], ...] = ()
-        if top:
-            ids = np.argpartition(logits, -top)[-top:]
-            ids = ids[np.argsort(-logits[ids], kind="stable")]
-            best = tuple((self._token_bytes(int(i)), float(logits[i]) - total) for i in ids)
-        return TokenLogprob(piece, float(logits[token]) - total, best)
+    def _logprob(self, idx: int, token: int, piece: bytes, top: int) -> TokenLogprob:
+        """`token`'s log-probability under the logits of the batch's `idx`-th output, and the `top` likeliest."""
+        ctx = self._llm.ctx
+        return token_logprob(
+            self._lib.llama_get_logits_ith(ctx, idx), self._llm.n_vocab(), token, piece, top, self._token_bytes
+        )
 
     def _token_bytes(self, token: int) -> bytes:
         """What a token stands for; an end-of-turn token, which has no text, by its name ("<end_of_turn>")."""
-        piece = self._pieces[token] if token in self._pieces else self._piece(token)
+        piece = self._piece_of(token)
         return piece if piece is not None else self._token_text(token).encode()
 
     def tokenize_prompt(self, messages: Sequence[ChatMessage], cancel: threading.Event | None = None) -> list[int]:
@@ -358,11 +379,12 @@ class LlamaCppEngine(Engine):
             self._template, messages, bos_token=self._bos_text, eos_token=self._eos_text, cancel=cancel
         )
         # The template writes the BOS text itself; add one only when the model wants it and the template forgot.
+        n_ctx = self._options.n_ctx
         tokens, whole = tokenize_within(
-            lambda data: llm.tokenize(data, add_bos=False, special=True), prompt.encode("utf-8"), llm.n_ctx()
+            lambda data: llm.tokenize(data, add_bos=False, special=True), prompt.encode("utf-8"), n_ctx
         )
         if not whole:
-            raise ContextLengthExceeded(_too_long("conversation", f"over {len(tokens)}", llm.n_ctx()))
+            raise ContextLengthExceeded(too_long("conversation", f"over {len(tokens)}", n_ctx))
         if self._add_bos and self._bos_id >= 0 and (not tokens or tokens[0] != self._bos_id):
             tokens.insert(0, self._bos_id)
         return tokens
@@ -385,8 +407,12 @@ class LlamaCppEngine(Engine):
             raise InstanceNotReady("llama.cpp engine: no model loaded")
         return self._llm
 
-    def _piece(self, token: int) -> bytes | None:
+    def _piece_of(self, token: int) -> bytes | None:
         """The bytes a token stands for (None for end-of-generation tokens), memoised per token id."""
+        pieces = self._pieces
+        return pieces[token] if token in pieces else self._piece(token)
+
+    def _piece(self, token: int) -> bytes | None:
         lib = self._lib
         piece: bytes | None = None
         if not lib.llama_vocab_is_eog(self._vocab, token):
@@ -435,10 +461,3 @@ def _kv_estimate(header: Any, n_ctx: int) -> int:
         return 0
     v_dim = header.value_length or head_dim
     return int(n_ctx * layers * kv_heads * (head_dim + v_dim) * 2)
-
-
-def _too_long(what: str, tokens: str, n_ctx: int) -> str:
-    return (
-        f"the {what} is {tokens} tokens but the context holds {n_ctx} (and the reply needs room); "
-        "shorten it or relaunch with a larger context"
-    )
