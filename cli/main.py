@@ -170,6 +170,8 @@ def load(args: argparse.Namespace) -> Config:
         "n_ctx": getattr(args, "n_ctx", None),
         "n_threads": getattr(args, "threads", None),
         "n_gpu_layers": getattr(args, "n_gpu_layers", None),
+        "parallel": getattr(args, "parallel", None),
+        "speculative": getattr(args, "speculative", None),
     }
     return load_config(getattr(args, "config", None), env=os.environ, overrides=overrides)
 

@@ -45,6 +45,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
     serve.add_argument("--n-ctx", type=int, metavar="N", help="context size in tokens for the models loaded")
     serve.add_argument("--threads", type=int, metavar="N", help="CPU threads for inference")
     serve.add_argument("--n-gpu-layers", type=int, metavar="N", help="layers to offload to the GPU (-1 = all)")
+    serve.add_argument(
+        "--parallel",
+        metavar="N",
+        help="requests each llama.cpp model decodes at once, in one batch (slots; default 1); each gets --n-ctx",
+    )
+    serve.add_argument(
+        "--speculative",
+        metavar="MODE",
+        help='speculative decoding for llama.cpp models: "prompt-lookup" (drafts from the prompt) or "off"',
+    )
 
 
 def serve_settings(args: argparse.Namespace, config: Config, env: os._Environ[str] | dict[str, str]) -> ServeConfig:

@@ -61,6 +61,8 @@ def default_options(config: Config, seed: int | None = None) -> LaunchOptions:
         n_gpu_layers=config.n_gpu_layers,
         seed=seed,
         device="cpu" if config.n_gpu_layers == 0 else "auto",
+        parallel=config.parallel,
+        speculative=config.speculative,
     )
 
 
@@ -153,7 +155,7 @@ def estimate_need(spec: ModelSpec, options: LaunchOptions) -> Need | None:
         count = header.metadata.get("split.count")
         if type(count) is int and count > 1:
             shape = replace(shape, weights_bytes=_split_weights(Path(spec.path), count, shape.weights_bytes))
-        est = estimate(shape, n_ctx=options.n_ctx, n_gpu_layers=layers)
+        est = estimate(shape, n_ctx=options.n_ctx, n_gpu_layers=layers, slots=options.parallel)
     except LlmTuiError:  # a bad file or value: the load reports it properly
         return None
     return Need.from_estimate(spec.id, est, gpu)

@@ -3,6 +3,7 @@ instance's slot loop (admission, queue, cancel, one request failing) run without
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,7 @@ class FakeSlots(Batcher):
 
     def __init__(self, engine: FakeEngine, parallel: int):
         self.engine, self.parallel = engine, parallel
-        self.active: list[tuple[Iterator[StreamEvent], Emit]] = []
+        self.active: list[tuple[Iterator[StreamEvent], Emit, threading.Event]] = []
         self.steps = self.widest = 0
 
     def free_slots(self) -> int:
@@ -38,13 +39,19 @@ class FakeSlots(Batcher):
             events = self.engine.complete(handle.prompt, handle.params, handle.cancel_event)
         else:
             events = self.engine.chat(handle.messages, handle.params, handle.cancel_event, handle.session)
-        self.active.append((events, emit))
+        self.active.append((events, emit, handle.cancel_event))
 
     def step(self) -> None:
+        """One event from each request; while the engine's `gate` is shut only cancelled requests move (the
+        instance goes on admitting between steps, so every slot fills while the first tokens are held)."""
+        gate = self.engine.gate
+        held = gate is not None and not gate.wait(0.005)
         self.steps += 1
         self.widest = max(self.widest, len(self.active))
         for entry in list(self.active):
-            events, emit = entry
+            events, emit, cancel = entry
+            if held and not cancel.is_set():
+                continue
             try:
                 event = next(events)
             except StopIteration:

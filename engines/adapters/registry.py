@@ -34,6 +34,8 @@ class EngineEntry:
         "lora_path",
         "idle_unload_s",
         "chat_template",
+        "parallel",
+        "speculative",
     )
     """The LaunchOptions fields this engine honours (the launch dialog offers only these)."""
 
@@ -73,7 +75,17 @@ ENGINES: dict[str, EngineEntry] = {
             (),
             "dev",
             ("gguf", "hf", "fake"),
-            ("device", "n_ctx", "n_gpu_layers", "n_threads", "dtype", "quantization", "lora_path", "idle_unload_s"),
+            (
+                "device",
+                "n_ctx",
+                "n_gpu_layers",
+                "n_threads",
+                "dtype",
+                "quantization",
+                "lora_path",
+                "idle_unload_s",
+                "parallel",
+            ),
         ),
     )
 }

@@ -166,11 +166,14 @@ def cache_bytes(cache_type: str) -> float:
         raise BadRequest(f"unknown KV cache type {cache_type!r}; use one of {', '.join(CACHE_TYPE_BYTES)}") from None
 
 
-def estimate(shape: ModelShape, *, n_ctx: int, cache_type: str = "f16", n_gpu_layers: int = 0) -> Estimate:
-    """Weights + KV cache for n_ctx + overhead; offloaded layers take their share to VRAM (-1: all)."""
+def estimate(
+    shape: ModelShape, *, n_ctx: int, cache_type: str = "f16", n_gpu_layers: int = 0, slots: int = 1
+) -> Estimate:
+    """Weights + KV cache for n_ctx in each of `slots` + overhead; offloaded layers take their share to VRAM
+    (-1: all)."""
     if n_ctx <= 0:
         raise BadRequest(f"n_ctx must be positive, not {n_ctx}")
-    kv = shape.kv_bytes_per_token(cache_type) * n_ctx
+    kv = shape.kv_bytes_per_token(cache_type) * n_ctx * max(1, slots)
     layers = shape.n_layers
     if n_gpu_layers < 0 or (n_gpu_layers > 0 and (layers is None or n_gpu_layers >= layers)):
         gpu_layers, share = (layers if layers else -1), 1.0
@@ -213,19 +216,20 @@ def fit(
     cache_type: str = "f16",
     download_bytes: int | None = None,
     n_gpu_layers: int | None = None,
+    slots: int = 1,
 ) -> Fit:
     """Where the model goes: all on one GPU, in RAM, split across a GPU and RAM, or nowhere.
 
     With `n_gpu_layers` the split is the caller's (0: CPU only, -1: all layers) and the verdict says whether
-    that split fits, on the GPU with the most free memory.
+    that split fits, on the GPU with the most free memory. `slots` requests decoded at once each get `n_ctx`.
     """
     gpus = sorted(resources.gpus, key=lambda g: -g.free_bytes)
-    cpu = estimate(shape, n_ctx=n_ctx, cache_type=cache_type)
+    cpu = estimate(shape, n_ctx=n_ctx, cache_type=cache_type, slots=slots)
     chosen, verdict, gpu = cpu, "does not fit", None
-    full = estimate(shape, n_ctx=n_ctx, cache_type=cache_type, n_gpu_layers=-1)
+    full = estimate(shape, n_ctx=n_ctx, cache_type=cache_type, n_gpu_layers=-1, slots=slots)
     on_gpu = next((g for g in gpus if full.vram_bytes <= g.free_bytes), None)
     if n_gpu_layers is not None and n_gpu_layers != 0:
-        chosen = estimate(shape, n_ctx=n_ctx, cache_type=cache_type, n_gpu_layers=n_gpu_layers)
+        chosen = estimate(shape, n_ctx=n_ctx, cache_type=cache_type, n_gpu_layers=n_gpu_layers, slots=slots)
         gpu = gpus[0].index if gpus else None
         if not gpus:
             verdict = "does not fit: no GPU to offload layers to"
@@ -243,7 +247,7 @@ def fit(
             verdict = "fits in RAM"
     elif on_gpu is not None and full.ram_bytes <= resources.ram_free_bytes:
         chosen, verdict, gpu = full, f"fits on GPU {on_gpu.index}", on_gpu.index
-    elif gpus and (partial := _partial(shape, gpus[0], resources, n_ctx, cache_type)) is not None:
+    elif gpus and (partial := _partial(shape, gpus[0], resources, n_ctx, cache_type, slots)) is not None:
         chosen, gpu = partial, gpus[0].index
         verdict = f"partial offload: {partial.gpu_layers} of {shape.n_layers} layers on GPU {gpu}"
     elif cpu.ram_bytes <= resources.ram_free_bytes:
@@ -264,12 +268,14 @@ def fit(
     )
 
 
-def _partial(shape: ModelShape, gpu: GpuFree, resources: Resources, n_ctx: int, cache_type: str) -> Estimate | None:
+def _partial(
+    shape: ModelShape, gpu: GpuFree, resources: Resources, n_ctx: int, cache_type: str, slots: int
+) -> Estimate | None:
     """The estimate with the most layers on this GPU whose rest fits in RAM, or None."""
     if not shape.n_layers:
         return None
     for layers in range(shape.n_layers - 1, 0, -1):
-        est = estimate(shape, n_ctx=n_ctx, cache_type=cache_type, n_gpu_layers=layers)
+        est = estimate(shape, n_ctx=n_ctx, cache_type=cache_type, n_gpu_layers=layers, slots=slots)
         if est.vram_bytes <= gpu.free_bytes:
             return est if est.ram_bytes <= resources.ram_free_bytes else None
     return None

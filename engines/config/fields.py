@@ -74,6 +74,7 @@ FIELDS: tuple[SettingField, ...] = (
     SettingField(("n_ctx",), "Context size", DEFAULTS, "int", applies=NEXT_LAUNCH),
     SettingField(("n_gpu_layers",), "GPU layers", DEFAULTS, "int", applies=NEXT_LAUNCH),
     SettingField(("n_threads",), "Threads", DEFAULTS, "threads", "auto", NEXT_LAUNCH),
+    SettingField(("parallel",), "Parallel slots", DEFAULTS, "int", "requests decoded at once", NEXT_LAUNCH),
     SettingField(("gpu_memory_fraction",), "GPU memory share", DEFAULTS, "float", applies=NEXT_LAUNCH),
     SettingField(("download_concurrency",), "Parallel downloads", DOWNLOADS, "int"),
     SettingField(("download_bandwidth_cap",), "Bandwidth cap", DOWNLOADS, "rate", "no cap; e.g. 5MB/s", NEXT_DOWNLOAD),

@@ -33,9 +33,11 @@ from engines.config.values import (
     parse_float,
     parse_int,
     parse_ollama,
+    parse_parallel,
     parse_path,
     parse_rate,
     parse_secret,
+    parse_speculative,
     parse_text,
     parse_url,
     resolve_path,
@@ -66,6 +68,10 @@ class Config:
     n_ctx: int = 4096
     n_threads: int | None = None
     n_gpu_layers: int = 0
+    parallel: int = 1
+    """Requests a llama.cpp model decodes at once (its slots)."""
+    speculative: str | None = None
+    """Speculative decoding for llama.cpp models: "prompt-lookup" or None (off)."""
     gpu_memory_fraction: float = 0.9
     telemetry_interval_s: float = 1.0
     theme: str = "textual-dark"
@@ -161,6 +167,8 @@ _KEYS: dict[str, _Key] = {
     "n_ctx": _Key(parse_int(16, "an integer of at least 16"), ("LLM_TUI_N_CTX",)),
     "n_threads": _Key(parse_int(1, 'a positive integer or "auto"', auto=True), ("LLM_TUI_N_THREADS",), "--threads"),
     "n_gpu_layers": _Key(parse_int(-1, "an integer of at least -1 (-1 = all layers)"), ("LLM_TUI_N_GPU_LAYERS",)),
+    "parallel": _Key(parse_parallel, ("LLM_TUI_PARALLEL",)),
+    "speculative": _Key(parse_speculative, ("LLM_TUI_SPECULATIVE",)),
     "gpu_memory_fraction": _Key(
         parse_float(lambda v: 0 < v <= 1, "a number above 0 and at most 1"), ("LLM_TUI_GPU_MEMORY_FRACTION",)
     ),

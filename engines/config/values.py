@@ -149,6 +149,26 @@ def parse_ollama(raw: object, base: Path) -> str:
         raise Invalid("an Ollama address such as http://127.0.0.1:11434, host:port or host") from None
 
 
+MAX_PARALLEL = 64
+SPECULATIVE_MODES = ("prompt-lookup",)
+
+
+def parse_parallel(raw: object, base: Path) -> int:
+    value = as_int(raw)
+    if value is None or not 1 <= value <= MAX_PARALLEL:
+        raise Invalid(f"a whole number of slots from 1 to {MAX_PARALLEL}")
+    return value
+
+
+def parse_speculative(raw: object, base: Path) -> str | None:
+    text = raw.strip().lower() if isinstance(raw, str) else None
+    if text in ("off", "none", ""):
+        return None
+    if text not in SPECULATIVE_MODES:
+        raise Invalid('"prompt-lookup" or "off"')
+    return text
+
+
 def parse_bool(raw: object, base: Path) -> bool:
     if isinstance(raw, bool):
         return raw

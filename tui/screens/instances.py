@@ -66,6 +66,8 @@ def cells(info: InstanceInfo, now: float, active: str | None, colours: dict[str,
     state = info.state.value
     if info.state is InstanceState.LOADING and info.started_at:
         state = f"loading {duration(now - info.started_at)}"  # engines report no load fraction yet
+    elif info.state is InstanceState.BUSY and info.slots > 1:  # slots in use, then requests waiting for one
+        state = f"busy {info.slots_busy}/{info.slots}" + (f" +{info.queued}" if info.queued else "")
     elif info.state is InstanceState.BUSY and info.pending_requests > 1:
         state = f"busy +{info.pending_requests - 1}"
     return (
@@ -223,7 +225,16 @@ class InstancesScreen(AppScreen):
             return
         lines = [f"[b]{escape(info.model_id)}[/b] on {info.engine} · {escape(info.device)}"]
         o = info.options
-        lines.append(f"context {o.n_ctx:,} · GPU layers {o.n_gpu_layers} · threads {o.n_threads or 'auto'}")
+        context = f"context {o.n_ctx:,}" if info.slots <= 1 else f"{info.slots} slots × {o.n_ctx:,} tokens"
+        lines.append(f"{context} · GPU layers {o.n_gpu_layers} · threads {o.n_threads or 'auto'}")
+        if info.slots > 1:
+            lines.append(f"slots in use {info.slots_busy} of {info.slots} · queued {info.queued}")
+        if o.speculative:
+            rate = f" ({info.draft_accepted / info.draft_proposed:.0%})" if info.draft_proposed else ""
+            lines.append(
+                f"speculative {o.speculative}: {info.draft_accepted:,} of {info.draft_proposed:,} drafted"
+                f" tokens accepted{rate}"
+            )
         if info.error:
             lines.append(f"[$text-error]{escape(info.error)}[/]")
         if info.load_s is not None and info.load_s >= 1:  # worth saying only when it was slow

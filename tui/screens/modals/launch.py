@@ -24,6 +24,7 @@ from textual.widgets import Button, Footer, Input, Label, Select, Static
 
 from engines.adapters import registry
 from engines.catalog.fit import ModelShape, Resources, fit
+from engines.config.values import MAX_PARALLEL, SPECULATIVE_MODES
 from engines.errors import BadRequest, ModelNotFound
 from engines.templates.chat import CHOOSABLE, family_template
 from engines.types import LaunchOptions
@@ -34,7 +35,17 @@ if TYPE_CHECKING:
 
 DTYPES = ("auto", "float16", "bfloat16", "float32")
 QUANTIZATIONS = ("none", "8bit", "4bit")
-OPTIONAL_FIELDS = ("n_gpu_layers", "n_threads", "dtype", "quantization", "lora_path", "idle_unload_s", "chat_template")
+OPTIONAL_FIELDS = (
+    "n_gpu_layers",
+    "n_threads",
+    "dtype",
+    "quantization",
+    "lora_path",
+    "idle_unload_s",
+    "chat_template",
+    "parallel",
+    "speculative",
+)
 """LaunchOptions fields some engines ignore: their widgets are disabled unless the chosen engine honours them."""
 _UNIT_SPACE = re.compile(r"(?<=\d) (?=[KMGT]i?B\b|tokens\b|%)")
 
@@ -186,6 +197,8 @@ def read_options(values: Mapping[str, str], base: LaunchOptions, allowed: Sequen
     layers = whole("n_gpu_layers", "GPU layers", -1, 10_000)
     threads = whole("n_threads", "Threads", 1, 1024)
     idle_min = whole("idle_unload_min", "Idle unload (minutes)", 1, 7 * 24 * 60)
+    parallel = whole("parallel", "Parallel", 1, MAX_PARALLEL) or base.parallel
+    speculative = values.get("speculative", "off")
     template = values.get("chat_template", "")
     lora_text = values.get("lora_path", "").strip()
     lora = Path(lora_text).expanduser() if lora_text and "lora_path" in allowed else None
@@ -208,6 +221,8 @@ def read_options(values: Mapping[str, str], base: LaunchOptions, allowed: Sequen
         lora_path=lora,
         idle_unload_s=None if idle_min is None else idle_min * 60.0,
         chat_template=template if template and "chat_template" in allowed else None,
+        parallel=parallel if "parallel" in allowed else 1,
+        speculative=speculative if speculative in SPECULATIVE_MODES and "speculative" in allowed else None,
     )
 
 
@@ -280,6 +295,15 @@ class LaunchModal(ModalScreen[LaunchChoice | None]):
                 yield Input("", id="lora_path", placeholder="file (optional)")
                 yield Label("Idle unload")
                 yield Input("", id="idle_unload_min", placeholder="minutes, or none")
+                yield Label("Parallel")
+                yield Input(str(self.base.parallel), id="parallel", placeholder="requests at once")
+                yield Label("Speculative")
+                yield Select(
+                    [("off", "off"), ("prompt lookup", "prompt-lookup")],
+                    value=self.base.speculative or "off",
+                    allow_blank=False,
+                    id="speculative",
+                )
             # markup=False: install hints hold brackets ('llm-tui[llama]') that markup would eat.
             engines_text = self._engines_text()
             engines = Static(engines_text, id="launch-engines", markup=False, classes="" if usable else "-blocked")
@@ -360,11 +384,13 @@ class LaunchModal(ModalScreen[LaunchChoice | None]):
         elif options.device.startswith("cuda:"):
             index = int(options.device.removeprefix("cuda:"))
             resources = replace(resources, gpus=tuple(g for g in resources.gpus if g.index == index))
-        result = fit(self.target.shape, resources, n_ctx=options.n_ctx)
+        result = fit(self.target.shape, resources, n_ctx=options.n_ctx, slots=options.parallel)
         colour = "$text-success" if result.fits else "$text-warning"
         # One clause a line, a number never parted from its unit: the summary wraps where it means to.
         summary = _UNIT_SPACE.sub("\u00a0", result.summary).replace("; ", "\n")
         lines = [f"[b]Fit[/b] [{colour}]{'✓' if result.fits else '✗'} {result.verdict}[/]", summary]
+        if options.parallel > 1:  # the KV cache above holds every slot's context
+            lines.append(f"{options.parallel} slots × {options.n_ctx:,}\u00a0tokens each")
         if self.target.context_length and options.n_ctx > self.target.context_length:
             lines.append(f"[$text-warning]trained for {self.target.context_length:,} tokens at most[/]")
         return "\n".join(lines)
