@@ -38,6 +38,7 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,7 +169,7 @@ def run_served(client: Any, model: str, prompt: str, max_tokens: int, mode: str)
 class ServeProcess:
     """`llm-tui serve` as a subprocess on 127.0.0.1, a free port, with the model loaded once."""
 
-    def __init__(self, model: Path, threads: int, workdir: Path) -> None:
+    def __init__(self, model: Path, threads: int, workdir: Path, extra_args: Sequence[str] = ()) -> None:
         exe = Path(sys.executable).with_name("llm-tui")
         cli = [str(exe)] if exe.exists() else [sys.executable, "-c", "from cli.main import main; main()"]
         config = workdir / "config.toml"
@@ -190,6 +191,7 @@ class ServeProcess:
             str(threads),
             "--n-ctx",
             str(N_CTX),
+            *extra_args,
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_TUI_")}
         env["PYTHONPATH"] = os.pathsep.join(

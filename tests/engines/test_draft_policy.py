@@ -1,4 +1,4 @@
-"""Prompt-lookup draft sizes: up while drafts are confirmed, down to what was confirmed, a pause after misses."""
+"""Prompt-lookup draft sizes: up while drafts are confirmed, down to what was confirmed."""
 
 from __future__ import annotations
 
@@ -19,22 +19,15 @@ def test_sizes_grow_while_every_draft_is_confirmed_and_stop_at_the_largest() -> 
     assert r.draft_limit == DRAFT_SIZES[0] == 3
     for expected in (7, 15, 15):
         _adapt(r, r.draft_limit, r.draft_limit)
-        assert (r.draft_limit, r.skip) == (expected, 0)
+        assert r.draft_limit == expected
 
 
 def test_a_partly_confirmed_draft_shrinks_to_what_was_confirmed() -> None:
     r = request()
     r.draft_limit = 15
-    _adapt(r, confirmed=9, drafted=15)  # more than half: worth it, no pause
-    assert (r.draft_limit, r.skip, r.misses) == (15, 0, 0)
-    _adapt(r, confirmed=4, drafted=15)  # less than half: a miss
-    assert (r.draft_limit, r.misses, r.skip) == (7, 1, 1)
-
-
-def test_misses_in_a_row_pause_longer_and_a_hit_resets() -> None:
-    r = request()
-    for misses in (1, 2, 3):
-        _adapt(r, confirmed=0, drafted=3)
-        assert (r.misses, r.skip, r.draft_limit) == (misses, misses, 3)
-    _adapt(r, confirmed=3, drafted=3)
-    assert (r.misses, r.skip, r.draft_limit) == (0, 0, 7)
+    _adapt(r, confirmed=9, drafted=15)
+    assert r.draft_limit == 15
+    _adapt(r, confirmed=4, drafted=15)
+    assert r.draft_limit == 7
+    _adapt(r, confirmed=0, drafted=7)
+    assert r.draft_limit == 3
