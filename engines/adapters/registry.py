@@ -56,7 +56,7 @@ ENGINES: dict[str, EngineEntry] = {
             ("torch", "transformers"),
             "transformers",
             ("hf", "gguf"),
-            ("device", "n_ctx", "n_threads", "dtype", "quantization", "idle_unload_s", "chat_template"),
+            ("device", "n_ctx", "n_threads", "dtype", "quantization", "idle_unload_s", "chat_template", "parallel"),
         ),
         EngineEntry(
             "ollama",

@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from engines.adapters import transformers_convert, transformers_whisper
 from engines.adapters.base import Engine
-from engines.adapters.transformers_generate import end_of_generation_ids, make_criterion, tokenizer_template
+from engines.adapters.transformers_batch import TransformersBatch
+from engines.adapters.transformers_generate import (
+    end_of_generation_ids,
+    generate_kwargs,
+    make_criterion,
+    special_token_ids,
+    tokenizer_template,
+)
 from engines.adapters.transformers_load import (
     check_folder,
     describe,
@@ -64,9 +71,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Sampling defaults when a Params field is None: the same as the llama.cpp engine's.
-_TEMPERATURE, _TOP_P, _TOP_K = 0.8, 0.95, 40
-
 
 class TransformersEngine(Engine):
     """Models on PyTorch through Hugging Face transformers (CPU, CUDA, or accelerate's device_map="auto").
@@ -82,7 +86,7 @@ class TransformersEngine(Engine):
     """
 
     name: ClassVar[str] = "transformers"
-    capabilities: ClassVar[Capability] = Capability.CHAT | Capability.STREAM | Capability.EMBED
+    capabilities: ClassVar[Capability] = Capability.CHAT | Capability.STREAM | Capability.EMBED | Capability.PARALLEL
     formats: ClassVar[tuple[str, ...]] = ("hf", "gguf")
 
     def __init__(self, *, cache_dir: Path | None = None, progress: Callable[[str], None] | None = None) -> None:
@@ -104,6 +108,7 @@ class TransformersEngine(Engine):
         self._cuda = False
         self._generate_thread: threading.Thread | None = None
         self._whisper: transformers_whisper.Whisper | None = None
+        self._batch: TransformersBatch | None = None
 
     # -- life cycle ---------------------------------------------------------------------------------------------
 
@@ -169,6 +174,7 @@ class TransformersEngine(Engine):
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self._eos_ids), None)
         limit = getattr(model.config, "max_position_embeddings", None) or options.n_ctx
         self._n_ctx = min(options.n_ctx, int(limit))
+        self._batch = TransformersBatch(self, options.parallel) if options.parallel > 1 else None
 
     def unload(self) -> None:
         """Drop the model and tokenizer and give their memory back; safe to call twice."""
@@ -176,7 +182,7 @@ class TransformersEngine(Engine):
             self._generate_thread.join()
             self._generate_thread = None
         had_model = self._model is not None
-        self._model = self._tokenizer = self._whisper = None
+        self._model = self._tokenizer = self._whisper = self._batch = None
         if had_model:
             gc.collect()
             if self._cuda:
@@ -268,13 +274,12 @@ class TransformersEngine(Engine):
         import torch
         import transformers
 
-        spec_stops = self.spec.stop if self.spec else ()
-        stops = tuple(dict.fromkeys((*params.stop, *spec_stops)))
-        eos_ids = self._eos_ids + [i for i in self._special_token_ids(stops) if i not in self._eos_ids]
+        stops = self.stops_for(params)
+        eos_ids = self.end_ids(stops)
         halt = threading.Event()  # set here when the streamed text reaches a stop sequence
         streamer = transformers.TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True)
         criterion = make_criterion(transformers, torch, cancel, halt, self._tokenizer, n_prompt, stops)
-        kwargs = self._generate_kwargs(params, max_tokens, eos_ids)
+        kwargs = generate_kwargs(params, max_tokens, eos_ids, self._pad_id)
         seed = params.seed if params.seed is not None else self._options.seed
         if seed is not None:
             torch.manual_seed(seed)  # process-wide: generate() samples from torch's global generator
@@ -340,6 +345,34 @@ class TransformersEngine(Engine):
             yield Delta(held)  # text that looked like the start of a stop sequence, but the reply ended first
         yield Done(Usage(n_prompt, completion), finish_reason=finish)
 
+    def stops_for(self, params: Params) -> tuple[str, ...]:
+        """The request's stop texts, then the model's."""
+        return tuple(dict.fromkeys((*params.stop, *(self.spec.stop if self.spec else ()))))
+
+    def end_ids(self, stops: Sequence[str]) -> list[int]:
+        """Token ids that end a reply: the model's end tokens and stop texts that are one special token."""
+        return self._eos_ids + [i for i in special_token_ids(self._tokenizer, stops) if i not in self._eos_ids]
+
+    def batcher(self) -> TransformersBatch | None:
+        """Concurrent requests decoded together, when launched with `parallel` > 1."""
+        return self._batch
+
+    @property
+    def context_size(self) -> int:
+        return self._n_ctx
+
+    @property
+    def pad_id(self) -> int | None:
+        return self._pad_id
+
+    @property
+    def device(self) -> Any:
+        return self._model.device if hasattr(self._model, "device") else "cpu"
+
+    @property
+    def launch_seed(self) -> int | None:
+        return self._options.seed
+
     def tokenize_prompt(self, messages: Sequence[ChatMessage], cancel: threading.Event | None = None) -> list[int]:
         """The prompt tokens for `messages`: rendered template, special tokens parsed, exactly one BOS."""
         self._require_model()
@@ -402,41 +435,6 @@ class TransformersEngine(Engine):
         return transformers_whisper.transcribe(self._whisper, audio, options, cancel, progress)
 
     # -- helpers ------------------------------------------------------------------------------------------------
-
-    def _generate_kwargs(self, params: Params, max_tokens: int, eos_ids: list[int]) -> dict[str, Any]:
-        temperature = _TEMPERATURE if params.temperature is None else params.temperature
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": max_tokens,
-            "do_sample": temperature > 0,
-            "eos_token_id": eos_ids or None,
-            "pad_token_id": self._pad_id,
-        }
-        if temperature > 0:
-            top_k = _TOP_K if params.top_k is None else params.top_k
-            kwargs.update(
-                temperature=temperature,
-                top_p=_TOP_P if params.top_p is None else params.top_p,
-                top_k=top_k or None,  # 0 turns top-k off
-            )
-        else:  # greedy: no sampling knobs, or the model's own defaults would be reported as ignored
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        if params.repetition_penalty is not None:
-            kwargs["repetition_penalty"] = params.repetition_penalty
-        return kwargs
-
-    def _special_token_ids(self, stops: Sequence[str]) -> list[int]:
-        """Ids of stop sequences that are one special token ("<end_of_turn>"), which the streamed text never shows."""
-        tokenizer = self._tokenizer
-        special = set(getattr(tokenizer, "all_special_tokens", ())) | set(
-            getattr(tokenizer, "get_added_vocab", dict)().keys()
-        )
-        ids = []
-        for stop in stops:
-            if stop in special:
-                token_id = tokenizer.convert_tokens_to_ids(stop)
-                if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
-                    ids.append(token_id)
-        return ids
 
     def _converted(self, path: Path, spec: ModelSpec, options: LaunchOptions) -> Path:
         """The cached Hugging Face folder for a GGUF, converting it first if needed."""

@@ -7,6 +7,11 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from engines.types import Params
+
+# Sampling defaults when a Params field is None: the same as the llama.cpp engine's.
+TEMPERATURE, TOP_P, TOP_K = 0.8, 0.95, 40
+
 
 def tokenizer_template(tokenizer: Any) -> str | None:
     template = getattr(tokenizer, "chat_template", None)
@@ -52,3 +57,40 @@ def make_criterion(
             return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
     return _Criterion()
+
+
+def generate_kwargs(params: Params, max_tokens: int, eos_ids: list[int], pad_id: int | None) -> dict[str, Any]:
+    """generate() arguments for a request's sampling settings."""
+    temperature = TEMPERATURE if params.temperature is None else params.temperature
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": max_tokens,
+        "do_sample": temperature > 0,
+        "eos_token_id": eos_ids or None,
+        "pad_token_id": pad_id,
+    }
+    if temperature > 0:
+        top_k = TOP_K if params.top_k is None else params.top_k
+        kwargs.update(
+            temperature=temperature,
+            top_p=TOP_P if params.top_p is None else params.top_p,
+            top_k=top_k or None,  # 0 turns top-k off
+        )
+    else:  # greedy: no sampling knobs, or the model's own defaults would be reported as ignored
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    if params.repetition_penalty is not None:
+        kwargs["repetition_penalty"] = params.repetition_penalty
+    return kwargs
+
+
+def special_token_ids(tokenizer: Any, stops: Sequence[str]) -> list[int]:
+    """Ids of stop sequences that are one special token ("<end_of_turn>"), which the streamed text never shows."""
+    special = set(getattr(tokenizer, "all_special_tokens", ())) | set(
+        getattr(tokenizer, "get_added_vocab", dict)().keys()
+    )
+    ids = []
+    for stop in stops:
+        if stop in special:
+            token_id = tokenizer.convert_tokens_to_ids(stop)
+            if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
+                ids.append(token_id)
+    return ids
