@@ -39,8 +39,14 @@ Prints a table per section, then one JSON line with every figure. Nothing is ass
         [--only ours,theirs,spec] [--spec-max-tokens 256] [--threads 2] [--model PATH] [--llama-server PATH]
         [--plain]
 
-Measured on ...: TODO (fill in: machine, aggregate tok/s per C ours / theirs, TTFT p50/p99, slots_on_off,
-ours_vs_theirs, spec speed-up / acceptance / identical).
+Measured on the 2-core CPU dev VM (Gemma 3 270M Q4_K_M, 3 rounds, 96 tokens, idle machine), aggregate tok/s
+ours / theirs by C: 1: 80.0 / 88.6, 2: 76.1 / 77.5, 4: 110.4 / 115.6, 8: 179.7 / 181.9 (ours / theirs 0.90,
+0.98, 0.96, 0.99; target >= 0.8 met); scaling over C=1: 1.38 at C=4 (target 1.8 not met; llama-server 1.30),
+2.25 at C=8; TTFT p50 / p99 88 / 88 ms at C=1, 296 / 330 ms at C=4 (3.8x; llama-server 251 / 325 ms); slots on
+/ off, one client: 0.987 (target >= 0.97 met). Why C=4 cannot reach 1.8x here: each slot's token needs its own
+row of logits over the 262k vocabulary, which costs about as much as the rest of the step, and llama.cpp's CPU
+kernels batch those rows four at a time (1 row 11 ms, 2 rows 23, 4 rows 29, 8 rows 36). Prompt lookup on the
+code-editing prompt: 1.22x decode speed, 49 % of drafted tokens accepted, the same text.
 """
 
 from __future__ import annotations

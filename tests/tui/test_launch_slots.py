@@ -70,11 +70,17 @@ def test_a_bad_slot_count_is_named_and_nothing_launches(make_app: AppFactory) ->
     drive(make_app(launch=False), test)
 
 
-def test_an_engine_that_cannot_batch_keeps_the_fields_disabled(make_app: AppFactory) -> None:
-    target = LaunchTarget("x", "Gemma 3 270M IT", "hf", ("transformers",), SHAPE)
+def test_fields_follow_what_the_engine_can_do(make_app: AppFactory) -> None:
+    """transformers batches but does not draft; Ollama schedules its own requests: both fields stay disabled."""
+    transformers = LaunchTarget("x", "Gemma 3 270M IT", "hf", ("transformers",), SHAPE)
+    ollama = LaunchTarget("llama3.2:1b", "llama3.2:1b", "ollama", ("ollama",))
 
     async def test(app: LlmTuiApp, pilot: Pilot[int]) -> None:
-        modal = await opened(app, pilot, target)
+        modal = await opened(app, pilot, transformers)
+        assert not modal.query_one("#parallel", Input).disabled
+        assert modal.query_one("#speculative", Select).disabled
+        await pilot.press("escape")
+        modal = await opened(app, pilot, ollama)
         assert modal.query_one("#parallel", Input).disabled
         assert modal.query_one("#speculative", Select).disabled
 
