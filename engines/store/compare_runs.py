@@ -119,6 +119,8 @@ def _options_from(data: Mapping[str, Any]) -> LaunchOptions:
         "idle_unload_s": (float, int, type(None)),
         "lora_path": (str, type(None)),
         "chat_template": (str, type(None)),
+        "parallel": (int,),
+        "speculative": (str, type(None)),
     }
     values: dict[str, Any] = {}
     for name, allowed in kinds.items():

@@ -149,15 +149,13 @@ def test_params_and_stops_stay_per_slot(
     full, _ = reply(alone, ask(QUESTIONS[1]), Params(temperature=0, max_tokens=40))
     stop_word = full.split()[3]
     sampled = Params(temperature=0.9, seed=7, max_tokens=20)
-    outputs = batch(
-        slotted,
-        [
-            (ask(QUESTIONS[0]), Params(temperature=0, max_tokens=5)),
-            (ask(QUESTIONS[1]), Params(temperature=0, max_tokens=40, stop=(stop_word,))),
-            (ask(QUESTIONS[2]), sampled),
-            (ask(QUESTIONS[3]), GREEDY),
-        ],
-    )
+    requests = [
+        (ask(QUESTIONS[0]), Params(temperature=0, max_tokens=5)),
+        (ask(QUESTIONS[1]), Params(temperature=0, max_tokens=40, stop=(stop_word,))),
+        (ask(QUESTIONS[2]), sampled),
+        (ask(QUESTIONS[3]), GREEDY),
+    ]
+    outputs = batch(slotted, requests)
     short, stopped, drawn, plain = outputs
     assert isinstance(short[-1], Done) and short[-1].finish_reason == "length"
     assert short[-1].usage.completion_tokens == 5
@@ -168,15 +166,7 @@ def test_params_and_stops_stay_per_slot(
     # ones, or over other cached cells, a draw that falls near a boundary between two tokens may go otherwise.)
     fresh = _load(gemma_path, tmp_path, parallel=4)
     try:
-        again = batch(
-            fresh,
-            [
-                (ask(QUESTIONS[0]), Params(temperature=0, max_tokens=5)),
-                (ask(QUESTIONS[1]), Params(temperature=0, max_tokens=40, stop=(stop_word,))),
-                (ask(QUESTIONS[2]), sampled),
-                (ask(QUESTIONS[3]), GREEDY),
-            ],
-        )
+        again = batch(fresh, requests)
     finally:
         fresh.unload()
     assert text_of(again[2]) == text_of(drawn) and text_of(drawn)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,3 +103,12 @@ def env(make_app: AppFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     built = SweepEnv(make_app, tmp_path, monkeypatch)
     yield built
     built.release_all()
+
+
+@pytest.fixture
+def gates() -> Iterator[tuple[threading.Event, threading.Event]]:
+    """(load gate, token gate) for fake engines: a load or a reply held until the test sets it; both set after."""
+    load_gate, token_gate = threading.Event(), threading.Event()
+    yield load_gate, token_gate
+    load_gate.set()
+    token_gate.set()

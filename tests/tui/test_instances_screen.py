@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,14 +23,6 @@ from tui.widgets.api_status import ERROR_CHARS, shorten_words
 
 GB = 10**9
 RESOURCES = Resources(ram_free_bytes=16 * GB, gpus=(GpuFree(0, "GPU 0", 20 * GB),), disk_free_bytes=100 * GB)
-
-
-@pytest.fixture
-def gates() -> Iterator[tuple[threading.Event, threading.Event]]:
-    load_gate, token_gate = threading.Event(), threading.Event()
-    yield load_gate, token_gate
-    load_gate.set()
-    token_gate.set()
 
 
 def start_four(app: LlmTuiApp, fake_model: Path, gates: tuple[threading.Event, threading.Event]) -> list[str]:

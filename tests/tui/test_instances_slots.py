@@ -4,7 +4,6 @@ its snapshot at 100x30 and 80x24."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,14 +20,6 @@ from tui.app import LlmTuiApp
 from tui.screens.instances import InstancesScreen
 
 NOW = 1_800_000_000.0
-
-
-@pytest.fixture
-def gates() -> Iterator[tuple[threading.Event, threading.Event]]:
-    load_gate, token_gate = threading.Event(), threading.Event()
-    yield load_gate, token_gate
-    load_gate.set()
-    token_gate.set()
 
 
 def start_slotted(app: LlmTuiApp, fake_model: Path, gates: tuple[threading.Event, threading.Event]) -> str:

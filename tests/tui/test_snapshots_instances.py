@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,14 +23,6 @@ from tui.screens.instances import InstancesScreen
 from tui.screens.modals.launch import LaunchTarget
 
 NOW = 1_800_000_000.0
-
-
-@pytest.fixture
-def gates() -> Iterator[tuple[threading.Event, threading.Event]]:
-    load_gate, token_gate = threading.Event(), threading.Event()
-    yield load_gate, token_gate
-    load_gate.set()
-    token_gate.set()
 
 
 @pytest.mark.parametrize("size", SIZES)

@@ -155,6 +155,8 @@ def _unusual_values() -> list[object]:
         "idle_unload_s": 60.0,
         "seed": 42,
         "chat_template": "chatml",
+        "parallel": 4,
+        "speculative": "prompt-lookup",
     }
     missing = [f.name for f in fields(LaunchOptions) if f.name not in chosen]
     assert not missing, f"give the new LaunchOptions fields a value here and a kind in store_compare: {missing}"
