@@ -12,7 +12,6 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import logging
-import os
 import random
 import threading
 from collections.abc import Iterator, Sequence
@@ -22,7 +21,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from engines.adapters.base import Engine
 from engines.adapters.llama_cpp_embed import Embedder
-from engines.adapters.llama_cpp_native import INSTALL_HINT, clear_log, import_llama_cpp, load_error
+from engines.adapters.llama_cpp_native import (
+    INSTALL_HINT,
+    clear_log,
+    import_llama_cpp,
+    kv_estimate,
+    load_error,
+    physical_cores,
+)
 from engines.adapters.llama_cpp_prefix import PrefixCache
 from engines.adapters.llama_cpp_reply import Reply, token_logprob
 from engines.adapters.llama_cpp_slots import Prepared, SlotScheduler, too_long
@@ -138,7 +144,7 @@ class LlamaCppEngine(Engine):
 
             ensure_native_engine_works(self.name, path, self._cache_dir())
         lib = import_llama_cpp()
-        threads = options.n_threads or _physical_cores()
+        threads = options.n_threads or physical_cores()
         slotted = options.parallel > 1 or options.speculative is not None
         # With slots, requests run on the slots' own context; this one only needs to exist (its KV stays small).
         own_ctx = min(options.n_ctx, 512) if slotted else options.n_ctx
@@ -168,7 +174,7 @@ class LlamaCppEngine(Engine):
         self._add_bos = bool(lib.llama_vocab_get_add_bos(self._vocab))
         self._prefix.attach(llm, lib)
         self._weights_bytes = int(lib.llama_model_size(llm.model))
-        self._kv_bytes = _kv_estimate(header, own_ctx)
+        self._kv_bytes = kv_estimate(header, own_ctx)
         if slotted:
             try:
                 self._slots = SlotScheduler(
@@ -185,7 +191,7 @@ class LlamaCppEngine(Engine):
             except Exception as exc:
                 self.unload()
                 raise load_error(path, options, exc) from None
-            self._kv_bytes += _kv_estimate(header, options.n_ctx) * self._slots.parallel
+            self._kv_bytes += kv_estimate(header, options.n_ctx) * self._slots.parallel
         log.info("chat template: %s", template_name)  # the instance's log says which one replies follow
 
     def unload(self) -> None:
@@ -396,7 +402,7 @@ class LlamaCppEngine(Engine):
         if self._embedder is None:
             assert self.spec is not None and self.spec.path is not None
             o, path = self._options, self.spec.path
-            self._embedder = Embedder(self._lib, path, o.n_ctx, o.n_threads or _physical_cores(), o.n_gpu_layers)
+            self._embedder = Embedder(self._lib, path, o.n_ctx, o.n_threads or physical_cores(), o.n_gpu_layers)
         vectors, self.last_embed_tokens = self._embedder.embed(texts, cancel)
         return vectors
 
@@ -437,27 +443,3 @@ class LlamaCppEngine(Engine):
         import platformdirs
 
         return platformdirs.user_cache_path("llm-tui")
-
-
-def _physical_cores() -> int:
-    """Physical cores available to this process: hyper-threads slow llama.cpp's decode down."""
-    try:
-        import psutil
-
-        physical = psutil.cpu_count(logical=False) or 0
-    except ImportError:
-        physical = 0
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(physical or available, available))
-
-
-def _kv_estimate(header: Any, n_ctx: int) -> int:
-    """F16 K+V bytes for `n_ctx` tokens on every layer, from the GGUF header (0 when it lacks the sizes)."""
-    layers, kv_heads = header.block_count, header.head_count_kv
-    head_dim = header.key_length or (
-        header.embedding_length // header.head_count if header.embedding_length and header.head_count else None
-    )
-    if not (layers and kv_heads and head_dim):
-        return 0
-    v_dim = header.value_length or head_dim
-    return int(n_ctx * layers * kv_heads * (head_dim + v_dim) * 2)

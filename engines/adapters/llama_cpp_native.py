@@ -1,4 +1,5 @@
-"""Process-wide llama_cpp set-up: a quiet import, its C log captured for error messages, clear load errors.
+"""Process-wide llama_cpp set-up: a quiet import, its C log captured for error messages, clear load errors; the
+cores to run on and the KV-cache size a header implies.
 
 llama.cpp logs from C to stderr, which would scribble over the TUI and over
 `llm-tui chat` output; its warnings and errors are kept here instead and
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import sys
 from collections import deque
 from pathlib import Path
@@ -93,3 +95,27 @@ def quoted_log() -> str:
     """The last captured warning/error lines, ready to append to an error message."""
     lines = [ln for ln in _log_tail if ln]
     return (" (llama.cpp said: " + " | ".join(lines[-4:]) + ")") if lines else ""
+
+
+def physical_cores() -> int:
+    """Physical cores available to this process: hyper-threads slow llama.cpp's decode down."""
+    try:
+        import psutil
+
+        physical = psutil.cpu_count(logical=False) or 0
+    except ImportError:
+        physical = 0
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(physical or available, available))
+
+
+def kv_estimate(header: Any, n_ctx: int) -> int:
+    """F16 K+V bytes for `n_ctx` tokens on every layer, from the GGUF header (0 when it lacks the sizes)."""
+    layers, kv_heads = header.block_count, header.head_count_kv
+    head_dim = header.key_length or (
+        header.embedding_length // header.head_count if header.embedding_length and header.head_count else None
+    )
+    if not (layers and kv_heads and head_dim):
+        return 0
+    v_dim = header.value_length or head_dim
+    return int(n_ctx * layers * kv_heads * (head_dim + v_dim) * 2)
