@@ -163,7 +163,8 @@ class SlotScheduler(Batcher):
         self.admit_prepared(prepared, handle.params, handle.cancel_event, emit)
 
     def admit_prepared(self, prepared: Prepared, params: Params, cancel: threading.Event, emit: Emit) -> None:
-        """Take a prepared request into the free slot whose cache shares the longest prefix with it."""
+        """Take a prepared request into a free slot: the one holding its conversation, else the least recently used
+        (see `_pick`)."""
         tokens = prepared.tokens
         n_prompt = len(tokens)
         if n_prompt >= self.n_ctx:
@@ -180,6 +181,7 @@ class SlotScheduler(Batcher):
             return
         # A seeded sampled reply evaluates its prompt from scratch: a reused prefix changes the batches and so
         # the logits, and the same seed would then draw other tokens (greedy picks are not that fragile).
+        sampler = self._sampler(params)  # a schema whose grammar fails is refused before any slot is touched
         reuse = params.seed is None or params.temperature == 0
         slot, n_past = self._pick(free, tokens) if reuse else (min(free, key=lambda s: s.used), 0)
         if not self._lib.llama_memory_seq_rm(self._mem, slot.seq, n_past, -1):
@@ -187,7 +189,6 @@ class SlotScheduler(Batcher):
             n_past = 0
         del slot.cached[n_past:]
         self.prompt_tokens_evaluated = n_prompt - n_past
-        sampler = self._sampler(params)
         self._clock += 1
         slot.used = self._clock
         slot.request = _Request(prepared, params, cancel, emit, reply, sampler, pending=tokens[n_past:])
