@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from engines.adapters import transformers_convert, transformers_whisper
 from engines.adapters.base import Engine
 from engines.adapters.transformers_batch import TransformersBatch
+from engines.adapters.transformers_embed import embed_texts
 from engines.adapters.transformers_generate import (
     end_of_generation_ids,
     generate_kwargs,
@@ -388,36 +389,7 @@ class TransformersEngine(Engine):
         """Mean-pooled (attention-masked), L2-normalised last hidden states of the model's base network."""
         model = self._require_model()
         self._refuse_on_whisper("embeddings")
-        if not texts:
-            return []
-        import torch
-
-        tokenizer = self._tokenizer
-        base = model.base_model
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self._pad_id
-        from engines.errors import EmbedInputTooLong
-
-        vectors: list[list[float]] = []
-        encoded = [tokenizer(text, add_special_tokens=True)["input_ids"] for text in texts]
-        for i, ids in enumerate(encoded):  # refused whole, before any work: a cut text gives a wrong vector
-            if len(ids) > self._n_ctx:
-                raise EmbedInputTooLong(i, len(ids), self._n_ctx)
-        with torch.inference_mode():
-            for ids in encoded:  # one at a time: no padding, so no model-specific padding side to get right
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled("embedding cancelled")
-                if not ids:
-                    ids = [pad if pad is not None else 0]
-                input_ids = torch.tensor([ids], dtype=torch.long, device=model.device)
-                mask = torch.ones_like(input_ids)
-                hidden = getattr(base(input_ids=input_ids, attention_mask=mask), "last_hidden_state", None)
-                if hidden is None:  # a model without a separate base network: its last hidden layer
-                    hidden = base(input_ids=input_ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
-                weights = mask.unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
-                pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
-                vectors.append([float(x) for x in pooled[0].tolist()])
-        self.last_embed_tokens = sum(len(ids) for ids in encoded)
+        vectors, self.last_embed_tokens = embed_texts(model, self._tokenizer, texts, self._n_ctx, self._pad_id, cancel)
         return vectors
 
     def transcribe(
