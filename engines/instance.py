@@ -20,6 +20,7 @@ from engines.errors import Cancelled, InstanceNotReady, LlmTuiError
 from engines.relay import Coalescing, Relay
 from engines.requests import EngineJob, RequestHandle
 from engines.types import (
+    Capability,
     Done,
     Error,
     Footprint,
@@ -57,6 +58,8 @@ class Instance:
         self.spec = spec
         self.options = options
         self.engine = engine
+        self.native_tools = engine.supports(Capability.TOOLS)
+        """The engine takes tools itself; otherwise calls are parsed out of its text (engines.shaper)."""
         self.coalescing = coalescing
         self.state = InstanceState.LOADING
         self.error: str | None = None
@@ -288,7 +291,7 @@ class Instance:
         if stopping:
             self._finished(handle, Error("instance stopped before the request ran", kind="stopped"), served=False)
             return
-        relay = Relay(handle, self.coalescing, self.clock)
+        relay = Relay(handle, self.coalescing, self.clock, native_tools=self.native_tools)
         if handle.cancel_event.is_set():
             self._finished(handle, relay.cancelled_before_start())
             return
@@ -345,7 +348,7 @@ class Instance:
 
     def _generate(self, handle: RequestHandle) -> StreamEvent:
         """Stream deltas to the handle; return the final event (Done or Error) for the caller to deliver."""
-        relay = Relay(handle, self.coalescing, self.clock)
+        relay = Relay(handle, self.coalescing, self.clock, native_tools=self.native_tools)
         if handle.cancel_event.is_set():
             return relay.cancelled_before_start()
         try:

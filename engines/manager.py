@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING
 
 from engines.adapters import registry
 from engines.adapters.base import Engine
-from engines.errors import BadRequest, InstanceNotFound, InstanceNotReady, LlmTuiError
+from engines.errors import BadRequest, CapabilityNotSupported, InstanceNotFound, InstanceNotReady, LlmTuiError
 from engines.instance import Instance, StopWhen
 from engines.relay import Coalescing
 from engines.requests import EmbedJob, EventSink, RequestHandle, TranscribeJob
+from engines.tools.forced import engine_params, forces_call
 from engines.types import Capability, ChatMessage, InstanceInfo, LaunchOptions, ModelSpec, Params
 
 if TYPE_CHECKING:
@@ -117,6 +118,10 @@ class EngineManager:
         params = params or Params()
         params.validate()
         instance = self._get(run_id)
+        if forces_call(params) and not instance.native_tools:  # the call is forced by the call's JSON schema
+            if not instance.engine.supports(Capability.JSON_SCHEMA):
+                raise CapabilityNotSupported(instance.engine.name, "forced tool calls (tool_choice)")
+            params = engine_params(params, native_tools=False)
         if params.json_schema is not None:  # refused here, with the engine named, not deep in its worker
             instance.engine.require(Capability.JSON_SCHEMA)
         if any(m.images for m in messages):

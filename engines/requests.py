@@ -12,7 +12,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from engines.errors import LlmTuiError
-from engines.types import ChatMessage, Delta, Done, Error, Params, StreamEvent
+from engines.types import (
+    ChatMessage,
+    Delta,
+    Done,
+    Error,
+    Final,
+    Params,
+    Reasoning,
+    StreamEvent,
+    ToolCall,
+    ToolCallDelta,
+)
 
 EventSink = Callable[[StreamEvent], None]
 """Receives events on the instance's worker thread; must not block (e.g. post_message)."""
@@ -31,6 +42,9 @@ class ChatResult:
     text: str
     done: Done | None
     error: Error | None
+    reasoning: str = ""
+    """The model's thinking, apart from the reply."""
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(eq=False)
@@ -72,7 +86,7 @@ class RequestHandle:
                 self.sink_error = self.sink_error or exc
         else:
             self._events.put(event)
-        if not isinstance(event, Delta):
+        if isinstance(event, Final):
             self._finished.set()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -85,20 +99,30 @@ class RequestHandle:
         while True:
             event = self._events.get()
             yield event
-            if not isinstance(event, Delta):
+            if isinstance(event, Final):
                 return
 
     def result(self) -> ChatResult:
         """Consume the events and return the whole reply."""
+        from engines.tools.assemble import ToolCallAssembler
+
         parts: list[str] = []
+        thinking: list[str] = []
+        calls = ToolCallAssembler()
+        done: Done | None = None
+        error: Error | None = None
         for event in self:
             if isinstance(event, Delta):
                 parts.append(event.text)
+            elif isinstance(event, Reasoning):
+                thinking.append(event.text)
+            elif isinstance(event, ToolCallDelta):
+                calls.add(event)
             elif isinstance(event, Done):
-                return ChatResult("".join(parts), event, None)
+                done = event
             else:
-                return ChatResult("".join(parts), None, event)
-        return ChatResult("".join(parts), None, None)
+                error = event
+        return ChatResult("".join(parts), done, error, "".join(thinking), calls.calls())
 
 
 @dataclass(eq=False, kw_only=True)

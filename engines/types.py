@@ -9,10 +9,13 @@ from typing import Literal
 
 from engines.secret import Secret
 
-Role = Literal["system", "user", "assistant"]
-ROLES: tuple[Role, ...] = ("system", "user", "assistant")
-FinishReason = Literal["stop", "length", "context", "cancelled"]
-"""Why a reply ended: end of turn or a stop sequence; max_tokens; the context window was full; Stop."""
+Role = Literal["system", "user", "assistant", "tool"]
+ROLES: tuple[Role, ...] = ("system", "user", "assistant", "tool")
+FinishReason = Literal["stop", "length", "context", "cancelled", "tool_calls"]
+"""Why a reply ended: end of turn or a stop sequence; max_tokens; the context window was full; Stop; the model
+called tools (the caller runs them and sends their results back)."""
+ToolChoice = Literal["auto", "none", "required"]
+"""Whether the model may call a tool (auto), must not (none) or must call one (required)."""
 
 
 MAX_TOP_LOGPROBS = 20
@@ -39,6 +42,10 @@ class Capability(enum.Flag):
     """Several requests decoded at once in one batch (`LaunchOptions.parallel`, `Engine.batcher`)."""
     SPECULATIVE = enum.auto()
     """Speculative decoding (`LaunchOptions.speculative`)."""
+    TOOLS = enum.auto()
+    """The engine takes `Params.tools` / `tool_choice` itself and streams ToolCallDelta events (a remote server,
+    Ollama). Engines without it get tools through their chat template, and their calls are parsed out of the
+    text or forced by a JSON-schema grammar (engines.tools) when they declare JSON_SCHEMA."""
 
 
 class InstanceState(enum.StrEnum):
@@ -53,6 +60,26 @@ class InstanceState(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function call the model asked for (OpenAI's `tool_calls[i]`)."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
+    """The arguments as the JSON object text the model wrote (it may be invalid JSON: the caller checks)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A function the model may call (OpenAI's `tools[i].function`)."""
+
+    name: str
+    description: str = ""
+    parameters: str = '{"type": "object", "properties": {}}'
+    """Its arguments' JSON Schema, as JSON text (kept as text so a Tool stays hashable and frozen)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
     """One message of a conversation, with an OpenAI-style role."""
 
@@ -60,6 +87,12 @@ class ChatMessage:
     content: str
     images: tuple[bytes, ...] = ()
     """Image files (PNG, JPEG, WebP, GIF bytes) attached to a user message, for vision engines."""
+    tool_calls: tuple[ToolCall, ...] = ()
+    """An assistant message's calls (its `content` may then be empty)."""
+    tool_call_id: str | None = None
+    """A tool message: the id of the call whose result `content` is."""
+    name: str | None = None
+    """A tool message: the function's name (templates and Ollama want it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +111,13 @@ class Params:
     logprobs: int | None = None
     """Give each generated token's log-probability and this many likeliest alternatives (0 to MAX_TOP_LOGPROBS);
     None: none. Engines without LOGPROBS refuse it."""
+    tools: tuple[Tool, ...] = ()
+    """Functions the model may call."""
+    tool_choice: ToolChoice = "auto"
+    tool_name: str | None = None
+    """When set, the model must call this function (OpenAI's `{"type": "function", "function": {"name": ...}}`)."""
+    parallel_tool_calls: bool = True
+    """Whether one reply may hold several calls."""
 
     def validate(self) -> None:
         """Raise BadRequest for values no engine accepts."""
@@ -99,6 +139,15 @@ class Params:
             raise BadRequest("stop sequences must not be empty")
         if self.json_schema is not None:
             schema_of(self)
+        if self.tool_name is not None and all(t.name != self.tool_name for t in self.tools):
+            raise BadRequest(f"tool_choice names the function {self.tool_name!r}, which is not in tools")
+        if self.tool_choice == "required" and not self.tools:
+            raise BadRequest('tool_choice "required" needs at least one tool')
+
+    @property
+    def wants_tools(self) -> bool:
+        """Whether the model is offered tools it may call."""
+        return bool(self.tools) and self.tool_choice != "none"
 
 
 def schema_of(params: Params) -> dict[str, object] | None:
@@ -161,6 +210,13 @@ class Usage:
     completion_tokens: int = 0
     estimated: bool = False
     """The server never sent its counts (e.g. the user stopped first): the engine's own estimate."""
+    reasoning_tokens: int = 0
+    """Of completion_tokens, those spent thinking (a `<think>` block, `reasoning_content`)."""
+
+    @property
+    def reply_tokens(self) -> int:
+        """Completion tokens of the reply itself (thinking left out)."""
+        return max(0, self.completion_tokens - self.reasoning_tokens)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +229,8 @@ class Metrics:
     """Decode throughput after the first token."""
     total_ms: float
     queue_ms: float = 0.0
+    reply_ttft_ms: float | None = None
+    """From the start of processing to the first token of the reply itself, when thinking came first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +240,25 @@ class Delta:
     text: str
     logprobs: tuple[TokenLogprob, ...] = ()
     """The tokens this text came from, when the request asked for `logprobs`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reasoning:
+    """A piece of the model's thinking (a `<think>` block, a server's `reasoning_content`), kept apart from the
+    reply: shown folded, counted apart, and not sent back to the model with the history."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of the `index`-th tool call of this reply: its first piece has the id and the name, and the
+    arguments' JSON text arrives in pieces (engines.tools.assemble joins them)."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +287,9 @@ class Error:
     kind: str = "error"
 
 
-StreamEvent = Delta | Done | Error
+StreamEvent = Delta | Reasoning | ToolCallDelta | Done | Error
+Final = (Done, Error)
+"""The event kinds that end a stream (`isinstance(event, Final)`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,14 +33,16 @@ FAIL_MARKER = "[[fail]]"
 
 
 class FakeEngine(Engine):
-    """Replies "Echo: <last user message>" (raw completions: "Echo: <prompt>") word by word, reproducibly.
+    """Replies "Echo: <last user message>" (raw completions: "Echo: <prompt>") word by word, reproducibly; after a
+    tool result, "The tool said: <results>" (so a scripted tool call in `reply` is followed by an answer).
 
     Knobs for tests (constructor arguments, never environment):
     `reply` fixes the reply text; `token_delay_s` paces tokens (waiting on the
     cancel event, so Stop still ends it at once); `gate` holds the first token
     until a test sets it; `load_gate` holds the load; `load_error` makes load() fail;
     `n_ctx` is a context window (in the fake's tokens: words) that ends a reply with "context" when full;
-    `embed_gate` holds each text to embed until a test sets it.
+    `embed_gate` holds each text to embed until a test sets it; `answers_tools=False` makes it reply as scripted
+    after a tool result too (a model that calls again and again).
     """
 
     name: ClassVar[str] = "fake"
@@ -60,8 +62,10 @@ class FakeEngine(Engine):
         load_gate: threading.Event | None = None,
         n_ctx: int | None = None,
         embed_gate: threading.Event | None = None,
+        answers_tools: bool = True,
     ) -> None:
         self.reply = reply
+        self.answers_tools = answers_tools
         self.embed_gate = embed_gate
         self.embedded = 0
         """Texts embedded so far."""
@@ -76,6 +80,8 @@ class FakeEngine(Engine):
         self.spec: ModelSpec | None = None
         self.calls: list[list[ChatMessage]] = []
         self.sessions: list[str | None] = []
+        self.params: list[Params] = []
+        """The parameters of chat calls, in order."""
         self.prompts: list[str] = []
         """The prompts of raw completions, in order."""
         self.started = threading.Event()
@@ -114,8 +120,13 @@ class FakeEngine(Engine):
             raise InstanceNotReady("fake engine: no model loaded")
         self.calls.append(list(messages))
         self.sessions.append(session)
+        self.params.append(params)
         last_user = next((m.content for m in reversed(messages) if m.role == "user"), "")
         prompt_tokens = sum(len(m.content.split()) + 4 for m in messages)
+        if self.answers_tools and messages and messages[-1].role == "tool":  # it answers with its tools' results
+            results = "; ".join(m.content for m in messages if m.role == "tool" and m.tool_call_id)
+            yield from self._reply(last_user, prompt_tokens, params, cancel, f"The tool said: {results}")
+            return
         yield from self._reply(last_user, prompt_tokens, params, cancel)
 
     def complete(self, prompt: str, params: Params, cancel: threading.Event) -> Iterator[StreamEvent]:
@@ -126,9 +137,12 @@ class FakeEngine(Engine):
         self.prompts.append(prompt)
         yield from self._reply(prompt, len(prompt.split()), params, cancel)
 
-    def _reply(self, said: str, prompt_tokens: int, params: Params, cancel: threading.Event) -> Iterator[StreamEvent]:
+    def _reply(
+        self, said: str, prompt_tokens: int, params: Params, cancel: threading.Event, text: str | None = None
+    ) -> Iterator[StreamEvent]:
         self.started.set()
-        text = self.reply if self.reply is not None else f"Echo: {said}"
+        if text is None:
+            text = self.reply if self.reply is not None else f"Echo: {said}"
         words = text.split(" ")
         pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
         limit = params.max_tokens if params.max_tokens is not None else len(pieces)

@@ -52,6 +52,7 @@ from engines.types import (
     Params,
     StreamEvent,
     TokenLogprob,
+    Tool,
     Usage,
 )
 
@@ -274,7 +275,8 @@ class LlamaCppEngine(Engine):
 
     def _prepare_chat(self, messages: Sequence[ChatMessage], params: Params, cancel: threading.Event) -> Prepared:
         spec_stops = self.spec.stop if self.spec else ()
-        tokens = self.tokenize_prompt(messages, cancel)  # a slow template stops at cancel, not only at its limit
+        # a slow template stops at cancel, not only at its limit
+        tokens = self.tokenize_prompt(messages, cancel, params.tools)
         return Prepared(tokens, (*params.stop, *spec_stops))
 
     def _prepare_completion(self, prompt: str, params: Params) -> Prepared:
@@ -377,12 +379,14 @@ class LlamaCppEngine(Engine):
         piece = self._piece_of(token)
         return piece if piece is not None else self._token_text(token).encode()
 
-    def tokenize_prompt(self, messages: Sequence[ChatMessage], cancel: threading.Event | None = None) -> list[int]:
+    def tokenize_prompt(
+        self, messages: Sequence[ChatMessage], cancel: threading.Event | None = None, tools: Sequence[Tool] = ()
+    ) -> list[int]:
         """The prompt tokens for `messages`: rendered template, special tokens parsed, exactly one BOS;
         ContextLengthExceeded for a giant conversation (found without tokenizing all of it)."""
         llm = self._require_llm()
         prompt = render_chat(
-            self._template, messages, bos_token=self._bos_text, eos_token=self._eos_text, cancel=cancel
+            self._template, messages, bos_token=self._bos_text, eos_token=self._eos_text, cancel=cancel, tools=tools
         )
         # The template writes the BOS text itself; add one only when the model wants it and the template forgot.
         n_ctx = self._options.n_ctx

@@ -74,7 +74,7 @@ class TransformersBatch(Batcher):
         if handle.prompt is not None:
             raise CapabilityNotSupported(engine.name, "completion")
         try:
-            tokens = engine.tokenize_prompt(handle.messages, handle.cancel_event)
+            tokens = engine.tokenize_prompt(handle.messages, handle.cancel_event, params.tools)
         except Cancelled:
             emit(Done(Usage(), finish_reason="cancelled"))
             return

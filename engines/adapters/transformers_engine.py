@@ -64,6 +64,7 @@ from engines.types import (
     ModelSpec,
     Params,
     StreamEvent,
+    Tool,
     Usage,
 )
 
@@ -255,8 +256,8 @@ class TransformersEngine(Engine):
             raise CapabilityNotSupported(self.name, "json_schema")
         if any(m.images for m in messages):
             raise CapabilityNotSupported(self.name, "vision")
-        try:
-            tokens = self.tokenize_prompt(messages, cancel)  # a slow template stops at cancel, not only at its limit
+        try:  # a slow template stops at cancel, not only at its limit
+            tokens = self.tokenize_prompt(messages, cancel, params.tools)
         except Cancelled:
             yield Done(Usage(), finish_reason="cancelled")
             return
@@ -374,11 +375,13 @@ class TransformersEngine(Engine):
     def launch_seed(self) -> int | None:
         return self._options.seed
 
-    def tokenize_prompt(self, messages: Sequence[ChatMessage], cancel: threading.Event | None = None) -> list[int]:
+    def tokenize_prompt(
+        self, messages: Sequence[ChatMessage], cancel: threading.Event | None = None, tools: Sequence[Tool] = ()
+    ) -> list[int]:
         """The prompt tokens for `messages`: rendered template, special tokens parsed, exactly one BOS."""
         self._require_model()
         prompt = render_chat(
-            self._template, messages, bos_token=self._bos_text, eos_token=self._eos_text, cancel=cancel
+            self._template, messages, bos_token=self._bos_text, eos_token=self._eos_text, cancel=cancel, tools=tools
         )
         tokens: list[int] = list(self._tokenizer(prompt, add_special_tokens=False)["input_ids"])
         if self._add_bos and self._bos_id is not None and (not tokens or tokens[0] != self._bos_id):

@@ -44,7 +44,7 @@ from engines.manager import EngineManager
 from engines.requests import RequestHandle
 from engines.store.records import TurnMetrics
 from engines.telemetry.snapshot import Snapshot
-from engines.types import Delta, Done, Footprint, InstanceState, StreamEvent
+from engines.types import Delta, Done, Final, Footprint, InstanceState, Reasoning, StreamEvent, ToolCallDelta
 
 log = logging.getLogger(__name__)
 
@@ -313,6 +313,9 @@ class CompareRunner:
                     pane.chars += len(event.text)
                     if pane.first_at is None:
                         pane.first_at = now
+                elif isinstance(event, Reasoning | ToolCallDelta):  # thinking is a token too (time to first token)
+                    if pane.first_at is None:
+                        pane.first_at = now
                 elif isinstance(event, Done):
                     pane.metrics = TurnMetrics.from_done(event)
                     pane.state = "stopped" if event.finish_reason == "cancelled" else "done"
@@ -324,7 +327,7 @@ class CompareRunner:
                 live = LiveMetrics(ttft, pane.chars, decode)
                 state = pane.state
             self._emit(PaneStream(pane.index, event, live))
-            if not isinstance(event, Delta):
+            if isinstance(event, Final):
                 self._status(pane, state, state)
 
         return sink

@@ -29,7 +29,7 @@ import jinja2.sandbox
 
 from engines.errors import BadRequest, Cancelled, ChatTemplateError
 from engines.templates import limits as limits
-from engines.types import ChatMessage
+from engines.types import ChatMessage, Tool
 
 _BUILTIN_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
@@ -175,6 +175,11 @@ def compile_template(template: str) -> jinja2.Template:
         raise ChatTemplateError(str(exc)) from None
 
 
+def template_ast(template: str) -> jinja2.nodes.Template:
+    """A template's syntax tree, parsed by the sandbox (for jinja2.meta questions such as "does it read tools")."""
+    return _environment().parse(template)
+
+
 def render_chat(
     template: str,
     messages: Sequence[ChatMessage],
@@ -184,18 +189,28 @@ def render_chat(
     add_generation_prompt: bool = True,
     cancel: threading.Event | None = None,
     seconds: float = limits.SECONDS,
+    tools: Sequence[Tool] = (),
 ) -> str:
-    """Render `messages` into a prompt; BadRequest if the template rejects them, ChatTemplateError if it is broken,
-    runs past `seconds` or builds more than a few MB; Cancelled if `cancel` is set meanwhile."""
+    """Render `messages` (and the `tools` the model may call) into a prompt; BadRequest if the template rejects
+    them, ChatTemplateError if it is broken, runs past `seconds` or builds more than a few MB; Cancelled if
+    `cancel` is set meanwhile."""
     compiled = compile_template(template)
-    context = {
-        "messages": [{"role": m.role, "content": m.content} for m in messages],
+    context: dict[str, Any] = {
         "bos_token": bos_token,
         "eos_token": eos_token,
         "add_generation_prompt": add_generation_prompt,
     }
+    if tools or any(m.tool_calls or m.role == "tool" for m in messages):
+        from engines.tools.prompt import template_context
+
+        context["messages"], tool_list = template_context(template, messages, tools)
+        if tool_list is not None:
+            context["tools"] = tool_list
+    else:
+        context["messages"] = [{"role": m.role, "content": m.content} for m in messages]
     # A long conversation may legitimately pass the fixed limit: allow a few times the input's own size.
-    given = sum(len(m.content) for m in messages) + len(bos_token) + len(eos_token)
+    given = sum(len(m.content) + sum(len(c.arguments) for c in m.tool_calls) for m in messages)
+    given += len(bos_token) + len(eos_token) + sum(len(t.parameters) + len(t.description) for t in tools)
     budget = limits.Budget(seconds=seconds, max_chars=max(limits.MAX_CHARS, 4 * given), cancel=cancel)
     try:
         return limits.run_limited(lambda: compiled.generate(context), budget)
