@@ -1,11 +1,11 @@
 """Models run by a local Ollama daemon, driven through the `ollama` client: chat, embeddings, unload, memory.
 
 The daemon keeps and loads the model; this adapter checks it has the model (`show`), warms it with the launch's
-context size so the memory it takes shows in `ps`, streams `/api/chat` and asks the daemon to unload
-(`keep_alive` 0) when the instance stops. Stop works while the daemon is silent (loading the model, a long
-prompt): a watcher thread shuts the chat's socket down, as the Ollama pull does. Failures during a reply end
-in an Error event, never a raw exception. `ollama` (and `httpx`, whose import pulls in `rich` when that is
-installed) is imported inside the functions that need it.
+context size so the memory it takes shows in `ps`, streams `/api/chat` (text, thinking and tool calls: see
+ollama_tools) and asks the daemon to unload (`keep_alive` 0) when the instance stops. Stop works while the daemon
+is silent (loading the model, a long prompt): a watcher thread shuts the chat's socket down, as the Ollama pull
+does. Failures during a reply end in an Error event, never a raw exception. `ollama` (and `httpx`, whose import
+pulls in `rich` when that is installed) is imported inside the functions that need it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from engines.adapters.base import Engine
+from engines.adapters.ollama_tools import ReplyParts, ollama_message, tool_request
 from engines.adapters.token_estimate import estimate_prompt_tokens
 from engines.downloads.ollama_source import hang_up_on_cancel, normalise_name
 from engines.errors import (
@@ -31,12 +32,9 @@ from engines.errors import (
     ModelNotFound,
     RemoteEndpointError,
 )
-from engines.images import image_mime
-from engines.stop_text import StopText
 from engines.types import (
     Capability,
     ChatMessage,
-    Delta,
     Done,
     Error,
     FinishReason,
@@ -46,7 +44,6 @@ from engines.types import (
     Params,
     StreamEvent,
     Usage,
-    schema_of,
 )
 
 if TYPE_CHECKING:
@@ -91,7 +88,12 @@ class OllamaEngine(Engine):
 
     name: ClassVar[str] = "ollama"
     capabilities: ClassVar[Capability] = (
-        Capability.CHAT | Capability.STREAM | Capability.EMBED | Capability.VISION | Capability.JSON_SCHEMA
+        Capability.CHAT
+        | Capability.STREAM
+        | Capability.EMBED
+        | Capability.VISION
+        | Capability.JSON_SCHEMA
+        | Capability.TOOLS
     )
     formats: ClassVar[tuple[str, ...]] = ("ollama",)
 
@@ -175,7 +177,8 @@ class OllamaEngine(Engine):
         options.update({k: v for k, v in sampling.items() if v is not None})
         if stops:
             options["stop"] = list(stops)
-        body = [_message(m) for m in messages]
+        body = [ollama_message(m) for m in messages]
+        tools = tool_request(params)
         if cancel.is_set():
             yield Done(Usage(), "cancelled")
             return
@@ -184,55 +187,58 @@ class OllamaEngine(Engine):
         hooks = {"request": [functools.partial(_trace_connect, cancel=cancel, sockets=sockets)]}
         with _client(self.host, _SLOW, event_hooks=hooks) as client:
             stream = client.chat(
-                self.model, body, stream=True, format=schema_of(params), options=options, keep_alive=self.keep_alive
+                self.model,
+                body,
+                tools=tools.tools,
+                stream=True,
+                format=tools.format,
+                options=options,
+                keep_alive=self.keep_alive,
             )
             threading.Thread(
                 target=hang_up_on_cancel, args=(cancel, finished, sockets), daemon=True, name="ollama-chat"
             ).start()
             try:
-                yield from self._events(stream, stops, cancel, estimate_prompt_tokens({"messages": body}))
+                reply = ReplyParts(stops, forced=tools.forced)
+                yield from self._events(stream, reply, cancel, estimate_prompt_tokens({"messages": body}))
             finally:
                 finished.set()
                 stream.close()  # an unfinished reply: the connection is dropped, so the daemon stops generating
 
     def _events(
-        self, stream: Iterator[ollama.ChatResponse], stops: Sequence[str], cancel: threading.Event, prompt_guess: int
+        self, stream: Iterator[ollama.ChatResponse], reply: ReplyParts, cancel: threading.Event, prompt_guess: int
     ) -> Iterator[StreamEvent]:
-        """Turn the daemon's NDJSON lines into Delta, then Done or Error.
+        """Turn the daemon's NDJSON lines into Reasoning, Delta and ToolCallDelta, then Done or Error.
 
         A reply that ends before the daemon's last line (cut at a stop sequence, or stopped by the user) never
         gets the daemon's counts: the prompt is then `prompt_guess` and both counts are marked estimated."""
-        cut, pieces, usage = StopText(stops), 0, Usage()
+        usage = Usage()
         finish: FinishReason | None = None
         try:
             for part in stream:
                 if cancel.is_set():
                     break
-                if text := part.message.content or "":
-                    pieces += 1
-                    if emit := cut.feed(text):
-                        yield Delta(emit)
-                    if cut.stopped:  # the daemon honours `stop` too; this cut is for what it let through
-                        yield Done(Usage(prompt_guess, pieces, estimated=True), "stop")
-                        return
+                yield from reply.feed(part.message)
+                if reply.cut.stopped:  # the daemon honours `stop` too; this cut is for what it let through
+                    yield Done(reply.estimate(prompt_guess), "stop")
+                    return
                 if part.done:
-                    usage = Usage(part.prompt_eval_count or 0, part.eval_count or pieces)
+                    usage = reply.usage(part.prompt_eval_count, part.eval_count)
                     finish = "length" if part.done_reason == "length" else "stop"
                     break
         except _failures() as exc:  # the daemon's error line, a dropped connection, or our own hang-up on Stop
             if not cancel.is_set():
-                if held := cut.flush():
-                    yield Delta(held)
-                yield Error(str(_failure(exc, self.host, self.model, replying=pieces > 0)), "ollama")
+                yield from reply.flush()
+                yield Error(str(_failure(exc, self.host, self.model, replying=reply.pieces > 0)), "ollama")
                 return
-        if held := cut.flush():
-            yield Delta(held)
+        yield from reply.flush()
         if cancel.is_set():
-            yield Done(Usage(prompt_guess, pieces, estimated=True), "cancelled")
+            yield Done(reply.estimate(prompt_guess), "cancelled")
         elif finish is None:
             yield Error(f"Ollama at {self.host} ended the reply before it was complete", "ollama")
         else:
-            yield Done(usage, finish)
+            # Ollama's calls come whole, so a reply that made any is a call even when it then ran out of tokens.
+            yield Done(usage, "tool_calls" if reply.calls else finish)
 
     def embed(self, texts: Sequence[str], cancel: threading.Event | None = None) -> list[list[float]]:
         """`/api/embed`: one vector per text, in order (the daemon normalises them; one call: `cancel` cannot cut
@@ -305,17 +311,6 @@ def _trace_connect(request: httpx.Request, *, cancel: threading.Event, sockets: 
                         sock.shutdown(socket.SHUT_RDWR)
 
     request.extensions["trace"] = trace
-
-
-def _message(message: ChatMessage) -> dict[str, Any]:
-    """An Ollama chat message; the client sends attached image bytes base64-encoded."""
-    for i, image in enumerate(message.images, 1):
-        if image_mime(image) is None:
-            raise BadRequest(f"image {i} of a {message.role} message is not a PNG, JPEG, GIF or WebP image")
-    doc: dict[str, Any] = {"role": message.role, "content": message.content}
-    if message.images:
-        doc["images"] = list(message.images)
-    return doc
 
 
 def _failure(exc: Exception, host: str, model: str | None, *, replying: bool = False) -> LlmTuiError:

@@ -23,10 +23,11 @@ prompt (loads the model, or unloads it with `keep_alive` 0) and `GET /api/ps` (l
 (`load_error`) gets 500 with that text.
 
 Each chat takes the model's next `ChatReply` from `replies` (then `reply` applies): scripted `pieces` or an echo
-of the last user message; `options.num_predict` is honoured (done_reason "length"), `options.stop` is not (the
-client must cut). Faults: an HTTP error status, an `{"error": …}` line mid-stream, a dropped connection, a clean
-end without the done line, a hold (also before the headers, as while the daemon loads a model) until `release()`
-or the client hangs up; `delay` paces every line.
+of the last user message, after any `thinking` pieces and before any whole `tool_calls` (one line), each line a
+token; `options.num_predict` is honoured (done_reason "length"), `options.stop` is not (the client must cut).
+Faults: an HTTP error status, an `{"error": …}` line mid-stream, a dropped connection, a clean end without the
+done line, a hold (also before the headers, as while the daemon loads a model) until `release()` or the client
+hangs up; `delay` paces every line.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class ChatReply:
     drop_after: int | None = None  # after this many pieces close the connection mid-stream
     end_after: int | None = None  # after this many pieces end the stream cleanly, without the done line
     hold_after: int | None = None  # after this many pieces (0: before the headers) wait for release() or hang-up
+    thinking: tuple[str, ...] = ()  # `message.thinking` pieces streamed before the reply's (each one line, a token)
+    tool_calls: tuple[dict[str, Any], ...] = ()  # whole calls (`{"function": {"name", "arguments": {}}}`), one line
 
 
 @dataclass
@@ -343,7 +346,11 @@ class _Handler(StreamHandler):
             return
         self.load(model, body)
         messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
-        pieces = list(reply.pieces if reply.pieces is not None else _echo(messages))
+        said = list(reply.pieces if reply.pieces is not None else _echo(messages))
+        pieces = [{"role": "assistant", "content": "", "thinking": t} for t in reply.thinking]
+        pieces += [{"role": "assistant", "content": piece} for piece in said]
+        if reply.tool_calls:  # the daemon sends a reply's calls whole, in one line
+            pieces.append({"role": "assistant", "content": "", "tool_calls": list(reply.tool_calls)})
         reason, limit = reply.done_reason, (body.get("options") or {}).get("num_predict")
         if isinstance(limit, int) and 0 <= limit < len(pieces):
             pieces, reason = pieces[:limit], "length"
@@ -354,7 +361,7 @@ class _Handler(StreamHandler):
                  "done": True, "total_duration": 5000, "load_duration": 100, "prompt_eval_count": prompt,
                  "prompt_eval_duration": 1000, "eval_count": len(pieces), "eval_duration": 3000}  # fmt: skip
         if body.get("stream") is False:
-            final["message"] = {"role": "assistant", "content": "".join(pieces)}
+            final["message"] = {"role": "assistant", "content": "".join(p["content"] for p in pieces)}
             self.answer(200, json.dumps(final).encode())
             return
         try:
@@ -363,8 +370,7 @@ class _Handler(StreamHandler):
             self.start_stream()
             for n in range(len(pieces) + 1):
                 if n:
-                    self.send_line({**_head(model), "message": {"role": "assistant", "content": pieces[n - 1]},
-                                    "done": False})  # fmt: skip
+                    self.send_line({**_head(model), "message": pieces[n - 1], "done": False})
                 if reply.error_after == n:
                     self.send_line({"error": reply.error})
                     break

@@ -5,11 +5,12 @@ usage chunk when `stream_options.include_usage` is set, then `data: [DONE]`; or 
 `POST /v1/embeddings` (listed in reverse order, each with its `index`, as a client must not rely on the order).
 
 Each chat request takes the next `Reply` from `replies` (then `default` applies): scripted `pieces` or, when
-None, an echo of the last user message word by word, each piece one token; `max_tokens` is honoured (finish
-"length"), `stop` is not (servers differ; the client must cut). Faults: an HTTP error status with an
-OpenAI-shaped error body, an error event mid-stream (`{"error": ...}` in a data line or an `event: error`),
-a dropped connection, per-piece delays, a hold until `release()` or the client hangs up (which sets
-`disconnected`), keep-alive comments, data lines split across TCP writes. Every request is recorded.
+None, an echo of the last user message word by word, each piece one token; or raw `deltas`, each a chunk's
+`delta` as is (tool-call pieces, reasoning_content); `max_tokens` is honoured (finish "length"), `stop` is not
+(servers differ; the client must cut). Faults: an HTTP error status with an OpenAI-shaped error body, an error
+event mid-stream (`{"error": ...}` in a data line or an `event: error`), a dropped connection, per-piece delays,
+a hold until `release()` or the client hangs up (which sets `disconnected`), keep-alive comments, data lines
+split across TCP writes. Every request is recorded.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class Reply:
     keepalive: bool = False  # a `: keep-alive` comment before each piece
     split: bool = False  # write each data line in two TCP writes, cut inside the JSON
     usage: bool = True  # send the usage chunk when the client asks for it
+    deltas: tuple[dict[str, Any], ...] | None = None  # raw `delta`s streamed in place of pieces (tool_calls, reasoning)
+    usage_details: dict[str, Any] | None = None  # the usage chunk's `completion_tokens_details`
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,9 @@ class _Handler(StreamHandler):
         last_user = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "")
         if not isinstance(last_user, str):
             last_user = " ".join(p.get("text", "") for p in last_user if p.get("type") == "text")
-        pieces = reply.pieces if reply.pieces is not None else echo_pieces(last_user)
+        pieces: tuple[Any, ...] = reply.pieces if reply.pieces is not None else echo_pieces(last_user)
+        if reply.deltas is not None:
+            pieces = reply.deltas
         finish = reply.finish_reason
         limit = body.get("max_tokens")
         if isinstance(limit, int) and limit < len(pieces):
@@ -154,8 +159,10 @@ class _Handler(StreamHandler):
         base = {"id": "chatcmpl-fake", "created": 1700000000, "model": body["model"], "system_fingerprint": None}
         usage = {"prompt_tokens": prompt_tokens(messages), "completion_tokens": len(pieces)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        if reply.usage_details is not None:
+            usage["completion_tokens_details"] = reply.usage_details
         if not body.get("stream"):
-            message = {"role": "assistant", "content": "".join(pieces)}
+            message = {"role": "assistant", "content": "".join(p for p in pieces if isinstance(p, str))}
             choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
             self.send_json(200, base | {"object": "chat.completion", "choices": [choice], "usage": usage})
             return
@@ -188,7 +195,7 @@ class _Handler(StreamHandler):
                     time.sleep(reply.delay_s)
                 if reply.keepalive:
                     self.write(b": keep-alive\n\n")
-                self.send_event(chunk({"content": piece}), reply)
+                self.send_event(chunk(piece if isinstance(piece, dict) else {"content": piece}), reply)
             if self.fault_at(len(pieces), reply):
                 return
             self.send_event(chunk({}, finish), reply)
