@@ -10,18 +10,26 @@ version; new keys may be added. Times are ISO 8601 in UTC.
       "params": {"temperature", "top_p", "top_k", "repetition_penalty", "max_tokens", "stop", "seed"} | null,
       "created_at": "2025-05-01T12:00:00.000Z", "updated_at": "...",
       "messages": [
-        {"role": "system" | "user" | "assistant", "content": "...",
+        {"role": "system" | "user" | "assistant" | "tool", "content": "...",
          "status": "complete" | "streaming" | "cancelled" | "error" | "interrupted",
          "model": ... | null, "engine": ... | null, "created_at": "...", "error": "..." | null,
+         "reasoning": "..." ("" when the reply did no thinking),
+         "tool_calls": [{"id", "name", "arguments": "JSON text as the model wrote it"}],
+         "tool_call_id": "..." | null, "tool_name": "..." | null  (a tool message: the call it answers),
          "metrics": {"ttft_ms", "tokens_per_s", "total_ms", "prompt_tokens", "completion_tokens",
-                     "finish_reason"} | null}
+                     "finish_reason", "reasoning_tokens", "reply_ttft_ms"} | null}
       ]
     }
+
+In Markdown a reply's thinking is a folded `<details>` block before its text,
+each tool call a line with its name and arguments in code, and each tool
+result a folded block under a "Tool" heading.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import re
 import unicodedata
@@ -36,12 +44,12 @@ from engines.compare.types import CompareRun, PaneResult, rank
 from engines.errors import BadRequest
 from engines.store.records import MessageRecord, SessionRecord, TurnMetrics, params_to_dict
 from engines.store.sessions import Store
-from engines.types import LaunchOptions, Params
+from engines.types import LaunchOptions, Params, ToolCall
 
 ExportFormat = Literal["markdown", "json"]
 EXPORT_VERSION = 1
 _SUFFIX: dict[str, str] = {"markdown": ".md", "json": ".json"}
-_ROLE_HEADING = {"system": "System", "user": "User", "assistant": "Assistant"}
+_ROLE_HEADING = {"system": "System", "user": "User", "assistant": "Assistant", "tool": "Tool"}
 _STATUS_NOTE = {
     "cancelled": "Stopped before the end.",
     "interrupted": "Cut off: llm-tui stopped while this reply was streaming.",
@@ -61,8 +69,14 @@ def session_to_markdown(session: SessionRecord, messages: Sequence[MessageRecord
         out += ["## System prompt", "", _block(session.system_prompt), ""]
     for message in messages:
         out += [f"## {_ROLE_HEADING.get(message.role, message.role.title())}", ""]
-        if message.content:
+        if message.reasoning:
+            out += _folded("Thinking", _block(message.reasoning))
+        if message.role == "tool":
+            out += _folded(f"Result of {html.escape(message.tool_name or 'a tool')}", _fenced(message.content))
+        elif message.content:
             out += [_block(message.content), ""]
+        if message.tool_calls:
+            out += [*(_call_line(call) for call in message.tool_calls), ""]
         notes = _notes(session, message)
         if notes:
             out += [f"*{' · '.join(notes)}*", ""]
@@ -91,6 +105,10 @@ def session_to_json(session: SessionRecord, messages: Sequence[MessageRecord]) -
                 "engine": m.engine,
                 "created_at": _iso(m.created_at),
                 "error": m.error,
+                "reasoning": m.reasoning,
+                "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in m.tool_calls],
+                "tool_call_id": m.tool_call_id,
+                "tool_name": m.tool_name,
                 "metrics": _metrics_json(m.metrics) if m.metrics is not None else None,
             }
             for m in messages
@@ -201,7 +219,10 @@ def _summary_row(pane: PaneResult) -> str:
 
 
 def _params_line(params: Params) -> str:
-    values = {k: v for k, v in params_to_dict(params).items() if v not in (None, [])}
+    defaults = params_to_dict(Params())  # only what the run set: not every new field's default
+    values = {k: v for k, v in params_to_dict(params).items() if v != defaults[k]}
+    if "tools" in values:
+        values["tools"] = ", ".join(tool.name for tool in params.tools)
     return " · ".join(f"{k} {v}" for k, v in values.items())
 
 
@@ -241,16 +262,51 @@ def _notes(session: SessionRecord, message: MessageRecord) -> list[str]:
 def _metric_parts(metrics: TurnMetrics) -> list[str]:
     parts = []
     if metrics.completion_tokens is not None:
-        parts.append(f"{metrics.completion_tokens} tokens")
+        thinking = f" ({metrics.reasoning_tokens} thinking)" if metrics.reasoning_tokens else ""
+        parts.append(f"{metrics.completion_tokens} tokens{thinking}")
     if metrics.tokens_per_s:
         parts.append(f"{metrics.tokens_per_s:.1f} tok/s")
     if metrics.ttft_ms is not None:
         parts.append(f"first token {metrics.ttft_ms:.0f} ms")
+    if metrics.reply_ttft_ms is not None:
+        parts.append(f"first reply token {metrics.reply_ttft_ms:.0f} ms")
     if metrics.total_ms is not None:
         parts.append(f"total {metrics.total_ms / 1000:.2f} s")
     if metrics.finish_reason and metrics.finish_reason != "cancelled":
         parts.append(f"finish: {metrics.finish_reason}")
     return parts
+
+
+def _folded(summary: str, body: str) -> list[str]:
+    """A `<details>` block, folded; the blank lines let Markdown inside it render."""
+    return [f"<details><summary>{summary}</summary>", "", body, "", "</details>", ""]
+
+
+def _call_line(call: ToolCall) -> str:
+    """One tool call as a line: its name and arguments as code."""
+    return f"- Tool call {_code_span(call.name)} with {_code_span(_one_line(call.arguments))}"
+
+
+def _one_line(arguments: str) -> str:
+    """Arguments on one line: valid JSON re-written compactly (string values kept exactly), else newlines as spaces."""
+    try:
+        return json.dumps(json.loads(arguments), ensure_ascii=False)
+    except ValueError:
+        return " ".join(arguments.splitlines())
+
+
+def _code_span(text: str) -> str:
+    """`text` as inline code, its delimiter longer than any backtick run inside it (CommonMark)."""
+    ticks = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
+def _fenced(text: str) -> str:
+    """`text` as a fenced code block whose fence no line of it can close."""
+    fence = "`" * max(3, max((len(run) + 1 for run in re.findall(r"`{3,}", text)), default=3))
+    body = text.rstrip("\n")
+    return f"{fence}\n{body}\n{fence}"
 
 
 def _block(text: str) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from engines.types import Done, Params, Role
+from engines.types import Done, Params, Role, Tool, ToolCall
 
 MessageStatus = Literal["complete", "streaming", "cancelled", "error", "interrupted"]
 STATUSES: tuple[MessageStatus, ...] = ("complete", "streaming", "cancelled", "error", "interrupted")
@@ -32,6 +32,11 @@ class TurnMetrics:
     finish_reason: str | None = None
     estimated: bool = False
     """The token counts are the engine's estimate (not stored: a reopened chat shows them plain)."""
+    reasoning_tokens: int = 0
+    """Of completion_tokens, those spent thinking (0 for a reply without thinking, and for replies saved before
+    thinking was counted)."""
+    reply_ttft_ms: float | None = None
+    """Time to the first token of the reply itself, when thinking came first."""
 
     @classmethod
     def from_done(cls, done: Done) -> TurnMetrics:
@@ -45,6 +50,8 @@ class TurnMetrics:
             completion_tokens=done.usage.completion_tokens,
             finish_reason=done.finish_reason,
             estimated=done.usage.estimated,
+            reasoning_tokens=done.usage.reasoning_tokens,
+            reply_ttft_ms=m.reply_ttft_ms if m else None,
         )
 
 
@@ -83,13 +90,21 @@ class MessageRecord:
     """Paths of the images attached to a user message."""
     audio: str | None = None
     """The audio file a user message was transcribed from (`/audio PATH`), or None for typed text."""
+    reasoning: str = ""
+    """An assistant reply's thinking, kept apart from `content` (shown folded, never sent back to the model)."""
+    tool_calls: tuple[ToolCall, ...] = ()
+    """The calls an assistant reply made (written when the reply ends)."""
+    tool_call_id: str | None = None
+    """A tool message: the id of the call whose result `content` is."""
+    tool_name: str | None = None
+    """A tool message: the name of the function that was called."""
 
 
 # --- Params <-> JSON ----------------------------------------------------------------------------
 
 
 def params_to_dict(params: Params) -> dict[str, Any]:
-    """Params as a JSON-ready dict (stop as a list)."""
+    """Params as a JSON-ready dict (stop as a list, tools as {"name", "description", "parameters"} objects)."""
     return {f.name: _jsonable(getattr(params, f.name)) for f in dataclasses.fields(Params)}
 
 
@@ -114,11 +129,23 @@ def params_from_dict(data: Mapping[str, Any]) -> Params:
     hints = _param_hints()
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(Params):
-        if f.name in data:
+        if f.name == "tools" and isinstance(data.get("tools"), list):
+            kwargs["tools"] = _tools_from_list(data["tools"])
+        elif f.name in data:
             ok, value = _coerce(hints[f.name], data[f.name])
             if ok:
                 kwargs[f.name] = value
     return Params(**kwargs)
+
+
+def _tools_from_list(items: list[Any]) -> tuple[Tool, ...]:
+    """Tools from their JSON objects; an entry without string name, description and parameters is left out."""
+    keys = ("name", "description", "parameters")
+    return tuple(
+        Tool(item["name"], item["description"], item["parameters"])
+        for item in items
+        if isinstance(item, dict) and all(isinstance(item.get(k), str) for k in keys)
+    )
 
 
 @functools.cache
@@ -127,13 +154,17 @@ def _param_hints() -> dict[str, Any]:
 
 
 def _jsonable(value: object) -> object:
-    return list(value) if isinstance(value, tuple) else value
+    if isinstance(value, tuple):
+        return [dataclasses.asdict(v) if isinstance(v, Tool) else v for v in value]
+    return value
 
 
 def _coerce(hint: Any, value: Any) -> tuple[bool, Any]:
     args = get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     if value is None:
         return type(None) in args, None
+    if get_origin(hint) is Literal:
+        return value in get_args(hint), value
     is_number = isinstance(value, int | float) and not isinstance(value, bool)
     if float in args and is_number:
         return True, float(value)
@@ -171,6 +202,8 @@ def message_from_row(row: sqlite3.Row) -> MessageRecord:
             row["prompt_tokens"],
             row["completion_tokens"],
             row["finish_reason"],
+            reasoning_tokens=row["reasoning_tokens"] or 0,
+            reply_ttft_ms=row["reply_ttft_ms"],
         )
     return MessageRecord(
         id=row["id"],
@@ -188,4 +221,33 @@ def message_from_row(row: sqlite3.Row) -> MessageRecord:
         metrics=metrics,
         images=tuple(json.loads(row["images_json"])) if row["images_json"] else (),
         audio=row["audio"],
+        reasoning=row["reasoning"] or "",
+        tool_calls=tool_calls_from_json(row["tool_calls_json"]),
+        tool_call_id=row["tool_call_id"],
+        tool_name=row["tool_name"],
+    )
+
+
+def tool_calls_to_json(calls: tuple[ToolCall, ...]) -> str | None:
+    """Calls as a JSON list of {"id", "name", "arguments"} (arguments kept as the text the model wrote); none: None."""
+    if not calls:
+        return None
+    return json.dumps([{"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls], ensure_ascii=False)
+
+
+def tool_calls_from_json(text: str | None) -> tuple[ToolCall, ...]:
+    """Calls from their stored JSON; entries that are not {"id", "name", "arguments"} strings are left out."""
+    if not text:
+        return ()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return ()
+    if not isinstance(data, list):
+        return ()
+    keys = ("id", "name", "arguments")
+    return tuple(
+        ToolCall(item["id"], item["name"], item["arguments"])
+        for item in data
+        if isinstance(item, dict) and all(isinstance(item.get(k), str) for k in keys)
     )

@@ -1,19 +1,27 @@
-"""ReplyWriter: fills one assistant message in the store while its reply streams."""
+"""ReplyWriter: fills one assistant message in the store while its reply streams.
+
+Text and thinking are written together, at most once per flush interval, so a
+crash keeps both up to the last write. Tool calls arrive in pieces whose
+arguments are unfinished JSON until the reply ends: they are written only when
+it does (finish or fail).
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from engines.store.records import MessageRecord, MessageStatus, TurnMetrics
 from engines.store.schema import StoreError
-from engines.types import Delta, Done, Error, StreamEvent
+from engines.tools.assemble import ToolCallAssembler
+from engines.types import Delta, Done, Error, Reasoning, StreamEvent, ToolCall, ToolCallDelta
 
 DEFAULT_FLUSH_INTERVAL_S = 1.0
 
-SaveReply = Callable[[MessageRecord, str, MessageStatus, str | None, TurnMetrics | None], MessageRecord]
-"""Writes a reply's text, status, error and metrics; returns the record as written."""
+SaveReply = Callable[[MessageRecord], MessageRecord]
+"""Writes a reply's content, reasoning, tool calls, status, error and metrics; returns the record as written."""
 
 
 class ReplyWriter:
@@ -35,6 +43,8 @@ class ReplyWriter:
         self._clock = clock
         self._lock = threading.Lock()
         self._parts: list[str] = []
+        self._thinking: list[str] = []
+        self._calls = ToolCallAssembler()
         self._dirty = False
         self._last_flush = clock()
         self._flushes = 0
@@ -46,6 +56,18 @@ class ReplyWriter:
         """The reply so far."""
         with self._lock:
             return "".join(self._parts)
+
+    @property
+    def reasoning(self) -> str:
+        """The thinking so far."""
+        with self._lock:
+            return "".join(self._thinking)
+
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        """The calls so far (the last one's arguments may still be arriving)."""
+        with self._lock:
+            return self._calls.calls()
 
     @property
     def flushes(self) -> int:
@@ -64,14 +86,17 @@ class ReplyWriter:
 
     def append(self, text: str) -> None:
         """Add streamed text; write the reply so far if `flush_interval_s` has passed since the last write."""
-        if not text:
-            return
+        self._add(self._parts, text)
+
+    def append_reasoning(self, text: str) -> None:
+        """Add streamed thinking; written with the text, on the same schedule."""
+        self._add(self._thinking, text)
+
+    def add_tool_call(self, delta: ToolCallDelta) -> None:
+        """Add a piece of a tool call; the calls are written when the reply ends."""
         with self._lock:
             self._check_open()
-            self._parts.append(text)
-            self._dirty = True
-            if self._clock() - self._last_flush >= self._interval:
-                self._flush()
+            self._calls.add(delta)
 
     def flush(self) -> None:
         """Write the reply so far now (e.g. before the app quits mid-reply)."""
@@ -80,19 +105,18 @@ class ReplyWriter:
                 self._flush()
 
     def finish(self, done: Done) -> MessageRecord:
-        """Write the whole reply as 'complete' (or 'cancelled') with its metrics."""
+        """Write the whole reply as 'complete' (or 'cancelled') with its tool calls and metrics."""
         status: MessageStatus = "cancelled" if done.finish_reason == "cancelled" else "complete"
         with self._lock:
             self._check_open()
-            text = "".join(self._parts)
-            self._final = self._save(self._record, text, status, None, TurnMetrics.from_done(done))
+            self._final = self._save(self._snapshot(status, None, TurnMetrics.from_done(done), self._calls.calls()))
             return self._final
 
     def fail(self, message: str) -> MessageRecord:
-        """Mark the reply 'error' with `message`, keeping the text generated so far."""
+        """Mark the reply 'error' with `message`, keeping the text, thinking and calls generated so far."""
         with self._lock:
             self._check_open()
-            self._final = self._save(self._record, "".join(self._parts), "error", message, None)
+            self._final = self._save(self._snapshot("error", message, None, self._calls.calls()))
             return self._final
 
     @property
@@ -101,7 +125,7 @@ class ReplyWriter:
         return self._save_error
 
     def feed(self, event: StreamEvent) -> None:
-        """Route a stream event: Delta appends, Done finishes, Error fails.
+        """Route a stream event: Delta, Reasoning and ToolCallDelta accumulate, Done finishes, Error fails.
 
         Usable as the manager's EventSink: it runs on the engine's worker thread,
         so a database error is kept in `save_error` rather than raised there.
@@ -109,6 +133,10 @@ class ReplyWriter:
         try:
             if isinstance(event, Delta):
                 self.append(event.text)
+            elif isinstance(event, Reasoning):
+                self.append_reasoning(event.text)
+            elif isinstance(event, ToolCallDelta):
+                self.add_tool_call(event)
             elif isinstance(event, Done):
                 self.finish(event)
             elif isinstance(event, Error):
@@ -116,10 +144,34 @@ class ReplyWriter:
         except StoreError as exc:
             self._save_error = exc
 
+    def _add(self, parts: list[str], text: str) -> None:
+        if not text:
+            return
+        with self._lock:
+            self._check_open()
+            parts.append(text)
+            self._dirty = True
+            if self._clock() - self._last_flush >= self._interval:
+                self._flush()
+
+    def _snapshot(
+        self, status: MessageStatus, error: str | None, metrics: TurnMetrics | None, calls: tuple[ToolCall, ...]
+    ) -> MessageRecord:
+        # Join the pieces once, so later flushes do not join the whole reply again.
+        self._parts = ["".join(self._parts)]
+        self._thinking = ["".join(self._thinking)]
+        return replace(
+            self._record,
+            content=self._parts[0],
+            reasoning=self._thinking[0],
+            tool_calls=calls,
+            status=status,
+            error=error,
+            metrics=metrics,
+        )
+
     def _flush(self) -> None:
-        text = "".join(self._parts)
-        self._parts = [text]
-        self._save(self._record, text, "streaming", None, None)
+        self._save(self._snapshot("streaming", None, None, ()))
         self._dirty = False
         self._last_flush = self._clock()
         self._flushes += 1

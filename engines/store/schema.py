@@ -166,6 +166,68 @@ def _m006_message_audio(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE messages ADD COLUMN audio TEXT")
 
 
+def _m007_thinking_and_tools(conn: sqlite3.Connection) -> None:
+    """Thinking and tool calls: a reply's `reasoning` apart from its text, the calls it made (`tool_calls_json`:
+    [{"id", "name", "arguments"}]), and messages of role 'tool' carrying a call's result (`tool_call_id`,
+    `tool_name`); a reply's metrics gain its thinking tokens and the time to its first reply token.
+
+    SQLite cannot change a CHECK constraint, so `messages` is rebuilt. `foreign_keys` cannot be turned off inside
+    the migration's transaction, and dropping `messages` would then cascade into `turn_metrics`: the metrics are
+    set aside in a plain copy first and put back into the rebuilt `turn_metrics`.
+    """
+    statements = [
+        "CREATE TABLE turn_metrics_v6 AS SELECT * FROM turn_metrics",
+        "DROP TABLE turn_metrics",
+        """CREATE TABLE messages_v7 (
+            id INTEGER PRIMARY KEY,
+            session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant', 'tool')),
+            content TEXT NOT NULL,
+            model TEXT,
+            engine TEXT,
+            params_json TEXT,
+            status TEXT NOT NULL
+                CHECK (status IN ('complete', 'streaming', 'cancelled', 'error', 'interrupted')),
+            error TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            images_json TEXT,
+            audio TEXT,
+            reasoning TEXT,
+            tool_calls_json TEXT,
+            tool_call_id TEXT,
+            tool_name TEXT,
+            UNIQUE (session_id, seq)
+        )""",
+        """INSERT INTO messages_v7 (id, session_id, seq, role, content, model, engine, params_json, status, error,
+            created_at, updated_at, images_json, audio)
+        SELECT id, session_id, seq, role, content, model, engine, params_json, status, error,
+            created_at, updated_at, images_json, audio FROM messages""",
+        "DROP TABLE messages",
+        "ALTER TABLE messages_v7 RENAME TO messages",
+        "CREATE INDEX messages_by_status ON messages (status) WHERE status = 'streaming'",
+        """CREATE TABLE turn_metrics (
+            message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+            ttft_ms REAL,
+            tokens_per_s REAL,
+            total_ms REAL,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            finish_reason TEXT,
+            reasoning_tokens INTEGER,
+            reply_ttft_ms REAL
+        )""",
+        """INSERT INTO turn_metrics (message_id, ttft_ms, tokens_per_s, total_ms, prompt_tokens, completion_tokens,
+            finish_reason)
+        SELECT message_id, ttft_ms, tokens_per_s, total_ms, prompt_tokens, completion_tokens, finish_reason
+        FROM turn_metrics_v6""",
+        "DROP TABLE turn_metrics_v6",
+    ]
+    for statement in statements:
+        conn.execute(statement)
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _m001_chat,
     _m002_downloads,
@@ -173,6 +235,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _m004_message_images,
     _m005_compare,
     _m006_message_audio,
+    _m007_thinking_and_tools,
 )
 """Migration N (1-based) brings a file from user_version N-1 to N."""
 

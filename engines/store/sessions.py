@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engines.errors import BadRequest
+from engines.store.history import HISTORY_QUERY, SENT_TO_ENGINE, chat_history
 from engines.store.records import (
     STATUSES,
     MessageRecord,
@@ -32,10 +33,11 @@ from engines.store.records import (
     params_to_dict,
     params_to_json,
     session_from_row,
+    tool_calls_to_json,
 )
 from engines.store.replies import DEFAULT_FLUSH_INTERVAL_S, ReplyWriter
 from engines.store.schema import LATEST_VERSION, SchemaTooNew, StoreError, connect
-from engines.types import ROLES, ChatMessage, Params, Role
+from engines.types import ROLES, ChatMessage, Params, Role, ToolCall
 
 if TYPE_CHECKING:
     from engines.downloads.tasks import DownloadTasks
@@ -60,8 +62,6 @@ __all__ = [
     "params_to_json",
 ]
 
-_SENT_TO_ENGINE = ("complete", "cancelled", "interrupted")
-
 
 class SessionNotFound(StoreError):
     """No chat session has the given id (it may have been deleted)."""
@@ -82,8 +82,9 @@ UNSET: Any = _Unset()
 
 
 _MESSAGE_COLUMNS = """m.id, m.session_id, m.seq, m.role, m.content, m.status, m.created_at, m.updated_at,
-    m.model, m.engine, m.params_json, m.error, m.images_json, m.audio, t.message_id AS metrics_id, t.ttft_ms,
-    t.tokens_per_s, t.total_ms, t.prompt_tokens, t.completion_tokens, t.finish_reason"""
+    m.model, m.engine, m.params_json, m.error, m.images_json, m.audio, m.reasoning, m.tool_calls_json,
+    m.tool_call_id, m.tool_name, t.message_id AS metrics_id, t.ttft_ms, t.tokens_per_s, t.total_ms, t.prompt_tokens,
+    t.completion_tokens, t.finish_reason, t.reasoning_tokens, t.reply_ttft_ms"""
 _MESSAGES_FROM = "messages m LEFT JOIN turn_metrics t ON t.message_id = m.id"
 
 
@@ -215,14 +216,46 @@ class Store:
         status: MessageStatus = "complete",
         images: Sequence[str] = (),
         audio: str | None = None,
+        reasoning: str = "",
+        tool_calls: Sequence[ToolCall] = (),
+        tool_call_id: str | None = None,
+        tool_name: str | None = None,
     ) -> MessageRecord:
         """Append a message to a session; it is committed when this returns. `images`: paths of attached images;
-        `audio`: the file the text was transcribed from."""
+        `audio`: the file the text was transcribed from; `reasoning` and `tool_calls`: an assistant message's
+        thinking and calls; `tool_call_id` and `tool_name`: which call a tool message answers (required for one)."""
         if role not in ROLES:
             raise BadRequest(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         if status not in STATUSES:
             raise BadRequest(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
-        return self._insert_message(session_id, role, content, model, engine, params, status, tuple(images), audio)
+        if (role == "tool") != (tool_call_id is not None):
+            raise BadRequest("a tool message needs the id of the call it answers, and only a tool message has one")
+        if (reasoning or tool_calls) and role != "assistant":
+            raise BadRequest("only an assistant message has reasoning or tool calls")
+        record = MessageRecord(
+            0,  # id, seq and times are set when it is written
+            session_id,
+            0,
+            role,
+            content,
+            status,
+            0.0,
+            0.0,
+            model,
+            engine,
+            params,
+            images=tuple(images),
+            audio=audio,
+            reasoning=reasoning,
+            tool_calls=tuple(tool_calls),
+            tool_call_id=tool_call_id,
+            tool_name=tool_name,
+        )
+        return self._insert_message(record)
+
+    def add_tool_result(self, session_id: int, tool_call_id: str, tool_name: str, content: str) -> MessageRecord:
+        """Append the result of a tool call (a 'tool' message answering the call `tool_call_id`)."""
+        return self.add_message(session_id, "tool", content, tool_call_id=tool_call_id, tool_name=tool_name)
 
     def get_message(self, message_id: int) -> MessageRecord:
         """One message with its metrics; MessageNotFound if it does not exist."""
@@ -272,23 +305,20 @@ class Store:
 
         The session remembers `model` and `engine` as the ones last used.
         """
-        record = self._insert_message(session_id, "assistant", "", model, engine, params, "streaming")
+        empty = MessageRecord(0, session_id, 0, "assistant", "", "streaming", 0.0, 0.0, model, engine, params)
+        record = self._insert_message(empty)
         return ReplyWriter(record, self._save_reply, flush_interval_s=flush_interval_s, clock=clock)
 
     def chat_messages(self, session_id: int) -> list[ChatMessage]:
         """What to send to an engine: the system prompt, then the messages worth replaying.
 
-        Failed replies, empty assistant messages and a reply still streaming are left out.
+        Failed replies, empty assistant messages and a reply still streaming are left out; thinking is never sent
+        back; tool calls go with their results (engines/store/history.py).
         """
         with self._read() as conn:
             session = self._get_session(conn, session_id)
-            rows = conn.execute(
-                "SELECT role, content, images_json FROM messages WHERE session_id = ? AND status IN (?, ?, ?)"
-                " AND NOT (role = 'assistant' AND content = '') ORDER BY seq",
-                (session_id, *_SENT_TO_ENGINE),
-            ).fetchall()
-        out = [ChatMessage("system", session.system_prompt)] if session.system_prompt else []
-        return out + [ChatMessage(r["role"], r["content"], _attached(r["images_json"])) for r in rows]
+            rows = conn.execute(HISTORY_QUERY, (session_id, *SENT_TO_ENGINE)).fetchall()
+        return chat_history(session.system_prompt, rows)
 
     @property
     def compares(self) -> CompareRuns:
@@ -346,20 +376,23 @@ class Store:
             raise SessionNotFound(f"chat session {session_id} does not exist")
         return session_from_row(row)
 
-    def _insert_message(
-        self,
-        session_id: int,
-        role: Role,
-        content: str,
-        model: str | None,
-        engine: str | None,
-        params: Params | None,
-        status: MessageStatus,
-        images: tuple[str, ...] = (),
-        audio: str | None = None,
-    ) -> MessageRecord:
-        images_json = json.dumps(list(images)) if images else None
-        stored = (role, content, model, engine, params_to_json(params), status, images_json, audio)
+    def _insert_message(self, record: MessageRecord) -> MessageRecord:
+        """Write `record` (its id, seq and times are ignored) at the end of its session; return it as written."""
+        stored = (
+            record.role,
+            record.content,
+            record.model,
+            record.engine,
+            params_to_json(record.params),
+            record.status,
+            json.dumps(list(record.images)) if record.images else None,
+            record.audio,
+            record.reasoning or None,
+            tool_calls_to_json(record.tool_calls),
+            record.tool_call_id,
+            record.tool_name,
+        )
+        session_id = record.session_id
         with self._write() as conn:
             now = self._touch(conn, session_id)
             (seq,) = conn.execute(
@@ -367,41 +400,46 @@ class Store:
             ).fetchone()
             cur = conn.execute(
                 "INSERT INTO messages (session_id, seq, role, content, model, engine, params_json, status,"
-                " images_json, audio, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " images_json, audio, reasoning, tool_calls_json, tool_call_id, tool_name, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (session_id, seq, *stored, now, now),
             )
-            if role == "assistant" and (model is not None or engine is not None):
+            if record.role == "assistant" and (record.model is not None or record.engine is not None):
                 conn.execute(
                     "UPDATE sessions SET model = COALESCE(?, model), engine = COALESCE(?, engine) WHERE id = ?",
-                    (model, engine, session_id),
+                    (record.model, record.engine, session_id),
                 )
         assert cur.lastrowid is not None
-        record = MessageRecord(cur.lastrowid, session_id, seq, role, content, status, now, now, model, engine, params)
-        return replace(record, images=images, audio=audio)
+        return replace(record, id=cur.lastrowid, seq=seq, created_at=now, updated_at=now)
 
-    def _save_reply(
-        self,
-        record: MessageRecord,
-        content: str,
-        status: MessageStatus,
-        error: str | None = None,
-        metrics: TurnMetrics | None = None,
-    ) -> MessageRecord:
-        """Write a reply's text and status; a reply whose session was deleted meanwhile is dropped quietly."""
+    def _save_reply(self, record: MessageRecord) -> MessageRecord:
+        """Write a reply's text, thinking, calls, status and metrics; a reply whose session was deleted meanwhile
+        is dropped quietly."""
+        metrics = record.metrics
         with self._write() as conn:
             now = time.time()
             # While streaming, also undo an 'interrupted' mark that another process's open may have set.
-            guard = " AND status IN ('streaming', 'interrupted')" if status == "streaming" else ""
+            guard = " AND status IN ('streaming', 'interrupted')" if record.status == "streaming" else ""
             cur = conn.execute(
-                "UPDATE messages SET content = ?, status = ?, error = ?, updated_at = ? WHERE id = ?" + guard,
-                (content, status, error, now, record.id),
+                "UPDATE messages SET content = ?, reasoning = ?, tool_calls_json = ?, status = ?, error = ?,"
+                " updated_at = ? WHERE id = ?" + guard,
+                (
+                    record.content,
+                    record.reasoning or None,
+                    tool_calls_to_json(record.tool_calls),
+                    record.status,
+                    record.error,
+                    now,
+                    record.id,
+                ),
             )
             if cur.rowcount:
                 conn.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now, record.session_id))
                 if metrics is not None:
                     conn.execute(
                         "INSERT OR REPLACE INTO turn_metrics (message_id, ttft_ms, tokens_per_s, total_ms,"
-                        " prompt_tokens, completion_tokens, finish_reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        " prompt_tokens, completion_tokens, finish_reason, reasoning_tokens, reply_ttft_ms)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             record.id,
                             metrics.ttft_ms,
@@ -410,9 +448,11 @@ class Store:
                             metrics.prompt_tokens,
                             metrics.completion_tokens,
                             metrics.finish_reason,
+                            metrics.reasoning_tokens,
+                            metrics.reply_ttft_ms,
                         ),  # `estimated` is not stored
                     )
-        return replace(record, content=content, status=status, error=error, metrics=metrics, updated_at=now)
+        return replace(record, updated_at=now)
 
 
 def _check_title(title: str) -> str:
@@ -420,17 +460,3 @@ def _check_title(title: str) -> str:
     if not title:
         raise BadRequest("a chat title must not be empty")
     return title
-
-
-def _attached(images_json: str | None) -> tuple[bytes, ...]:
-    """The images of a message, read again (an image file since deleted or changed into a non-image is left out:
-    the conversation goes on without it)."""
-    if not images_json:
-        return ()
-    from engines.images import read_image
-
-    out = []
-    for path in json.loads(images_json):
-        with contextlib.suppress(BadRequest):
-            out.append(read_image(Path(path)))
-    return tuple(out)

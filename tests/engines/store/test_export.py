@@ -17,7 +17,7 @@ from engines.store.export import (
     session_to_markdown,
 )
 from engines.store.sessions import SessionRecord, Store
-from engines.types import Done, Metrics, Params, Usage
+from engines.types import Delta, Done, Metrics, Params, Reasoning, ToolCallDelta, Usage
 
 CODE_REPLY = "Here you go:\n\n```python\ndef f(x):\n    return x  # keep   spacing\n```\n\nDone."
 
@@ -99,7 +99,20 @@ def test_json_has_the_documented_shape_and_round_trips(store: Store) -> None:
     assert datetime.fromisoformat(doc["created_at"]).timestamp() == pytest.approx(session.created_at, abs=0.001)
     assert [m["role"] for m in doc["messages"]] == ["user", "assistant", "user", "assistant"]
     for m in doc["messages"]:
-        assert set(m) == {"role", "content", "status", "model", "engine", "created_at", "error", "metrics"}
+        assert set(m) == {
+            "role",
+            "content",
+            "status",
+            "model",
+            "engine",
+            "created_at",
+            "error",
+            "reasoning",
+            "tool_calls",
+            "tool_call_id",
+            "tool_name",
+            "metrics",
+        }
     reply = doc["messages"][1]
     assert (reply["content"], reply["status"]) == (CODE_REPLY, "complete")
     assert reply["metrics"] == {
@@ -109,9 +122,70 @@ def test_json_has_the_documented_shape_and_round_trips(store: Store) -> None:
         "prompt_tokens": 20,
         "completion_tokens": 17,
         "finish_reason": "stop",
+        "reasoning_tokens": 0,
+        "reply_ttft_ms": None,
     }
+    assert (reply["reasoning"], reply["tool_calls"], reply["tool_call_id"], reply["tool_name"]) == ("", [], None, None)
     assert doc["messages"][0]["metrics"] is None
     assert (doc["messages"][3]["status"], doc["messages"][3]["error"]) == ("error", "connection lost")
+
+
+def make_tool_session(store: Store) -> SessionRecord:
+    session = store.create_session("Weather", model="qwen3", engine="ollama")
+    store.add_message(session.id, "user", "Weather in Paris?")
+    writer = store.begin_reply(session.id, model="qwen3", engine="ollama", params=None)
+    writer.feed(Reasoning("The user wants **weather**.\n\nCall the tool."))
+    writer.feed(Delta("Let me check."))
+    writer.feed(ToolCallDelta(0, "call_a", "weather", '{\n  "city": "Paris",\n  "unit": "`C`"\n}'))
+    writer.feed(ToolCallDelta(1, "call_b", "clock", "not json\nat all"))
+    writer.feed(Done(Usage(40, 30, reasoning_tokens=12), "tool_calls", Metrics(50.0, 60.0, 500.0, 0.0, 210.0)))
+    store.add_tool_result(session.id, "call_a", "weather", '{"temp": 21}\n```\nnot a fence end')
+    store.add_tool_result(session.id, "call_b", "clock", "12:00")
+    reply = store.begin_reply(session.id, model="qwen3", engine="ollama", params=None)
+    reply.feed(Delta("It is 21 °C at noon."))
+    reply.feed(Done(Usage(80, 9)))
+    return store.get_session(session.id)
+
+
+def test_markdown_folds_thinking_and_tool_results_and_shows_each_call(store: Store) -> None:
+    session = make_tool_session(store)
+    md = session_to_markdown(session, store.messages(session.id))
+    headings = [line for line in md.splitlines() if line.startswith("## ")]
+    assert headings == ["## User", "## Assistant", "## Tool", "## Tool", "## Assistant"]
+    thinking = "<details><summary>Thinking</summary>\n\nThe user wants **weather**.\n\nCall the tool.\n\n</details>\n\n"
+    assert "## Assistant\n\n" + thinking + "Let me check.\n\n" in md  # folded, before the reply
+    assert md.count("<summary>Thinking</summary>") == 1  # the second reply did no thinking
+    # One line per call, name and arguments as code (a backtick inside takes a longer delimiter).
+    assert '- Tool call `weather` with ``{"city": "Paris", "unit": "`C`"}``\n' in md
+    assert "- Tool call `clock` with `not json at all`\n" in md
+    result = '<details><summary>Result of weather</summary>\n\n````\n{"temp": 21}\n```\nnot a fence end\n````'
+    assert "## Tool\n\n" + result + "\n\n</details>\n" in md
+    assert "<details><summary>Result of clock</summary>\n\n```\n12:00\n```\n\n</details>" in md
+    assert "*30 tokens (12 thinking) · 60.0 tok/s · first token 50 ms · first reply token 210 ms" in md
+    assert md.rstrip().endswith("It is 21 °C at noon.\n\n*9 tokens · finish: stop*")
+
+
+def test_json_carries_thinking_tool_calls_and_results(store: Store) -> None:
+    session = make_tool_session(store)
+    doc = json.loads(session_to_json(session, store.messages(session.id)))
+    user, calling, weather, clock, answer = doc["messages"]
+    assert calling["reasoning"] == "The user wants **weather**.\n\nCall the tool."
+    assert calling["content"] == "Let me check."
+    assert calling["tool_calls"] == [
+        {"id": "call_a", "name": "weather", "arguments": '{\n  "city": "Paris",\n  "unit": "`C`"\n}'},
+        {"id": "call_b", "name": "clock", "arguments": "not json\nat all"},
+    ]
+    assert calling["metrics"]["reasoning_tokens"] == 12 and calling["metrics"]["reply_ttft_ms"] == 210.0
+    assert calling["metrics"]["finish_reason"] == "tool_calls"
+    assert (weather["role"], weather["tool_call_id"], weather["tool_name"]) == ("tool", "call_a", "weather")
+    assert (clock["role"], clock["content"], clock["tool_call_id"], clock["tool_name"]) == (
+        "tool",
+        "12:00",
+        "call_b",
+        "clock",
+    )
+    assert (answer["reasoning"], answer["tool_calls"], answer["metrics"]["reasoning_tokens"]) == ("", [], 0)
+    assert (user["tool_call_id"], user["tool_name"]) == (None, None)
 
 
 def test_export_session_writes_atomically(store: Store, tmp_path: Path) -> None:

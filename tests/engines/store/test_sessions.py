@@ -130,16 +130,17 @@ def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path, monkeyp
         assert raw.execute("SELECT count(*) FROM sqlite_master WHERE name = 'future_things'").fetchone()[0] == 0
 
 
-def test_role_check_rejects_tool(store: Store) -> None:
+def test_role_check_allows_tool_and_nothing_else(store: Store) -> None:
     session = store.create_session()
+    insert = (
+        "INSERT INTO messages (session_id, seq, role, content, status, created_at, updated_at)"
+        " VALUES (?, ?, ?, 'x', 'complete', 0, 0)"
+    )
+    conn_of(store).execute(insert, (session.id, 0, "tool"))
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
-        conn_of(store).execute(
-            "INSERT INTO messages (session_id, seq, role, content, status, created_at, updated_at)"
-            " VALUES (?, 0, 'tool', 'x', 'complete', 0, 0)",
-            (session.id,),
-        )
+        conn_of(store).execute(insert, (session.id, 1, "robot"))
     with pytest.raises(BadRequest, match="role"):
-        store.add_message(session.id, "tool", "x")  # type: ignore[arg-type]
+        store.add_message(session.id, "robot", "x")  # type: ignore[arg-type]
     with pytest.raises(BadRequest, match="status"):
         store.add_message(session.id, "user", "x", status="done")  # type: ignore[arg-type]
 
