@@ -72,11 +72,14 @@ class Relay:
     def event(self, event: StreamEvent) -> StreamEvent | None:
         """Hand an event on (now or joined with the next ones); for Done or Error, the final event to deliver."""
         final: StreamEvent | None = None
-        if self.first_at is None and not isinstance(event, Done | Error):
-            self.first_at = self._clock()  # the first token, even when it is held back (a call being written)
+        now = 0.0
+        if not isinstance(event, Done | Error):
+            now = self._clock()  # one reading per token: the metrics of a scripted clock stay reproducible
+            if self.first_at is None:
+                self.first_at = now  # the first token, even when it is held back (a call being written)
         for shaped in self._shaper.feed(event):
             if isinstance(shaped, Delta | Reasoning):
-                self._piece(shaped)
+                self._piece(shaped, now)
             elif isinstance(shaped, ToolCallDelta):
                 self.flush()
                 self.handle.deliver(shaped)
@@ -85,8 +88,7 @@ class Relay:
                 final = self._finish(shaped) if isinstance(shaped, Done) else shaped
         return final
 
-    def _piece(self, event: Delta | Reasoning) -> None:
-        now = self._clock()
+    def _piece(self, event: Delta | Reasoning, now: float) -> None:
         kind = type(event)
         first_reply = kind is Delta and self.reply_at is None
         self._thought = self._thought or (kind is Reasoning and self.reply_at is None)
@@ -122,7 +124,7 @@ class Relay:
         """The final event of a request the engine failed on (the text so far is delivered first)."""
         for shaped in self._shaper.flush():
             if isinstance(shaped, Delta | Reasoning):
-                self._piece(shaped)
+                self._piece(shaped, self._clock())
             else:
                 self.flush()
                 self.handle.deliver(shaped)

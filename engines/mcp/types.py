@@ -20,7 +20,7 @@ class McpServer:
     command: str | None = None
     """The program to start (stdio transport); exactly one of command and url is set."""
     args: tuple[str, ...] = ()
-    env: Mapping[str, str] = field(default_factory=_no_env)
+    env: Mapping[str, str] = field(default_factory=_no_env, repr=False)
     """Variables added to the server's environment (on top of a minimal safe one)."""
     url: str | None = None
     """A streamable-HTTP endpoint (`http://127.0.0.1:8000/mcp`)."""
