@@ -8,16 +8,19 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TextIO, TypeVar
+from typing import TypeVar
 
+from cli.chat_preset import ChatUsage, base_params, chat_options, chat_target
+from cli.chat_stream import ReplyPrinter
 from engines.catalog.packaged import Progress
 from engines.config.load import Config
 from engines.errors import BadRequest
 from engines.images import read_image
-from engines.launch import default_options, launch
+from engines.launch import launch
 from engines.manager import EngineManager
+from engines.presets import Preset
 from engines.requests import RequestHandle
-from engines.types import ChatMessage, Delta, Done, Error, ModelSpec, Params, schema_of
+from engines.types import ChatMessage, Done, ModelSpec, Params, schema_of
 
 _SESSION = "cli"
 T = TypeVar("T")
@@ -25,42 +28,48 @@ T = TypeVar("T")
 
 def run_chat(args: argparse.Namespace, config: Config) -> int:
     """Run `llm-tui chat`; returns the exit status."""
-    params = build_params(args, config)
-    prompt = args.prompt
+    try:
+        target = chat_target(args, config)
+    except ChatUsage as exc:
+        print(f"llm-tui: error: {exc}", file=sys.stderr)
+        return 2
+    params = build_params(args, config, target.preset)
+    prompt = target.prompt
     interactive = prompt is None and sys.stdin.isatty()
     if prompt is None and not interactive:
         prompt = sys.stdin.read()
         if not prompt.strip():
             raise BadRequest("no prompt: give PROMPT or pipe text on stdin")
-    ref: str | ModelSpec = args.model
+    ref: str | ModelSpec = target.model
     if args.endpoint:
         from engines.catalog.resolve_remote import endpoint_spec
 
-        ref = endpoint_spec(args.endpoint, args.model, os.environ, args.api_key_env)
+        ref = endpoint_spec(args.endpoint, target.model, os.environ, args.api_key_env)
     images = tuple(read_image(Path(p)) for p in args.image)
     with EngineManager() as manager:
         if interactive:
-            print(f"llm-tui: loading {args.model}...", file=sys.stderr)
+            print(f"llm-tui: loading {target.model}...", file=sys.stderr)
         launched = launch(
             manager,
             ref,
             config,
             engine=args.engine,
-            options=default_options(config, seed=params.seed),
-            progress=package_progress(f"preparing {args.model}"),
+            options=chat_options(args, config, target.preset, params.seed),
+            progress=package_progress(f"preparing {target.model}"),
         )
         run_id, spec, engine = launched.run_id, launched.spec, launched.engine
-        messages = [ChatMessage("system", args.system)] if args.system else []
-        if not interactive:
+        system = args.system if args.system is not None else target.preset.system if target.preset else None
+        messages = [ChatMessage("system", system)] if system else []
+        if prompt is not None:  # given, or read from stdin: one reply; else the line chat
             messages.append(ChatMessage("user", prompt, images))
             status, text = _reply(manager.submit(run_id, messages, params, session=_SESSION), args, spec, engine)
             return _check_schema(status, text, params)
         return _repl(manager, run_id, messages, params, args, spec, engine)
 
 
-def build_params(args: argparse.Namespace, config: Config) -> Params:
-    """Sampling parameters: flags over the config's defaults."""
-    d = config.defaults
+def build_params(args: argparse.Namespace, config: Config, preset: Preset | None = None) -> Params:
+    """Sampling parameters: flags over the preset's, over the config's defaults."""
+    d = base_params(config, preset)
     params = Params(
         temperature=_pick(args.temperature, d.temperature),
         top_p=_pick(args.top_p, d.top_p),
@@ -138,30 +147,25 @@ def _repl(
 
 
 def _reply(handle: RequestHandle, args: argparse.Namespace, spec: ModelSpec, engine: str) -> tuple[int, str]:
-    """Stream one reply to stdout; returns (exit status, text)."""
-    out: TextIO = sys.stdout
-    parts: list[str] = []
+    """Stream one reply to stdout (thinking and tool calls to stderr); returns (exit status, text)."""
+    printer = ReplyPrinter(sys.stdout, sys.stderr, thinking=not args.hide_thinking)
     try:
         for event in handle:
-            if isinstance(event, Delta):
-                parts.append(event.text)
-                out.write(event.text)
-                out.flush()
-            elif isinstance(event, Done):
-                _end_line(out, parts)
+            done = printer.show(event)
+            if isinstance(done, Done):
                 if args.stats:
-                    print(json.dumps(stats_line(event, spec, engine)), file=sys.stderr)
-                return (130 if event.finish_reason == "cancelled" else 0), "".join(parts)
-            elif isinstance(event, Error):
-                _end_line(out, parts)
-                print(f"llm-tui: error: {event.message}", file=sys.stderr)
-                return 1, "".join(parts)
+                    print(json.dumps(stats_line(done, spec, engine)), file=sys.stderr)
+                return (130 if done.finish_reason == "cancelled" else 0), printer.text
+            if done is not None:
+                print(f"llm-tui: error: {done.message}", file=sys.stderr)
+                return 1, printer.text
     except KeyboardInterrupt:
         handle.cancel()
         handle.wait(10)
-        _end_line(out, parts)
-        return 130, "".join(parts)
-    return 1, "".join(parts)
+        printer.finish()
+        return 130, printer.text
+    printer.finish()
+    return 1, printer.text
 
 
 def stats_line(done: Done, spec: ModelSpec, engine: str) -> dict[str, object]:
@@ -169,19 +173,16 @@ def stats_line(done: Done, spec: ModelSpec, engine: str) -> dict[str, object]:
     m = done.metrics
     return {
         "ttft_ms": round(m.ttft_ms, 2) if m else None,
+        "reply_ttft_ms": round(m.reply_ttft_ms, 2) if m and m.reply_ttft_ms is not None else None,
         "tokens_per_s": round(m.tokens_per_s, 2) if m else None,
         "prompt_tokens": done.usage.prompt_tokens,
         "completion_tokens": done.usage.completion_tokens,
+        "reasoning_tokens": done.usage.reasoning_tokens,
+        "reply_tokens": done.usage.reply_tokens,
         "finish_reason": done.finish_reason,
         "engine": engine,
         "model": spec.id,
     }
-
-
-def _end_line(out: TextIO, parts: list[str]) -> None:
-    if parts and not parts[-1].endswith("\n"):
-        out.write("\n")
-        out.flush()
 
 
 def package_progress(label: str) -> Progress | None:

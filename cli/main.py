@@ -47,8 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     chat = sub.add_parser("chat", help="stream a reply to stdout (interactive when no prompt and stdin is a terminal)")
     _global_options(chat, suppress=True)
-    chat.add_argument("model", metavar="MODEL", help="catalog id, alias, or path to a GGUF file")
+    chat.add_argument(
+        "model", metavar="MODEL", nargs="?", help="catalog id, alias, or path to a GGUF file (or --preset's model)"
+    )
     chat.add_argument("prompt", metavar="PROMPT", nargs="?", help="the prompt; read from stdin when omitted")
+    chat.add_argument("--preset", metavar="NAME", help="a [presets.NAME] of the config: system prompt, parameters")
     chat.add_argument("--engine", help="engine to run the model on (default: the first installed that loads it)")
     chat.add_argument("--system", metavar="TEXT", help="system prompt")
     chat.add_argument("--max-tokens", type=int, metavar="N")
@@ -62,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--threads", type=int, metavar="N", help="CPU threads for inference")
     chat.add_argument("--n-gpu-layers", type=int, metavar="N", help="layers to offload to the GPU (-1 = all)")
     chat.add_argument("--stats", action="store_true", help="print one JSON line of metrics to stderr after the reply")
+    chat.add_argument("--hide-thinking", action="store_true", help="do not print the model's thinking to stderr")
     chat.add_argument("--json-schema", metavar="FILE", help="a JSON Schema the reply must follow (checked after it)")
     chat.add_argument("--image", action="append", default=[], metavar="PATH", help="attach an image (repeatable)")
     chat.add_argument("--endpoint", metavar="URL", help="an OpenAI-compatible server; MODEL is its model name")

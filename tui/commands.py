@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from textual.app import SystemCommand
 from textual.screen import Screen
 
+from tui.preset_messages import PresetChosen
 from tui.screen_list import CATALOG, CHAT, COMPARE, SCREENS, SETTINGS, ScreenEntry
 
 if TYPE_CHECKING:
@@ -61,6 +62,9 @@ COMPARE_COMMANDS: tuple[ScreenCommand[CompareScreen], ...] = (
         "Compare: remove a model", "Take the selected pane out of the comparison", lambda s: s.action_remove_model()
     ),
     ScreenCommand("Compare: system prompt and parameters", "Shared by every pane", lambda s: s.action_options()),
+    ScreenCommand(
+        "Compare: use a preset", "A preset's system prompt and parameters for every pane", lambda s: s.action_preset()
+    ),
     ScreenCommand("Compare: run", "One prompt to every model, side by side", lambda s: s.action_run()),
     ScreenCommand("Compare: stop", "Stop every pane", lambda s: s.action_stop()),
     ScreenCommand("Compare: save the run", "Keep the prompt, models, replies and metrics", lambda s: s.action_save()),
@@ -123,17 +127,29 @@ def _instance_commands(app: LlmTuiApp) -> Iterable[SystemCommand]:
         )
 
 
+def _preset_commands(app: LlmTuiApp) -> Iterable[SystemCommand]:
+    """One "Preset: NAME" per [presets.NAME] of the config: the chat hears PresetChosen and applies it."""
+    for name, preset in app.runtime.config.presets.items():
+        about = preset.description or f"{name}'s system prompt and parameters"
+        yield SystemCommand(
+            f"Preset: {name}",
+            f"{about} (for the current chat)",
+            lambda name=name: run_on(app, CHAT, lambda s: s.post_message(PresetChosen(name))),
+        )
+
+
 def _stop(app: LlmTuiApp, run_id: str) -> None:
     app.notify(f"Stopping {run_id}…", title="Stop")
     app.stop_instance(run_id)
 
 
 def app_commands(app: LlmTuiApp) -> Iterable[SystemCommand]:
-    """Screen switches, the chat's main actions, the instances' stops, the API, the Hub search, compare and settings
-    actions."""
+    """Screen switches, the chat's main actions, the presets, the instances' stops, the API, the Hub search, compare
+    and settings actions."""
     for entry in SCREENS:
         yield SystemCommand(entry.palette_title, entry.palette_help, lambda mode=entry.mode: app.switch_mode(mode))
     yield from _screen_commands(app, CHAT, CHAT_COMMANDS)
+    yield from _preset_commands(app)
     yield from _instance_commands(app)
     yield from _screen_commands(app, CHAT, CHAT_COPY_COMMANDS)
     api = app.runtime.api

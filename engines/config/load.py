@@ -23,6 +23,10 @@ import platformdirs
 import tomli_w
 
 from engines.atomic import atomic_write
+from engines.config.mcp import parse_mcp_servers, server_table, shown_server
+from engines.config.presets import parse_presets, presets_doc, show_presets
+from engines.config.redact import holds_secret as holds_secret  # part of this module's API
+from engines.config.redact import plain, redact
 from engines.config.serve import ServeConfig, parse_serve, serve_table
 from engines.config.tables import RemoteEndpoint as RemoteEndpoint  # part of this module's API
 from engines.config.tables import file_value, parse_aliases, parse_defaults, parse_endpoints
@@ -43,7 +47,9 @@ from engines.config.values import (
     resolve_path,
 )
 from engines.errors import ConfigError
-from engines.secret import MASK, Secret
+from engines.mcp.types import McpServer
+from engines.presets import Preset
+from engines.secret import Secret
 from engines.types import Params
 
 APP_NAME = "llm-tui"
@@ -52,6 +58,10 @@ DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 
 
 def _empty_mapping() -> Mapping[str, str]:
+    return MappingProxyType({})
+
+
+def _no_presets() -> Mapping[str, Preset]:
     return MappingProxyType({})
 
 
@@ -84,6 +94,10 @@ class Config:
     remote_endpoints: tuple[RemoteEndpoint, ...] = ()
     defaults: Params = field(default_factory=Params)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    presets: Mapping[str, Preset] = field(default_factory=_no_presets)
+    """[presets.NAME] tables by name: a system prompt, parameters, a model (engines.presets)."""
+    mcp_servers: tuple[McpServer, ...] = field(default=(), repr=False)
+    """[[mcp_servers]]; kept out of repr: their env values may hold keys (redacted() masks them)."""
     source: Path | None = field(default=None, compare=False)
     """The config file of this user's settings that was read, if any: where the settings screen writes."""
     base_source: Path | None = field(default=None, compare=False)
@@ -101,6 +115,8 @@ class Config:
         object.__setattr__(self, "aliases", MappingProxyType(dict(self.aliases)))
         object.__setattr__(self, "origins", MappingProxyType(dict(self.origins)))
         object.__setattr__(self, "remote_endpoints", tuple(self.remote_endpoints))
+        object.__setattr__(self, "presets", MappingProxyType(dict(self.presets)))
+        object.__setattr__(self, "mcp_servers", tuple(self.mcp_servers))
         object.__setattr__(self, "warnings", tuple(self.warnings))
 
     @property
@@ -120,23 +136,11 @@ class Config:
 
     def redacted(self) -> dict[str, object]:
         """A JSON-ready dict of every setting with secrets shown as ********."""
-        out: dict[str, object] = {f.name: _redact(getattr(self, f.name)) for f in fields(self) if f.name != "env"}
+        out: dict[str, object] = {f.name: redact(getattr(self, f.name)) for f in fields(self) if f.name != "env"}
+        out["presets"] = show_presets(self.presets)
+        out["mcp_servers"] = [shown_server(s) for s in self.mcp_servers]
         out["db_path"] = str(self.db_path)
         return out
-
-
-def _redact(value: object) -> object:
-    if isinstance(value, Secret):
-        return MASK
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _redact(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [_redact(v) for v in value]
-    if isinstance(value, RemoteEndpoint | Params | ServeConfig):
-        return {f.name: _redact(getattr(value, f.name)) for f in fields(value)}
-    return value
 
 
 def user_config_path() -> Path:
@@ -215,6 +219,10 @@ def _parse_document(doc: Mapping[str, object], label: str, base: Path, warnings:
             values[key] = parse_defaults(raw, label, warnings)
         elif key == "serve":
             values[key] = parse_serve(raw, label, warnings)
+        elif key == "presets":
+            values[key] = parse_presets(raw, label, warnings)
+        elif key == "mcp_servers":
+            values[key] = parse_mcp_servers(raw, label, warnings)
         else:
             warnings.append(f"{label}: unknown key {key!r} ignored")
     return values
@@ -307,7 +315,7 @@ def load_config(
     data_dir = values.pop("data_dir", None) or platformdirs.user_data_path(APP_NAME)
     cache_dir = values.pop("cache_dir", None) or platformdirs.user_cache_path(APP_NAME)
     models_dir = values.pop("models_dir", None) or data_dir / "models"
-    all_keys = (*_KEYS, "aliases", "remote_endpoints", "defaults", "serve")
+    all_keys = (*_KEYS, "aliases", "remote_endpoints", "defaults", "serve", "presets", "mcp_servers")
     return Config(
         models_dir=models_dir,
         data_dir=data_dir,
@@ -322,12 +330,13 @@ def load_config(
 
 
 def _layered(below: dict[str, Any], top: dict[str, Any], document: Mapping[str, object]) -> dict[str, Any]:
-    """`top`'s values over `below`'s: the aliases, [defaults] and [serve] merge key by key, the rest is replaced."""
+    """`top`'s values over `below`'s: the aliases and presets merge by name, [defaults] and [serve] key by key, the
+    rest is replaced."""
     merged = dict(below)
     for key, value in top.items():
         under = below.get(key)
         table = document.get(key)
-        if key == "aliases" and under:
+        if key in ("aliases", "presets") and under:
             merged[key] = {**under, **value}
         elif key in ("defaults", "serve") and under is not None and isinstance(table, Mapping):
             names = {f.name for f in fields(value)}
@@ -353,49 +362,25 @@ def config_to_toml_dict(config: Config, *, include_defaults: bool = False) -> di
         default = config.data_dir / "models" if key == "models_dir" else getattr(base, key)
         if value is None or (value == default and not include_defaults):
             continue
-        out[key] = _plain(value)
+        out[key] = plain(value)
     if config.aliases or include_defaults:
         out["aliases"] = dict(config.aliases)
     if config.remote_endpoints:
-        out["remote_endpoints"] = [_plain(e) for e in config.remote_endpoints]
+        out["remote_endpoints"] = [plain(e) for e in config.remote_endpoints]
     if config.defaults != Params() or include_defaults:
-        out["defaults"] = _plain(config.defaults)
+        out["defaults"] = plain(config.defaults)
     if serve := serve_table(config.serve):
         out["serve"] = serve
+    if config.presets:
+        out["presets"] = presets_doc(config.presets)
+    if config.mcp_servers:
+        out["mcp_servers"] = [server_table(s) for s in config.mcp_servers]
     return out
-
-
-def _plain(value: object) -> Any:
-    """TOML-ready form: secrets revealed, paths as text, None dropped."""
-    if isinstance(value, Secret):
-        return value.reveal()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, RemoteEndpoint | Params):
-        value = {f.name: getattr(value, f.name) for f in fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items() if v is not None and v != ()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-def holds_secret(value: object, key: str = "") -> bool:
-    """Whether a config value or document holds a token or key (its file must then be 0600)."""
-    if isinstance(value, Secret) or (key in ("hf_token", "api_key", "api_keys") and value):
-        return True
-    if isinstance(value, RemoteEndpoint):
-        return value.api_key is not None
-    if isinstance(value, Mapping):
-        return any(holds_secret(v, str(k)) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(holds_secret(v) for v in value)
-    return False
 
 
 def check_document(document: Mapping[str, object], path: Path) -> None:
     """Raise ConfigError naming the key when `document` (a parsed config file) holds an invalid value."""
-    _parse_document(_plain(document), str(path), Path(os.path.abspath(path)).parent, [])
+    _parse_document(plain(document), str(path), Path(os.path.abspath(path)).parent, [])
 
 
 def save_config(values: Mapping[str, object], path: Path) -> None:
@@ -404,4 +389,4 @@ def save_config(values: Mapping[str, object], path: Path) -> None:
     Raises ConfigError for an invalid value (nothing is written then).
     """
     check_document(values, path)
-    atomic_write(path, tomli_w.dumps(_plain(values)).encode(), private=holds_secret(values))
+    atomic_write(path, tomli_w.dumps(plain(values)).encode(), private=holds_secret(values))

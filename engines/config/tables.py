@@ -1,5 +1,7 @@
 """The tables of a config file: [aliases], [[remote_endpoints]], [defaults]; and how a bad value is reported.
 
+[presets.NAME] is in engines.config.presets, [[mcp_servers]] in engines.config.mcp, [serve] in engines.config.serve.
+
 `engines.config.load` merges the scalar keys and calls these for the tables; each
 raises ConfigError naming the file and the key at fault.
 """
@@ -110,23 +112,36 @@ def parse_endpoints(raw: object, label: str, warnings: list[str]) -> tuple[Remot
     return tuple(out)
 
 
-def parse_defaults(raw: object, label: str, warnings: list[str]) -> Params:
-    table = as_table(raw, f"{label}: defaults", "default sampling parameters")
-    kwargs: dict[str, Any] = {}
-    for key, value in table.items():
-        where = f"{label}: defaults.{key}"
-        if key in _PARAMS:
-            kwargs[key] = file_value(_PARAMS[key], value, Path(), where)
-        elif key == "stop":
-            stops = [value] if isinstance(value, str) else value
-            if not isinstance(stops, list | tuple) or not all(isinstance(s, str) for s in stops):
-                raise ConfigError(f"{where} must be a list of strings, got {show_value(value)}")
-            kwargs[key] = tuple(stops)
-        else:
-            warnings.append(f"{label}: defaults: unknown key {key!r} ignored")
+PARAM_KEYS: tuple[str, ...] = (*_PARAMS, "stop")
+"""The sampling parameters a table of the file may set ([defaults], [presets.NAME])."""
+
+
+def param_value(key: str, value: object, where: str) -> Any:
+    """One sampling parameter (a key of PARAM_KEYS) from the file; `where` is "PATH: table.key"."""
+    if key != "stop":
+        return file_value(_PARAMS[key], value, Path(), where)
+    stops = [value] if isinstance(value, str) else value
+    if not isinstance(stops, list | tuple) or not all(isinstance(s, str) for s in stops):
+        raise ConfigError(f"{where} must be a list of strings, got {show_value(value)}")
+    return tuple(stops)
+
+
+def checked_params(kwargs: Mapping[str, Any], where: str) -> Params:
+    """Params from parsed values, checked as a request's would be; ConfigError names `where` ("PATH: table")."""
     params = Params(**kwargs)
     try:
         params.validate()
     except BadRequest as exc:
-        raise ConfigError(f"{label}: defaults: {exc}") from None
+        raise ConfigError(f"{where}: {exc}") from None
     return params
+
+
+def parse_defaults(raw: object, label: str, warnings: list[str]) -> Params:
+    table = as_table(raw, f"{label}: defaults", "default sampling parameters")
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in PARAM_KEYS:
+            kwargs[key] = param_value(key, value, f"{label}: defaults.{key}")
+        else:
+            warnings.append(f"{label}: defaults: unknown key {key!r} ignored")
+    return checked_params(kwargs, f"{label}: defaults")

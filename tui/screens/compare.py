@@ -6,7 +6,8 @@ own thread) plans with the memory manager and runs the panes at the same time wh
 else one after another (load, run, unload), and the status line says which and why. Each reply streams
 through the chat's widgets, with live metrics and the instance's RAM/VRAM. Esc stops every pane; Ctrl+S
 saves the run, Ctrl+O reopens a saved one, Ctrl+T exports it to Markdown; Ctrl+G sets the system prompt
-and shared parameters. Models the run launches are stopped when it ends; instances you had running stay.
+and shared parameters, F12 takes them from a preset of the config. Models the run launches are stopped when it
+ends; instances you had running stay.
 """
 
 from __future__ import annotations
@@ -37,10 +38,12 @@ from engines.compare.types import (
     rank,
 )
 from engines.errors import LlmTuiError
+from engines.presets import Preset
 from engines.store.records import params_to_dict
 from engines.types import Params
 from tui.screens.app_screen import AppScreen
 from tui.screens.compare_models import pick_model
+from tui.screens.compare_preset import PRESET_KEY, PresetApplied, applied, pick_preset
 from tui.screens.compare_saved import choose_saved, export_run, save_run, saved_models
 from tui.widgets.compare_pane import ComparePane
 from tui.widgets.prompt import PromptInput
@@ -63,16 +66,22 @@ class CompareUpdate(Message):
         self.event = event
 
 
-def options_text(system_prompt: str | None, params: Params) -> str:
-    """The line under the prompt: the system prompt and the parameters every pane shares."""
+def options_text(
+    system_prompt: str | None, params: Params, preset: PresetApplied | None = None, *, presets: bool = False
+) -> str:
+    """The line under the prompt: the preset chosen (first, so that a cut line keeps it), the system prompt and the
+    parameters every pane shares; the preset key is named when the config has presets."""
+    parts = [preset.label(system_prompt, params)] if preset is not None else []
     if system_prompt:
         line = " ".join(system_prompt.split())
-        parts = [f"system: {line if len(line) <= 30 else line[:29] + '…'}"]
+        parts.append(f"system: {line if len(line) <= 30 else line[:29] + '…'}")
     else:
-        parts = ["no system prompt"]
-    values = [f"{k} {v}" for k, v in params_to_dict(params).items() if v not in (None, [])]
+        parts.append("no system prompt")
+    unset = params_to_dict(Params())  # what a request leaves to the engine (tool_choice "auto" too)
+    values = [f"{k} {v}" for k, v in params_to_dict(params).items() if v not in (None, []) and v != unset[k]]
     parts.append(" · ".join(values) if values else "engine default parameters")
-    return " · ".join(parts) + " · Ctrl+G edits"
+    keys = f"Ctrl+G edits · {PRESET_KEY} preset" if presets else "Ctrl+G edits"
+    return " · ".join(parts) + f" · {keys}"
 
 
 class CompareScreen(AppScreen):
@@ -83,6 +92,7 @@ class CompareScreen(AppScreen):
         Binding("escape", "stop", "Stop"),
         Binding("ctrl+l", "add_model", "Add model"),
         Binding("ctrl+g", "options", "Options"),
+        Binding("f12", "preset", "Preset", show=False),  # as in the chat; the options line names it (with presets)
         Binding("ctrl+s", "save", "Save"),
         Binding("ctrl+o", "open", "Open"),
         Binding("ctrl+t", "export", "Export"),
@@ -102,6 +112,8 @@ class CompareScreen(AppScreen):
         self.models: list[CompareModel] = []
         self.system_prompt: str | None = None
         self.params = Params()
+        self.preset: PresetApplied | None = None
+        """The preset chosen for the runs (F12), with what it set."""
         self.runner: CompareRunner | None = None
         self.plan: ComparePlan | None = None
         self.shown: CompareRun | None = None
@@ -214,8 +226,22 @@ class CompareScreen(AppScreen):
 
         self.app.push_screen(ParamsModal(self.system_prompt, self.params), done)
 
+    def action_preset(self) -> None:
+        """Take the system prompt and parameters of every pane from a preset of the config (for the next run, as
+        Ctrl+G: a run going on keeps what it was started with)."""
+        pick_preset(self, self.preset.name if self.preset else None, self.apply_preset)
+
+    def apply_preset(self, preset: Preset) -> None:
+        """Give every pane the preset's system prompt and parameters (over the config's defaults)."""
+        self.preset = applied(preset, self.system_prompt, self.runtime.config.defaults)
+        self.system_prompt, self.params = self.preset.system_prompt, self.preset.params
+        self._show_options()
+        self.notify(f"Preset {preset.name}: its system prompt and parameters apply to every pane.", title="Preset")
+
     def _show_options(self) -> None:
-        self.query_one("#compare-options", Static).update(options_text(self.system_prompt, self.params))
+        presets = bool(self.runtime.config.presets)
+        text = options_text(self.system_prompt, self.params, self.preset, presets=presets)
+        self.query_one("#compare-options", Static).update(text)
 
     # -- running ------------------------------------------------------------------------------------------
 
@@ -334,6 +360,7 @@ class CompareScreen(AppScreen):
         self._layout()
         self.query_one(PromptInput).text = run.prompt
         self.system_prompt, self.params = run.system_prompt, run.params
+        self.preset = None  # the saved run's own options, whatever preset they came from
         self._show_options()
         self.shown, self.plan = run, None
         self._summary(rank(run.panes))
