@@ -1,17 +1,15 @@
-"""The OpenAI-compatible API (FastAPI) over an EngineManager: the routes and the hand-over of tokens.
+"""The OpenAI-compatible API (FastAPI) over an EngineManager: the routes.
 
-Tokens come from the instance's worker thread through the request's sink, which hands each event to the
-event loop (`call_soon_threadsafe`); the worker never waits for a client, so a slow reader delays only
-its own stream. Requests to one instance queue in its FIFO; different instances run in parallel.
-A client that goes away cancels its request: the stream's generator is closed and cancels the handle,
-which the engine sees before its next token.
+Requests to one instance queue in its FIFO; different instances run in parallel. The hand-over of tokens is in
+answer.py: a client that goes away cancels its request (the stream's generator is closed and cancels the handle,
+which the engine sees before its next token).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,11 +27,13 @@ from engines.launch import SnapshotSource
 from engines.manager import EngineManager
 from engines.requests import RequestHandle
 from engines.server import audio, openapi
+from engines.server.answer import Bridge, answer, note_error
 from engines.server.drain import Drain
-from engines.server.errors import ApiError, from_event, from_exception, model_not_found
+from engines.server.errors import ApiError, from_exception, model_not_found
 from engines.server.guard import Asgi, Guard, ServerStats
-from engines.server.jobs import DISCONNECT_POLL_S, run_job
-from engines.server.replies import SSE_DONE, Kind, Shaper, embeddings_json, finish_reason, sse
+from engines.server.jobs import run_job
+from engines.server.presets import explicit_params, preset_model, preset_system, under_preset
+from engines.server.replies import Kind, Shaper, embeddings_json
 from engines.server.router import Router
 from engines.server.schemas import (
     ChatRequest,
@@ -47,9 +47,7 @@ from engines.server.schemas import (
     sampling_params,
     validation_message,
 )
-from engines.types import Delta, Done, Error, StreamEvent, TokenLogprob
-
-"""How often a request waiting for its first token checks whether its client is still there."""
+from engines.types import LaunchOptions, StreamEvent
 
 
 @dataclass
@@ -67,59 +65,6 @@ class ServerContext:
 
     def __post_init__(self) -> None:
         self.router = Router(self.manager, self.config, self.serve, snapshot=self.snapshot)
-
-
-class Bridge:
-    """Events of one request, carried from the instance's worker thread to the event loop."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, stats: ServerStats) -> None:
-        self._loop = loop
-        self.stats = stats
-        self._next_check = time.monotonic() + DISCONNECT_POLL_S
-        self._queue: asyncio.Queue[StreamEvent] = asyncio.Queue()
-        self.ended = False
-        """The final event (Done or Error) was taken: there is nothing left to cancel."""
-        self.handle: RequestHandle | None = None
-        """The request, once submitted (what a shutdown cancels)."""
-
-    def put(self, event: StreamEvent) -> None:
-        """The request's sink (worker thread): never blocks."""
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
-
-    async def get(self) -> StreamEvent:
-        event = await self._queue.get()
-        self.ended = not isinstance(event, Delta)
-        return event
-
-    async def get_watching(self, request: Request, handle: RequestHandle) -> StreamEvent | None:
-        """The next event, or None (the request cancelled) once the client has gone away.
-
-        The client is checked every DISCONNECT_POLL_S, also while events keep coming."""
-        while True:
-            now = time.monotonic()
-            if now >= self._next_check:
-                self._next_check = now + DISCONNECT_POLL_S
-                if await request.is_disconnected():
-                    self.cancel(handle)
-                    return None
-            try:
-                return await asyncio.wait_for(self.get(), DISCONNECT_POLL_S)
-            except TimeoutError:
-                continue
-
-    def end_now(self, event: Error) -> None:
-        """The server is stopping (on the event loop): cancel the generation; `event` is the reply's last."""
-        if self.handle is not None:
-            self.cancel(self.handle)
-        self._queue.put_nowait(event)
-
-    def cancel(self, handle: RequestHandle) -> None:
-        """The client went away: stop its generation (the engine sees it before its next token)."""
-        # The worker marks the handle finished only after handing over the final event, so `ended` is
-        # what says the reply is over; `finished` covers an end this bridge has not taken yet.
-        if not self.ended and not handle.finished:
-            handle.cancel()
-            self.stats.note_cancelled()
 
 
 def create_app(ctx: ServerContext) -> Asgi:
@@ -156,8 +101,20 @@ def create_app(ctx: ServerContext) -> Asgi:
     async def chat_completions(body: ChatRequest, request: Request) -> Any:
         messages = chat_messages(body)
         params = chat_params(body, ctx.serve.max_tokens)
+        preset = await to_thread.run_sync(ctx.router.preset_for, body.model)
+        target: Target = (body.model, None)
+        if preset is not None:
+            target = (preset_model(preset), preset.launch)
+            messages = preset_system(preset, messages)
+            explicit = explicit_params({name: getattr(body, name) for name in body.model_fields_set})
+            params = under_preset(preset, params, explicit, ctx.serve.max_tokens)
         return await _reply(
-            request, ctx, body, "chat", lambda run_id, sink: ctx.manager.submit(run_id, messages, params, sink=sink)
+            request,
+            ctx,
+            body,
+            "chat",
+            lambda run_id, sink: ctx.manager.submit(run_id, messages, params, sink=sink),
+            target,
         )
 
     @app.post("/v1/completions", responses={200: _reply_doc(openapi.TextCompletion), **openapi.GENERATION})
@@ -203,13 +160,19 @@ def _embedding_error(exc: BaseException, body: EmbeddingRequest) -> ApiError:
 
 Submit = Callable[[str, Callable[[StreamEvent], None]], RequestHandle]
 """Queues the request on an instance (run id) with the given sink; returns its handle."""
+Target = tuple[str, LaunchOptions | None]
+"""The model to route to, and how to launch it when it must be (a preset's own options; None: the defaults)."""
 
 
-async def _reply(request: Request, ctx: ServerContext, body: Sampling, kind: Kind, submit: Submit) -> Any:
-    """Route to the model's instance, submit, and answer: whole, or streamed as SSE."""
+async def _reply(
+    request: Request, ctx: ServerContext, body: Sampling, kind: Kind, submit: Submit, target: Target | None = None
+) -> Any:
+    """Route to the model's instance (`target`, else the one the body names), submit, and answer: whole, or
+    streamed as SSE."""
     if ctx.drain.stopping:
         raise ApiError(503, "the server is shutting down", type="server_error", code="server_shutting_down")
-    info = await to_thread.run_sync(ctx.router.instance_for, body.model)
+    name, options = target or (body.model, None)
+    info = await to_thread.run_sync(ctx.router.instance_for, name, options)
     asked = getattr(body, "logprobs", None)  # chat: a bool; text completions: alternatives per token (0 counts)
     shaper = Shaper(kind, body.model, logprobs=asked is not None and asked is not False)
     bridge = Bridge(asyncio.get_running_loop(), ctx.stats)
@@ -230,83 +193,16 @@ async def _reply(request: Request, ctx: ServerContext, body: Sampling, kind: Kin
     bridge.handle = handle
     ctx.drain.track(bridge)  # a stop ends it after the grace
     try:
-        answer = await _answer(request, ctx, body, handle, bridge, shaper)
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        reply = await answer(
+            request, handle, bridge, shaper, ctx.drain, stream=body.stream, include_usage=include_usage
+        )
     except BaseException:
         ctx.drain.untrack(bridge)
         raise
-    if not isinstance(answer, StreamingResponse):  # a stream untracks itself when it ends
+    if not isinstance(reply, StreamingResponse):  # a stream untracks itself when it ends
         ctx.drain.untrack(bridge)
-    return answer
-
-
-async def _answer(
-    request: Request, ctx: ServerContext, body: Sampling, handle: RequestHandle, bridge: Bridge, shaper: Shaper
-) -> Any:
-    """The reply once submitted: whole, or streamed as SSE."""
-    # Wait for the first event before answering: an error that comes first (context overflow, engine
-    # failure) gets its proper status instead of a 200 stream that fails.
-    first = await bridge.get_watching(request, handle)
-    if first is None:
-        return JSONResponse({"error": {"message": "client closed the request"}}, status_code=499)
-    if isinstance(first, Error):
-        raise from_event(first)
-    if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(
-            _stream(request, handle, bridge, shaper, first, include_usage, ctx.drain),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
-    parts: list[str] = []
-    scored: list[TokenLogprob] = []
-    event: StreamEvent | None = first
-    while isinstance(event, Delta):
-        parts.append(event.text)
-        scored.extend(event.logprobs)
-        event = await bridge.get_watching(request, handle)
-    if event is None:
-        return JSONResponse({"error": {"message": "client closed the request"}}, status_code=499)
-    if isinstance(event, Error):
-        _note_error(request, event.message)
-        raise from_event(event)
-    return shaper.whole("".join(parts), event, scored)
-
-
-async def _stream(
-    request: Request,
-    handle: RequestHandle,
-    bridge: Bridge,
-    shaper: Shaper,
-    first: StreamEvent,
-    include_usage: bool,
-    drain: Drain,
-) -> AsyncIterator[bytes]:
-    try:
-        if shaper.kind == "chat":
-            yield sse(shaper.chunk("", role=True))
-        event = first
-        while True:
-            if isinstance(event, Delta):
-                yield sse(shaper.chunk(event.text, scored=event.logprobs))
-            elif isinstance(event, Done):
-                yield sse(shaper.chunk(None, finish=finish_reason(event)))
-                if include_usage:
-                    yield sse(shaper.usage_chunk(event.usage))
-                yield SSE_DONE
-                return
-            else:
-                # The status is already sent: say it in the stream, in OpenAI's error shape, and end without [DONE].
-                _note_error(request, event.message)
-                yield sse(from_event(event).body())
-                return
-            event = await bridge.get()
-    finally:
-        bridge.cancel(handle)  # a no-op after Done; else the client went away or the server is stopping
-        drain.untrack(bridge)
-
-
-def _note_error(request: Request, message: str) -> None:
-    request.scope.setdefault("state", {})["error"] = message
+    return reply
 
 
 def _metrics(ctx: ServerContext) -> dict[str, object]:
@@ -345,7 +241,7 @@ def _error_handlers(app: FastAPI) -> None:
 
     async def api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
-        _note_error(request, exc.message)
+        note_error(request, exc.message)
         return answer(exc)
 
     async def invalid(request: Request, exc: Exception) -> JSONResponse:
@@ -354,10 +250,10 @@ def _error_handlers(app: FastAPI) -> None:
         if first.get("type") == "json_invalid":  # loc is ("body", offset): an offset is no parameter
             why = str(first.get("ctx", {}).get("error", "")).lower() or "it does not parse"
             message = f"the request body is not valid JSON: {why} at character {first.get('loc', (0, 0))[-1]}"
-            _note_error(request, message)
+            note_error(request, message)
             return answer(ApiError(400, message, code="invalid_value"))
         param, message = validation_message(exc.errors())
-        _note_error(request, message)
+        note_error(request, message)
         return answer(ApiError(400, message, param=param, code="invalid_value"))
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:

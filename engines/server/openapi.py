@@ -55,19 +55,44 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
+class CompletionDetails(BaseModel):
+    """What the completion tokens were spent on."""
+
+    reasoning_tokens: int
+
+
 class Usage(BaseModel):
     """Token counts of a reply."""
 
     prompt_tokens: int
     completion_tokens: int = 0
     total_tokens: int
+    completion_tokens_details: CompletionDetails | None = None
+
+
+class FunctionCall(BaseModel):
+    """The function a tool call calls, and its arguments as JSON text."""
+
+    name: str
+    arguments: str
+
+
+class ToolCall(BaseModel):
+    """One call the model asks the client to run."""
+
+    id: str
+    type: Literal["function"]
+    function: FunctionCall
 
 
 class AssistantMessage(BaseModel):
-    """The reply of a chat completion."""
+    """The reply of a chat completion: text (null when the reply is only tool calls), calls, and the thinking
+    (`reasoning_content`, the field llama-server and DeepSeek use), when there was any."""
 
     role: Literal["assistant"]
-    content: str
+    content: str | None
+    tool_calls: list[ToolCall] | None = None
+    reasoning_content: str | None = None
 
 
 class ChatChoice(BaseModel):
@@ -75,7 +100,7 @@ class ChatChoice(BaseModel):
 
     index: int
     message: AssistantMessage
-    finish_reason: Literal["stop", "length"]
+    finish_reason: Literal["stop", "length", "tool_calls"]
     logprobs: Any = None
 
 

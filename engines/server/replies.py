@@ -15,21 +15,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from engines.types import Done, TokenLogprob, Usage
+from engines.server.tools import call_json
+from engines.types import Done, TokenLogprob, ToolCall, Usage
 
 Kind = Literal["chat", "text"]
 
 
-def finish_reason(done: Done) -> str:
-    """OpenAI's finish_reason; a full context reads as "length", a cancelled reply (the client left) as "stop"."""
-    return "length" if done.finish_reason in ("length", "context") else "stop"
+def finish_reason(done: Done, called: bool = False) -> str:
+    """OpenAI's finish_reason; a full context reads as "length", a cancelled reply (the client left) as "stop".
+
+    `called`: the reply held tool calls, so a reply that simply ended is "tool_calls" whatever the engine said:
+    clients loop on that value to run the calls."""
+    if done.finish_reason in ("length", "context"):
+        return "length"
+    return "tool_calls" if called or done.finish_reason == "tool_calls" else "stop"
 
 
-def usage_json(usage: Usage) -> dict[str, int]:
+def usage_json(usage: Usage) -> dict[str, object]:
     return {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
     }
 
 
@@ -74,8 +81,11 @@ class Shaper:
         finish: str | None = None,
         role: bool = False,
         scored: Sequence[TokenLogprob] = (),
+        reasoning: str | None = None,
+        calls: Sequence[dict[str, object]] = (),
     ) -> dict[str, object]:
-        """One streamed piece; `role` marks the first chat chunk, `finish` the last one; `scored`: its tokens."""
+        """One streamed piece; `role` marks the first chat chunk, `finish` the last one; `scored`: its tokens;
+        `reasoning`: a piece of thinking; `calls`: pieces of tool calls (`delta.tool_calls` entries)."""
         choice: dict[str, object] = {"index": 0, "finish_reason": finish, "logprobs": None}
         if self.logprobs and text is not None and not role:
             choice["logprobs"] = self._logprobs(scored)
@@ -85,6 +95,10 @@ class Shaper:
                 delta["role"] = "assistant"
             if text is not None:
                 delta["content"] = text
+            if reasoning is not None:  # the field llama-server and DeepSeek use
+                delta["reasoning_content"] = reasoning
+            if calls:
+                delta["tool_calls"] = list(calls)
             choice["delta"] = delta
         else:
             choice["text"] = text or ""
@@ -101,13 +115,28 @@ class Shaper:
         """The last chunk when the client asked `stream_options.include_usage`: no choices, the usage."""
         return {**self._head(True), "choices": [], "usage": usage_json(usage)}
 
-    def whole(self, text: str, done: Done, scored: Sequence[TokenLogprob] = ()) -> dict[str, object]:
-        """The non-streamed reply (`scored`: its tokens' log-probabilities, when asked)."""
-        choice: dict[str, object] = {"index": 0, "finish_reason": finish_reason(done), "logprobs": None}
+    def whole(
+        self,
+        text: str,
+        done: Done,
+        scored: Sequence[TokenLogprob] = (),
+        *,
+        reasoning: str = "",
+        calls: Sequence[ToolCall] = (),
+    ) -> dict[str, object]:
+        """The non-streamed reply (`scored`: its tokens' log-probabilities, when asked; `reasoning`: the thinking;
+        `calls`: the tool calls)."""
+        choice: dict[str, object] = {"index": 0, "finish_reason": finish_reason(done, bool(calls)), "logprobs": None}
         if self.logprobs:
             choice["logprobs"] = self._logprobs(scored)
         if self.kind == "chat":
-            choice["message"] = {"role": "assistant", "content": text}
+            # OpenAI's shape: content is null when the reply is only calls.
+            message: dict[str, object] = {"role": "assistant", "content": None if calls and not text.strip() else text}
+            if calls:
+                message["tool_calls"] = [call_json(call) for call in calls]
+            if reasoning:
+                message["reasoning_content"] = reasoning
+            choice["message"] = message
         else:
             choice["text"] = text
         return {**self._head(False), "choices": [choice], "usage": usage_json(done.usage)}

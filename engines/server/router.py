@@ -18,8 +18,9 @@ from engines.config.serve import ServeConfig
 from engines.errors import LlmTuiError, ModelNotFound
 from engines.launch import SnapshotSource, default_options, launch
 from engines.manager import EngineManager
+from engines.presets import Preset
 from engines.server.errors import ApiError, from_exception, model_not_found
-from engines.types import InstanceInfo, InstanceState
+from engines.types import InstanceInfo, InstanceState, LaunchOptions
 
 NOT_LAUNCHABLE = (
     "no running instance, catalog id, alias or file in the models folder has that name (GET /v1/models lists them)"
@@ -73,11 +74,19 @@ class Router:
         self._launched: dict[str, str] = {}
         """Names launched on demand → their run ids (a model launched by path has another model id)."""
 
-    def instance_for(self, name: str) -> InstanceInfo:
-        """The ready instance that serves `name`; ApiError 404 (unknown / not running), 503 (not ready), 429 (full)."""
+    def preset_for(self, name: str) -> Preset | None:
+        """The preset `name` names, unless a running instance or an alias goes by that name (they come first)."""
+        preset = self.config.presets.get(name)
+        if preset is None or name in self.config.aliases or self._running(name) is not None:
+            return None
+        return preset
+
+    def instance_for(self, name: str, options: LaunchOptions | None = None) -> InstanceInfo:
+        """The ready instance that serves `name` (launched with `options` when it must be); ApiError 404 (unknown /
+        not running), 503 (not ready), 429 (full)."""
         info = self._running(name)
         if info is None:
-            info = self._launch(name)
+            info = self._launch(name, options)
         if info.state is InstanceState.LOADING:
             info = self._wait_loaded(info)
         if info.state not in (InstanceState.READY, InstanceState.BUSY):
@@ -110,7 +119,7 @@ class Router:
         pool = live or matches
         return min(pool, key=lambda i: i.pending_requests) if pool else None
 
-    def _launch(self, name: str) -> InstanceInfo:
+    def _launch(self, name: str, options: LaunchOptions | None) -> InstanceInfo:
         if not self.serve.launch_on_demand:
             why = self._why_not_running(name)
             raise model_not_found(name, why)
@@ -124,7 +133,11 @@ class Router:
             before = {i.run_id for i in self.manager.instances()}
             try:
                 launched = launch(
-                    self.manager, ref, self.config, options=default_options(self.config), snapshot=self.snapshot
+                    self.manager,
+                    ref,
+                    self.config,
+                    options=options or default_options(self.config),
+                    snapshot=self.snapshot,
                 )
             except ModelNotFound as exc:
                 raise model_not_found(name, str(exc)) from None
@@ -174,7 +187,7 @@ class Router:
             raise ApiError(503, str(exc), type="server_error", code="model_unavailable") from None
 
     def models(self) -> list[ModelEntry]:
-        """Running instances (by run id and by model id), then what could be launched on demand."""
+        """Running instances (by run id and by model id), then what could be launched on demand, then presets."""
         out: list[ModelEntry] = []
         seen: set[str] = set()
         for info in self.manager.instances():
@@ -183,9 +196,15 @@ class Router:
                 if name not in seen:
                     seen.add(name)
                     out.append(ModelEntry(name, created, True, info.run_id, info.engine, info.state.value))
+        now = int(time.time())
         if self.serve.launch_on_demand:
-            now = int(time.time())
             out.extend(ModelEntry(name, now, False) for name in self._cached_launchable() if name not in seen)
+            seen.update(e.id for e in out)
+        # Presets are asked for by name like models: listed when a request for one can be served.
+        for name, preset in self.config.presets.items():
+            usable = preset.model and (self.serve.launch_on_demand or self._running(preset.model) is not None)
+            if usable and name not in seen:
+                out.append(ModelEntry(name, now, False))
         return out
 
     def _cached_launchable(self) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """The request bodies the server accepts (OpenAI's shapes), and how they become llm-tui's messages and Params.
 
 Pydantic checks the types, ranges and sizes (a 400 naming the field; GET /openapi.json shows every bound); the
-functions here check what pydantic cannot (tools, image URLs and data) and apply the server's own limits.
+functions here check what pydantic cannot (image URLs and data; tools in engines.server.tools) and apply the
+server's own limits.
 Fields OpenAI defines that change nothing here (`user`, `logit_bias`, penalties...) are accepted and ignored,
 so existing clients work unchanged; `top_k` and `repetition_penalty` are accepted as extensions (vLLM's names).
 """
@@ -12,12 +13,14 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue
 
 from engines.images import MAX_IMAGE_BYTES, image_mime
-from engines.server.errors import ApiError, bad_param
+from engines.server.errors import bad_param
+from engines.server.tools import CallId, Calls, Choice, Tools, calls_of, tool_request
 from engines.types import MAX_TOP_LOGPROBS, ChatMessage, Params, Role
 
 # Bounds on what a request may hold, far above real use, so that a giant value is a 400 before any work (the
@@ -82,8 +85,15 @@ class ContentPart(_Body):
 
 
 class Message(_Body):
-    role: Literal["system", "developer", "user", "assistant"]
+    # A tool result says which call it answers (the code's 400 says it in words).
+    model_config = ConfigDict(
+        json_schema_extra={"if": {"properties": {"role": {"const": "tool"}}}, "then": {"required": ["tool_call_id"]}}
+    )
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | Annotated[list[ContentPart], Field(max_length=MAX_PARTS)] | None = None
+    tool_calls: Calls | None = Field(None, description="an assistant message's calls (its content may be null)")
+    tool_call_id: CallId | None = Field(None, description="a tool message: the call it answers")
+    name: Name | None = None
 
 
 class StreamOptions(_Body):
@@ -133,7 +143,9 @@ class ChatRequest(Sampling):
     response_format: ResponseFormat | None = None
     logprobs: bool | None = Field(None, description="llama.cpp engines give them; others answer 400")
     top_logprobs: Annotated[Int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = Field(None, description="needs logprobs")
-    tools: list[dict[str, Any]] | None = Field(None, json_schema_extra=_UNSUPPORTED | {"maxItems": 0})
+    tools: Tools | None = None
+    tool_choice: Choice | None = Field(None, description='"auto" (the default), "none", "required" or a function')
+    parallel_tool_calls: bool | None = None
 
 
 class CompletionRequest(Sampling):
@@ -152,16 +164,35 @@ class EmbeddingRequest(_Body):
     dimensions: Int | None = Field(None, json_schema_extra=_UNSUPPORTED | {"type": "null"})
 
 
-_ROLES: dict[str, Role] = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+_ROLES: dict[str, Role] = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "tool",
+}
 
 
 def chat_messages(request: ChatRequest) -> list[ChatMessage]:
-    """The conversation; 400 naming the message for a role, part or image we cannot take."""
-    if request.tools:
-        raise ApiError(400, "tool calling is not supported by this server", param="tools", code="unsupported_parameter")
+    """The conversation; 400 naming the message for a role, part, image or call we cannot take."""
     out: list[ChatMessage] = []
+    called: dict[str, str] = {}
+    """Call ids of the assistant messages so far → the function's name (a tool result's own `name` is optional)."""
     for i, message in enumerate(request.messages):
-        out.append(_message(_ROLES[message.role], message, f"messages[{i}].content"))
+        role = _ROLES[message.role]
+        converted = _message(role, message, f"messages[{i}].content")
+        if message.tool_calls:
+            if role != "assistant":
+                raise bad_param(f"messages[{i}].tool_calls", "only assistant messages hold tool_calls")
+            calls = calls_of(message.tool_calls)
+            called.update((call.id, call.name) for call in calls)
+            converted = replace(converted, tool_calls=calls)
+        if role == "tool":
+            if message.tool_call_id is None:
+                raise bad_param(f"messages[{i}].tool_call_id", "a tool message needs the tool_call_id it answers")
+            name = message.name or called.get(message.tool_call_id)
+            converted = replace(converted, tool_call_id=message.tool_call_id, name=name)
+        out.append(converted)
     return out
 
 
@@ -201,7 +232,8 @@ def _data_url_image(url: str, where: str) -> bytes:
 
 
 def chat_params(request: ChatRequest, max_tokens_limit: int) -> Params:
-    """Sampling parameters and the JSON schema of a chat request."""
+    """Sampling parameters, the JSON schema and the tools of a chat request."""
+    tools = tool_request(request.tools, request.tool_choice, request.parallel_tool_calls)
     schema = None
     fmt = request.response_format
     if fmt is not None and fmt.type == "json_object":
@@ -211,12 +243,21 @@ def chat_params(request: ChatRequest, max_tokens_limit: int) -> Params:
         if not isinstance(inner, dict):
             raise bad_param("response_format.json_schema.schema", "give the JSON schema as an object")
         schema = json.dumps(inner)
+    if schema is not None and tools.wants_tools:  # a reply cannot both follow the schema and be a call
+        raise bad_param("response_format", "response_format cannot be used with tools; leave one out")
     limit_from = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
     asked = request.max_completion_tokens if request.max_completion_tokens is not None else request.max_tokens
     if request.top_logprobs is not None and not request.logprobs:
         raise bad_param("top_logprobs", "top_logprobs needs logprobs: true")
     logprobs = (request.top_logprobs or 0) if request.logprobs else None
-    return sampling_params(request, asked, limit_from, max_tokens_limit, json_schema=schema, logprobs=logprobs)
+    params = sampling_params(request, asked, limit_from, max_tokens_limit, json_schema=schema, logprobs=logprobs)
+    return replace(
+        params,
+        tools=tools.tools,
+        tool_choice=tools.tool_choice,
+        tool_name=tools.tool_name,
+        parallel_tool_calls=tools.parallel_tool_calls,
+    )
 
 
 def sampling_params(

@@ -192,7 +192,9 @@ def test_missing_body_says_so(app: Asgi) -> None:
         ({"temperature": math.nan}, "temperature"),
         ({"top_p": -math.inf}, "top_p"),
         ({"model": "m" * 5000}, "model"),
-        ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role"),
+        ({"messages": [{"role": "function", "content": "x"}]}, "messages[0].role"),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].tool_call_id"),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}] * 129}, "tools"),
         ({"messages": [{"role": "user", "content": [{"type": "audio"}]}]}, "messages[0].content[0].type"),
     ],
 )
