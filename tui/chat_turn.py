@@ -8,12 +8,14 @@ sends `ChatLog.ReplyEnded` up to the screen. Nothing calls back into the screen.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from engines.requests import RequestHandle
 from engines.store.sessions import ReplyWriter, SessionRecord, TurnMetrics
-from engines.types import Delta, Done, Params, StreamEvent, schema_of
+from engines.tools.assemble import ToolCallAssembler
+from engines.types import Delta, Done, Params, Reasoning, StreamEvent, Tool, ToolCall, ToolCallDelta, schema_of
 
 if TYPE_CHECKING:
     from tui.runtime import ActiveModel, Runtime
@@ -28,10 +30,15 @@ class ChatTurn:
     session_id: int
     handle: RequestHandle
     writer: ReplyWriter
+    calls: ToolCallAssembler = field(default_factory=ToolCallAssembler)
+    """The tool calls the reply makes (filled on the worker thread before its Done is posted)."""
 
     @classmethod
-    def start(cls, runtime: Runtime, session: SessionRecord, active: ActiveModel, log: ChatLog) -> ChatTurn:
-        """Begin a reply to the session's conversation on the active instance, streaming into `log`.
+    def start(
+        cls, runtime: Runtime, session: SessionRecord, active: ActiveModel, log: ChatLog, tools: tuple[Tool, ...] = ()
+    ) -> ChatTurn:
+        """Begin a reply to the session's conversation on the active instance, streaming into `log`; the model
+        may call `tools`.
 
         The sink runs on the instance's worker thread: it feeds the store
         (which writes at most about once a second) and posts the event to
@@ -40,15 +47,24 @@ class ChatTurn:
         """
         store = runtime.store
         params = session.params or Params()
+        if tools:
+            params = replace(params, tools=tools)
         messages = store.chat_messages(session.id)
         writer = store.begin_reply(session.id, model=active.model_id, engine=active.engine, params=params)
         key = writer.message_id
+        calls = ToolCallAssembler()
 
         def sink(event: StreamEvent) -> None:
             writer.feed(event)  # never raises; a failed save is kept in writer.save_error
             if isinstance(event, Delta):
                 log.post_text(key, event.text)
+            elif isinstance(event, Reasoning):
+                log.post_reasoning(key, event.text)
+            elif isinstance(event, ToolCallDelta):
+                calls.add(event)
             elif isinstance(event, Done):
+                if calls:
+                    log.post_text(key, calls_markdown(calls))
                 status = "cancelled" if event.finish_reason == "cancelled" else "complete"
                 footer = metrics_line(TurnMetrics.from_done(event))
                 if status == "complete":
@@ -63,7 +79,17 @@ class ChatTurn:
             writer.fail(str(exc))
             raise
         log.start_reply(key, header=f"{active.model_id} · {active.engine}")
-        return cls(key, session.id, handle, writer)
+        return cls(key, session.id, handle, writer, calls)
+
+
+def calls_markdown(calls: ToolCallAssembler) -> str:
+    """How a reply's tool calls read under its text."""
+    return calls_text(calls.calls())
+
+
+def calls_text(calls: Sequence[ToolCall]) -> str:
+    """Tool calls as Markdown lines (`🔧 name({...})`), each after a blank line."""
+    return "".join(f"\n\n🔧 `{c.name}({c.arguments})`" for c in calls)
 
 
 def metrics_line(metrics: TurnMetrics) -> str:
@@ -71,10 +97,18 @@ def metrics_line(metrics: TurnMetrics) -> str:
     parts = []
     if metrics.ttft_ms is not None:
         parts.append(f"TTFT {metrics.ttft_ms:.0f} ms")
+    if metrics.reply_ttft_ms is not None:
+        parts.append(f"reply after {metrics.reply_ttft_ms / 1000:.1f} s")
     if metrics.tokens_per_s:
         parts.append(f"{metrics.tokens_per_s:.1f} tok/s")
     about = "≈" if metrics.estimated else ""  # the server never sent its counts (a stopped remote reply)
-    parts.append(f"{about}{metrics.prompt_tokens or 0}→{metrics.completion_tokens or 0} tokens")
+    tokens = f"{about}{metrics.prompt_tokens or 0}→{metrics.completion_tokens or 0} tokens"
+    if metrics.reasoning_tokens:
+        reply = (metrics.completion_tokens or 0) - metrics.reasoning_tokens
+        tokens += f" ({metrics.reasoning_tokens} thinking, {reply} reply)"
+    parts.append(tokens)
+    if metrics.finish_reason == "tool_calls":
+        parts.append("called tools")
     if metrics.finish_reason == "length":
         parts.append("hit max tokens")
     elif metrics.finish_reason == "context":

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from engines.instance_log import InstanceLog
     from engines.launch import Launched
     from engines.manager import EngineManager
+    from engines.mcp.client import McpHub
     from engines.server.runner import ServerThread
     from engines.telemetry.poller import TelemetryPoller
     from engines.telemetry.sources import GpuSource
@@ -89,6 +90,7 @@ class Runtime:
         self._describe_hub = describe_hub
         self._lock = threading.Lock()
         self._active: ActiveModel | None = None
+        self._mcp: McpHub | None = None
         self.active_replaced: Callable[[ActiveModel, ActiveModel | None], None] = lambda old, new: None
         """Told (old, new) when the active instance stopped or failed and the most recently used ready one took
         its place (new is None when none is ready); from the thread that noticed. The app sets it."""
@@ -239,6 +241,24 @@ class Runtime:
             from engines.downloads.queue import QueueSettings
 
             queue.apply(QueueSettings.from_config(config))
+        with self._lock:
+            hub = self._mcp
+            if hub is not None and hub.servers != config.mcp_servers:
+                self._mcp = None  # the next use starts the servers as now configured
+            else:
+                hub = None
+        if hub is not None:
+            hub.close()
+
+    @property
+    def mcp(self) -> McpHub:
+        """The configured MCP servers (none started until a chat lists or calls their tools)."""
+        from engines.mcp.client import McpHub
+
+        with self._lock:
+            if self._mcp is None:
+                self._mcp = McpHub(self.config.mcp_servers, self.config.env)
+            return self._mcp
 
     def set_alias(self, name: str, ref: str) -> None:
         """Save alias `name` for `ref` in the config file in use (or the user's) and use it from now on."""
@@ -356,6 +376,8 @@ class Runtime:
         """Stop the API server, downloads (they resume next time), every instance and the telemetry poller;
         close the store."""
         self.stop_api()
+        if self._mcp is not None:
+            self._mcp.close()
         if self._downloads is not None:
             self._downloads.close()
         if self._telemetry is not None:

@@ -5,7 +5,8 @@ usage chunk when `stream_options.include_usage` is set, then `data: [DONE]`; or 
 `POST /v1/embeddings` (listed in reverse order, each with its `index`, as a client must not rely on the order).
 
 Each chat request takes the next `Reply` from `replies` (then `default` applies): scripted `pieces` or, when
-None, an echo of the last user message word by word, each piece one token; or raw `deltas`, each a chunk's
+None, an echo of the last user message word by word, each piece one token (after a tool result: "The tool said:
+<result>"); or raw `deltas`, each a chunk's
 `delta` as is (tool-call pieces, reasoning_content); `max_tokens` is honoured (finish "length"), `stop` is not
 (servers differ; the client must cut). Faults: an HTTP error status with an OpenAI-shaped error body, an error
 event mid-stream (`{"error": ...}` in a data line or an `event: error`), a dropped connection, per-piece delays,
@@ -150,6 +151,10 @@ class _Handler(StreamHandler):
         if not isinstance(last_user, str):
             last_user = " ".join(p.get("text", "") for p in last_user if p.get("type") == "text")
         pieces: tuple[Any, ...] = reply.pieces if reply.pieces is not None else echo_pieces(last_user)
+        if reply.pieces is None and messages[-1].get("role") == "tool":  # a model reading its tool's result
+            pieces = tuple(
+                f" {w}" if i else w for i, w in enumerate(f"The tool said: {messages[-1]['content']}".split())
+            )
         if reply.deltas is not None:
             pieces = reply.deltas
         finish = reply.finish_reason

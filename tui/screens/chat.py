@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -15,8 +14,12 @@ from textual.widgets import Footer, Header, Static
 from engines.errors import LlmTuiError
 from engines.store.sessions import MessageRecord, SessionRecord, Store
 from tui.chat_audio import AudioPrompt, split_audio
+from tui.chat_presets import apply_preset, choose_preset
+from tui.chat_tools import ToolLoop, choose_tools, tools_hint
 from tui.chat_turn import ChatTurn
+from tui.preset_messages import PresetChosen
 from tui.screens.app_screen import AppScreen
+from tui.screens.chat_engine import cannot_follow_schemas, refuse_images
 from tui.screens.chat_export import ask_export
 from tui.screens.chat_text import log_message, split_attachments, status_line, title_from
 from tui.widgets.chat_log import ChatLog
@@ -26,7 +29,6 @@ from tui.widgets.screen_bar import ScreenBar
 from tui.widgets.session_list import SessionList
 
 if TYPE_CHECKING:
-    from engines.adapters.base import Engine
     from tui.screens.modals.model_picker import ModelChoice
     from tui.screens.modals.params import SessionSettings
 
@@ -69,6 +71,10 @@ class ChatScreen(AppScreen):
         Binding("ctrl+g", "edit", "Edit", show=False),  # the log lists `e`
         Binding("ctrl+o", "settings", "Options", show=False),
         Binding("ctrl+t", "export", "Export", show=False),
+        # Not in the footer (it is full at 80 columns): the status line names F9 once MCP servers are configured,
+        # and presets are in the command palette too.
+        Binding("f9", "tools", "Tools", show=False),
+        Binding("f12", "preset", "Preset", show=False),
         # The app's Ctrl+Q is hidden on screens with many keys; the chat, where people start, lists it.
         Binding("ctrl+q", "app.quit", "Quit", priority=True),
     ]
@@ -83,6 +89,8 @@ class ChatScreen(AppScreen):
         self.query_text = ""
         self.audio = AudioPrompt(self)
         """`/audio PATH`: the file transcribed into the prompt, recorded on the message sent."""
+        self.tool_loop = ToolLoop(self, self._start_turn)
+        """Runs the MCP tools a reply calls and asks the model again with their results."""
 
     @property
     def store(self) -> Store:
@@ -118,9 +126,9 @@ class ChatScreen(AppScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Keys that would do nothing now leave the footer (which fits about eight at 80 columns)."""
         if action == "stop":
-            return self.turn is not None or self.editing is not None
+            return self.turn is not None or self.editing is not None or self.tool_loop.running
         if action in ("new_session", "regenerate", "edit"):  # Esc first: stop the reply or drop the edit
-            return self.turn is None and self.editing is None
+            return self.turn is None and self.editing is None and not self.tool_loop.running
         return True
 
     def on_mount(self) -> None:
@@ -211,8 +219,9 @@ class ChatScreen(AppScreen):
         if audio is not None:
             self.audio.start(before, audio)
             return
-        if self.turn is not None:
-            self.notify("A reply is still streaming; Esc stops it.", severity="warning")
+        if self.turn is not None or self.tool_loop.running:
+            what = "A reply is still streaming" if self.turn is not None else "The model's tool calls are running"
+            self.notify(f"{what}; Esc stops it.", severity="warning")
             return
         if self.runtime.active is None:
             self.pending = message.text
@@ -230,7 +239,7 @@ class ChatScreen(AppScreen):
         assert self.session is not None
         text, images = split_attachments(text)
         if images:
-            refusal = self._refuse_images(images)
+            refusal = refuse_images(self.runtime, images)
             if refusal:
                 self.notify(refusal, title="Not sent", severity="error", timeout=10)
                 return
@@ -241,39 +250,13 @@ class ChatScreen(AppScreen):
         if self.session.title == "New chat":
             self.store.rename_session(self.session.id, title_from(text or images[0].name))
             self.session = self.store.get_session(self.session.id)
+        self.tool_loop.reset()
         heard = self.audio.source_of(text)
         self.store.add_message(self.session.id, "user", text, images=[str(p) for p in images], audio=heard)
         prompt.clear()
         self.open_session(self.session)
         self.query_one(ChatLog).scroll_end(animate=False)
         self._start_turn()
-
-    def _refuse_images(self, images: list[Path]) -> str | None:
-        """Why these images cannot go out (unreadable, not an image, too big, an engine that cannot see), or None."""
-        from engines.images import read_image
-        from engines.types import Capability
-
-        try:
-            for path in images:
-                read_image(path)
-        except LlmTuiError as exc:
-            return str(exc)
-        engine = self._active_engine()
-        if engine is None or engine.supports(Capability.VISION):
-            return None
-        return f"the {engine.name} engine cannot see images"
-
-    def _active_engine(self) -> Engine | None:
-        """The active instance's engine, or None when no instance is active (or it has just gone)."""
-        from engines.errors import InstanceNotFound
-
-        active = self.runtime.active
-        if active is None:
-            return None
-        try:
-            return self.runtime.manager.engine_of(active.run_id)
-        except InstanceNotFound:
-            return None
 
     def _start_turn(self) -> None:
         assert self.session is not None
@@ -296,6 +279,8 @@ class ChatScreen(AppScreen):
             return
         self.turn = None
         self.session = self.store.get_session(turn.session_id)
+        if message.status == "complete" and self.tool_loop.take(turn.session_id, turn.calls.calls()):
+            return
         self.refresh_sessions()
         self.shell.refresh_status()
         self.update_status()
@@ -303,10 +288,24 @@ class ChatScreen(AppScreen):
     def action_stop(self) -> None:
         if self.turn is not None:
             self.turn.handle.cancel()
+        elif self.tool_loop.running:
+            self.tool_loop.stop()
         elif self.editing is not None:
             self.editing = None
             self.query_one(PromptInput).clear()
             self.update_status()
+
+    def action_tools(self) -> None:
+        """Choose the MCP tools the model may call in this chat (F9)."""
+        choose_tools(self)
+
+    def action_preset(self) -> None:
+        """Apply a preset to this chat (F12)."""
+        choose_preset(self)
+
+    def on_preset_chosen(self, message: PresetChosen) -> None:
+        """A preset chosen in the command palette."""
+        apply_preset(self, message.name)
 
     def action_regenerate(self) -> None:
         if self.turn is not None or self.session is None:
@@ -356,14 +355,9 @@ class ChatScreen(AppScreen):
         from tui.screens.modals.params import ParamsModal
 
         params = session.params or self.runtime.config.defaults
-        self.app.push_screen(ParamsModal(session.system_prompt, params, no_json=self._cannot_follow_schemas()), done)
-
-    def _cannot_follow_schemas(self) -> str | None:
-        """The active engine's name when it cannot follow a JSON schema (the switch is then off limits)."""
-        from engines.types import Capability
-
-        engine = self._active_engine()
-        return None if engine is None or engine.supports(Capability.JSON_SCHEMA) else engine.name
+        self.app.push_screen(
+            ParamsModal(session.system_prompt, params, no_json=cannot_follow_schemas(self.runtime)), done
+        )
 
     def action_pick_model(self) -> None:
         runtime = self.runtime
@@ -421,8 +415,10 @@ class ChatScreen(AppScreen):
     def update_status(self) -> None:
         """The line under the log: model, state, what Enter will do."""
         active = self.runtime.active
+        tools = self.session.params.tools if self.session and self.session.params else ()
         line = status_line(
             self.audio.hearing or self.shell.status_text,
+            tools=self.tool_loop.status or tools_hint(len(tools), bool(self.runtime.config.mcp_servers)),
             streaming=self.turn is not None,
             editing=self.editing is not None,
             system_prompt=bool(self.session and self.session.system_prompt),

@@ -5,26 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from engines.store.sessions import MessageRecord
-from tui.chat_turn import metrics_line
+from tui.chat_turn import calls_text, metrics_line
 from tui.widgets.log_message import LogMessage
 
 TITLE_LENGTH = 40
 
 
 def log_message(m: MessageRecord) -> LogMessage:
-    """How a stored message is shown in the log."""
-    header = (
-        "You"
-        if m.role == "user"
-        else ("System" if m.role == "system" else " · ".join(x for x in (m.model, m.engine) if x))
-    )
+    """How a stored message is shown in the log (a reply's calls under its text, its thinking folded)."""
+    headers = {"user": "You", "system": "System", "tool": f"Tool · {m.tool_name or 'result'}"}
+    header = headers.get(m.role) or " · ".join(x for x in (m.model, m.engine) if x)
+    calls = calls_text(m.tool_calls)
     return LogMessage(
         key=m.id,
         role=m.role,
-        content=m.content,
+        content=(m.content + calls).strip() if calls else m.content,
         header=header,
         footer=metrics_line(m.metrics) if m.metrics else attachments_line(m),
         status=m.status,
+        reasoning=m.reasoning,
     )
 
 
@@ -34,9 +33,13 @@ def attachments_line(m: MessageRecord) -> str:
     return " ".join([*heard, *(f"📎 {Path(i).name}" for i in m.images)])
 
 
-def status_line(app_status: str, *, streaming: bool, editing: bool, system_prompt: bool, model_id: str | None) -> str:
-    """The line under the log: the app's status (model, state), then what Esc and Enter do now."""
+def status_line(
+    app_status: str, *, streaming: bool, editing: bool, system_prompt: bool, model_id: str | None, tools: str = ""
+) -> str:
+    """The line under the log: the app's status (model, state), then what Esc and Enter do now, and the tools."""
     parts = [app_status]
+    if tools:
+        parts.append(tools)
     if streaming:
         parts.append("generating · Esc stops")
     elif editing:

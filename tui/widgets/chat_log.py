@@ -61,6 +61,7 @@ class ChatLog(VerticalScroll, can_focus=True):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("k,ctrl+up", "select_previous", "Prev"),  # shown: the footer lists the focused widget's keys
         Binding("j,ctrl+down", "select_next", "Next"),
+        Binding("t", "toggle_fold", "Fold", show=False),  # the folded line itself says "t shows"
     ]
 
     INITIAL_MESSAGES: ClassVar[int] = 20
@@ -87,6 +88,14 @@ class ChatLog(VerticalScroll, can_focus=True):
 
     class ReplyText(Message, bubble=False):
         """Streamed text for the reply `key` (posted by `post_text`, drawn by the log itself)."""
+
+        def __init__(self, key: int | str, text: str) -> None:
+            super().__init__()
+            self.key = key
+            self.text = text
+
+    class ReplyReasoning(Message, bubble=False):
+        """Streamed thinking for the reply `key` (posted by `post_reasoning`)."""
 
         def __init__(self, key: int | str, text: str) -> None:
             super().__init__()
@@ -207,6 +216,10 @@ class ChatLog(VerticalScroll, can_focus=True):
         """Stream `text` into reply `key`; safe from any thread (it only posts: the worker never waits on the UI)."""
         self.post_message(self.ReplyText(key, text))
 
+    def post_reasoning(self, key: int | str, text: str) -> None:
+        """Stream thinking into reply `key`'s folded block; safe from any thread."""
+        self.post_message(self.ReplyReasoning(key, text))
+
     def post_end(self, key: int | str, status: str, footer: str = "", error: str = "") -> None:
         """End reply `key` after the text posted before; safe from any thread. ReplyEnded then goes up the DOM."""
         self.post_message(self.ReplyEnded(key, status, footer, error))
@@ -215,6 +228,10 @@ class ChatLog(VerticalScroll, can_focus=True):
         # Looked up by key at each event: reopening the session (new settings) mid-reply rebuilds its view.
         if (view := self.reply(message.key)) is not None:
             view.append(message.text)
+
+    def on_chat_log_reply_reasoning(self, message: ChatLog.ReplyReasoning) -> None:
+        if (view := self.reply(message.key)) is not None:
+            view.append_reasoning(message.text)
 
     def on_chat_log_reply_ended(self, message: ChatLog.ReplyEnded) -> None:
         if (view := self.reply(message.key)) is None:
@@ -362,6 +379,15 @@ class ChatLog(VerticalScroll, can_focus=True):
         """Select the message below."""
         if self._entries:
             self.selected = len(self._entries) - 1 if self.selected < 0 else self.selected + 1
+
+    def action_toggle_fold(self) -> None:
+        """Fold or unfold the selected message's thinking or tool result (else the newest one that has one)."""
+        if (view := self.view_at(self.selected)) is not None and view.toggle_fold():
+            return
+        for view in reversed(self._views):
+            if view.toggle_fold():
+                return
+        self.app.notify("No thinking or tool result to show here.", timeout=3)
 
     def clear_selection(self) -> None:
         """Select nothing."""

@@ -10,11 +10,13 @@ class LogMessage:
     """What the chat log shows for one message."""
 
     key: int | str
-    role: str  # "system" | "user" | "assistant"
+    role: str  # "system" | "user" | "assistant" | "tool"
     content: str
     header: str = ""
     footer: str = ""
     status: str = "complete"  # complete | streaming | cancelled | error | interrupted
+    reasoning: str = ""
+    """An assistant reply's thinking, shown folded above it."""
 
 
 def fenced_code_blocks(markdown: str) -> list[str]:

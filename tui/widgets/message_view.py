@@ -13,6 +13,7 @@ from textual.strip import Strip
 from textual.widget import MountError
 from textual.widgets import Static
 
+from tui.widgets.fold import Fold
 from tui.widgets.log_message import LogMessage, fenced_code_blocks
 from tui.widgets.segment import BlankContent, Segment, SegmentGroup, far, hide_children, show_children
 from tui.widgets.segmenter import Piece, Segmenter, split_markdown
@@ -30,7 +31,7 @@ FRAME_CHARS = 600
 GROUP_SIZE = 8
 """Segments per SegmentGroup."""
 
-ROLE_LABELS = {"user": "You", "assistant": "Assistant", "system": "System"}
+ROLE_LABELS = {"user": "You", "assistant": "Assistant", "system": "System", "tool": "Tool"}
 STATUS_LABELS = {"cancelled": "stopped", "interrupted": "interrupted", "error": "error"}
 
 
@@ -53,6 +54,8 @@ class MessageView(BlankContent):
         &.-assistant > .header { color: $text-accent; }
         &.-system { border-left: outer $warning; background: $warning 5%; }
         &.-system > .header { color: $text-warning; }
+        &.-tool { border-left: outer $secondary; }
+        &.-tool > .header { color: $text-secondary; }
         &.-cancelled > .status { display: block; color: $text-warning; }
         &.-interrupted > .status { display: block; color: $text-warning; }
         &.-error > .status { display: block; color: $text-error; text-style: bold; }
@@ -79,6 +82,12 @@ class MessageView(BlankContent):
         self._tail: Segment | None = None
         self._tail_text = ""
         self._footer_widget = Static(message.footer, classes="footer", markup=False)
+        # Thinking above a reply; a tool's result is shown folded in place of Markdown.
+        self._fold: Fold | None = None
+        if message.role == "assistant":
+            self._fold = Fold("Thinking", message.reasoning, classes="thinking")
+        elif message.role == "tool":
+            self._fold = Fold("Result", message.content, classes="result")
         self._status_widget = Static("", classes="status", markup=False)
         self._lock = asyncio.Lock()
         self._scheduled = False
@@ -144,7 +153,25 @@ class MessageView(BlankContent):
     @property
     def message(self) -> LogMessage:
         """This view's state as a LogMessage."""
-        return replace(self._message, content=self.text, footer=self._footer, status=self._status)
+        reasoning = self._fold.text if self._fold is not None and self.role == "assistant" else ""
+        return replace(self._message, content=self.text, footer=self._footer, status=self._status, reasoning=reasoning)
+
+    @property
+    def fold(self) -> Fold | None:
+        """The folded block (thinking, or a tool's result), if this message has one."""
+        return self._fold
+
+    def append_reasoning(self, text: str) -> None:
+        """Add streamed thinking to the folded block above the reply."""
+        if self._fold is not None and self._streaming:
+            self._fold.append(text)
+
+    def toggle_fold(self) -> bool:
+        """Fold or unfold its thinking or result; False when it has none."""
+        if self._fold is None or not self._fold.text.strip():
+            return False
+        self._fold.toggle()
+        return True
 
     def code_blocks(self) -> list[str]:
         """The contents of the fenced code blocks, in order."""
@@ -167,7 +194,11 @@ class MessageView(BlankContent):
     def compose(self) -> ComposeResult:
         header = self._message.header or ROLE_LABELS.get(self.role, self.role.title())
         yield Static(header, classes="header", markup=False)
-        if not self._streaming:
+        if self._fold is not None:
+            yield self._fold
+        if self.role == "tool":
+            pass  # the result is the fold
+        elif not self._streaming:
             pieces = split_markdown(self._message.content)
             for start in range(0, len(pieces), GROUP_SIZE):
                 yield SegmentGroup(*(Segment(piece) for piece in pieces[start : start + GROUP_SIZE]))
@@ -191,6 +222,8 @@ class MessageView(BlankContent):
     def finish(self, footer: str = "", status: str = "complete") -> None:
         """End the stream: draw what is buffered, freeze the tail, show `footer` and `status`."""
         self._streaming = False
+        if self._fold is not None:
+            self._fold.done()
         if footer:
             self._footer = footer
         self._set_status(status)
