@@ -34,7 +34,7 @@ def test_f12_applies_a_preset_and_the_next_reply_uses_it(make_app: AppFactory, w
             await palette(pilot, "preset: bare")  # system = "": no system prompt
             await until(pilot, lambda: screen.session is not None and screen.session.system_prompt is None, "bare")
             await send(pilot, "and then")
-            assert [m.role for m in engine.calls[-1]][0] == "user"
+            assert engine.calls[-1][0].role == "user"
 
     run(go())
 
