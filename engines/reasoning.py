@@ -10,19 +10,10 @@ from __future__ import annotations
 
 from typing import Literal
 
+from engines.stop_text import held_tail
+
 OPEN, CLOSE = "<think>", "</think>"
 Kind = Literal["reasoning", "reply"]
-
-
-def held_tail(text: str, markers: tuple[str, ...]) -> int:
-    """How many characters at the end of `text` could be the beginning of one of `markers`."""
-    longest = 0
-    for marker in markers:
-        for size in range(min(len(marker) - 1, len(text)), longest, -1):
-            if text.endswith(marker[:size]):
-                longest = size
-                break
-    return longest
 
 
 class ThinkSplitter:

@@ -20,13 +20,19 @@ def split_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str, bool]:
             cut = i
     if cut >= 0:
         return text[:cut], "", True
-    hold = 0
-    for stop in stops:
-        for k in range(min(len(stop) - 1, len(text)), hold, -1):
-            if text.endswith(stop[:k]):
-                hold = k
-                break
+    hold = held_tail(text, stops)
     return text[: len(text) - hold], text[len(text) - hold :], False
+
+
+def held_tail(text: str, markers: Sequence[str]) -> int:
+    """How many characters at the end of `text` could be the beginning of one of `markers`."""
+    longest = 0
+    for marker in markers:
+        for size in range(min(len(marker) - 1, len(text)), longest, -1):
+            if text.endswith(marker[:size]):
+                longest = size
+                break
+    return longest
 
 
 class StopText:

@@ -15,12 +15,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engines.adapters.remote_tools import tool_spec
 from engines.errors import BadRequest
 from engines.images import image_mime
 from engines.stop_text import StopText
 from engines.tools.forced import call_schema, forces_call
 from engines.tools.parse import new_call_id, parse_calls
+from engines.tools.spec import openai_tool
 from engines.types import ChatMessage, Delta, Params, Reasoning, StreamEvent, ToolCallDelta, Usage, schema_of
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ def tool_request(params: Params) -> ToolRequest:
     """The tools to send and the `format` that a response schema or a forced call asks for."""
     if not params.wants_tools:
         return ToolRequest(None, schema_of(params), forced=False)
-    tools = [tool_spec(tool) for tool in params.tools]
+    tools = [openai_tool(tool) for tool in params.tools]
     if not forces_call(params):
         return ToolRequest(tools, None, forced=False)
     from engines.structured.limits import check_schema_text  # the same bounds as any response format

@@ -4,12 +4,12 @@ tools the model may call, in OpenAI's shapes."""
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
 from engines.errors import BadRequest
 from engines.images import image_mime
-from engines.types import ChatMessage, Params, Tool
+from engines.tools.spec import openai_tool
+from engines.types import ChatMessage, Params
 
 
 def tool_fields(params: Params) -> dict[str, Any]:
@@ -20,24 +20,10 @@ def tool_fields(params: Params) -> dict[str, Any]:
     if params.tool_name is not None and params.tool_choice != "none":
         choice = {"type": "function", "function": {"name": params.tool_name}}
     return {
-        "tools": [tool_spec(tool) for tool in params.tools],
+        "tools": [openai_tool(tool) for tool in params.tools],
         "tool_choice": choice,
         "parallel_tool_calls": params.parallel_tool_calls,
     }
-
-
-def tool_spec(tool: Tool) -> dict[str, Any]:
-    """A tool in OpenAI's `tools[i]` shape, its parameters parsed; BadRequest when they are not a JSON object."""
-    try:
-        parameters = json.loads(tool.parameters)
-    except ValueError:
-        raise BadRequest(f"tool {tool.name!r}: its parameters are not JSON") from None
-    if not isinstance(parameters, dict):
-        raise BadRequest(f"tool {tool.name!r}: its parameters must be a JSON schema object")
-    function: dict[str, Any] = {"name": tool.name, "parameters": parameters}
-    if tool.description:
-        function["description"] = tool.description
-    return {"type": "function", "function": function}
 
 
 def chat_message(message: ChatMessage) -> dict[str, Any]:

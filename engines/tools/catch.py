@@ -8,7 +8,7 @@ the end, so nothing the model wrote is lost.
 
 from __future__ import annotations
 
-from engines.reasoning import held_tail
+from engines.stop_text import held_tail
 from engines.tools.parse import JSON_STARTS, MARKERS, parse_calls
 from engines.types import ToolCall
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from engines.errors import BadRequest
+from engines.tools.spec import parameters_of
 from engines.types import Params, Tool
 
 
@@ -34,12 +34,7 @@ def engine_params(params: Params, native_tools: bool) -> Params:
 
 
 def _call_shape(tool: Tool) -> dict[str, object]:
-    try:
-        parameters = json.loads(tool.parameters)
-    except ValueError:
-        raise BadRequest(f"tool {tool.name!r}: its parameters are not a JSON schema") from None
-    if not isinstance(parameters, dict):
-        raise BadRequest(f"tool {tool.name!r}: its parameters must be a JSON schema object")
+    parameters = parameters_of(tool)
     return {
         "type": "object",
         "properties": {"name": {"enum": [tool.name]}, "arguments": parameters or {"type": "object"}},

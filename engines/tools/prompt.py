@@ -17,6 +17,7 @@ from typing import Any
 import jinja2.meta
 
 from engines.tools.parse import HERMES_CLOSE, HERMES_OPEN
+from engines.tools.spec import openai_tool
 from engines.types import ChatMessage, Tool
 
 TOOLS_INTRO = (
@@ -46,11 +47,11 @@ def _parse(template: str) -> Any:
 
 
 def tool_schema(tool: Tool) -> dict[str, Any]:
-    """A tool in OpenAI's `tools[i]` shape, its parameters parsed."""
-    return {
-        "type": "function",
-        "function": {"name": tool.name, "description": tool.description, "parameters": _loads(tool.parameters)},
-    }
+    """A tool in OpenAI's `tools[i]` shape, its parameters parsed (BadRequest when they are not a JSON object);
+    templates read `function.description`, so it is there even when empty."""
+    shaped = openai_tool(tool)
+    shaped["function"].setdefault("description", "")
+    return shaped
 
 
 def template_context(
