@@ -463,6 +463,27 @@ def settings_app(env: Env) -> LlmTuiApp:
     return app_for(env, mode="settings", launch=False)
 
 
+def presets_app(env: Env) -> LlmTuiApp:
+    """The chat over a user file with two presets (F12 opens their picker)."""
+    path = user_config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        '[presets.terse]\ndescription = "One-sentence answers"\nsystem = "Answer in one sentence."\n'
+        'temperature = 0.2\n\n[presets.coder]\nmodel = "gemma-3-270m"\nmax_tokens = 512\n'
+    )
+    return app_for(env, mode="chat", launch=True)
+
+
+def _approval(app: LlmTuiApp, screen: Any) -> None:
+    """A model's call of an MCP tool, waiting for the user's answer."""
+    from engines.mcp.types import McpTool
+    from engines.types import ToolCall
+    from tui.screens.modals.tool_approval import ToolApprovalModal
+
+    call = ToolCall("call_1", "demo__add", '{"a": 2, "b": 3}')
+    app.push_screen(ToolApprovalModal(call, McpTool("demo", "add", "Add two integers."), "round 1/8"))
+
+
 # -- modals ------------------------------------------------------------------------------------------------------
 
 
@@ -644,6 +665,9 @@ def _modals() -> list[State]:
             open=opener("compare", lambda app, s: s.action_open()),
         ),
         State("command-palette", "chat", _ready_app("chat"), _ready, open=opener("chat", _palette)),
+        State("tools-picker", "chat", _ready_app("chat"), _ready, open=opener("chat", lambda a, s: s.action_tools())),
+        State("tool-approval", "chat", _ready_app("chat"), _ready, open=opener("chat", _approval)),
+        State("preset-picker", "chat", presets_app, _ready, open=opener("chat", lambda a, s: s.action_preset())),
     ]
 
 

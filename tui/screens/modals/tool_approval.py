@@ -40,6 +40,7 @@ class ToolApprovalModal(ModalScreen[Approval]):
     ]
     DEFAULT_CSS = """
     ToolApprovalModal #arguments { height: auto; max-height: 12; border: round $secondary; }
+    ToolApprovalModal #arguments:focus { border: round $accent; background-tint: $foreground 6%; }
     ToolApprovalModal #about { color: $text-muted; }
     """
 
