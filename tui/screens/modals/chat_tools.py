@@ -15,8 +15,9 @@ from engines.mcp.naming import model_name
 from engines.mcp.types import McpTool
 
 NO_SERVERS = (
-    "No MCP servers are configured. Add one to config.toml, e.g.\n"
-    '[[mcp_servers]]\nname = "files"\ncommand = "npx"\nargs = ["-y", "@modelcontextprotocol/server-filesystem", "."]'
+    "No MCP servers are configured. Add one to config.toml, e.g.\n\n"
+    '[[mcp_servers]]\nname = "fetch"\ncommand = "uvx"\nargs = ["mcp-server-fetch"]\n\n'
+    "then F9 again (see config.toml and README for the rest)."
 )
 
 
@@ -51,6 +52,7 @@ class ChatToolsModal(ModalScreen[list[McpTool] | None]):
         state = self.query_one("#tools-state", Static)
         if not self.hub.servers:
             state.update(NO_SERVERS)
+            self.query_one("#tools", SelectionList).display = False
             return
         names = ", ".join(s.name for s in self.hub.servers)
         state.update(f"Starting MCP servers ({names})…")
