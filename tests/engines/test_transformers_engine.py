@@ -421,3 +421,23 @@ def test_importing_the_adapter_loads_neither_torch_nor_transformers() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True, cwd=root
     )
     assert json.loads(result.stdout) == []
+
+
+def test_tools_and_past_calls_reach_the_prompt(engine: TransformersEngine) -> None:
+    """transformers takes tools through the chat template (Gemma's has no tool support: they go in the system
+    turn), past calls and results render, and the reply to a tool result streams; calls it writes are read out
+    of its text by the engine layer (engines.shaper), as for llama.cpp. Without a grammar it cannot force a
+    call: it does not declare JSON_SCHEMA, so the manager refuses tool_choice "required" (tests/engines/tools)."""
+    from engines.types import Capability, Tool, ToolCall
+
+    weather = Tool("get_weather", "The weather in a city", '{"type": "object", "properties": {"city": {}}}')
+    ask = [ChatMessage("user", "Weather in Paris?")]
+    assert len(engine.tokenize_prompt(ask, tools=(weather,))) > len(engine.tokenize_prompt(ask)) + 20
+    history = [
+        *ask,
+        ChatMessage("assistant", "", tool_calls=(ToolCall("call_1", "get_weather", '{"city": "Paris"}'),)),
+        ChatMessage("tool", "18 C", tool_call_id="call_1", name="get_weather"),
+    ]
+    text, done = _run(engine, history, Params(temperature=0, max_tokens=8, tools=(weather,)))
+    assert text and done.usage.prompt_tokens > len(engine.tokenize_prompt(ask))
+    assert not engine.supports(Capability.JSON_SCHEMA) and not engine.supports(Capability.TOOLS)
