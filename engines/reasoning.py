@@ -3,7 +3,9 @@ QwQ, and the many fine-tunes that copy them).
 
 The tags can arrive cut anywhere (`<thi` + `nk>`), so a tail that may be the start of a tag is held back until
 the next piece says what it is. A reply that does not open with `<think>` is all reply; a thinking block that
-never closes (max_tokens reached mid-thought) stays thinking.
+never closes (max_tokens reached mid-thought) stays thinking. Templates that open the block themselves (the
+DeepSeek-R1 distills, QwQ: the generation prompt ends with `<think>`) make the reply start inside it: the engine
+says so with an empty Reasoning event first (`prompt_opens_thinking`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ class ThinkSplitter:
     def thinking(self) -> bool:
         """Inside an open thinking block."""
         return self._state == "thinking"
+
+    def open(self) -> None:
+        """The prompt itself opened the thinking block (its template ends with `<think>`): the reply starts in it."""
+        if self._state == "start":
+            self._state = "thinking"
 
     def feed(self, text: str) -> list[tuple[Kind, str]]:
         """The pieces `text` completes (possibly none, while a tag may be starting)."""
@@ -70,3 +77,8 @@ class ThinkSplitter:
         if not held:
             return []
         return [("reasoning" if self._state == "thinking" else "reply", held)]
+
+
+def prompt_opens_thinking(prompt_tail: str) -> bool:
+    """Whether a rendered prompt ends inside an open thinking block (its generation prompt ends with `<think>`)."""
+    return prompt_tail.rstrip().endswith(OPEN)

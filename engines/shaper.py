@@ -37,6 +37,9 @@ class ReplyShaper:
         if isinstance(event, Delta):
             return self._text(event.text, event.logprobs)
         if isinstance(event, Reasoning):
+            if not event.text:  # the prompt opened the thinking block: the reply starts inside it
+                self._splitter.open()
+                return []
             self.reasoning_pieces += 1
             return [event]
         if isinstance(event, ToolCallDelta):

@@ -245,7 +245,9 @@ class Delta:
 @dataclass(frozen=True, slots=True)
 class Reasoning:
     """A piece of the model's thinking (a `<think>` block, a server's `reasoning_content`), kept apart from the
-    reply: shown folded, counted apart, and not sent back to the model with the history."""
+    reply: shown folded, counted apart, and not sent back to the model with the history. An engine whose prompt
+    opened the thinking block itself yields an empty one first (engines.shaper then reads the reply as thinking
+    until `</think>`); receivers never see that one."""
 
     text: str
 

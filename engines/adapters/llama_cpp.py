@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from engines.adapters.base import Engine
 from engines.adapters.llama_cpp_embed import Embedder
+from engines.adapters.llama_cpp_grammar import vetted_grammar
 from engines.adapters.llama_cpp_native import (
     INSTALL_HINT,
     clear_log,
@@ -41,6 +42,7 @@ from engines.errors import (
     InstanceNotReady,
     ModelNotFound,
 )
+from engines.reasoning import prompt_opens_thinking
 from engines.templates.chat import NO_TEMPLATE, TEMPLATE_STOPS, compile_template, pick_template, render_chat
 from engines.types import (
     Capability,
@@ -50,6 +52,7 @@ from engines.types import (
     LaunchOptions,
     ModelSpec,
     Params,
+    Reasoning,
     StreamEvent,
     TokenLogprob,
     Tool,
@@ -250,6 +253,8 @@ class LlamaCppEngine(Engine):
         if self._slots is not None:
             yield from self._slots.run(prepared, params, cancel)
             return
+        if prepared.thinking:
+            yield Reasoning("")  # engines.shaper: the reply starts inside the thinking block
         yield from self._stream(prepared.tokens, params, cancel, session, prepared.stops)
 
     def complete(self, prompt: str, params: Params, cancel: threading.Event) -> Iterator[StreamEvent]:
@@ -277,7 +282,8 @@ class LlamaCppEngine(Engine):
         spec_stops = self.spec.stop if self.spec else ()
         # a slow template stops at cancel, not only at its limit
         tokens = self.tokenize_prompt(messages, cancel, params.tools)
-        return Prepared(tokens, (*params.stop, *spec_stops))
+        thinking = prompt_opens_thinking(self._llm.detokenize(tokens[-4:], special=True).decode(errors="ignore"))
+        return Prepared(tokens, (*params.stop, *spec_stops), thinking=thinking)
 
     def _prepare_completion(self, prompt: str, params: Params) -> Prepared:
         llm, n_ctx = self._llm, self._options.n_ctx
@@ -360,8 +366,6 @@ class LlamaCppEngine(Engine):
         return self._lib.LlamaGrammar.from_string(self._grammar_text(params.json_schema), verbose=False)
 
     def _grammar_text(self, schema: str) -> str:
-        from engines.adapters.llama_cpp_grammar import vetted_grammar
-
         # Built and sampled in a child process first (once per schema): a grammar llama.cpp cannot parse would
         # otherwise be sampled as a null pointer, and kill this process.
         assert self.spec is not None and self.spec.path is not None

@@ -24,7 +24,17 @@ from typing import TYPE_CHECKING, Any
 from engines.adapters.base import Batcher, SlotStats
 from engines.adapters.llama_cpp_reply import Reply, token_logprob
 from engines.errors import Cancelled, ContextLengthExceeded
-from engines.types import Done, Error, FinishReason, LaunchOptions, Params, StreamEvent, TokenLogprob, Usage
+from engines.types import (
+    Done,
+    Error,
+    FinishReason,
+    LaunchOptions,
+    Params,
+    Reasoning,
+    StreamEvent,
+    TokenLogprob,
+    Usage,
+)
 
 if TYPE_CHECKING:
     from engines.requests import RequestHandle
@@ -53,6 +63,8 @@ class Prepared:
     stops: tuple[str, ...]
     strip_leading: bool = True
     what: str = "conversation"
+    thinking: bool = False
+    """The prompt ends inside an open `<think>` block (the reply starts with thinking)."""
 
 
 @dataclass(eq=False)
@@ -192,6 +204,8 @@ class SlotScheduler(Batcher):
         self._clock += 1
         slot.used = self._clock
         slot.request = _Request(prepared, params, cancel, emit, reply, sampler, pending=tokens[n_past:])
+        if prepared.thinking:
+            emit(Reasoning(""))  # engines.shaper: the reply starts inside the thinking block
 
     @staticmethod
     def _pick(free: list[_Slot], tokens: list[int]) -> tuple[_Slot, int]:

@@ -20,7 +20,7 @@ from engines.adapters.base import Batcher, SlotStats
 from engines.adapters.llama_cpp_reply import Reply
 from engines.adapters.transformers_generate import TEMPERATURE, TOP_K, TOP_P
 from engines.errors import Cancelled, CapabilityNotSupported, ContextLengthExceeded
-from engines.types import Done, Error, Params, StreamEvent, Usage
+from engines.types import Done, Error, Params, Reasoning, StreamEvent, Usage
 
 if TYPE_CHECKING:
     from engines.adapters.transformers_engine import TransformersEngine
@@ -96,6 +96,8 @@ class TransformersBatch(Batcher):
         )
         eos = frozenset(engine.end_ids(stops))
         self.waiting.append(_Row(tokens, params, handle.cancel_event, emit, reply, eos, generator))
+        if engine.opens_thinking(tokens):
+            emit(Reasoning(""))  # engines.shaper: the reply starts inside the thinking block
 
     def step(self) -> None:
         for row in [r for r in self.waiting if r.cancel.is_set()]:

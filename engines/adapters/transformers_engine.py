@@ -50,6 +50,7 @@ from engines.errors import (
     InstanceNotReady,
     ModelNotFound,
 )
+from engines.reasoning import prompt_opens_thinking
 from engines.stop_text import StopText
 from engines.templates.chat import NO_TEMPLATE, TEMPLATE_STOPS, compile_template, pick_template, render_chat
 from engines.types import (
@@ -63,6 +64,7 @@ from engines.types import (
     LaunchOptions,
     ModelSpec,
     Params,
+    Reasoning,
     StreamEvent,
     Tool,
     Usage,
@@ -272,6 +274,8 @@ class TransformersEngine(Engine):
         if cancel.is_set():
             yield Done(Usage(n_prompt, 0), finish_reason="cancelled")
             return
+        if self.opens_thinking(tokens):
+            yield Reasoning("")  # engines.shaper: the reply starts inside the thinking block
 
         import torch
         import transformers
@@ -374,6 +378,10 @@ class TransformersEngine(Engine):
     @property
     def launch_seed(self) -> int | None:
         return self._options.seed
+
+    def opens_thinking(self, tokens: Sequence[int]) -> bool:
+        """Whether the prompt ends inside an open `<think>` block (its template opened it)."""
+        return prompt_opens_thinking(self._tokenizer.decode(list(tokens[-4:]), skip_special_tokens=False))
 
     def tokenize_prompt(
         self, messages: Sequence[ChatMessage], cancel: threading.Event | None = None, tools: Sequence[Tool] = ()

@@ -67,3 +67,22 @@ def test_auto_without_a_call_is_plain_text(gemma: tuple[EngineManager, str]) -> 
     assert result.done is not None and result.error is None
     assert result.tool_calls == () or result.done.finish_reason == "tool_calls"
     assert result.text or result.tool_calls  # either way nothing the model wrote is lost
+
+
+@pytest.mark.parametrize("parallel", [1, 2], ids=["one-request", "slots"])
+def test_a_template_that_opens_the_thinking_block_gives_thinking_not_reply(
+    gemma_path: Path, tmp_path_factory: pytest.TempPathFactory, parallel: int
+) -> None:
+    """DeepSeek-R1 distills and QwQ end the generation prompt with `<think>`: the reply starts as thinking. Gemma
+    under such a template never writes `</think>` in 24 tokens, so all of it is thinking, counted as such."""
+    gemma = load_builtin_template("gemma3")
+    template = gemma.replace("{{'<start_of_turn>model\\n'}}", "{{'<start_of_turn>model\\n<think>\\n'}}")
+    assert template != gemma
+    spec = ModelSpec(id="gemma-3-270m", path=gemma_path, chat_template=template)
+    with EngineManager() as manager:
+        engine = LlamaCppEngine(selftest_cache_dir=tmp_path_factory.mktemp("selftest"))
+        run_id = manager.start(spec, LaunchOptions(n_ctx=1024, n_threads=2, parallel=parallel), engine)
+        result = manager.submit(run_id, ASK, Params(temperature=0, max_tokens=24)).result()
+    assert result.done is not None and result.error is None
+    assert result.reasoning.strip() and result.text == ""
+    assert result.done.usage.reasoning_tokens == result.done.usage.completion_tokens

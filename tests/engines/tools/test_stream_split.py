@@ -106,3 +106,12 @@ def test_thinking_in_one_piece_counts_and_parallel_calls_off_keeps_the_first() -
     assert [e.name for e in events if isinstance(e, ToolCallDelta)] == ["a"]
     done = events[-1]
     assert isinstance(done, Done) and done.usage.reasoning_tokens == 1
+
+
+def test_a_prompt_that_opened_the_thinking_block_makes_the_reply_start_in_it() -> None:
+    shaper = ReplyShaper(Params(), native_tools=False)
+    assert shaper.feed(Reasoning("")) == []  # the engine's signal, never delivered
+    events = [e for t in ("Let me ", "see.</th", "ink>\n\nIt is 4.") for e in shaper.feed(Delta(t))]
+    events += shaper.feed(Done(Usage(3, 8)))
+    assert "".join(e.text for e in events if isinstance(e, Reasoning)) == "Let me see."
+    assert "".join(e.text for e in events if isinstance(e, Delta)) == "It is 4."
