@@ -9,7 +9,6 @@ get it back when they return.
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import logging
 import random
@@ -29,6 +28,7 @@ from engines.adapters.llama_cpp_native import (
     kv_estimate,
     load_error,
     physical_cores,
+    token_piece,
 )
 from engines.adapters.llama_cpp_prefix import PrefixCache
 from engines.adapters.llama_cpp_reply import Reply, token_logprob
@@ -424,20 +424,9 @@ class LlamaCppEngine(Engine):
     def _piece_of(self, token: int) -> bytes | None:
         """The bytes a token stands for (None for end-of-generation tokens), memoised per token id."""
         pieces = self._pieces
-        return pieces[token] if token in pieces else self._piece(token)
-
-    def _piece(self, token: int) -> bytes | None:
-        lib = self._lib
-        piece: bytes | None = None
-        if not lib.llama_vocab_is_eog(self._vocab, token):
-            buf = ctypes.create_string_buffer(64)
-            n = lib.llama_token_to_piece(self._vocab, token, buf, 64, 0, False)
-            if n < 0:
-                buf = ctypes.create_string_buffer(-n)
-                n = lib.llama_token_to_piece(self._vocab, token, buf, -n, 0, False)
-            piece = buf.raw[:n]
-        self._pieces[token] = piece
-        return piece
+        if token not in pieces:
+            pieces[token] = token_piece(self._lib, self._vocab, token)
+        return pieces[token]
 
     def _token_text(self, token: int) -> str:
         if token < 0:

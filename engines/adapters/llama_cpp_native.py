@@ -119,3 +119,15 @@ def kv_estimate(header: Any, n_ctx: int) -> int:
         return 0
     v_dim = header.value_length or head_dim
     return int(n_ctx * layers * kv_heads * (head_dim + v_dim) * 2)
+
+
+def token_piece(lib: Any, vocab: Any, token: int) -> bytes | None:
+    """The bytes `token` stands for in `vocab`, or None for an end-of-generation token."""
+    if lib.llama_vocab_is_eog(vocab, token):
+        return None
+    buf = ctypes.create_string_buffer(64)
+    n = lib.llama_token_to_piece(vocab, token, buf, 64, 0, False)
+    if n < 0:  # a longer piece: -n is the room it needs
+        buf = ctypes.create_string_buffer(-n)
+        n = lib.llama_token_to_piece(vocab, token, buf, -n, 0, False)
+    return buf.raw[:n]

@@ -8,12 +8,13 @@ it does (finish or fail).
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from engines.store.records import MessageRecord, MessageStatus, TurnMetrics
+from engines.store.records import MessageRecord, MessageStatus, TurnMetrics, tool_calls_to_json
 from engines.store.schema import StoreError
 from engines.tools.assemble import ToolCallAssembler
 from engines.types import Delta, Done, Error, Reasoning, StreamEvent, ToolCall, ToolCallDelta
@@ -179,3 +180,44 @@ class ReplyWriter:
     def _check_open(self) -> None:
         if self._final is not None:
             raise StoreError(f"reply {self.message_id} has already ended ({self._final.status})")
+
+
+def write_reply(conn: sqlite3.Connection, record: MessageRecord, now: float) -> None:
+    """Write a reply's text, thinking, calls, status and metrics in `conn`'s transaction; nothing when its row is
+    gone (the session was deleted meanwhile)."""
+    metrics = record.metrics
+    # While streaming, also undo an 'interrupted' mark that another process's open may have set.
+    guard = " AND status IN ('streaming', 'interrupted')" if record.status == "streaming" else ""
+    cur = conn.execute(
+        "UPDATE messages SET content = ?, reasoning = ?, tool_calls_json = ?, status = ?, error = ?,"
+        " updated_at = ? WHERE id = ?" + guard,
+        (
+            record.content,
+            record.reasoning or None,
+            tool_calls_to_json(record.tool_calls),
+            record.status,
+            record.error,
+            now,
+            record.id,
+        ),
+    )
+    if not cur.rowcount:
+        return
+    conn.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now, record.session_id))
+    if metrics is not None:
+        conn.execute(
+            "INSERT OR REPLACE INTO turn_metrics (message_id, ttft_ms, tokens_per_s, total_ms,"
+            " prompt_tokens, completion_tokens, finish_reason, reasoning_tokens, reply_ttft_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.id,
+                metrics.ttft_ms,
+                metrics.tokens_per_s,
+                metrics.total_ms,
+                metrics.prompt_tokens,
+                metrics.completion_tokens,
+                metrics.finish_reason,
+                metrics.reasoning_tokens,
+                metrics.reply_ttft_ms,
+            ),  # `estimated` is not stored
+        )

@@ -35,7 +35,7 @@ from engines.store.records import (
     session_from_row,
     tool_calls_to_json,
 )
-from engines.store.replies import DEFAULT_FLUSH_INTERVAL_S, ReplyWriter
+from engines.store.replies import DEFAULT_FLUSH_INTERVAL_S, ReplyWriter, write_reply
 from engines.store.schema import LATEST_VERSION, SchemaTooNew, StoreError, connect
 from engines.types import ROLES, ChatMessage, Params, Role, ToolCall
 
@@ -415,43 +415,9 @@ class Store:
     def _save_reply(self, record: MessageRecord) -> MessageRecord:
         """Write a reply's text, thinking, calls, status and metrics; a reply whose session was deleted meanwhile
         is dropped quietly."""
-        metrics = record.metrics
         with self._write() as conn:
             now = time.time()
-            # While streaming, also undo an 'interrupted' mark that another process's open may have set.
-            guard = " AND status IN ('streaming', 'interrupted')" if record.status == "streaming" else ""
-            cur = conn.execute(
-                "UPDATE messages SET content = ?, reasoning = ?, tool_calls_json = ?, status = ?, error = ?,"
-                " updated_at = ? WHERE id = ?" + guard,
-                (
-                    record.content,
-                    record.reasoning or None,
-                    tool_calls_to_json(record.tool_calls),
-                    record.status,
-                    record.error,
-                    now,
-                    record.id,
-                ),
-            )
-            if cur.rowcount:
-                conn.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now, record.session_id))
-                if metrics is not None:
-                    conn.execute(
-                        "INSERT OR REPLACE INTO turn_metrics (message_id, ttft_ms, tokens_per_s, total_ms,"
-                        " prompt_tokens, completion_tokens, finish_reason, reasoning_tokens, reply_ttft_ms)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            record.id,
-                            metrics.ttft_ms,
-                            metrics.tokens_per_s,
-                            metrics.total_ms,
-                            metrics.prompt_tokens,
-                            metrics.completion_tokens,
-                            metrics.finish_reason,
-                            metrics.reasoning_tokens,
-                            metrics.reply_ttft_ms,
-                        ),  # `estimated` is not stored
-                    )
+            write_reply(conn, record, now)
         return replace(record, updated_at=now)
 
 
