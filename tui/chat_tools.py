@@ -155,7 +155,7 @@ class ToolLoop:
             if answer in ("run", "always"):
                 self._run(call, tool)
             else:
-                self._done(call, McpResult(DENIED, is_error=True))
+                self._done(call, McpResult(DENIED))  # said as it is: not an error of the tool
 
         label = f"round {self.rounds}/{MAX_ROUNDS}"
         self.screen.app.push_screen(ToolApprovalModal(call, tool, label), answered)
@@ -194,10 +194,8 @@ class ToolLoop:
         if not self.running or not self._pending or self._pending[0] is not call:
             return
         self._pending.pop(0)
-        text = result.text if not result.is_error or result.text.startswith("error:") else f"error: {result.text}"
-        if result.is_error and result.text == DENIED:
-            text = DENIED
-        self._record(call, text)
+        failed = result.is_error and not result.text.startswith("error:")
+        self._record(call, f"error: {result.text}" if failed else result.text)
 
     def _record(self, call: ToolCall, text: str, *, advance: bool = True) -> None:
         """Save the result as a `tool` message and show it folded under the reply."""

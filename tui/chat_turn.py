@@ -9,13 +9,13 @@ sends `ChatLog.ReplyEnded` up to the screen. Nothing calls back into the screen.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from engines.requests import RequestHandle
 from engines.store.sessions import ReplyWriter, SessionRecord, TurnMetrics
 from engines.tools.assemble import ToolCallAssembler
-from engines.types import Delta, Done, Params, Reasoning, StreamEvent, Tool, ToolCall, ToolCallDelta, schema_of
+from engines.types import Delta, Done, Params, Reasoning, StreamEvent, ToolCall, ToolCallDelta, schema_of
 
 if TYPE_CHECKING:
     from tui.runtime import ActiveModel, Runtime
@@ -34,11 +34,9 @@ class ChatTurn:
     """The tool calls the reply makes (filled on the worker thread before its Done is posted)."""
 
     @classmethod
-    def start(
-        cls, runtime: Runtime, session: SessionRecord, active: ActiveModel, log: ChatLog, tools: tuple[Tool, ...] = ()
-    ) -> ChatTurn:
+    def start(cls, runtime: Runtime, session: SessionRecord, active: ActiveModel, log: ChatLog) -> ChatTurn:
         """Begin a reply to the session's conversation on the active instance, streaming into `log`; the model
-        may call `tools`.
+        may call the tools the session's parameters offer (F9).
 
         The sink runs on the instance's worker thread: it feeds the store
         (which writes at most about once a second) and posts the event to
@@ -47,8 +45,6 @@ class ChatTurn:
         """
         store = runtime.store
         params = session.params or Params()
-        if tools:
-            params = replace(params, tools=tools)
         messages = store.chat_messages(session.id)
         writer = store.begin_reply(session.id, model=active.model_id, engine=active.engine, params=params)
         key = writer.message_id
