@@ -12,16 +12,21 @@ from collections.abc import Sequence
 
 
 def split_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str, bool]:
-    """Split `text` into (safe to emit, held back as a possible stop prefix, a stop was reached)."""
-    cut = -1
-    for stop in stops:
-        i = text.find(stop)
-        if i >= 0 and (cut < 0 or i < cut):
-            cut = i
-    if cut >= 0:
+    """Split `text` into (safe to emit, held back as a possible stop prefix, a stop was reached).
+
+    A stop found is the end only when no other stop that starts earlier may still be forming at the end of the
+    text (stops "b" and "<b<" over "<b": the longer one starts first and decides)."""
+    cut = _earliest_stop(text, stops)
+    forming = len(text) - held_tail(text, stops)
+    if 0 <= cut <= forming:
         return text[:cut], "", True
-    hold = held_tail(text, stops)
-    return text[: len(text) - hold], text[len(text) - hold :], False
+    return text[:forming], text[forming:], False
+
+
+def _earliest_stop(text: str, stops: Sequence[str]) -> int:
+    """Where the first complete stop in `text` starts, or -1."""
+    found = [i for i in (text.find(stop) for stop in stops) if i >= 0]
+    return min(found, default=-1)
 
 
 def held_tail(text: str, markers: Sequence[str]) -> int:
@@ -57,6 +62,11 @@ class StopText:
         return emit
 
     def flush(self) -> str:
-        """What is still held back, for a reply that ended without reaching a stop; empty after a stop."""
+        """What is still held back, for a reply that ended: up to a stop it holds (a longer stop that was still
+        forming never came); empty after a stop."""
         held, self._held = self._held, ""
+        cut = _earliest_stop(held, self._stops)
+        if cut >= 0:
+            self.stopped = True
+            return held[:cut]
         return held

@@ -79,3 +79,11 @@ def test_any_split_shows_the_text_up_to_the_earliest_stop(text: str, stops: list
     out, stopped = shown(pieces, stops)
     assert "".join(out) == text[: min(ends, default=len(text))]
     assert stopped == bool(ends)
+
+
+def test_a_longer_stop_that_starts_first_decides_even_when_a_shorter_one_completes_first() -> None:
+    """Found by the property test above: over "<b" the stop "b" is complete, but "<b<" starts earlier and may
+    still come; the text waits, and the end shows what the earliest stop leaves."""
+    assert shown(["<b", "<"], ["b", "<b<"]) == ([], True)  # "<b<" came: nothing before it
+    assert shown(["<b", "x"], ["b", "<b<"]) == (["<"], True)  # it did not: "b" cuts
+    assert shown(["<b"], ["b", "<b<"]) == (["<"], True)  # the reply ended while it waited: "b" cuts
