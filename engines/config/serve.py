@@ -55,6 +55,10 @@ class ServeConfig:
     launch_on_demand: bool = False
     allowed_origins: tuple[str, ...] = ()
     """Browser origins ("scheme://host[:port]", lower case, or "*") whose requests are served."""
+    root_path: str = ""
+    """The prefix a reverse proxy serves this API under ("/llm"), as uvicorn's --root-path; "" for none."""
+    idle_unload_s: float | None = None
+    """Unload a model the server loaded (--model or on demand) after this many seconds without requests."""
 
     def with_env(self, env: Mapping[str, str]) -> ServeConfig:
         """Add the keys of LLM_TUI_API_KEY, and LLM_TUI_SERVE_HOST / _PORT over the file's values."""

@@ -89,6 +89,19 @@ class RequestRecord:
     ms: float
     client: str
     error: str | None = None
+    request_id: str = ""
+    key: str | None = None
+    """The name of the API key it came with (None: the server has no keys, or an open path)."""
+    model: str | None = None
+    """The model the request named (chat, completions, embeddings, transcriptions)."""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    ttft_ms: float | None = None
+    """Time to the first token of a generation."""
+
+
+RecordListener = Callable[[RequestRecord], None]
+"""Told of every finished request (after the counts, outside the lock): the Prometheus metrics, the access log."""
 
 
 @dataclass
@@ -103,7 +116,11 @@ class ServerStats:
     by_status: dict[int, int] = field(default_factory=dict)
     last_error: str | None = None
     recent: deque[RequestRecord] = field(default_factory=lambda: deque(maxlen=50))
+    listeners: list[RecordListener] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add_listener(self, listener: RecordListener) -> None:
+        self.listeners.append(listener)
 
     def begin(self) -> None:
         with self._lock:
@@ -122,6 +139,11 @@ class ServerStats:
                 self.errors += 1
                 self.last_error = f"{record.status} {record.path}: {record.error or 'error'}"
             self.recent.append(record)
+        for listener in self.listeners:
+            try:
+                listener(record)
+            except Exception:  # a metrics or log failure must never fail the request
+                log.exception("request listener failed")
 
     def recent_records(self) -> list[RequestRecord]:
         """The last requests, oldest first."""
