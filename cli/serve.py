@@ -113,7 +113,7 @@ def run_serve(args: argparse.Namespace, config: Config) -> int:
             _say(f"loaded {launched.spec.id} on {launched.engine} as {launched.run_id}")
         if not args.model and not serve.launch_on_demand:
             _say("no model loaded: requests will get 404; give --model MODEL or --launch-on-demand")
-        keys = f"{len(serve.api_keys)} API key(s) required" if serve.api_keys else "no API key"
+        keys = f"{len(serve.all_keys())} API key(s) required" if serve.has_keys else "no API key"
         _say(f"serving on {listening.url} ({keys}); Ctrl+C stops")
         serve_forever(listening)
         _say("stopped")

@@ -37,6 +37,27 @@ API_KEY_ENV = "LLM_TUI_API_KEY"
 """Comma-separated API keys for the server, on top of those in the file."""
 
 
+SCOPES = ("infer", "metrics", "admin")
+"""infer: the OpenAI routes; metrics: /metrics and the status document; admin: everything, launching and stopping
+instances included."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """One key the server accepts: its name (in logs and metrics, never the key), what it may do, its limits."""
+
+    name: str
+    secret: Secret
+    scopes: frozenset[str] = frozenset(SCOPES)
+    requests_per_minute: int = 0
+    """0: the server's own limit ([serve] requests_per_minute) applies."""
+    tokens_per_minute: int = 0
+    """Prompt + completion tokens a minute; 0 = no limit."""
+
+    def allows(self, scope: str) -> bool:
+        return "admin" in self.scopes or scope in self.scopes
+
+
 @dataclass(frozen=True, slots=True)
 class ServeConfig:
     """Where the API server listens and the limits it enforces."""
@@ -55,6 +76,8 @@ class ServeConfig:
     launch_on_demand: bool = False
     allowed_origins: tuple[str, ...] = ()
     """Browser origins ("scheme://host[:port]", lower case, or "*") whose requests are served."""
+    keys: tuple[ApiKey, ...] = ()
+    """Named keys with scopes and limits ([[serve.keys]], a keys file); api_keys are unnamed admin keys."""
     root_path: str = ""
     """The prefix a reverse proxy serves this API under ("/llm"), as uvicorn's --root-path; "" for none."""
     idle_unload_s: float | None = None
@@ -71,6 +94,15 @@ class ServeConfig:
         if port := env.get("LLM_TUI_SERVE_PORT", "").strip():
             out = replace(out, port=_value("port", port, "env LLM_TUI_SERVE_PORT"))
         return out
+
+    def all_keys(self) -> tuple[ApiKey, ...]:
+        """Every key accepted: the named ones, then api_keys as "key-1", "key-2"... with every scope."""
+        unnamed = tuple(ApiKey(f"key-{i}", secret) for i, secret in enumerate(self.api_keys, start=1))
+        return self.keys + unnamed
+
+    @property
+    def has_keys(self) -> bool:
+        return bool(self.keys or self.api_keys)
 
     def with_keys(self, *keys: str) -> ServeConfig:
         """These keys accepted too (duplicates dropped)."""

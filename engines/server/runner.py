@@ -100,7 +100,7 @@ def prepare(context: ServerContext, host: str | None = None, port: int | None = 
     serve = context.serve
     host = serve.host if host is None else host
     port = serve.port if port is None else port
-    check_exposure(host, bool(serve.api_keys))
+    check_exposure(host, serve.has_keys)
     return Listening(context, bind(host, port))
 
 
@@ -148,7 +148,7 @@ class ServerThread:
     @property
     def key_count(self) -> int:
         """How many API keys clients may send (0: none is asked for)."""
-        return len(self.listening.context.serve.api_keys)
+        return len(self.listening.context.serve.all_keys())
 
     def _run(self) -> None:
         try:
