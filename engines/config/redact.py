@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.config.serve import ServeConfig
+from engines.config.serve_keys import ApiKey, shown_key
 from engines.config.tables import RemoteEndpoint
 from engines.mcp.types import McpServer
 from engines.secret import MASK, Secret
@@ -20,8 +21,10 @@ def redact(value: object) -> object:
         return MASK
     if isinstance(value, Path):
         return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): redact(v) for k, v in value.items()}
+    if isinstance(value, ApiKey):
+        return shown_key(value)
+    if isinstance(value, Mapping):  # in a document, a named key's `key` ([[serve.keys]]) is its secret
+        return {str(k): MASK if k == "key" and isinstance(v, str) else redact(v) for k, v in value.items()}
     if isinstance(value, tuple | list):
         return [redact(v) for v in value]
     if isinstance(value, RemoteEndpoint | Params | ServeConfig):
@@ -47,8 +50,10 @@ def plain(value: object) -> Any:
 def holds_secret(value: object, key: str = "") -> bool:
     """Whether a config value or document holds a token or key (its file must then be 0600)."""
     # An MCP server's `env` values may be keys: a file that sets any is private.
-    if isinstance(value, Secret) or (key in ("hf_token", "api_key", "api_keys", "env") and value):
+    if isinstance(value, Secret) or (key in ("hf_token", "api_key", "api_keys", "env", "key") and value):
         return True
+    if isinstance(value, ApiKey):
+        return value.key_env is None and value.keys_file is None
     if isinstance(value, RemoteEndpoint):
         return value.api_key is not None
     if isinstance(value, McpServer):

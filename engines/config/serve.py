@@ -15,6 +15,18 @@ launch_on_demand = false    # load a model that is not running when a request na
                             # only catalog ids, aliases and files inside models_dir, never any other path
 allowed_origins = []        # web pages (browser Origin) that may call the server, e.g. ["http://localhost:3000"];
                             # "*" allows any page; a request from any other page gets 403, key or not
+keys_file = "~/.config/llm-tui/keys.toml"  # named keys ([[keys]] entries, see serve_keys.py); must be mode 0600
+metrics_without_key = false # serve /metrics (only) without a key, for a Prometheus that cannot send one
+access_log = "serve-access.jsonl"  # also write the access log as JSON lines to this file (mode 0600), rotated
+access_log_max_bytes = 10485760    # rotate past this size, keeping access_log_backups old files
+access_log_backups = 5
+root_path = "/llm"          # the prefix a reverse proxy serves the API under
+idle_unload_s = 900         # unload a model the server loaded after this many seconds without requests
+
+[[serve.keys]]              # a named key with scopes and limits (engines/config/serve_keys.py)
+name = "grafana"
+key_env = "GRAFANA_KEY"
+scopes = ["metrics"]
 ```
 
 Without an API key the server answers only requests addressed to a loopback name (Host 127.0.0.1,
@@ -24,38 +36,23 @@ localhost or [::1], or the address it is bound to), so a web page whose domain i
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from engines.config.serve_keys import SCOPES as SCOPES  # part of this module's API
+from engines.config.serve_keys import ApiKey as ApiKey  # part of this module's API
+from engines.config.serve_keys import key_entry, keys_file_path, parse_keys, read_keys_file, unique
 from engines.config.tables import as_table, file_value
-from engines.config.values import Invalid, Parse, parse_bool, parse_float, parse_int, parse_text
+from engines.config.values import Invalid, Parse, parse_bool, parse_float, parse_int, parse_text, resolve_path
+from engines.errors import ConfigError
 from engines.secret import Secret
 
 API_KEY_ENV = "LLM_TUI_API_KEY"
 """Comma-separated API keys for the server, on top of those in the file."""
-
-
-SCOPES = ("infer", "metrics", "admin")
-"""infer: the OpenAI routes; metrics: /metrics and the status document; admin: everything, launching and stopping
-instances included."""
-
-
-@dataclass(frozen=True, slots=True)
-class ApiKey:
-    """One key the server accepts: its name (in logs and metrics, never the key), what it may do, its limits."""
-
-    name: str
-    secret: Secret
-    scopes: frozenset[str] = frozenset(SCOPES)
-    requests_per_minute: int = 0
-    """0: the server's own limit ([serve] requests_per_minute) applies."""
-    tokens_per_minute: int = 0
-    """Prompt + completion tokens a minute; 0 = no limit."""
-
-    def allows(self, scope: str) -> bool:
-        return "admin" in self.scopes or scope in self.scopes
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +79,22 @@ class ServeConfig:
     """The prefix a reverse proxy serves this API under ("/llm"), as uvicorn's --root-path; "" for none."""
     idle_unload_s: float | None = None
     """Unload a model the server loaded (--model or on demand) after this many seconds without requests."""
+    keys_file: Path | None = None
+    """A file of [[keys]] entries, read by with_env (or with_keys_file) into `keys`; must be private (0600)."""
+    metrics_without_key: bool = False
+    """Serve /metrics (and only it) without a key: for a Prometheus that cannot send a bearer token."""
+    access_log: Path | None = None
+    """Also write one JSON line per request to this file (mode 0600), rotated past access_log_max_bytes."""
+    access_log_max_bytes: int = 10 * 1024 * 1024
+    access_log_backups: int = 5
 
     def with_env(self, env: Mapping[str, str]) -> ServeConfig:
-        """Add the keys of LLM_TUI_API_KEY, and LLM_TUI_SERVE_HOST / _PORT over the file's values."""
+        """Add the keys of LLM_TUI_API_KEY and of keys_file, read each named key's key_env, and take
+        LLM_TUI_SERVE_HOST / _PORT over the file's values. ConfigError names a missing variable or a bad keys file."""
         out = self
+        if self.keys_file is not None:
+            out = out.with_keys_file(self.keys_file, env)
+        out = replace(out, keys=tuple(k.resolved(env) for k in out.keys))
         keys = [k.strip() for k in env.get(API_KEY_ENV, "").split(",") if k.strip()]
         if keys:
             out = out.with_keys(*keys)
@@ -102,7 +111,27 @@ class ServeConfig:
 
     @property
     def has_keys(self) -> bool:
-        return bool(self.keys or self.api_keys)
+        """Whether requests need a key (a keys_file not read yet counts: no request gets in, none is let in free)."""
+        return bool(self.keys or self.api_keys or self.keys_file is not None)
+
+    def with_keys_file(self, path: str | os.PathLike[str], env: Mapping[str, str]) -> ServeConfig:
+        """The keys of this keys file (path "~"-expanded, relative to the working directory) in place of those of an
+        earlier one, their key_env read from `env`. ConfigError: missing, open to others, invalid, no keys, or a
+        name used twice, or an unknown key in it (read when serving, it has no warnings to show; a misspelled
+        limit must not leave a key unlimited)."""
+        file = resolve_path(os.fspath(path), Path.cwd())
+        warnings: list[str] = []
+        read = read_keys_file(file, warnings)
+        if warnings:
+            raise ConfigError(warnings[0].replace(" ignored", " refused in a keys file", 1))
+        if not read:
+            raise ConfigError(f"keys file {file}: it holds no [[keys]] entries; add one, or remove keys_file")
+        own = tuple(k for k in self.keys if k.keys_file is None)
+        return replace(self, keys_file=file, keys=unique([*own, *(k.resolved(env) for k in read)]))
+
+    def with_access_log(self, path: str | os.PathLike[str]) -> ServeConfig:
+        """Also write the JSON access log to this file ("~"-expanded, relative to the working directory)."""
+        return replace(self, access_log=resolve_path(os.fspath(path), Path.cwd()))
 
     def with_keys(self, *keys: str) -> ServeConfig:
         """These keys accepted too (duplicates dropped)."""
@@ -150,6 +179,24 @@ def _origins(raw: object, base: Path) -> tuple[str, ...]:
     return tuple(o for o in out if o is not None)
 
 
+_ROOT_PATH = re.compile(r"(/[A-Za-z0-9._~-]+)+")
+
+
+def _root_path(raw: object, base: Path) -> str:
+    expected = 'a path prefix such as "/llm": starting with "/", no trailing "/", letters, digits and ._~-/ only'
+    if not isinstance(raw, str) or (raw and (len(raw) > 200 or not _ROOT_PATH.fullmatch(raw))):
+        raise Invalid(expected)
+    if any(part in (".", "..") for part in raw.split("/")):
+        raise Invalid(expected)
+    return raw
+
+
+def _file(raw: object, base: Path) -> Path:
+    if not isinstance(raw, str) or not raw.strip():
+        raise Invalid("a file path (a non-empty string)")
+    return resolve_path(raw.strip(), base)
+
+
 _FIELDS: dict[str, Parse] = {
     "host": parse_text,
     "port": _port,
@@ -162,34 +209,57 @@ _FIELDS: dict[str, Parse] = {
     "shutdown_grace_s": parse_float(lambda s: 0 <= s <= 3600, "a number of seconds from 0 to 3600"),
     "launch_on_demand": parse_bool,
     "allowed_origins": _origins,
+    "metrics_without_key": parse_bool,
+    "access_log": _file,
+    "access_log_max_bytes": parse_int(1024, "a number of bytes, at least 1024"),
+    "access_log_backups": parse_int(1, "a whole number of old files to keep, at least 1"),
+    "root_path": _root_path,
+    "idle_unload_s": parse_float(lambda v: v > 0, "a positive number of seconds"),
 }
+_TABLES = ("keys", "keys_file")
+"""Keys parsed apart from _FIELDS: [[serve.keys]] and the keys file's path."""
 
 
-def _value(key: str, raw: object, where: str) -> Any:
-    return file_value(_FIELDS[key], raw, Path(), where)
+def _value(key: str, raw: object, where: str, base: Path = Path()) -> Any:
+    return file_value(_FIELDS[key], raw, base, where)
 
 
 def parse_serve(raw: object, label: str, warnings: list[str]) -> ServeConfig:
     """The [serve] table; ConfigError names the key at fault, unknown keys become warnings."""
     table = as_table(raw, f"{label}: serve", "the API server's settings")
+    base = Path(os.path.abspath(label)).parent  # `label` is the file's path: paths in it are relative to its folder
     values: dict[str, Any] = {}
     for key, value in table.items():
         if key in _FIELDS:
-            values[key] = _value(key, value, f"{label}: serve.{key}")
+            values[key] = _value(key, value, f"{label}: serve.{key}", base)
+        elif key == "keys":
+            values[key] = parse_keys(value, f"{label}: serve.keys", warnings)
+        elif key == "keys_file":
+            values[key] = keys_file_path(value, base, f"{label}: serve.keys_file")
         else:
-            known = ", ".join(_FIELDS)
+            known = ", ".join((*_FIELDS, *_TABLES))
             warnings.append(f"{label}: serve: unknown key {key!r} ignored (known keys: {known})")
     return ServeConfig(**values)
 
 
 def serve_table(config: ServeConfig) -> dict[str, object]:
-    """The values that differ from the defaults, as a [serve] table (keys revealed, for the file)."""
+    """The values that differ from the defaults, as a [serve] table (keys revealed, for the file).
+
+    A named key is written with its key_env when it came from one (never the variable's value); the keys read from
+    keys_file stay in that file (only its path is written)."""
     base = ServeConfig()
     out: dict[str, object] = {}
     for f in fields(config):
         value = getattr(config, f.name)
-        if value != getattr(base, f.name):
-            if f.name == "api_keys":
-                value = [k.reveal() for k in value]
-            out[f.name] = list(value) if isinstance(value, tuple) else value
+        if value == getattr(base, f.name):
+            continue
+        if f.name == "api_keys":
+            value = [k.reveal() for k in value]
+        elif f.name == "keys":
+            value = [key_entry(k) for k in value if k.keys_file is None]
+            if not value:
+                continue
+        elif isinstance(value, Path):
+            value = str(value)
+        out[f.name] = list(value) if isinstance(value, tuple) else value
     return out

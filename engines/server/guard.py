@@ -1,5 +1,6 @@
 """What every request passes before it reaches a route: Origin and Host rules, body size limit and type, API
-key, per-key rate limit; and the count and log line every request leaves behind.
+key and its scope, per-key request and token limits; and the request id, count and log line every request
+leaves behind.
 
 A web page can make a browser send requests to 127.0.0.1 in two ways, and both are refused: from its own
 origin (the browser sends `Origin`; only `[serve] allowed_origins` are served), and by DNS rebinding (its
@@ -13,24 +14,34 @@ whose answer it cannot read (no CORS header for it). An upload has its own size 
 enforced on the stream as it arrives, so a huge file is refused before it is all read.
 
 A pure ASGI middleware (no buffering of streamed replies). Keys are compared in constant time and never
-logged: the log names the key by its position ("key 2"), the rate limit counts per key (per client address
-when the server has no keys).
+logged: the log names the key by its name (the unnamed `api_keys` are "key-1", "key-2"...), and each path needs
+a scope of the key (engines.server.keys). The request limits count per key (per client address when the server
+has no keys), except on /healthz and the status paths a scraper polls. Every reply carries `x-request-id`: the
+client's own `X-Request-Id` when it is a plain token of up to 128 characters, else a new one; the access log
+(engines.server.access_log) names requests by it.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
-import threading
+import re
 import time
-from collections import deque
+import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from engines.config.serve import ServeConfig
+from engines.config.serve import SCOPES, ApiKey, ServeConfig
+from engines.server.access_log import AccessLog
 from engines.server.errors import ApiError
+from engines.server.keys import OPEN_PATHS as OPEN_PATHS  # part of this module's API
+from engines.server.keys import UNCOUNTED_PATHS, TokenBudget, find_key, needed_scope, retry_after, route_path
+from engines.server.keys import RateLimiter as RateLimiter  # part of this module's API
+from engines.server.keys import key_index as key_index  # part of this module's API
+from engines.server.records import RecordListener as RecordListener  # part of this module's API
+from engines.server.records import RequestRecord as RequestRecord  # part of this module's API
+from engines.server.records import ServerStats as ServerStats  # part of this module's API
+from engines.server.request_state import record_fields
 
 log = logging.getLogger("llm_tui.serve")
 
@@ -40,10 +51,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Asgi = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-OPEN_PATHS = ("/healthz",)
-"""Paths answered without a key (load balancers and `curl` probes); the Host and Origin rules still apply."""
-
-BODY_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})
+BODY_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/llm-tui/instances"})
 """The routes that take a (JSON) body."""
 
 UPLOAD_PATHS = frozenset({"/v1/audio/transcriptions"})
@@ -52,8 +60,11 @@ UPLOAD_PATHS = frozenset({"/v1/audio/transcriptions"})
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
 """Host names a keyless server answers (with any port), besides the address it is bound to."""
 
-CORS_METHODS = "GET, POST, HEAD, OPTIONS"
-CORS_HEADERS = "authorization, content-type"
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+"""A client's X-Request-Id that is taken as the request's id (anything else gets a new id)."""
+
+CORS_METHODS = "GET, POST, DELETE, HEAD, OPTIONS"
+CORS_HEADERS = "authorization, content-type, x-request-id"
 
 
 def host_name(value: str) -> str:
@@ -79,138 +90,30 @@ def _shown(value: str) -> str:
     return repr(value if len(value) <= 80 else value[:80] + "...")
 
 
-@dataclass(frozen=True, slots=True)
-class RequestRecord:
-    """One finished request, for the log and the app's serve panel."""
-
-    method: str
-    path: str
-    status: int
-    ms: float
-    client: str
-    error: str | None = None
-    request_id: str = ""
-    key: str | None = None
-    """The name of the API key it came with (None: the server has no keys, or an open path)."""
-    model: str | None = None
-    """The model the request named (chat, completions, embeddings, transcriptions)."""
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    ttft_ms: float | None = None
-    """Time to the first token of a generation."""
-
-
-RecordListener = Callable[[RequestRecord], None]
-"""Told of every finished request (after the counts, outside the lock): the Prometheus metrics, the access log."""
-
-
-@dataclass
-class ServerStats:
-    """Counts shared by the event loop and whoever displays them (the app polls `snapshot`)."""
-
-    requests: int = 0
-    errors: int = 0
-    in_flight: int = 0
-    cancelled: int = 0
-    """Requests whose client went away before the reply ended (their generation was stopped)."""
-    by_status: dict[int, int] = field(default_factory=dict)
-    last_error: str | None = None
-    recent: deque[RequestRecord] = field(default_factory=lambda: deque(maxlen=50))
-    listeners: list[RecordListener] = field(default_factory=list, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add_listener(self, listener: RecordListener) -> None:
-        self.listeners.append(listener)
-
-    def begin(self) -> None:
-        with self._lock:
-            self.in_flight += 1
-
-    def note_cancelled(self) -> None:
-        with self._lock:
-            self.cancelled += 1
-
-    def end(self, record: RequestRecord) -> None:
-        with self._lock:
-            self.in_flight -= 1
-            self.requests += 1
-            self.by_status[record.status] = self.by_status.get(record.status, 0) + 1
-            if record.status >= 400 or record.error:
-                self.errors += 1
-                self.last_error = f"{record.status} {record.path}: {record.error or 'error'}"
-            self.recent.append(record)
-        for listener in self.listeners:
-            try:
-                listener(record)
-            except Exception:  # a metrics or log failure must never fail the request
-                log.exception("request listener failed")
-
-    def recent_records(self) -> list[RequestRecord]:
-        """The last requests, oldest first."""
-        with self._lock:
-            return list(self.recent)
-
-    def snapshot(self) -> dict[str, object]:
-        with self._lock:
-            return {
-                "requests": self.requests,
-                "errors": self.errors,
-                "in_flight": self.in_flight,
-                "cancelled": self.cancelled,
-                "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
-                "last_error": self.last_error,
-            }
-
-
-class RateLimiter:
-    """A token bucket per caller: `per_minute` requests a minute, in bursts of up to that many."""
-
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.per_minute = per_minute
-        self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def take(self, caller: str) -> float:
-        """0 when the request may go; otherwise the seconds until it may."""
-        if self.per_minute <= 0:
-            return 0.0
-        rate = self.per_minute / 60.0
-        now = self._clock()
-        with self._lock:
-            tokens, then = self._buckets.get(caller, (float(self.per_minute), now))
-            tokens = min(float(self.per_minute), tokens + (now - then) * rate)
-            if tokens >= 1.0:
-                self._buckets[caller] = (tokens - 1.0, now)
-                return 0.0
-            self._buckets[caller] = (tokens, now)
-            return (1.0 - tokens) / rate
-
-
-def key_index(given: str, keys: tuple[str, ...]) -> int | None:
-    """The 1-based position of `given` among `keys`, comparing against every key in constant time."""
-    found = None
-    raw = given.encode()
-    for i, key in enumerate(keys, start=1):
-        if hmac.compare_digest(raw, key.encode()) and found is None:
-            found = i
-    return found
-
-
 class Guard:
     """The ASGI middleware: limits and key checks first, then the app; one record per request."""
 
-    def __init__(self, app: Asgi, serve: ServeConfig, stats: ServerStats) -> None:
+    def __init__(
+        self, app: Asgi, serve: ServeConfig, stats: ServerStats, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.app = app
         self.max_body = serve.max_body_bytes
         self.max_upload = serve.max_upload_bytes
-        self.keys = tuple(k.reveal() for k in serve.api_keys)
-        self.limiter = RateLimiter(serve.requests_per_minute)
+        self.keys = serve.all_keys()
+        self.keyed = serve.has_keys
+        self.metrics_open = serve.metrics_without_key
+        self.prefix = serve.root_path
+        self.limiter = RateLimiter(serve.requests_per_minute, clock)
+        self.tokens = TokenBudget(clock)
         self.stats = stats
         self.hosts = LOOPBACK_HOSTS | {bound_name(serve.host)}
         self.origins = frozenset(serve.allowed_origins)
+        self.access = AccessLog.of(serve)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, self._closing(send))
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -218,15 +121,18 @@ class Guard:
         status = 500
         error: str | None = None
         self.stats.begin()
-
-        cors = self._cors_headers(scope)
+        state = scope.setdefault("state", {})
+        request_id = _request_id(_headers(scope).get("x-request-id"))
+        state["request_id"] = request_id
+        path = route_path(scope, self.prefix)
+        extra = [*self._cors_headers(scope), (b"x-request-id", request_id.encode())]
 
         async def record_send(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                if cors:
-                    message = {**message, "headers": [*message.get("headers", []), *cors]}
+                own = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                message = {**message, "headers": [*own, *extra]}
             await send(message)
 
         try:
@@ -235,8 +141,8 @@ class Guard:
                 await record_send({"type": "http.response.start", "status": 204, "headers": _PREFLIGHT})
                 await record_send({"type": "http.response.body", "body": b""})
                 return
-            self._check(scope)
-            await self.app(scope, self._limited(scope, receive), record_send)
+            self._check(scope, path)
+            await self.app(scope, self._limited(path, receive), record_send)
         except ApiError as exc:
             error = exc.message
             status = exc.status
@@ -246,26 +152,46 @@ class Guard:
             log.exception("request failed")
             raise
         finally:
-            error = error or scope.get("state", {}).get("error")
-            client = scope.get("client")
-            record = RequestRecord(
-                scope["method"],
-                scope["path"],
-                status,
-                (time.perf_counter() - started) * 1000.0,
-                f"{client[0]}:{client[1]}" if client else "-",
-                error,
-            )
-            self.stats.end(record)
-            log.info(
-                "%s %s %d %.0f ms %s%s",
-                record.method,
-                record.path,
-                record.status,
-                record.ms,
-                scope.get("state", {}).get("caller", record.client),
-                f" ({error})" if error else "",
-            )
+            self._finish(scope, path, status, error, started)
+
+    def _finish(self, scope: Scope, path: str, status: int, error: str | None, started: float) -> None:
+        """Charge the key's token budget, count the request and write its log line."""
+        state = scope.get("state", {})
+        client = scope.get("client")
+        key: ApiKey | None = state.get("api_key")
+        record = RequestRecord(
+            scope["method"],
+            path,
+            status,
+            (time.perf_counter() - started) * 1000.0,
+            f"{client[0]}:{client[1]}" if client else "-",
+            error or state.get("error"),
+            request_id=str(state.get("request_id", "")),
+            key=None if key is None else key.name,
+            **record_fields(state),
+        )
+        if key is not None and key.tokens_per_minute:
+            used = (record.prompt_tokens or 0) + (record.completion_tokens or 0)
+            self.tokens.charge(key.name, key.tokens_per_minute, used)
+        self.stats.end(record)
+        try:
+            self.access.write(record)
+        except Exception:  # a log failure must never fail the request
+            log.exception("access log failed")
+
+    def _closing(self, send: Send) -> Send:
+        """`send` for the lifespan: closes the access log file once the server has shut down."""
+
+        async def closing(message: Message) -> None:
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                self.access.close()
+            await send(message)
+
+        return closing
+
+    def close(self) -> None:
+        """Close the access log file (a server without the ASGI lifespan calls this when it stops)."""
+        self.access.close()
 
     def _origin(self, scope: Scope) -> str | None:
         """The request's Origin when it is allowed; ApiError 403 when one is sent and not allowed."""
@@ -290,7 +216,11 @@ class Guard:
             return []
         if origin is None:
             return []
-        return [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin")]
+        return [
+            (b"access-control-allow-origin", origin.encode("latin-1")),
+            (b"access-control-expose-headers", b"x-request-id"),
+            (b"vary", b"Origin"),
+        ]
 
     def _preflight(self, scope: Scope) -> bool:
         """Whether this is a browser's CORS preflight from an allowed origin (answered here, before the key)."""
@@ -303,7 +233,7 @@ class Guard:
     def _check_host(self, headers: dict[str, str]) -> None:
         """Without keys, only requests addressed to a loopback name (or the bound address) are served."""
         host = headers.get("host")
-        if self.keys or host is None or host_name(host) in self.hosts:
+        if self.keyed or host is None or host_name(host) in self.hosts:
             return
         raise ApiError(
             403,
@@ -314,15 +244,15 @@ class Guard:
             code="host_not_allowed",
         )
 
-    def _check(self, scope: Scope) -> None:
+    def _check(self, scope: Scope, path: str) -> None:
         headers = _headers(scope)
         self._origin(scope)
         self._check_host(headers)
         length = headers.get("content-length")
-        limit, what, hint = self._limit(scope)
+        limit, what, hint = self._limit(path)
         if length is not None and length.isdigit() and int(length) > limit:
             raise ApiError(413, f"the {what} is {length} bytes; the limit is {limit}{hint}", code="body_too_large")
-        if scope["method"] == "POST" and scope["path"] in UPLOAD_PATHS:
+        if scope["method"] == "POST" and path in UPLOAD_PATHS:
             mime = headers.get("content-type", "").partition(";")[0].strip().lower()
             if mime != "multipart/form-data":
                 shown = f"got {_shown(mime)}" if mime else "it sent none"
@@ -332,7 +262,7 @@ class Guard:
                     code="unsupported_media_type",
                 )
         # Only the routes that take a body: a POST elsewhere is the router's 405 (with `Allow`), not a 415.
-        if scope["method"] == "POST" and scope["path"] in BODY_PATHS:
+        if scope["method"] == "POST" and path in BODY_PATHS:
             mime = headers.get("content-type", "").partition(";")[0].strip().lower()
             if mime != "application/json":
                 shown = f"got {_shown(mime)}" if mime else "it sent none"
@@ -343,34 +273,63 @@ class Guard:
                     code="unsupported_media_type",
                 )
         client = scope.get("client")
-        caller = client[0] if client else "unknown"
-        scope.setdefault("state", {})["caller"] = caller
-        if self.keys and scope["path"] not in OPEN_PATHS:
-            auth = headers.get("authorization", "")
-            scheme, _, token = auth.partition(" ")
-            index = key_index(token.strip(), self.keys) if scheme.lower() == "bearer" else None
-            if index is None:
-                raise ApiError(
-                    401,
-                    "missing or wrong API key: send it as 'Authorization: Bearer KEY'",
-                    code="invalid_api_key",
-                    headers=(("WWW-Authenticate", "Bearer"),),
-                )
-            caller = f"key {index}"
-        scope.setdefault("state", {})["caller"] = caller
-        if scope["path"] not in OPEN_PATHS and (wait := self.limiter.take(caller)) > 0:
+        state = scope.setdefault("state", {})
+        key = self._authorize(scope["method"], path, headers, state)
+        caller = (client[0] if client else "unknown") if key is None else key.name
+        state["caller"] = caller
+        if path in UNCOUNTED_PATHS:
+            return
+        rpm = key.requests_per_minute if key is not None and key.requests_per_minute else self.limiter.per_minute
+        if (wait := self.limiter.take(f"key:{caller}" if key else f"ip:{caller}", rpm)) > 0:
             raise ApiError(
                 429,
-                f"rate limit of {self.limiter.per_minute} requests per minute reached; retry in {wait:.1f} s",
+                f"rate limit of {rpm} requests per minute reached; retry in {wait:.1f} s",
                 type="requests",
                 code="rate_limit_exceeded",
-                headers=(("Retry-After", str(max(1, round(wait)))),),
+                headers=(("Retry-After", retry_after(wait)),),
+            )
+        if key is not None and (wait := self.tokens.wait(key.name, key.tokens_per_minute)) > 0:
+            raise ApiError(
+                429,
+                f"the key {key.name!r} has used its {key.tokens_per_minute} tokens per minute; retry in {wait:.1f} s",
+                type="tokens",
+                code="rate_limit_exceeded",
+                headers=(("Retry-After", retry_after(wait)),),
             )
 
-    def _limited(self, scope: Scope, receive: Receive) -> Receive:
+    def _authorize(
+        self, method: str, path: str, headers: dict[str, str], state: MutableMapping[str, Any]
+    ) -> ApiKey | None:
+        """The key the request brings when the path needs one (None: no keys, or an open path), named in `state`;
+        ApiError 401 for a missing or wrong key, 403 for a key without the scope the path needs."""
+        needed = needed_scope(method, path)
+        if not self.keyed or needed is None or (self.metrics_open and path == "/metrics"):
+            return None
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        key = find_key(token.strip(), self.keys) if scheme.lower() == "bearer" else None
+        if key is None:
+            raise ApiError(
+                401,
+                "missing or wrong API key: send it as 'Authorization: Bearer KEY'",
+                code="invalid_api_key",
+                headers=(("WWW-Authenticate", "Bearer"),),
+            )
+        state["key"] = key.name
+        state["api_key"] = key
+        if not key.allows(needed):
+            has = ", ".join(s for s in SCOPES if s in key.scopes)
+            raise ApiError(
+                403,
+                f"the key {key.name!r} may use {has}, not {needed}: {_WHY[needed]}",
+                type="permission_error",
+                code="insufficient_scope",
+            )
+        return key
+
+    def _limited(self, path: str, receive: Receive) -> Receive:
         """`receive` that refuses a body (sent without Content-Length) growing past the limit."""
         seen = 0
-        limit, what, hint = self._limit(scope)
+        limit, what, hint = self._limit(path)
 
         async def guarded() -> Message:
             nonlocal seen
@@ -383,11 +342,25 @@ class Guard:
 
         return guarded
 
-    def _limit(self, scope: Scope) -> tuple[int, str, str]:
+    def _limit(self, path: str) -> tuple[int, str, str]:
         """The most bytes this request's body may have, what to call it in a refusal, and the setting to name."""
-        if scope["path"] in UPLOAD_PATHS:
+        if path in UPLOAD_PATHS:
             return self.max_upload, "upload", " ([serve] max_upload_bytes)"
         return self.max_body, "request body", ""
+
+
+_WHY = {
+    "infer": "the OpenAI routes need a key with the infer scope",
+    "metrics": "the metrics and status routes need a key with the metrics scope",
+    "admin": "launching and stopping instances needs a key with the admin scope",
+}
+
+
+def _request_id(given: str | None) -> str:
+    """The client's X-Request-Id when it is a plain token of 1 to 128 characters, else a new id."""
+    if given is not None and REQUEST_ID.fullmatch(given):
+        return given
+    return uuid.uuid4().hex
 
 
 _PREFLIGHT = [

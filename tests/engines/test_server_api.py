@@ -253,7 +253,7 @@ def test_api_key_required_when_set_and_never_logged(caplog: pytest.LogCaptureFix
     assert health.status_code == 200 and health.json()["status"] == "ok"
     assert metrics.status_code == 401  # instance details need the key
     logged = caplog.text
-    assert "GET /v1/models 200" in logged and "key 2" in logged
+    assert "GET /v1/models 200" in logged and "key-2" in logged
     assert "sk-second-key-456" not in logged and "sk-first-key-123" not in logged and "sk-wrong-guess-789" not in logged
 
 
@@ -448,7 +448,7 @@ def test_metrics_json_counts_requests_and_lists_instances() -> None:
     with served() as s:
         client(s).chat.completions.create(model="tiny", messages=USER)  # type: ignore[arg-type]
         httpx.post(f"{s.url}/chat/completions", json={"model": "nope", "messages": USER})
-        body = httpx.get(f"{s.url.removesuffix('/v1')}/metrics").json()
+        body = httpx.get(f"{s.url.removesuffix('/v1')}/v1/llm-tui/metrics").json()
     assert body["server"]["requests"] >= 2 and body["server"]["by_status"]["404"] == 1
     assert "404 /v1/chat/completions" in body["server"]["last_error"]
     assert body["instances"][0]["model"] == "tiny" and body["instances"][0]["requests_served"] == 1
