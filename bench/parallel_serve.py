@@ -11,8 +11,9 @@ warm-up request first. Sections (`--only`, default all):
   the client are in the text, so no two requests share a prefix beyond the template and "Round "), max_tokens 96.
   Per C: aggregate tok/s = completion tokens of all C replies / (last token of any - first request sent), median
   over rounds; TTFT = request sent -> first visible text, p50 / p99 over all requests of all rounds (nearest
-  rank); scaling = aggregate(C) / aggregate(C=1); slots_busy = the instance's "slots_busy" in GET /metrics, read
-  once per round when every client has its first token (C when all are decoded in one batch).
+  rank); scaling = aggregate(C) / aggregate(C=1); slots_busy = the instance's "slots_busy" in GET
+  /v1/llm-tui/metrics, read once per round when every client has its first token (C when all are decoded in one
+  batch).
   Then slots off / on with one client: `--slot-blocks` blocks (default 2), each a fresh `--parallel 1` server and
   a fresh `--parallel P` one, in alternating order, `--rounds` C=1 rounds each (two identical servers started one
   after the other differ by several % on the 2-core VM: one block is too few for a 0.97 target). slots_on_off =
@@ -28,11 +29,11 @@ warm-up request first. Sections (`--only`, default all):
 - spec: a code-editing prompt (~40 lines of Python to rewrite with one variable renamed: the reply copies most of
   the prompt), one client, greedy, max_tokens 256, `--rounds` rounds, on `llm-tui serve --speculative
   prompt-lookup` and on one without. speed-up = median decode tok/s with / without; acceptance = draft_accepted /
-  draft_proposed of the speculative server's instance in GET /metrics (the change over the measured rounds);
+  draft_proposed of the speculative server's instance in GET /v1/llm-tui/metrics (the change over the measured rounds);
   identical = every reply's text the same on both servers (speculation must not change greedy output).
 
 `--plain` leaves out --parallel and --speculative (for checking the harness against a serve without them: the
-"slots" figures then compare two plain servers, and /metrics fields the serve lacks read null).
+"slots" figures then compare two plain servers, and /v1/llm-tui/metrics fields the serve lacks read null).
 Prints a table per section, then one JSON line with every figure. Nothing is asserted.
 
     python bench/parallel_serve.py [--rounds 3] [--max-tokens 96] [--concurrency 1,2,4,8] [--slot-blocks 2]
@@ -141,7 +142,7 @@ def get_json(url: str, timeout: float = 10.0) -> Any:
 
 
 class Server:
-    """What a section needs from a server: the base URL (…/v1), its model id, /metrics, stop()."""
+    """What a section needs from a server: the base URL (…/v1), its model id, /v1/llm-tui/metrics, stop()."""
 
     def __init__(self, label: str, proc: ServeProcess, url: str, has_metrics: bool) -> None:
         self.label = label
@@ -152,11 +153,11 @@ class Server:
         self.model = get_json(self.root + "/v1/models")["data"][0]["id"]
 
     def instance(self) -> dict[str, Any]:
-        """Our GET /metrics, the (one) instance's entry; {} for llama-server or when the read fails."""
+        """Our GET /v1/llm-tui/metrics, the (one) instance's entry; {} for llama-server or when the read fails."""
         if not self.has_metrics:
             return {}
         try:
-            instances = get_json(self.root + "/metrics").get("instances") or [{}]
+            instances = get_json(self.root + "/v1/llm-tui/metrics").get("instances") or [{}]
         except (OSError, ValueError):
             return {}
         return dict(instances[0])
@@ -357,7 +358,7 @@ class RoundResult:
 def concurrent_round(
     server: Server, clients: list[Any], prompts: list[str], max_tokens: int, stop: list[str]
 ) -> RoundResult:
-    """len(prompts) client threads released together; our /metrics read once all have their first token."""
+    """len(prompts) client threads released together; our /v1/llm-tui/metrics read once all have their first token."""
     n = len(prompts)
     replies: list[Reply | None] = [None] * n
     errors: list[BaseException] = []

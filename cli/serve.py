@@ -12,10 +12,13 @@ from typing import TYPE_CHECKING
 
 from engines.errors import BadRequest
 
+MAX_IDLE_UNLOAD_S = 30 * 86400
+
 if TYPE_CHECKING:
     from engines.config.load import Config
     from engines.config.serve import ServeConfig
     from engines.launch import SnapshotSource
+    from engines.types import InstanceInfo
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Callable[..., object]) -> None:
@@ -42,6 +45,21 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         metavar="SECONDS",
         help="on SIGTERM / Ctrl+C, how long running replies may take to finish (default 10)",
     )
+    serve.add_argument("--keys-file", metavar="PATH", help="named API keys with scopes ([[keys]] entries; mode 0600)")
+    serve.add_argument(
+        "--access-log", metavar="PATH", help="also write the access log as JSON lines here (0600, rotated)"
+    )
+    serve.add_argument(
+        "--root-path",
+        metavar="PREFIX",
+        help='the prefix a reverse proxy serves the API under, e.g. "/llm" (requests with or without it are served)',
+    )
+    serve.add_argument(
+        "--idle-unload",
+        type=float,
+        metavar="SECONDS",
+        help="unload a model this server loaded after this many seconds without requests (reloaded on demand)",
+    )
     serve.add_argument("--n-ctx", type=int, metavar="N", help="context size in tokens for the models loaded")
     serve.add_argument("--threads", type=int, metavar="N", help="CPU threads for inference")
     serve.add_argument("--n-gpu-layers", type=int, metavar="N", help="layers to offload to the GPU (-1 = all)")
@@ -60,6 +78,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
 def serve_settings(args: argparse.Namespace, config: Config, env: os._Environ[str] | dict[str, str]) -> ServeConfig:
     """[serve] from the file, then the environment, then the flags."""
     serve = config.serve.with_env(env)
+    if args.keys_file:
+        serve = serve.with_keys_file(args.keys_file, env)
+    if args.access_log:
+        serve = serve.with_access_log(args.access_log)
     if args.host:
         serve = replace(serve, host=args.host)
     if args.port is not None:
@@ -77,6 +99,15 @@ def serve_settings(args: argparse.Namespace, config: Config, env: os._Environ[st
         if not 0 <= args.shutdown_grace <= 3600:
             raise BadRequest(f"--shutdown-grace must be from 0 to 3600 seconds, got {args.shutdown_grace:g}")
         serve = replace(serve, shutdown_grace_s=args.shutdown_grace)
+    if args.root_path is not None:
+        serve = replace(serve, root_path=args.root_path)
+    if args.idle_unload is not None:
+        if not 0 < args.idle_unload <= MAX_IDLE_UNLOAD_S:
+            raise BadRequest(f"--idle-unload must be from 0 to {MAX_IDLE_UNLOAD_S} seconds, got {args.idle_unload:g}")
+        serve = replace(serve, idle_unload_s=args.idle_unload)
+    from engines.server.root_path import check_root_path
+
+    check_root_path(serve.root_path)  # also what [serve] root_path gave: one clear line, before anything starts
     return serve
 
 
@@ -97,7 +128,7 @@ def run_serve(args: argparse.Namespace, config: Config) -> int:
         _say(f"warning: {warning}")
     _ignore_hangup()
     snapshot = _snapshot_source(config)
-    with EngineManager() as manager:
+    with EngineManager(on_stopped=say_unloaded) as manager:
         context = ServerContext(manager, config, serve, snapshot=snapshot)
         listening = prepare(context)  # before loading anything: a taken port fails at once
         for ref in args.model:
@@ -106,7 +137,7 @@ def run_serve(args: argparse.Namespace, config: Config) -> int:
                 ref,
                 config,
                 engine=args.engine,
-                options=default_options(config),
+                options=context.router.served_options(default_options(config)),
                 progress=package_progress(f"preparing {ref}"),
                 snapshot=snapshot,
             )
@@ -114,10 +145,20 @@ def run_serve(args: argparse.Namespace, config: Config) -> int:
         if not args.model and not serve.launch_on_demand:
             _say("no model loaded: requests will get 404; give --model MODEL or --launch-on-demand")
         keys = f"{len(serve.all_keys())} API key(s) required" if serve.has_keys else "no API key"
-        _say(f"serving on {listening.url} ({keys}); Ctrl+C stops")
+        also = f", also under {serve.root_path}/v1" if serve.root_path else ""
+        idle = f"; models unload after {serve.idle_unload_s:g} s idle" if serve.idle_unload_s is not None else ""
+        _say(f"serving on {listening.url} ({keys}{also}{idle}); Ctrl+C stops")
         serve_forever(listening)
         _say("stopped")
     return 0
+
+
+def say_unloaded(info: InstanceInfo) -> None:
+    """The manager's on_stopped (on its reaper thread): say when a model was unloaded for being idle."""
+    limit = info.options.idle_unload_s
+    # The manager says why only in words: its reaper's reason is "idle for N s".
+    if limit is not None and (info.stop_reason or "").startswith("idle for"):
+        _say(f"unloaded {info.model_id} ({info.run_id}) after {limit:g} s idle")
 
 
 def _say(text: str) -> None:

@@ -16,6 +16,9 @@ from engines.types import InstanceInfo
 STATUS_PATH = "/v1/llm-tui/status"
 INSTANCES_PATH = "/v1/llm-tui/instances"
 """POST launches (admin), DELETE …/{run_id} stops (admin)."""
+METRICS_JSON_PATH = "/v1/llm-tui/metrics"
+"""The server's counts and instances as JSON (what GET /metrics gave before it became Prometheus text)."""
+PROMETHEUS_PATH = "/metrics"
 SCHEMA = 1
 """Bumped when a field changes meaning; readers ignore fields they do not know."""
 

@@ -22,6 +22,7 @@ from engines.server.errors import from_event
 from engines.server.guard import ServerStats
 from engines.server.jobs import DISCONNECT_POLL_S
 from engines.server.replies import SSE_DONE, Shaper, finish_reason, sse
+from engines.server.request_state import note_done
 from engines.server.tools import CallPieces
 from engines.types import Delta, Done, Error, Final, Reasoning, StreamEvent, TokenLogprob, ToolCallDelta
 
@@ -129,6 +130,7 @@ async def answer(
     if isinstance(event, Error):
         note_error(request, event.message)
         raise from_event(event)
+    note_done(request.scope, event)
     return shaper.whole("".join(parts), event, scored, reasoning="".join(thinking), calls=calls.calls())
 
 
@@ -154,6 +156,7 @@ async def _stream(
             elif isinstance(event, ToolCallDelta):
                 yield sse(shaper.chunk(None, calls=[calls.piece(event)]))
             elif isinstance(event, Done):
+                note_done(request.scope, event)  # before the last body message: the guard reads it after the app
                 yield sse(shaper.chunk(None, finish=finish_reason(event, bool(calls))))
                 if include_usage:
                     yield sse(shaper.usage_chunk(event.usage))

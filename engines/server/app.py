@@ -17,8 +17,10 @@ from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.routing import Match, Route
 
 from engines.config.load import Config
 from engines.config.serve import ServeConfig
@@ -26,14 +28,17 @@ from engines.errors import CapabilityNotSupported, EmbedInputTooLong, LlmTuiErro
 from engines.launch import SnapshotSource
 from engines.manager import EngineManager
 from engines.requests import RequestHandle
-from engines.server import audio, openapi
+from engines.server import audio, openapi, status_routes
 from engines.server.answer import Bridge, answer, note_error
 from engines.server.drain import Drain
 from engines.server.errors import ApiError, from_exception, model_not_found
-from engines.server.guard import Asgi, Guard, ServerStats
+from engines.server.guard import Asgi, Guard, Scope, ServerStats
 from engines.server.jobs import run_job
 from engines.server.presets import explicit_params, preset_model, preset_system, under_preset
+from engines.server.prom import PrometheusMetrics
 from engines.server.replies import Kind, Shaper, embeddings_json
+from engines.server.request_state import note_model, note_usage
+from engines.server.root_path import RootPath
 from engines.server.router import Router
 from engines.server.schemas import (
     ChatRequest,
@@ -62,9 +67,12 @@ class ServerContext:
     started_at: float = field(default_factory=time.time)
     drain: Drain = field(default_factory=Drain)
     router: Router = field(init=False)
+    prometheus: PrometheusMetrics = field(init=False)
+    """GET /metrics: this server's own registry, fed by `stats`."""
 
     def __post_init__(self) -> None:
         self.router = Router(self.manager, self.config, self.serve, snapshot=self.snapshot)
+        self.prometheus = PrometheusMetrics(self.manager.instances, self.snapshot, self.stats, self.started_at)
 
 
 def create_app(ctx: ServerContext) -> Asgi:
@@ -79,10 +87,6 @@ def create_app(ctx: ServerContext) -> Asgi:
     )
     async def healthz() -> dict[str, object]:
         return {"status": "ok", "instances": len(ctx.manager.instances())}
-
-    @app.get("/metrics", responses=openapi.errors())
-    async def metrics() -> dict[str, object]:
-        return await to_thread.run_sync(_metrics, ctx)
 
     @app.get("/v1/models", responses={200: {"model": openapi.ModelList}, **openapi.errors()})
     async def list_models() -> dict[str, object]:
@@ -128,6 +132,7 @@ def create_app(ctx: ServerContext) -> Asgi:
     @app.post("/v1/embeddings", responses={200: {"model": openapi.EmbeddingList}, **openapi.GENERATION})
     async def embeddings(body: EmbeddingRequest, request: Request) -> Any:
         texts = embedding_inputs(body)
+        note_model(request.scope, body.model)
         if ctx.drain.stopping:
             raise ApiError(503, "the server is shutting down", type="server_error", code="server_shutting_down")
         info = await to_thread.run_sync(ctx.router.instance_for, body.model)
@@ -137,10 +142,14 @@ def create_app(ctx: ServerContext) -> Asgi:
             return job
         if job.error is not None:
             raise _embedding_error(job.error, body) from None
+        note_usage(request.scope, job.prompt_tokens)
         return embeddings_json(body.model, job.vectors or [], body.encoding_format, job.prompt_tokens)
 
     audio.install(app, ctx)  # POST /v1/audio/transcriptions
-    return Guard(app, ctx.serve, ctx.stats)
+    status_routes.install(app, ctx)  # /metrics, /v1/llm-tui/...
+    guarded = Guard(app, ctx.serve, ctx.stats)
+    # Outside the guard: the guard and the routes see paths without the proxy's prefix.
+    return RootPath(guarded, ctx.serve.root_path) if ctx.serve.root_path else guarded
 
 
 def _reply_doc(model: type[BaseModel]) -> dict[str, Any]:
@@ -169,6 +178,7 @@ async def _reply(
 ) -> Any:
     """Route to the model's instance (`target`, else the one the body names), submit, and answer: whole, or
     streamed as SSE."""
+    note_model(request.scope, body.model)
     if ctx.drain.stopping:
         raise ApiError(503, "the server is shutting down", type="server_error", code="server_shutting_down")
     name, options = target or (body.model, None)
@@ -205,34 +215,13 @@ async def _reply(
     return reply
 
 
-def _metrics(ctx: ServerContext) -> dict[str, object]:
-    instances = []
-    for info in ctx.manager.instances():
-        instances.append(
-            {
-                "run_id": info.run_id,
-                "model": info.model_id,
-                "engine": info.engine,
-                "device": info.device,
-                "state": info.state.value,
-                "requests_served": info.requests_served,
-                "pending_requests": info.pending_requests,
-                "slots": info.slots,
-                "slots_busy": info.slots_busy,
-                "queued": info.queued,
-                "draft_proposed": info.draft_proposed,
-                "draft_accepted": info.draft_accepted,
-                "last_tokens_per_s": info.last_tokens_per_s,
-                "ram_bytes": info.footprint.ram_bytes,
-                "vram_bytes": info.footprint.vram_bytes,
-            }
-        )
-    snapshot = ctx.snapshot() if ctx.snapshot is not None else None
-    return {
-        "server": {**ctx.stats.snapshot(), "uptime_s": round(time.time() - ctx.started_at, 1)},
-        "instances": instances,
-        "telemetry": snapshot.to_json() if snapshot is not None else None,
-    }
+def _allowed(app: FastAPI, scope: Scope) -> list[str]:
+    """The methods the routes on this request's path take (several routes may share a path: GET and POST)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, Route | APIRoute) and route.matches(scope)[0] is Match.PARTIAL:
+            methods |= route.methods or set()
+    return sorted(methods)
 
 
 def _error_handlers(app: FastAPI) -> None:
@@ -262,7 +251,10 @@ def _error_handlers(app: FastAPI) -> None:
             return answer(exc.__cause__)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
         # Starlette's own headers (a 405's `Allow`, which RFC 9110 requires) go out with our body.
-        headers = tuple((exc.headers or {}).items())
+        given = dict(exc.headers or {})
+        if exc.status_code == 405:  # Starlette names only the first route on the path: name every method it has
+            given["Allow"] = ", ".join(_allowed(app, request.scope)) or given.get("Allow", "")
+        headers = tuple(given.items())
         return answer(ApiError(exc.status_code, str(exc.detail), code=code, headers=headers))
 
     async def crash(request: Request, exc: Exception) -> JSONResponse:

@@ -25,6 +25,7 @@ from engines.errors import BadRequest, LlmTuiError
 from engines.server import openapi
 from engines.server.errors import ApiError, bad_param, from_exception
 from engines.server.jobs import run_job
+from engines.server.request_state import note_model
 from engines.server.schemas import MAX_NAME
 from engines.types import Capability
 
@@ -110,6 +111,7 @@ def install(app: FastAPI, ctx: ServerContext) -> None:
         from engines.audio.types import TranscribeOptions
 
         _check_granularities(granularities or [])
+        note_model(request.scope, model)
         if ctx.drain.stopping:
             raise ApiError(503, "the server is shutting down", type="server_error", code="server_shutting_down")
         info = await to_thread.run_sync(ctx.router.instance_for, model)

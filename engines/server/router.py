@@ -10,7 +10,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from engines.config.load import Config
@@ -127,30 +127,54 @@ class Router:
             info = self._running(name)  # another request may have launched it meanwhile
             if info is not None:
                 return info
-            ref = self._launch_ref(name)
-            if ref is None:  # one answer whether or not such a file exists: no probing the disk through us
-                raise model_not_found(name, NOT_LAUNCHABLE)
-            before = {i.run_id for i in self.manager.instances()}
-            try:
-                launched = launch(
-                    self.manager,
-                    ref,
-                    self.config,
-                    options=options or default_options(self.config),
-                    snapshot=self.snapshot,
-                )
-            except ModelNotFound as exc:
-                raise model_not_found(name, str(exc)) from None
-            except LlmTuiError as exc:
-                self._forget_failed(before)
-                error = from_exception(exc)
-                error.message = f"cannot load {name!r}: {error.message}"
-                raise error from None
-            except Exception:
-                self._forget_failed(before)
-                raise
-            self._launched[name] = launched.run_id
-            return self.manager.info(launched.run_id)
+            return self._start(name, options, None)
+
+    def launch_new(self, name: str, *, engine: str | None = None, options: LaunchOptions | None = None) -> InstanceInfo:
+        """Launch `name` as a new instance, whether or not one runs it (the admin route), by the rules of
+        launch-on-demand (catalog ids, aliases, files inside models_dir; memory admission); blocks until loaded.
+        ApiError 404 (not launchable), 400 (unknown engine), 503 (not enough memory, load failed)."""
+        if engine is not None:
+            from engines.adapters import registry
+
+            if registry.ALIASES.get(engine, engine) not in registry.ENGINES:
+                known = ", ".join(sorted(registry.ENGINES))
+                raise ApiError(400, f"unknown engine {engine!r} (known: {known})", param="engine", code="invalid_value")
+        with self._launch_lock:
+            return self._start(name, options, engine)
+
+    def _start(self, name: str, options: LaunchOptions | None, engine: str | None) -> InstanceInfo:
+        """Launch what `name` names (the launch lock held)."""
+        ref = self._launch_ref(name)
+        if ref is None:  # one answer whether or not such a file exists: no probing the disk through us
+            raise model_not_found(name, NOT_LAUNCHABLE)
+        before = {i.run_id for i in self.manager.instances()}
+        try:
+            launched = launch(
+                self.manager,
+                ref,
+                self.config,
+                engine=engine,
+                options=self.served_options(options or default_options(self.config)),
+                snapshot=self.snapshot,
+            )
+        except ModelNotFound as exc:
+            raise model_not_found(name, str(exc)) from None
+        except LlmTuiError as exc:
+            self._forget_failed(before)
+            error = from_exception(exc)
+            error.message = f"cannot load {name!r}: {error.message}"
+            raise error from None
+        except Exception:
+            self._forget_failed(before)
+            raise
+        self._launched[name] = launched.run_id
+        return self.manager.info(launched.run_id)
+
+    def served_options(self, options: LaunchOptions) -> LaunchOptions:
+        """`options` with the server's idle unload ([serve] idle_unload_s, --idle-unload) unless they set their own."""
+        if options.idle_unload_s is not None or self.serve.idle_unload_s is None:
+            return options
+        return replace(options, idle_unload_s=self.serve.idle_unload_s)
 
     def _launch_ref(self, name: str) -> str | None:
         """What `name` launches: a model found on disk (by its listed name), an alias, a catalog id, or a file
@@ -206,6 +230,10 @@ class Router:
             if usable and name not in seen:
                 out.append(ModelEntry(name, now, False))
         return out
+
+    def launchable_names(self) -> list[str]:
+        """The names of the models on disk and the aliases that can be launched (the cached listing)."""
+        return sorted(self._cached_launchable())
 
     def _cached_launchable(self) -> dict[str, str]:
         cached = self._listing

@@ -12,12 +12,12 @@ import ipaddress
 import math
 import socket
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from engines.errors import LlmTuiError
 from engines.server.app import ServerContext, create_app
-from engines.server.guard import ServerStats
+from engines.server.guard import Asgi, ServerStats
 
 if TYPE_CHECKING:
     from engines.server.drain import DrainingServer
@@ -89,10 +89,21 @@ class Listening:
 
     context: ServerContext
     sock: socket.socket
+    app: Asgi = field(init=False)
+    """The ASGI app over the context (built once: it holds the access log file, closed by close_app)."""
+
+    def __post_init__(self) -> None:
+        self.app = create_app(self.context)
 
     @property
     def url(self) -> str:
         return url_of(self.sock)
+
+    def close_app(self) -> None:
+        """Close what the app holds open (the access log file); the server has stopped."""
+        close = getattr(self.app, "close", None)
+        if callable(close):
+            close()
 
 
 def prepare(context: ServerContext, host: str | None = None, port: int | None = None) -> Listening:
@@ -110,7 +121,7 @@ def _uvicorn(listening: Listening, grace_s: float) -> DrainingServer:
     from engines.server.drain import FINISH_MARGIN_S, DrainingServer
 
     config = uvicorn.Config(
-        create_app(listening.context),
+        listening.app,
         log_level="warning",
         access_log=False,  # the guard logs one line per request, without keys
         lifespan="off",
@@ -124,7 +135,10 @@ def _uvicorn(listening: Listening, grace_s: float) -> DrainingServer:
 def serve_forever(listening: Listening) -> None:
     """Run in the foreground until Ctrl+C / SIGTERM; running replies get `shutdown_grace_s` to finish."""
     server = _uvicorn(listening, listening.context.serve.shutdown_grace_s)
-    server.run(sockets=[listening.sock])
+    try:
+        server.run(sockets=[listening.sock])
+    finally:
+        listening.close_app()
 
 
 class ServerThread:
@@ -176,3 +190,4 @@ class ServerThread:
         self._server.should_exit = True
         self._thread.join(timeout)
         self.listening.sock.close()
+        self.listening.close_app()

@@ -47,7 +47,7 @@ class Server:
 
     def metrics(self) -> dict[str, object]:
         body: dict[str, object] = httpx.get(
-            self.url.removesuffix("/v1") + "/metrics", headers={"Authorization": f"Bearer {KEY}"}
+            self.url.removesuffix("/v1") + "/v1/llm-tui/metrics", headers={"Authorization": f"Bearer {KEY}"}
         ).json()
         return body
 

@@ -26,7 +26,7 @@ def test_a_client_that_hangs_up_cancels_its_embedding_and_frees_the_instance() -
                 httpx.post(f"{s.url}/embeddings", json={"model": "tiny", "input": ["a", "b"]}, timeout=1.0)
             # Queued behind the abandoned embedding, this would wait for ever: it gets its reply instead.
             chat = httpx.post(f"{s.url}/chat/completions", json=CHAT, timeout=10)
-            served_metrics = httpx.get(s.url.removesuffix("/v1") + "/metrics", timeout=5).json()
+            served_metrics = httpx.get(s.url.removesuffix("/v1") + "/v1/llm-tui/metrics", timeout=5).json()
         finally:
             gate.set()
     assert chat.status_code == 200, chat.text

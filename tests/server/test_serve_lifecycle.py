@@ -91,10 +91,10 @@ def serve(home: Path, *args: str) -> Iterator[Serve]:
 
 
 def wait_for_pending(server: Serve, count: int, timeout: float = 10.0) -> None:
-    """Until the model's instance holds `count` requests (running + queued), as /metrics reports."""
+    """Until the model's instance holds `count` requests (running + queued), as /v1/llm-tui/metrics reports."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        metrics = httpx.get(server.url.removesuffix("/v1") + "/metrics").json()
+        metrics = httpx.get(server.url.removesuffix("/v1") + "/v1/llm-tui/metrics").json()
         if metrics["instances"][0]["pending_requests"] == count:
             return
     raise AssertionError(f"never {count} pending requests")

@@ -1,5 +1,5 @@
 """`llm-tui serve` over an instance with slots: concurrent streaming clients share the batch, the rest wait,
-and /metrics says how many slots are in use and how many requests wait for one."""
+and /v1/llm-tui/metrics says how many slots are in use and how many requests wait for one."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def stream(s: Served, model: str, text: str, max_tokens: int | None = None) -> t
 
 
 def metrics(s: Served) -> dict[str, object]:
-    body = httpx.get(s.url.removesuffix("/v1") + "/metrics").json()
+    body = httpx.get(s.url.removesuffix("/v1") + "/v1/llm-tui/metrics").json()
     instance = body["instances"][0]
     assert isinstance(instance, dict)
     return instance
