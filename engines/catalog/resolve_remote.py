@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from engines.config.load import Config
+from engines.config.tables import RemoteEndpoint
 from engines.config.values import Invalid, parse_url
 from engines.errors import BadRequest, ModelNotFound
 from engines.secret import Secret
@@ -35,8 +36,11 @@ def remote_spec(ref: str, config: Config, env: Mapping[str, str]) -> ModelSpec |
     endpoint_name, _, model = ref[len("remote:") :].partition("/")
     endpoint = next((e for e in config.remote_endpoints if e.name == endpoint_name), None)
     if endpoint is None:
-        known = ", ".join(e.name for e in config.remote_endpoints) or "none configured"
-        raise ModelNotFound(f"no remote endpoint named {endpoint_name!r} in the config (known: {known})")
+        endpoint = _fleet_endpoint(endpoint_name, config)
+    if endpoint is None:
+        names = [e.name for e in config.remote_endpoints] + [m.name for m in config.fleet]
+        known = ", ".join(names) or "none configured"
+        raise ModelNotFound(f"no remote endpoint or fleet host named {endpoint_name!r} in the config (known: {known})")
     if not model:
         raise ModelNotFound(f"say which model of {endpoint_name}: remote:{endpoint_name}/MODEL")
     return ModelSpec(
@@ -47,6 +51,14 @@ def remote_spec(ref: str, config: Config, env: Mapping[str, str]) -> ModelSpec |
         served_name=model,
         api_key=endpoint.resolve_api_key(env),
     )
+
+
+def _fleet_endpoint(name: str, config: Config) -> RemoteEndpoint | None:
+    """A `[[fleet]]` host as an endpoint (the fleet screen chats with another host's models as remote:HOST/RUN)."""
+    member = next((m for m in config.fleet if m.name == name), None)
+    if member is None:
+        return None
+    return RemoteEndpoint(member.name, member.url, api_key_env=member.key_env)
 
 
 def endpoint_spec(url: str, model: str, env: Mapping[str, str], key_env: str | None = DEFAULT_KEY_ENV) -> ModelSpec:

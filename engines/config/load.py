@@ -23,6 +23,7 @@ import platformdirs
 import tomli_w
 
 from engines.atomic import atomic_write
+from engines.config.fleet import fleet_table, parse_fleet
 from engines.config.mcp import parse_mcp_servers, server_table, shown_server
 from engines.config.presets import parse_presets, presets_doc, show_presets
 from engines.config.redact import holds_secret as holds_secret  # part of this module's API
@@ -47,6 +48,7 @@ from engines.config.values import (
     resolve_path,
 )
 from engines.errors import ConfigError
+from engines.fleet.types import FleetMember
 from engines.mcp.types import McpServer
 from engines.presets import Preset
 from engines.secret import Secret
@@ -98,6 +100,8 @@ class Config:
     """[presets.NAME] tables by name: a system prompt, parameters, a model (engines.presets)."""
     mcp_servers: tuple[McpServer, ...] = field(default=(), repr=False)
     """[[mcp_servers]]; kept out of repr: their env values may hold keys (redacted() masks them)."""
+    fleet: tuple[FleetMember, ...] = ()
+    """[[fleet]]: the other hosts the fleet view polls (engines.config.fleet)."""
     source: Path | None = field(default=None, compare=False)
     """The config file of this user's settings that was read, if any: where the settings screen writes."""
     base_source: Path | None = field(default=None, compare=False)
@@ -117,6 +121,7 @@ class Config:
         object.__setattr__(self, "remote_endpoints", tuple(self.remote_endpoints))
         object.__setattr__(self, "presets", MappingProxyType(dict(self.presets)))
         object.__setattr__(self, "mcp_servers", tuple(self.mcp_servers))
+        object.__setattr__(self, "fleet", tuple(self.fleet))
         object.__setattr__(self, "warnings", tuple(self.warnings))
 
     @property
@@ -139,6 +144,7 @@ class Config:
         out: dict[str, object] = {f.name: redact(getattr(self, f.name)) for f in fields(self) if f.name != "env"}
         out["presets"] = show_presets(self.presets)
         out["mcp_servers"] = [shown_server(s) for s in self.mcp_servers]
+        out["fleet"] = [fleet_table(m) for m in self.fleet]
         out["db_path"] = str(self.db_path)
         return out
 
@@ -202,7 +208,7 @@ def _text_value(parse: Parse, raw: object, base: Path, source: str) -> Any:
         raise ConfigError(f"{source}: must be {exc.expected}{got}") from None
 
 
-# --- the file schema: scalars, [aliases], [[remote_endpoints]], [defaults], [serve] ---
+# --- the file schema: scalars, [aliases], [[remote_endpoints]], [defaults], [serve], [[fleet]] ---
 
 
 def _parse_document(doc: Mapping[str, object], label: str, base: Path, warnings: list[str]) -> dict[str, Any]:
@@ -223,6 +229,8 @@ def _parse_document(doc: Mapping[str, object], label: str, base: Path, warnings:
             values[key] = parse_presets(raw, label, warnings)
         elif key == "mcp_servers":
             values[key] = parse_mcp_servers(raw, label, warnings)
+        elif key == "fleet":
+            values[key] = parse_fleet(raw, label, warnings)
         else:
             warnings.append(f"{label}: unknown key {key!r} ignored")
     return values
@@ -315,7 +323,7 @@ def load_config(
     data_dir = values.pop("data_dir", None) or platformdirs.user_data_path(APP_NAME)
     cache_dir = values.pop("cache_dir", None) or platformdirs.user_cache_path(APP_NAME)
     models_dir = values.pop("models_dir", None) or data_dir / "models"
-    all_keys = (*_KEYS, "aliases", "remote_endpoints", "defaults", "serve", "presets", "mcp_servers")
+    all_keys = (*_KEYS, "aliases", "remote_endpoints", "defaults", "serve", "presets", "mcp_servers", "fleet")
     return Config(
         models_dir=models_dir,
         data_dir=data_dir,
@@ -375,6 +383,8 @@ def config_to_toml_dict(config: Config, *, include_defaults: bool = False) -> di
         out["presets"] = presets_doc(config.presets)
     if config.mcp_servers:
         out["mcp_servers"] = [server_table(s) for s in config.mcp_servers]
+    if config.fleet:
+        out["fleet"] = [fleet_table(m) for m in config.fleet]
     return out
 
 
