@@ -37,11 +37,17 @@ class ServeProcess:
 
 @contextmanager
 def serve_process(
-    home: Path, *args: str, env: dict[str, str] | None = None, start_s: float = 180
+    home: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    start_s: float = 180,
+    launcher: tuple[str, ...] = ("-m", "cli.main"),
 ) -> Iterator[ServeProcess]:
-    """Run `llm-tui serve ARGS` in `home` until the block ends; fail with its log if it is not serving in `start_s`."""
+    """Run `llm-tui serve ARGS` in `home` until the block ends; fail with its log if it is not serving in `start_s`.
+
+    `launcher` is what runs it after the interpreter (tests.fleet.fleet_member gives it fake GPUs)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "serve", *args],
+        [sys.executable, *launcher, "serve", *args],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,

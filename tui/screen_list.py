@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from tui.screens.compare import CompareScreen
     from tui.screens.downloads import DownloadsScreen
     from tui.screens.embeddings import EmbeddingsScreen
+    from tui.screens.fleet import FleetScreen
     from tui.screens.gauges import GaugesScreen
     from tui.screens.instances import InstancesScreen
     from tui.screens.settings import SettingsScreen
@@ -38,6 +39,8 @@ class ScreenEntry(Generic[S]):
     label: str
     load: Callable[[], type[S]]
     """The screen's class, imported on first use."""
+    short: str = ""
+    """The label when the bar is too narrow for all of them (80 columns); "" = the label."""
 
     def build(self) -> S:
         """A new screen (the app's mode factory)."""
@@ -104,16 +107,34 @@ def _settings() -> type[SettingsScreen]:
     return SettingsScreen
 
 
-CHAT = ScreenEntry("f1", "chat", "Chat", _chat)
-CATALOG = ScreenEntry("f2", "catalog", "Catalog", _catalog)
-DOWNLOADS = ScreenEntry("f3", "downloads", "Downloads", _downloads)
-INSTANCES = ScreenEntry("f4", "instances", "Instances", _instances)
-GAUGES = ScreenEntry("f5", "gauges", "Gauges", _gauges)
-COMPARE = ScreenEntry("f6", "compare", "Compare", _compare)
-EMBEDDINGS = ScreenEntry("f7", "embeddings", "Embed", _embeddings)
-SETTINGS = ScreenEntry("f8", "settings", "Settings", _settings)
+def _fleet() -> type[FleetScreen]:
+    # The fleet poller (httpx, the Prometheus parser) loads when the screen is first opened.
+    from tui.screens.fleet import FleetScreen
 
-SCREENS: tuple[ScreenEntry[Any], ...] = (CHAT, CATALOG, DOWNLOADS, INSTANCES, GAUGES, COMPARE, EMBEDDINGS, SETTINGS)
+    return FleetScreen
+
+
+CHAT = ScreenEntry("f1", "chat", "Chat", _chat)
+CATALOG = ScreenEntry("f2", "catalog", "Catalog", _catalog, "Cat")
+DOWNLOADS = ScreenEntry("f3", "downloads", "Downloads", _downloads, "Down")
+INSTANCES = ScreenEntry("f4", "instances", "Instances", _instances, "Inst")
+GAUGES = ScreenEntry("f5", "gauges", "Gauges", _gauges, "Gauge")
+COMPARE = ScreenEntry("f6", "compare", "Compare", _compare, "Comp")
+EMBEDDINGS = ScreenEntry("f7", "embeddings", "Embed", _embeddings)
+SETTINGS = ScreenEntry("f8", "settings", "Settings", _settings, "Set")
+FLEET = ScreenEntry("f10", "fleet", "Fleet", _fleet)
+
+SCREENS: tuple[ScreenEntry[Any], ...] = (
+    CHAT,
+    CATALOG,
+    DOWNLOADS,
+    INSTANCES,
+    GAUGES,
+    COMPARE,
+    EMBEDDINGS,
+    SETTINGS,
+    FLEET,
+)
 """Every screen, in the order of their keys (the bar shows them so)."""
 MODE_NAMES: tuple[str, ...] = tuple(entry.mode for entry in SCREENS)
 """The screens' mode names: `--screen`'s choices."""

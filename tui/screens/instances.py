@@ -18,7 +18,7 @@ from typing import ClassVar
 
 from rich.markup import escape
 from rich.text import Text
-from textual import events, work
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Footer, Header, Static
@@ -89,21 +89,28 @@ def _plain(cell: str | Text) -> str:
     return cell.plain if isinstance(cell, Text) else cell
 
 
-def fit_columns(rows: Sequence[Sequence[str | Text]], width: int) -> tuple[list[str], int]:
-    """The columns that fit in `width` cells (dropping NARROW_DROPS in order) and the width left for Model.
+def fit_columns(
+    rows: Sequence[Sequence[str | Text]],
+    width: int,
+    columns: Sequence[str] = COLUMNS,
+    drops: Sequence[str] = NARROW_DROPS,
+    flex: str = "Model",
+) -> tuple[list[str], int]:
+    """The columns that fit in `width` cells (dropping `drops` in order) and the width left for `flex`, the
+    column shortened first (down to MODEL_MIN). The fleet screen fits its own columns the same way.
 
     Each column takes its widest cell or title plus the table's padding of one cell on each side.
     """
-    natural = {t: max([len(t), *(len(_plain(r[i])) for r in rows)]) for i, t in enumerate(COLUMNS)}
-    shown = list(COLUMNS)
+    natural = {t: max([len(t), *(len(_plain(r[i])) for r in rows)]) for i, t in enumerate(columns)}
+    shown = list(columns)
     room = 0
-    for drop in (None, *NARROW_DROPS):
+    for drop in (None, *drops):
         if drop is not None:
             shown.remove(drop)
-        room = width - sum(natural[t] + 2 for t in shown if t != "Model") - 2
-        if room >= min(natural["Model"], MODEL_MIN):
+        room = width - sum(natural[t] + 2 for t in shown if t != flex) - 2
+        if room >= min(natural[flex], MODEL_MIN):
             break
-    return shown, max(5, min(natural["Model"], room))
+    return shown, max(5, min(natural[flex], room))
 
 
 def shorten(text: str, width: int) -> str:
@@ -312,29 +319,6 @@ class InstancesScreen(AppScreen):
 
     def action_launch_new(self) -> None:
         """Pick a model (catalog id, alias, GGUF path, or a running instance), then the launch dialog."""
-        from tui.screens.modals.model_picker import ModelChoice, ModelPickerModal
+        from tui.launch_flow import pick_and_launch
 
-        def done(choice: ModelChoice | None) -> None:
-            if choice is None:
-                return
-            if choice.run_id is not None:
-                self.shell.set_active_instance(choice.run_id)
-                self.shell.switch_mode(CHAT.mode)
-            elif choice.ref is not None:
-                self._prepare_launch(choice.ref)
-
-        config = self.runtime.config
-        instances = self.runtime.manager.instances()
-        self.app.push_screen(ModelPickerModal(instances, config.models_dir, dict(config.aliases)), done)
-
-    @work(thread=True, exclusive=True, group="prepare-launch")
-    def _prepare_launch(self, ref: str) -> None:
-        """Find what `ref` is (the catalog scan reads headers: off the UI thread), then open the dialog."""
-        from tui.screens.modals.launch import launch_target
-
-        try:
-            target = launch_target(ref, self.runtime)
-        except LlmTuiError as exc:
-            self.app.call_from_thread(self.notify, str(exc), title=f"Cannot launch {ref}", severity="error")
-            return
-        self.app.call_from_thread(self.shell.open_launch_dialog, target)
+        pick_and_launch(self)

@@ -12,7 +12,8 @@ SCREEN_KEYS: tuple[tuple[str, str, str], ...] = tuple((entry.key, entry.mode, en
 
 
 class ScreenBar(Static):
-    """Shows F1…F8 and the screen each opens; the last line above the footer."""
+    """Shows F1…F10 and the screen each opens; the last line above the footer. When the full labels do not fit
+    (80 columns), the other screens' labels are shortened ("F2Cat"); the current screen's stays whole."""
 
     DEFAULT_CSS = """
     ScreenBar {
@@ -27,10 +28,18 @@ class ScreenBar(Static):
         self.current = current
 
     def render(self) -> Text:
+        text = self._bar(short=False)
+        width = self.size.width
+        if width and text.cell_len > width:
+            text = self._bar(short=True)
+        return text
+
+    def _bar(self, *, short: bool) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
         for entry in SCREENS:
             current = entry.mode == self.current
             text.append(entry.key.upper(), style="bold reverse" if current else "bold")
-            text.append(entry.label, style="bold" if current else "")
+            label = entry.short or entry.label if short and not current else entry.label
+            text.append(label, style="bold" if current else "")
             text.append(" ")
         return text
