@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     from cli.serve import add_parser as add_serve_parser
 
     add_serve_parser(sub, lambda p: _global_options(p, suppress=True))
+
+    from cli.web import add_parser as add_web_parser
+
+    add_web_parser(sub, lambda p: _global_options(p, suppress=True))
     return parser
 
 
@@ -152,6 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from cli.serve import run_serve
 
             return run_serve(args, load(args))
+        if args.command == "web":
+            from cli.web import run_web
+
+            return run_web(args, load(args))
         return run_app(args)
     except LlmTuiError as exc:
         if debug:

@@ -12,6 +12,14 @@ if ! command -v tmux >/dev/null 2>&1; then
         (sudo apt-get update -qq && sudo apt-get install -y -qq tmux) >/dev/null
     fi
 fi
+# The `llm-tui web` tests drive the real app in a headless Chromium (Playwright downloads no browser here).
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null
+    elif command -v sudo >/dev/null 2>&1; then
+        (sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null
+    fi
+fi
 .venv/bin/ruff check engines tui cli tests bench
 .venv/bin/ruff format --check engines tui cli tests bench
 .venv/bin/mypy

@@ -207,7 +207,7 @@ class WebServer(Server):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("llm-tui web: %(message)s"))
         log.addHandler(handler)
-        log.setLevel(logging.DEBUG if self.debug else logging.INFO)
+        log.setLevel(logging.INFO)
         log.propagate = False
 
     async def on_startup(self, app: web.Application) -> None:

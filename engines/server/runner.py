@@ -7,36 +7,24 @@ error (not a traceback from inside the event loop) and nothing can take the port
 
 from __future__ import annotations
 
-import errno
-import ipaddress
 import math
 import socket
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from engines import listen
 from engines.errors import LlmTuiError
+from engines.listen import is_loopback
 from engines.server.app import ServerContext, create_app
 from engines.server.guard import Asgi, ServerStats
 
 if TYPE_CHECKING:
     from engines.server.drain import DrainingServer
 
-LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
-
 
 class ServeError(LlmTuiError):
     """The server cannot start: address refused without a key, port in use, bad host."""
-
-
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and localhost; anything else (0.0.0.0 included) reaches beyond this machine."""
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_exposure(host: str, has_keys: bool) -> None:
@@ -50,37 +38,13 @@ def check_exposure(host: str, has_keys: bool) -> None:
 
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket on host:port; ServeError naming the port when it is taken."""
-    try:
-        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise ServeError(f"cannot listen on {host}: {exc.strerror}") from None
-    family, kind, proto, _, address = infos[0]
-    # The protocol number matters: asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and
-    # accepted connections inherit it. With proto 0, every reply waits ~40 ms on Nagle + delayed ACK.
-    sock = socket.socket(family, kind, proto or socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free; a live one is not
-        sock.bind(address)
-        sock.listen(2048)
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise ServeError(
-                f"port {port} on {host} is already in use (another llm-tui serve or another server?); "
-                "choose another with --port or [serve] port"
-            ) from None
-        if exc.errno == errno.EACCES:
-            raise ServeError(f"not allowed to listen on {host}:{port} (ports below 1024 need root)") from None
-        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    sock.setblocking(False)
-    return sock
+    in_use = " (another llm-tui serve or another server?); choose another with --port or [serve] port"
+    return listen.bind(host, port, error=ServeError, in_use=in_use)
 
 
 def url_of(sock: socket.socket) -> str:
     """The base URL clients use (`…/v1`), from the address actually bound (port 0 picks one)."""
-    host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}/v1"
+    return listen.address_url(sock) + "/v1"
 
 
 @dataclass
