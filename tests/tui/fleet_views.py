@@ -12,10 +12,10 @@ from engines.fleet.types import FleetGpu, FleetInstance, FleetMember, HostView
 from engines.telemetry.fake import GIB
 
 NOW = 1_800_000_000.0
-A = FleetMember("gpu-a", "http://10.0.0.2:8000", key_env="GPU_A_KEY")
-B = FleetMember("gpu-b", "http://10.0.0.3:8000", key_env="GPU_B_KEY")
-VLLM = FleetMember("vllm-1", "http://10.0.0.4:8000", kind="openai")
-C = FleetMember("gpu-c", "http://10.0.0.5:8000")
+A = FleetMember("gpu-a", "http://127.0.0.1:9", key_env="GPU_A_KEY")
+B = FleetMember("gpu-b", "http://127.0.0.1:9", key_env="GPU_B_KEY")
+VLLM = FleetMember("vllm-1", "http://127.0.0.1:9", kind="openai")
+C = FleetMember("gpu-c", "http://127.0.0.1:9")
 MEMBERS = (A, B, VLLM, C)
 
 

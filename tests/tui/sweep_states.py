@@ -29,6 +29,7 @@ from tests.tui.catalog_fixture import ENTRIES, RESOURCES
 from tests.tui.conftest import AppFactory
 from tests.tui.test_chat_screen import until
 from tui.app import LlmTuiApp
+from tui.screen_list import SCREENS
 
 GB = 10**9
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((100, 30), id="100x30")]
@@ -42,7 +43,7 @@ ONCE_PER_WIDGET_CLASS += ["shift+tab", "x", "j", "k", "q", "space", "question_ma
 """Pressed at the first stop of each widget class in a run: moving acts alike on every widget of a class."""
 NAVIGATION = [*EVERY_STOP[:3], *ONCE_PER_WIDGET_CLASS[:11]]
 LETTERS = [*EVERY_STOP[3:], *ONCE_PER_WIDGET_CLASS[11:]]
-SCREEN_KEYS = [f"f{n}" for n in range(1, 9)]
+SCREEN_KEYS = [entry.key for entry in SCREENS]
 Keyed = Callable[[Pilot[int]], Awaitable[None]]
 NO_HUB = "http://127.0.0.1:9"
 """The Hub endpoint of the sweep's apps: the discard port, closed on test machines (the Hub states use a fake)."""
@@ -556,6 +557,30 @@ def _palette(app: LlmTuiApp, screen: Any) -> None:
     app.action_command_palette()
 
 
+def fleet_app(env: Env) -> LlmTuiApp:
+    """The fleet screen over canned hosts of every kind and state (up, busy with a queue, vLLM, down); their URLs
+    are closed loopback ports, so what a key sends there is refused, as from a host that went away."""
+    from dataclasses import replace
+
+    from tests.tui.fleet_views import MEMBERS, use_canned_fleet
+
+    use_canned_fleet(env.monkeypatch)
+    app = app_for(env, mode="fleet", launch=True)
+    app.runtime.config = replace(app.runtime.config, fleet=MEMBERS)
+    return app
+
+
+async def fleet_polled(pilot: Pilot[int], env: Env) -> None:
+    await model_ready(pilot)
+    await until(pilot, lambda: len(screen_of(pilot.app, "fleet").views) == 5, "the first poll")  # type: ignore[arg-type]
+
+
+def _host_models(app: LlmTuiApp, screen: Any) -> None:
+    """The launch picker of another host (gpu-a)."""
+    screen.table.move_cursor(row=screen.table.keys.index("h:gpu-a"))
+    screen.action_launch_new()
+
+
 def _ready_app(mode: str, engine: Callable[[], FakeEngine] | None = None) -> Callable[[Env], LlmTuiApp]:
     return lambda env: app_for(env, mode=mode, launch=True, engine=engine() if engine else None)
 
@@ -601,6 +626,7 @@ def _special() -> list[State]:
         ),
         State("compare/finished", "compare", lambda env: compare_app(env, held=False), compare_finished),
         State("settings/invalid-field", "settings", settings_app, invalid_setting),
+        State("fleet/every-kind-of-row", "fleet", fleet_app, fleet_polled),
     ]
 
 
@@ -668,6 +694,7 @@ def _modals() -> list[State]:
         State("tools-picker", "chat", _ready_app("chat"), _ready, open=opener("chat", lambda a, s: s.action_tools())),
         State("tool-approval", "chat", _ready_app("chat"), _ready, open=opener("chat", _approval)),
         State("preset-picker", "chat", presets_app, _ready, open=opener("chat", lambda a, s: s.action_preset())),
+        State("host-models", "fleet", fleet_app, fleet_polled, open=opener("fleet", _host_models)),
     ]
 
 

@@ -117,7 +117,7 @@ class FleetScreen(AppScreen):
         poller = FleetPoller(self.members, self.runtime.config.env)
         try:
             while True:
-                if self.app.screen is self or not self.views[1:]:
+                if self.is_current or not self.views[1:]:
                     remote = await poller.poll() if self.members else []
                     self.views = [self._local_view(), *remote]
                     self.show_rows()
