@@ -7,8 +7,8 @@ config's order, or are sorted by free VRAM (most first; hosts without a GPU read
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rich.text import Text
