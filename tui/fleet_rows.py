@@ -104,10 +104,16 @@ def host_cells(view: HostView, now: float, colours: dict[str, str]) -> tuple[str
         seen = "this box" if view.local else (f"{view.latency_ms:.0f} ms" if view.latency_ms is not None else "-")
     else:
         what = view.error or "not polled yet"
-        state = Text("down" if view.polled_at is not None else "…", style=bad)
+        word = "denied" if refused(view) else "down" if view.polled_at is not None else "…"
+        state = Text(word, style=bad)
         seen = ago(now - view.last_seen) if view.last_seen is not None else "never"
     engine = view.engine_kind or view.member.kind
     return (name, gpu_summary(view.gpus), what, engine, state, vram_free(view), "", "", seen)
+
+
+def refused(view: HostView) -> bool:
+    """It answered, but not to this key (401/403): not down, and a different fix (the key or its scopes)."""
+    return (view.error or "").startswith(("HTTP 401", "HTTP 403"))
 
 
 def instance_cells(instance: FleetInstance, colours: dict[str, str], stale: bool) -> tuple[str | Text, ...]:
@@ -162,7 +168,8 @@ def host_detail(view: HostView, now: float) -> list[str]:
         lines.append(" · ".join(parts))
     if not view.reachable:
         seen = ago(now - view.last_seen) if view.last_seen is not None else "never"
-        lines.append(f"unreachable: {view.error or 'not polled yet'} · last seen {seen}")
+        what = "refused" if refused(view) else "unreachable"
+        lines.append(f"{what}: {view.error or 'not polled yet'} · last seen {seen}")
     return lines
 
 

@@ -63,11 +63,12 @@ def test_every_host_and_model_shows_with_its_state(make_app: AppFactory, monkeyp
         assert "timed out after 2.0 s" in text and "8 s ago" in text  # the dead host, as last seen
         assert "85.9 GB free" in text  # gpu-a: 80 GiB free over its two GPUs
         status = str(screen.query_one("#fleet-status").render())
-        assert "4 of 5 hosts up" in status and "6 models running" in status
+        assert "4 of 5 hosts up" in status and "5 models running" in status  # not the down host's
         select(screen, "h:gpu-c")
         await pilot.pause()
         detail = str(screen.query_one("#fleet-detail").render())
         assert "unreachable: timed out after 2.0 s · last seen 8 s ago" in detail
+        assert "denied" not in text
         select(screen, "i:vllm-1:meta-llama/Llama-3.1-70B-Instruct")
         await pilot.pause()
         detail = str(screen.query_one("#fleet-detail").render())
@@ -235,3 +236,39 @@ def test_fleet_snapshot(  # type: ignore[no-untyped-def]
         await settle(pilot)
 
     assert snap_compare(fleet_app(make_app), terminal_size=size, run_before=show)
+
+
+def test_the_cursor_stays_on_its_row_when_a_host_gains_a_model(
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = views()
+    use_canned_fleet(monkeypatch, answers)
+
+    async def test(app: LlmTuiApp, pilot: Pilot[int]) -> None:
+        screen = await polled(pilot)
+        select(screen, "h:gpu-a")
+        await pilot.pause()
+        extra = FleetInstance("r3-llama.cpp", "a-model-with-a-much-longer-name-than-before", "llama.cpp", "ready")
+        answers[0] = replace(answers[0], instances=(*answers[0].instances, extra))
+        await pilot.press("r")
+        await until(pilot, lambda: "i:gpu-a:r3-llama.cpp" in screen.table.keys, "the next poll")
+        await pilot.pause()
+        assert screen.table.current_key == "h:gpu-a"
+        assert str(screen.query_one("#fleet-detail").render()).startswith("gpu-a")
+
+    drive(fleet_app(make_app), test)
+
+
+def test_a_host_that_refuses_the_key_is_denied_not_down(make_app: AppFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    answers = views()
+    answers[1] = replace(answers[1], reachable=False, error="HTTP 403: the key 'apps' may use infer, not metrics")
+    use_canned_fleet(monkeypatch, answers)
+
+    async def test(app: LlmTuiApp, pilot: Pilot[int]) -> None:
+        screen = await polled(pilot)
+        select(screen, "h:gpu-b")
+        await pilot.pause()
+        assert "denied" in table_text(app)
+        assert "refused: HTTP 403: the key 'apps'" in str(screen.query_one("#fleet-detail").render())
+
+    drive(fleet_app(make_app), test, size=(160, 30))

@@ -171,7 +171,7 @@ class FleetScreen(AppScreen):
             status.update(FLEET_HINT)
             return
         up = sum(1 for v in self.views if v.reachable)
-        models = sum(len(v.instances) for v in self.views)
+        models = sum(len(v.instances) for v in self.views if v.reachable)  # a down host's are as last seen
         order = " · sorted by free VRAM" if self.by_free_vram else ""
         status.update(f"{up} of {len(self.views)} hosts up · {models} models running · every {self.poll_s:g} s{order}")
 
