@@ -16,10 +16,11 @@ from engines.types import ChatMessage, InstanceState, LaunchOptions, ModelSpec
 from tests.tui.conftest import AppFactory
 from tests.tui.test_chat_screen import run, until
 from tui.app import LlmTuiApp
-from tui.screens.instances import COLUMNS, InstancesScreen, duration, fit_columns, shorten
+from tui.screens.instances import COLUMNS, NARROW_DROPS, InstancesScreen, duration
 from tui.screens.modals.launch import LaunchModal, LaunchTarget, engine_options, read_options
 from tui.screens.modals.log_view import LogModal
 from tui.widgets.api_status import ERROR_CHARS, shorten_words
+from tui.widgets.live_table import fit_columns, shorten
 
 GB = 10**9
 RESOURCES = Resources(ram_free_bytes=16 * GB, gpus=(GpuFree(0, "GPU 0", 20 * GB),), disk_free_bytes=100 * GB)
@@ -255,12 +256,15 @@ WIDE_ROW = (
 
 
 def test_columns_fit_80_columns_keeping_state_memory_and_idle() -> None:
-    shown, model_width = fit_columns([WIDE_ROW], 78)
+    shown, model_width = fit_columns([WIDE_ROW], 78, COLUMNS, NARROW_DROPS)
     assert {"Run", "State", "RAM", "VRAM", "Idle"} <= set(shown) and "Engine" not in shown
     widths = {t: max(len(t), len(WIDE_ROW[COLUMNS.index(t)])) for t in shown if t != "Model"}
     assert sum(w + 2 for w in widths.values()) + model_width + 2 <= 78
     assert shorten(WIDE_ROW[1], model_width).endswith("…") and len(shorten(WIDE_ROW[1], model_width)) == model_width
-    assert fit_columns([WIDE_ROW], 200) == (list(COLUMNS), len(WIDE_ROW[1]))  # wide: every column, nothing cut
+    assert fit_columns([WIDE_ROW], 200, COLUMNS, NARROW_DROPS) == (
+        list(COLUMNS),
+        len(WIDE_ROW[1]),
+    )  # wide: every column, nothing cut
 
 
 @pytest.mark.parametrize("size", [(80, 24), (100, 30)])

@@ -36,7 +36,6 @@ from tui.fleet_rows import (
 )
 from tui.screen_list import CHAT
 from tui.screens.app_screen import AppScreen
-from tui.screens.instances import _plain, fit_columns, shorten
 from tui.widgets.live_table import LiveTable
 from tui.widgets.screen_bar import ScreenBar
 
@@ -72,7 +71,6 @@ class FleetScreen(AppScreen):
         self.views: list[HostView] = []
         self.by_free_vram = False
         self._rows: list[FleetRow] = []
-        self._layout: tuple[tuple[str, ...], tuple[int, ...]] = (COLUMNS, ())
         self._wake = asyncio.Event()
         self._busy: set[str] = set()
         """Hosts with a launch or stop under way (their key), so one `n` twice does not launch twice."""
@@ -150,18 +148,7 @@ class FleetScreen(AppScreen):
         colours = self.app.theme_variables
         self._rows = fleet_rows(self.views, self.by_free_vram)
         rows = [row_cells(r, now, colours) for r in self._rows]
-        width = self.table.scrollable_content_region.width
-        shown, model_width = fit_columns(rows, width, COLUMNS, NARROW_DROPS) if width > 0 else (list(COLUMNS), 0)
-        picks = [COLUMNS.index(t) for t in shown]
-        model = COLUMNS.index("Model")
-        shown_rows = [
-            [shorten(_plain(r[c]), model_width) if c == model and model_width else r[c] for c in picks] for r in rows
-        ]
-        widths = tuple(max([len(t), *(len(_plain(r[k])) for r in shown_rows)]) for k, t in enumerate(shown))
-        layout = (tuple(shown), widths)
-        self.table.set_columns(shown, rebuild=layout != self._layout)
-        self._layout = layout
-        self.table.show([(r.key, cells) for r, cells in zip(self._rows, shown_rows, strict=True)])
+        self.table.show_fitted([(r.key, c) for r, c in zip(self._rows, rows, strict=True)], COLUMNS, NARROW_DROPS)
         self._show_status()
         self._show_detail()
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
 from typing import ClassVar
 
 from rich.markup import escape
@@ -36,8 +35,6 @@ COLUMNS = ("Run", "Model", "Engine", "Device", "State", "RAM", "VRAM", "tok/s", 
 NARROW_DROPS = ("Engine", "Reqs", "Up")
 """Columns given up, in this order, when the table is too narrow: the run id ends with the engine's name
 ("r1-llama.cpp"), and requests and uptime matter least; state, memory and idle time always stay."""
-MODEL_MIN = 12
-"""The Model column is shortened (with …) before a column is dropped, down to this width."""
 STATE_COLOUR = {
     InstanceState.LOADING: "warning",
     InstanceState.READY: "success",
@@ -85,39 +82,6 @@ def cells(info: InstanceInfo, now: float, active: str | None, colours: dict[str,
     )
 
 
-def _plain(cell: str | Text) -> str:
-    return cell.plain if isinstance(cell, Text) else cell
-
-
-def fit_columns(
-    rows: Sequence[Sequence[str | Text]],
-    width: int,
-    columns: Sequence[str] = COLUMNS,
-    drops: Sequence[str] = NARROW_DROPS,
-    flex: str = "Model",
-) -> tuple[list[str], int]:
-    """The columns that fit in `width` cells (dropping `drops` in order) and the width left for `flex`, the
-    column shortened first (down to MODEL_MIN). The fleet screen fits its own columns the same way.
-
-    Each column takes its widest cell or title plus the table's padding of one cell on each side.
-    """
-    natural = {t: max([len(t), *(len(_plain(r[i])) for r in rows)]) for i, t in enumerate(columns)}
-    shown = list(columns)
-    room = 0
-    for drop in (None, *drops):
-        if drop is not None:
-            shown.remove(drop)
-        room = width - sum(natural[t] + 2 for t in shown if t != flex) - 2
-        if room >= min(natural[flex], MODEL_MIN):
-            break
-    return shown, max(5, min(natural[flex], room))
-
-
-def shorten(text: str, width: int) -> str:
-    """`text` cut to `width` cells with an ellipsis where it was cut."""
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 class InstancesScreen(AppScreen):
     """Running models: watch them, chat with one, stop or restart them, read their logs."""
 
@@ -143,8 +107,6 @@ class InstancesScreen(AppScreen):
     def __init__(self) -> None:
         super().__init__(name="instances")
         self._shown: list[InstanceInfo] = []
-        self._layout: tuple[tuple[str, ...], tuple[int, ...]] = (COLUMNS, ())
-        """The columns shown and their widths, to rebuild the columns only when they change."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -181,20 +143,7 @@ class InstancesScreen(AppScreen):
         colours = self.app.theme_variables
         active_id = active.run_id if active else None
         rows = [cells(i, now, active_id, colours) for i in infos]
-        width = self.table.scrollable_content_region.width
-        shown, model_width = fit_columns(rows, width) if width > 0 else (list(COLUMNS), 0)
-        picks = [COLUMNS.index(t) for t in shown]
-        model = COLUMNS.index("Model")
-        shown_rows = [
-            [shorten(_plain(r[c]), model_width) if c == model and model_width else r[c] for c in picks] for r in rows
-        ]
-        # A column's width is set when it is built and does not follow its cells ("474 MB" shown as "474"
-        # after a load): build the columns again whenever the widest cell of one changes.
-        widths = tuple(max([len(t), *(len(_plain(r[k])) for r in shown_rows)]) for k, t in enumerate(shown))
-        layout = (tuple(shown), widths)
-        self.table.set_columns(shown, rebuild=layout != self._layout)
-        self._layout = layout
-        self.table.show([(i.run_id, r) for i, r in zip(infos, shown_rows, strict=True)])
+        self.table.show_fitted([(i.run_id, r) for i, r in zip(infos, rows, strict=True)], COLUMNS, NARROW_DROPS)
         self._shown = infos
         self._show_status(infos)
         self._show_detail()

@@ -15,6 +15,41 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
 
 Cell = str | Text
+FLEX_MIN = 12
+"""The flexible column (Model) is shortened (with …) before a column is dropped, down to this width."""
+
+
+def _plain(cell: Cell) -> str:
+    return cell.plain if isinstance(cell, Text) else cell
+
+
+def fit_columns(
+    rows: Sequence[Sequence[Cell]],
+    width: int,
+    columns: Sequence[str],
+    drops: Sequence[str],
+    flex: str = "Model",
+) -> tuple[list[str], int]:
+    """The columns that fit in `width` cells (dropping `drops` in order) and the width left for `flex`, the
+    column shortened first (down to FLEX_MIN).
+
+    Each column takes its widest cell or title plus the table's padding of one cell on each side.
+    """
+    natural = {t: max([len(t), *(len(_plain(r[i])) for r in rows)]) for i, t in enumerate(columns)}
+    shown = list(columns)
+    room = 0
+    for drop in (None, *drops):
+        if drop is not None:
+            shown.remove(drop)
+        room = width - sum(natural[t] + 2 for t in shown if t != flex) - 2
+        if room >= min(natural[flex], FLEX_MIN):
+            break
+    return shown, max(5, min(natural[flex], room))
+
+
+def shorten(text: str, width: int) -> str:
+    """`text` cut to `width` cells with an ellipsis where it was cut."""
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 class LiveTable(DataTable[Cell]):
@@ -30,6 +65,8 @@ class LiveTable(DataTable[Cell]):
         self.titles = tuple(columns)
         self.keys: list[str] = []
         self._kept: tuple[str | None, int] = (None, 0)
+        self._layout: tuple[tuple[str, ...], tuple[int, ...]] = (self.titles, ())
+        """The columns shown and their widths (show_fitted), to rebuild the columns only when they change."""
 
     def on_mount(self) -> None:
         for title in self.titles:
@@ -71,3 +108,24 @@ class LiveTable(DataTable[Cell]):
             for key, cells in rows:
                 for column, value in zip(self.titles, cells, strict=True):
                     self.update_cell(key, column, value)
+
+    def show_fitted(
+        self, rows: Sequence[tuple[str, Sequence[Cell]]], columns: Sequence[str], drops: Sequence[str]
+    ) -> None:
+        """Show (key, cells-for-every-column) rows with the columns that fit the table's width: `drops` given up
+        in order, Model shortened first (fit_columns)."""
+        cells = [r for _, r in rows]
+        width = self.scrollable_content_region.width
+        shown, model_width = fit_columns(cells, width, columns, drops) if width > 0 else (list(columns), 0)
+        picks = [columns.index(t) for t in shown]
+        model = columns.index("Model")
+        shown_rows = [
+            [shorten(_plain(r[c]), model_width) if c == model and model_width else r[c] for c in picks] for r in cells
+        ]
+        # A column's width is set when it is built and does not follow its cells ("474 MB" shown as "474"
+        # after a load): build the columns again whenever the widest cell of one changes.
+        widths = tuple(max([len(t), *(len(_plain(r[k])) for r in shown_rows)]) for k, t in enumerate(shown))
+        layout = (tuple(shown), widths)
+        self.set_columns(shown, rebuild=layout != self._layout)
+        self._layout = layout
+        self.show([(key, r) for (key, _), r in zip(rows, shown_rows, strict=True)])
