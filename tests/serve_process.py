@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,6 +36,23 @@ class ServeProcess:
     """stderr, a line per item, newlines stripped; it keeps growing while the server runs."""
 
 
+def read_log(stream: IO[str], ready_text: str = "serving on") -> tuple[list[str], threading.Event]:
+    """A thread reads `stream` into the list, a line per item; the event is set once a line holds `ready_text`,
+    or when the stream ends (the process died: the caller's wait then shows the log)."""
+    log: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        for line in stream:
+            log.append(line.rstrip("\n"))
+            if ready_text in line:
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    return log, ready
+
+
 @contextmanager
 def serve_process(
     home: Path,
@@ -54,18 +72,8 @@ def serve_process(
         env=env if env is not None else serve_env(home),
         cwd=home,
     )
-    log: list[str] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            log.append(line.rstrip("\n"))
-            if "serving on" in line:
-                ready.set()
-        ready.set()  # it ended: the wait below finds no address and shows the log
-
-    threading.Thread(target=read, daemon=True).start()
+    assert process.stderr is not None
+    log, ready = read_log(process.stderr)
     try:
         assert ready.wait(start_s), "llm-tui serve did not start:\n" + "\n".join(log)
         found = next((re.search(r"serving on (http://\S+)/v1", line) for line in log if "serving on" in line), None)

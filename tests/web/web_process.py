@@ -7,13 +7,12 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.serve_process import serve_env
+from tests.serve_process import read_log, serve_env
 
 SERVING = re.compile(r"serving on (http://\S+) \(")
 
@@ -56,18 +55,8 @@ def web_process(home: Path, *args: str, env: dict[str, str] | None = None, start
         env=env if env is not None else serve_env(home),
         cwd=home,
     )
-    log: list[str] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            log.append(line.rstrip("\n"))
-            if "serving on" in line:
-                ready.set()
-        ready.set()  # it ended: the wait below finds no address and shows the log
-
-    threading.Thread(target=read, daemon=True).start()
+    assert process.stdout is not None
+    log, ready = read_log(process.stdout)
     web = WebProcess("", process, log)
     try:
         assert ready.wait(start_s), "llm-tui web did not start:\n" + "\n".join(log)
