@@ -286,9 +286,14 @@ class LlmTuiApp(App[int]):
 
     def set_active_instance(self, run_id: str) -> None:
         """Point the chat at an already running instance."""
+        from engines.errors import InstanceNotFound
         from tui.runtime import ActiveModel
 
-        info = self.runtime.manager.info(run_id)
+        try:
+            info = self.runtime.manager.info(run_id)
+        except InstanceNotFound:  # picked from a list shown before it stopped (idle unload, a stop, a crash)
+            self.notify(f"{run_id} is no longer running; pick it again to launch it.", severity="warning")
+            return
         self.runtime.set_active(ActiveModel(info.run_id, info.model_id, info.engine))
         self.refresh_status()
         self.active_version += 1

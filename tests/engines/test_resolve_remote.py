@@ -51,7 +51,9 @@ def test_remote_references_use_the_configured_endpoint_and_its_key(tmp_path: Pat
     assert spec.api_key is not None and spec.api_key.reveal() == "sk-env" and "sk-env" not in repr(spec)
     local = remote_spec("remote:local/m", config(tmp_path), {})
     assert local is not None and local.endpoint == "http://127.0.0.1:9000/v1" and local.api_key == Secret("sk-file")
-    with pytest.raises(ModelNotFound, match="no remote endpoint named 'nope' in the config \\(known: vllm, local\\)"):
+    with pytest.raises(
+        ModelNotFound, match="no remote endpoint or fleet host named 'nope' in the config \\(known: vllm, local\\)"
+    ):
         remote_spec("remote:nope/m", config(tmp_path), {})
     with pytest.raises(ModelNotFound, match="say which model of vllm"):
         remote_spec("remote:vllm", config(tmp_path), {})
