@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from rich.text import Text
 
 from engines.catalog.fit import human_bytes
-from engines.fleet.types import FleetGpu, FleetInstance, HostView
+from engines.fleet.types import FleetInstance, HostView
+from engines.telemetry.snapshot import GpuStats
 
 COLUMNS = ("Host", "GPU", "Model", "Engine", "State", "VRAM", "tok/s", "Queue", "Seen")
 NARROW_DROPS = ("Engine", "Seen", "GPU")
@@ -59,7 +60,7 @@ def ago(seconds: float) -> str:
     return f"{s // 3600} h ago"
 
 
-def gpu_summary(gpus: Sequence[FleetGpu]) -> str:
+def gpu_summary(gpus: Sequence[GpuStats]) -> str:
     """ "RTX 4090 ×2", "A100 + L4", "-" without GPUs."""
     if not gpus:
         return "no GPU"

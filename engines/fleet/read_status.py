@@ -13,8 +13,8 @@ from typing import Any
 
 from engines.fleet.errors import FleetError
 from engines.fleet.status import SCHEMA, status_document
-from engines.fleet.types import FleetGpu, FleetInstance, FleetMember, HostView
-from engines.telemetry.snapshot import Snapshot
+from engines.fleet.types import FleetInstance, FleetMember, HostView
+from engines.telemetry.snapshot import GpuStats, Snapshot
 from engines.types import InstanceInfo
 
 MAX_GPUS = 64
@@ -81,17 +81,20 @@ def instance_from_json(raw: object) -> FleetInstance | None:
     )
 
 
-def _gpu(raw: object, position: int) -> FleetGpu:
+def _gpu(raw: object, position: int) -> GpuStats:
     item = _table(raw)
     index = count(item.get("index"))
-    return FleetGpu(
+    return GpuStats(
         index=position if index is None else index,
         name=text(item.get("name")),
+        uuid=text(item.get("uuid")),
         utilization_pct=number(item.get("utilization_pct")),
         memory_used_bytes=count(item.get("memory_used_bytes")),
         memory_total_bytes=count(item.get("memory_total_bytes")),
         temperature_c=number(item.get("temperature_c")),
         power_w=number(item.get("power_w")),
+        power_limit_w=number(item.get("power_limit_w")),
+        error=text(item.get("error")),
     )
 
 

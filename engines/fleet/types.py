@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from engines.telemetry.snapshot import GpuStats
+
 MemberKind = Literal["llm-tui", "openai"]
 """llm-tui: another `llm-tui serve` (its status document, admin actions with an admin key).
 openai: any OpenAI-compatible server (vLLM, SGLang, TGI, llama-server): its /v1/models and Prometheus /metrics,
@@ -23,25 +25,6 @@ class FleetMember:
     """The environment variable holding the API key to send (never the key itself in the file)."""
     timeout_s: float = 2.0
     """How long one poll of this host may take before it counts as slow/unreachable."""
-
-
-@dataclass(frozen=True, slots=True)
-class FleetGpu:
-    """One GPU of a host, as its status document reported it."""
-
-    index: int
-    name: str | None = None
-    utilization_pct: float | None = None
-    memory_used_bytes: int | None = None
-    memory_total_bytes: int | None = None
-    temperature_c: float | None = None
-    power_w: float | None = None
-
-    @property
-    def memory_free_bytes(self) -> int | None:
-        if self.memory_used_bytes is None or self.memory_total_bytes is None:
-            return None
-        return max(0, self.memory_total_bytes - self.memory_used_bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +70,8 @@ class HostView:
     """llm-tui, vllm, sglang, tgi, llama-server, or openai when the metrics say nothing more."""
     version: str | None = None
     hostname: str | None = None
-    gpus: tuple[FleetGpu, ...] = ()
+    gpus: tuple[GpuStats, ...] = ()
+    """Its GPUs, as its telemetry saw them (the same type as this machine's gauges)."""
     instances: tuple[FleetInstance, ...] = ()
     models: tuple[str, ...] = ()
     """Models it can launch (llm-tui: its local catalog models) or serves (openai)."""

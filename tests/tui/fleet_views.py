@@ -8,8 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from engines.fleet.types import FleetGpu, FleetInstance, FleetMember, HostView
+from engines.fleet.types import FleetInstance, FleetMember, HostView
 from engines.telemetry.fake import GIB
+from engines.telemetry.snapshot import GpuStats
 
 NOW = 1_800_000_000.0
 A = FleetMember("gpu-a", "http://127.0.0.1:9", key_env="GPU_A_KEY")
@@ -19,8 +20,8 @@ C = FleetMember("gpu-c", "http://127.0.0.1:9")
 MEMBERS = (A, B, VLLM, C)
 
 
-def a100(index: int, used_gib: int) -> FleetGpu:
-    return FleetGpu(index, "NVIDIA A100-SXM4-80GB", 71.0, used_gib * GIB, 80 * GIB, 64.0, 310.0)
+def a100(index: int, used_gib: int) -> GpuStats:
+    return GpuStats(index, "NVIDIA A100-SXM4-80GB", None, 71.0, used_gib * GIB, 80 * GIB, 64.0, 310.0)
 
 
 def views() -> list[HostView]:
@@ -58,7 +59,7 @@ def views() -> list[HostView]:
             31.0,
             engine_kind="llm-tui",
             version="0.1.0",
-            gpus=(FleetGpu(0, "NVIDIA GeForce RTX 4090", 97.0, 20 * GIB, 24 * GIB, 71.0, 402.0),),
+            gpus=(GpuStats(0, "NVIDIA GeForce RTX 4090", None, 97.0, 20 * GIB, 24 * GIB, 71.0, 402.0),),
             instances=(
                 FleetInstance(
                     "r1-llama.cpp", "llama-3.1-8b-q8_0", "llama.cpp", "busy", "cuda:0", 9 * GIB, None, 84.5, 4, 6
@@ -95,7 +96,7 @@ def views() -> list[HostView]:
             None,
             "timed out after 2.0 s",
             engine_kind="llm-tui",
-            gpus=(FleetGpu(0, "NVIDIA L4", 0.0, 2 * GIB, 24 * GIB),),
+            gpus=(GpuStats(0, "NVIDIA L4", None, 0.0, 2 * GIB, 24 * GIB),),
             instances=(FleetInstance("r3-llama.cpp", "phi-4-mini-q4_k_m", "llama.cpp", "ready", "cuda:0", 3 * GIB),),
         ),
     ]
