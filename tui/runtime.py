@@ -73,6 +73,7 @@ class Runtime:
         hands in os.environ; tests leave it empty)."""
         self.config = config
         self._env: Mapping[str, str] = env or {}
+        self._serve_settings: tuple[Config, ServeConfig] | None = None
         self._api: ServerThread | None = None
         self._manager: EngineManager | None = None
         self.store = store or Store(config.db_path)
@@ -335,9 +336,18 @@ class Runtime:
         with self._lock:
             return self._api
 
-    def serve_settings(self) -> ServeConfig:
-        """[serve] from the config with the environment's keys, host and port (ConfigError for a bad port)."""
-        return self.config.serve.with_env(self._env)
+    def serve_settings(self, *, fresh: bool = False) -> ServeConfig:
+        """[serve] from the config with the environment's keys, host and port (ConfigError for a bad port).
+
+        Kept while the config stays the same: the instances screen shows it every second, and a keys_file would be
+        read each time. `fresh` reads it again (starting the server: a key just removed from the file must not
+        get in)."""
+        cached = self._serve_settings
+        if not fresh and cached is not None and cached[0] is self.config:
+            return cached[1]
+        serve = self.config.serve.with_env(self._env)
+        self._serve_settings = (self.config, serve)
+        return serve
 
     def start_api(self) -> ServerThread:
         """Serve the running instances over the OpenAI-compatible API (blocking: call it from a worker thread).
@@ -354,7 +364,7 @@ class Runtime:
             if self._api is not None and self._api.running:
                 return self._api
         poller = self.telemetry
-        serve = self.serve_settings()
+        serve = self.serve_settings(fresh=True)
         context = ServerContext(self.manager, self.config, serve, snapshot=lambda: poller.latest or poller.sample_now())
         server = ServerThread(prepare(context))
         server.start()
