@@ -96,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     from cli.web import add_parser as add_web_parser
 
     add_web_parser(sub, lambda p: _global_options(p, suppress=True))
+
+    from cli.tune import add_parser as add_tune_parser
+
+    add_tune_parser(sub, lambda p: _global_options(p, suppress=True))
+
+    from cli.evaluate import add_parser as add_eval_parser
+
+    add_eval_parser(sub, lambda p: _global_options(p, suppress=True))
     return parser
 
 
@@ -160,6 +168,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from cli.web import run_web
 
             return run_web(args, load(args))
+        if args.command == "tune":
+            from cli.tune import run_tune
+
+            return run_tune(args, load(args))
+        if args.command == "eval":
+            from cli.evaluate import run_eval
+
+            return run_eval(args, load(args))
         return run_app(args)
     except LlmTuiError as exc:
         if debug:

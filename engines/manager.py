@@ -21,7 +21,7 @@ from engines.adapters.base import Engine
 from engines.errors import BadRequest, CapabilityNotSupported, InstanceNotFound, InstanceNotReady, LlmTuiError
 from engines.instance import Instance, StopWhen
 from engines.relay import Coalescing
-from engines.requests import EmbedJob, EventSink, RequestHandle, TranscribeJob
+from engines.requests import EmbedJob, EventSink, RequestHandle, ScoreJob, TranscribeJob
 from engines.tools.forced import engine_params, forces_call
 from engines.types import Capability, ChatMessage, InstanceInfo, LaunchOptions, ModelSpec, Params
 
@@ -169,6 +169,38 @@ class EngineManager:
         instance = self._get(run_id)
         instance.engine.require(Capability.EMBED)
         job = EmbedJob(texts=list(texts), notify=notify)
+        instance.submit(job)
+        return job
+
+    def score(
+        self, run_id: str, items: Sequence[tuple[str, Sequence[str]]], timeout: float | None = 300.0
+    ) -> list[list[float]]:
+        """Log-probabilities of each item's continuations after its raw prompt (queued behind the instance's other
+        requests). Raises CapabilityNotSupported when the engine exposes no logits."""
+        job = self.submit_score(run_id, items)
+        try:
+            return job.result(timeout)
+        except BaseException:
+            job.cancel()
+            raise
+
+    def submit_score(
+        self,
+        run_id: str,
+        items: Sequence[tuple[str, Sequence[str]]],
+        *,
+        notify: Callable[[], None] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> ScoreJob:
+        """Queue prompts to score and return the job at once (cancel it to stop it between prompts); `notify` is
+        called on the worker thread when it is done. Raises CapabilityNotSupported, BadRequest for no items."""
+        if not items:
+            raise BadRequest("give at least one prompt to score")
+        if any(not choices for _, choices in items):
+            raise BadRequest("every prompt to score needs at least one continuation")
+        instance = self._get(run_id)
+        instance.engine.require(Capability.SCORE)
+        job = ScoreJob(items=list(items), notify=notify, progress=progress)
         instance.submit(job)
         return job
 

@@ -200,3 +200,29 @@ class TranscribeJob(EngineJob):
         self.wait(timeout)
         assert self.transcript is not None
         return self.transcript
+
+
+@dataclass(eq=False, kw_only=True)
+class ScoreJob(EngineJob):
+    """Prompts whose given continuations the engine scores (`Engine.score_choices`), one list of log-probabilities
+    per prompt, in order; `progress` hears how many prompts are done (on the worker thread, must not block)."""
+
+    what: ClassVar[str] = "scoring"
+    items: Sequence[tuple[str, Sequence[str]]]
+    progress: Callable[[int], None] | None = None
+    scores: list[list[float]] = field(default_factory=list)
+
+    def run(self, engine: Engine) -> None:
+        from engines.errors import Cancelled
+
+        for prompt, choices in self.items:
+            if self.cancel_event.is_set():
+                raise Cancelled(f"the {self.what} request was cancelled")
+            self.scores.append(engine.score_choices(prompt, choices, self.cancel_event))
+            if self.progress is not None:
+                self.progress(len(self.scores))
+
+    def result(self, timeout: float | None) -> list[list[float]]:
+        """The log-probabilities, a list per prompt; raises what the engine raised."""
+        self.wait(timeout)
+        return self.scores

@@ -42,6 +42,9 @@ class Capability(enum.Flag):
     """Several requests decoded at once in one batch (`LaunchOptions.parallel`, `Engine.batcher`)."""
     SPECULATIVE = enum.auto()
     """Speculative decoding (`LaunchOptions.speculative`)."""
+    SCORE = enum.auto()
+    """Log-probabilities of given continuations after a raw prompt (`Engine.score_choices`): multiple-choice
+    evaluation by log-likelihood."""
     TOOLS = enum.auto()
     """The engine takes `Params.tools` / `tool_choice` itself and streams ToolCallDelta events (a remote server,
     Ollama). Engines without it get tools through their chat template, and their calls are parsed out of the

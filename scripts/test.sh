@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # transformers runs on the CPU build of torch here (scripts/cpu-torch.txt pins it).
-PIP_CONSTRAINT="$PWD/scripts/cpu-torch.txt" ./scripts/setup.sh llama,dev,transformers,serve,audio
+PIP_CONSTRAINT="$PWD/scripts/cpu-torch.txt" ./scripts/setup.sh llama,dev,transformers,tune,mlflow,serve,audio
 # One test drives the real app in tmux.
 if ! command -v tmux >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then

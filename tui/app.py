@@ -52,7 +52,7 @@ class LlmTuiApp(App[int]):
     BINDINGS = [
         # Shown by each screen's ScreenBar rather than the footer, which keeps the screen's own keys.
         # Priority: a focused text area must not swallow them (TextArea binds F6/F7 to select line/all).
-        *(Binding(e.key, f"switch_mode('{e.mode}')", e.label, show=False, priority=True) for e in SCREENS),
+        *(Binding(e.key, f"switch_mode('{e.mode}')", e.label, show=False, priority=True) for e in SCREENS if e.key),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
     ]
 

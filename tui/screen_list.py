@@ -21,10 +21,12 @@ if TYPE_CHECKING:
     from tui.screens.compare import CompareScreen
     from tui.screens.downloads import DownloadsScreen
     from tui.screens.embeddings import EmbeddingsScreen
+    from tui.screens.evaluate import EvaluateScreen
     from tui.screens.fleet import FleetScreen
     from tui.screens.gauges import GaugesScreen
     from tui.screens.instances import InstancesScreen
     from tui.screens.settings import SettingsScreen
+    from tui.screens.tune import TuneScreen
 
 S = TypeVar("S", bound="Screen[None]")
 
@@ -34,7 +36,8 @@ class ScreenEntry(Generic[S]):
     """One screen: the key that opens it, its mode name (also `--screen`'s value) and its label in the bar."""
 
     key: str
-    """Textual's key name ("f1"); shown upper-cased in the bar and the palette."""
+    """Textual's key name ("f1"); shown upper-cased in the bar and the palette. "" for a screen without a key of
+    its own (the palette, `--screen` and another screen's key open it; the bar shows it only while current)."""
     mode: str
     label: str
     load: Callable[[], type[S]]
@@ -54,7 +57,7 @@ class ScreenEntry(Generic[S]):
     @property
     def palette_help(self) -> str:
         """The palette entry's help line."""
-        return f"Open the {self.mode} screen ({self.key.upper()})"
+        return f"Open the {self.mode} screen ({self.key.upper()})" if self.key else f"Open the {self.mode} screen"
 
 
 def _chat() -> type[ChatScreen]:
@@ -97,12 +100,14 @@ def _compare() -> type[CompareScreen]:
 
 def _embeddings() -> type[EmbeddingsScreen]:
     from tui.screens.embeddings import EmbeddingsScreen
+    from tui.screens.evaluate import EvaluateScreen
 
     return EmbeddingsScreen
 
 
 def _settings() -> type[SettingsScreen]:
     from tui.screens.settings import SettingsScreen
+    from tui.screens.tune import TuneScreen
 
     return SettingsScreen
 
@@ -114,6 +119,19 @@ def _fleet() -> type[FleetScreen]:
     return FleetScreen
 
 
+def _tune() -> type[TuneScreen]:
+    # The plot and the tune library load when the screen is first opened; torch and peft only in the child.
+    from tui.screens.tune import TuneScreen
+
+    return TuneScreen
+
+
+def _evaluate() -> type[EvaluateScreen]:
+    from tui.screens.evaluate import EvaluateScreen
+
+    return EvaluateScreen
+
+
 CHAT = ScreenEntry("f1", "chat", "Chat", _chat)
 CATALOG = ScreenEntry("f2", "catalog", "Catalog", _catalog, "Cat")
 DOWNLOADS = ScreenEntry("f3", "downloads", "Downloads", _downloads, "Down")
@@ -123,6 +141,9 @@ COMPARE = ScreenEntry("f6", "compare", "Compare", _compare, "Comp")
 EMBEDDINGS = ScreenEntry("f7", "embeddings", "Embed", _embeddings)
 SETTINGS = ScreenEntry("f8", "settings", "Settings", _settings, "Set")
 FLEET = ScreenEntry("f10", "fleet", "Fleet", _fleet)
+TUNE = ScreenEntry("f11", "tune", "Tune", _tune)
+EVALUATE = ScreenEntry("", "evaluate", "Evaluate", _evaluate, "Eval")
+"""No function key is left (F9 and F12 are the chat's): the Tune screen's `e`, the palette and `--screen` open it."""
 
 SCREENS: tuple[ScreenEntry[Any], ...] = (
     CHAT,
@@ -134,7 +155,11 @@ SCREENS: tuple[ScreenEntry[Any], ...] = (
     EMBEDDINGS,
     SETTINGS,
     FLEET,
+    TUNE,
+    EVALUATE,
 )
 """Every screen, in the order of their keys (the bar shows them so)."""
+KEYED: tuple[ScreenEntry[Any], ...] = tuple(entry for entry in SCREENS if entry.key)
+"""The screens with a function key of their own."""
 MODE_NAMES: tuple[str, ...] = tuple(entry.mode for entry in SCREENS)
 """The screens' mode names: `--screen`'s choices."""

@@ -117,6 +117,17 @@ class Engine(ABC):
         self.require(Capability.COMPLETION)
         raise NotImplementedError
 
+    def score_choices(self, prompt: str, choices: Sequence[str], cancel: threading.Event) -> list[float]:
+        """The natural-log probability of each of `choices` as the continuation of the raw `prompt` (no chat
+        template; the prompt is tokenized as `complete` would), in the order given; raises
+        CapabilityNotSupported unless SCORE is declared, Cancelled once `cancel` is set.
+
+        A choice of several tokens scores the sum of its tokens' log-probabilities. Evaluation asks for the
+        letters of a multiple-choice answer (" A", " B", ...), so one forward pass over the prompt serves them all.
+        """
+        self.require(Capability.SCORE)
+        raise NotImplementedError
+
     last_embed_tokens: int | None = None
     """Tokens the last `embed` call read, over all its texts (None when the engine cannot tell)."""
 

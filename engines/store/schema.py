@@ -228,6 +228,69 @@ def _m007_thinking_and_tools(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _m008_tune_and_eval(conn: sqlite3.Connection) -> None:
+    """Fine-tuning runs with their per-step metrics, and evaluation runs with their per-item answers."""
+    statements = [
+        """CREATE TABLE tune_runs (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            base TEXT NOT NULL,
+            data_path TEXT NOT NULL,
+            data_sha256 TEXT NOT NULL,
+            options_json TEXT NOT NULL,
+            state TEXT NOT NULL
+                CHECK (state IN ('running', 'stopped', 'finished', 'failed', 'interrupted')),
+            run_dir TEXT NOT NULL,
+            adapter_path TEXT,
+            merged_path TEXT,
+            mlflow_run_id TEXT,
+            error TEXT
+        )""",
+        """CREATE TABLE tune_metrics (
+            run_id INTEGER NOT NULL REFERENCES tune_runs(id) ON DELETE CASCADE,
+            step INTEGER NOT NULL,
+            epoch REAL NOT NULL,
+            loss REAL,
+            val_loss REAL,
+            learning_rate REAL,
+            tokens_per_s REAL,
+            memory_bytes INTEGER,
+            at REAL NOT NULL,
+            PRIMARY KEY (run_id, step)
+        )""",
+        """CREATE TABLE eval_runs (
+            id INTEGER PRIMARY KEY,
+            created_at REAL NOT NULL,
+            model TEXT NOT NULL,
+            engine TEXT NOT NULL,
+            data_name TEXT NOT NULL,
+            data_sha256 TEXT NOT NULL,
+            method TEXT NOT NULL CHECK (method IN ('loglik', 'generate')),
+            shots INTEGER NOT NULL,
+            item_limit INTEGER,
+            items INTEGER NOT NULL,
+            correct INTEGER NOT NULL,
+            items_per_s REAL NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('finished', 'cancelled', 'failed')),
+            report_json TEXT NOT NULL
+        )""",
+        """CREATE TABLE eval_items (
+            run_id INTEGER NOT NULL REFERENCES eval_runs(id) ON DELETE CASCADE,
+            subject TEXT NOT NULL,
+            item INTEGER NOT NULL,
+            answer TEXT NOT NULL,
+            predicted TEXT,
+            correct INTEGER NOT NULL,
+            scores_json TEXT,
+            PRIMARY KEY (run_id, subject, item)
+        )""",
+    ]
+    for statement in statements:
+        conn.execute(statement)
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _m001_chat,
     _m002_downloads,
@@ -236,6 +299,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _m005_compare,
     _m006_message_audio,
     _m007_thinking_and_tools,
+    _m008_tune_and_eval,
 )
 """Migration N (1-based) brings a file from user_version N-1 to N."""
 

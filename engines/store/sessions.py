@@ -42,6 +42,8 @@ from engines.types import ROLES, ChatMessage, Params, Role, ToolCall
 if TYPE_CHECKING:
     from engines.downloads.tasks import DownloadTasks
     from engines.store.compare_runs import CompareRuns
+    from engines.store.eval_runs import EvalRuns
+    from engines.store.tune_runs import TuneRuns
 
 __all__ = [
     "LATEST_VERSION",
@@ -326,6 +328,20 @@ class Store:
         from engines.store.compare_runs import CompareRuns  # loads with the compare screen, not the app's first frame
 
         return CompareRuns(self._read, self._write)
+
+    @property
+    def tunes(self) -> TuneRuns:
+        """Fine-tuning runs and their per-step metrics (engines/store/tune_runs.py)."""
+        from engines.store.tune_runs import TuneRuns
+
+        return TuneRuns(self._read, self._write)
+
+    @property
+    def evals(self) -> EvalRuns:
+        """Evaluation runs and their per-item answers (engines/store/eval_runs.py)."""
+        from engines.store.eval_runs import EvalRuns
+
+        return EvalRuns(self._read, self._write)
 
     @property
     def downloads(self) -> DownloadTasks:

@@ -803,9 +803,14 @@ class _Handler(BaseHTTPRequestHandler):
                     flipped = bytearray(chunk)
                     flipped[fault.corrupt_at - pos] ^= 0xFF
                     chunk = bytes(flipped)
-                self.wfile.write(chunk)
-                pos += len(chunk)
+                # Counted before the write: a client that has the bytes must see them counted (after, it raced).
                 served.sent_bytes += len(chunk)
+                try:
+                    self.wfile.write(chunk)
+                except (BrokenPipeError, ConnectionResetError):
+                    served.sent_bytes -= len(chunk)
+                    raise
+                pos += len(chunk)
                 if served.milestone is not None and served.sent_bytes >= served.milestone:
                     served.reached.set()
                 if fault.throttle_bps is not None:
@@ -840,8 +845,8 @@ class _Handler(BaseHTTPRequestHandler):
                 piece = content.read(pos, pos + n).ljust(n, b"\0")
                 count -= n
                 pos += n
+                served.sent_bytes += n  # before the write, as in send_body
                 self.wfile.write(b"%x\r\n%s\r\n" % (n, piece))
-                served.sent_bytes += n
             self.wfile.write(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError):
             pass

@@ -43,7 +43,7 @@ ONCE_PER_WIDGET_CLASS += ["shift+tab", "x", "j", "k", "q", "space", "question_ma
 """Pressed at the first stop of each widget class in a run: moving acts alike on every widget of a class."""
 NAVIGATION = [*EVERY_STOP[:3], *ONCE_PER_WIDGET_CLASS[:11]]
 LETTERS = [*EVERY_STOP[3:], *ONCE_PER_WIDGET_CLASS[11:]]
-SCREEN_KEYS = [entry.key for entry in SCREENS]
+SCREEN_KEYS = [entry.key for entry in SCREENS if entry.key]
 Keyed = Callable[[Pilot[int]], Awaitable[None]]
 NO_HUB = "http://127.0.0.1:9"
 """The Hub endpoint of the sweep's apps: the discard port, closed on test machines (the Hub states use a fake)."""

@@ -27,7 +27,7 @@ from tui.commands import (
     ScreenCommand,
     app_commands,
 )
-from tui.screen_list import CATALOG, CHAT, COMPARE, MODE_NAMES, SCREENS, SETTINGS, ScreenEntry
+from tui.screen_list import CATALOG, CHAT, COMPARE, KEYED, MODE_NAMES, SCREENS, SETTINGS, ScreenEntry
 from tui.widgets.screen_bar import ScreenBar
 
 SCREEN_COMMANDS: Sequence[tuple[ScreenEntry[Any], Sequence[ScreenCommand[Any]]]] = (
@@ -64,7 +64,7 @@ def shown(app: LlmTuiApp, entry: ScreenEntry[Any]) -> bool:
 
 def test_the_list_is_the_bars_the_apps_and_the_command_lines() -> None:
     # F1-F8, then F10: F9 is the chat's tools key (and F11 many terminals keep for full screen).
-    assert [e.key for e in SCREENS] == [*(f"f{n}" for n in range(1, 9)), "f10"]
+    assert [e.key for e in SCREENS] == [*(f"f{n}" for n in range(1, 9)), "f10", "f11", ""]
     assert len(set(MODE_NAMES)) == len(SCREENS)
     assert set(LlmTuiApp.MODES) == set(MODE_NAMES)
     screen_option = next(a for a in build_parser()._actions if "--screen" in a.option_strings)
@@ -77,7 +77,7 @@ def test_every_screen_opens_by_its_key(make_app: AppFactory) -> None:
     async def main() -> None:
         async with app.run_test(size=(100, 30)) as pilot:
             await until(pilot, lambda: shown(app, CHAT), "the chat")
-            for entry in (*SCREENS[1:], CHAT):
+            for entry in (*KEYED[1:], CHAT):
                 await pilot.press(entry.key)
                 await until(pilot, lambda e=entry: shown(app, e), f"{entry.key} to open {entry.mode}")
                 assert app.screen.query_one(ScreenBar).current == entry.mode

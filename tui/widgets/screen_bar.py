@@ -7,7 +7,9 @@ from textual.widgets import Static
 
 from tui.screen_list import SCREENS
 
-SCREEN_KEYS: tuple[tuple[str, str, str], ...] = tuple((entry.key, entry.mode, entry.label) for entry in SCREENS)
+SCREEN_KEYS: tuple[tuple[str, str, str], ...] = tuple(
+    (entry.key, entry.mode, entry.label) for entry in SCREENS if entry.key
+)
 """(key, mode, label) of each screen, as tests read them (`tui.screen_list` is the list itself)."""
 
 
@@ -38,7 +40,9 @@ class ScreenBar(Static):
         text = Text(no_wrap=True, overflow="ellipsis")
         for entry in SCREENS:
             current = entry.mode == self.current
-            text.append(entry.key.upper(), style="bold reverse" if current else "bold")
+            if not entry.key and not current:
+                continue  # a screen without a key of its own shows only while it is the current one
+            text.append(entry.key.upper() or "·", style="bold reverse" if current else "bold")
             label = entry.short or entry.label if short and not current else entry.label
             text.append(label, style="bold" if current else "")
             text.append(" ")
