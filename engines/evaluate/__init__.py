@@ -1,0 +1,1 @@
+"""Multiple-choice evaluation (MMLU / C-Eval layout): data, prompts, scoring runs, statistics, reports."""
