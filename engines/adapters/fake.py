@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +33,27 @@ if TYPE_CHECKING:
 FAIL_MARKER = "[[fail]]"
 """A user message containing this makes the fake engine raise after two tokens."""
 
+ANSWER_CUE = "Answer:"
+_MARK = re.compile(r"<<([A-Z])>>")
+
+
+def marked_letter(prompt: str) -> str | None:
+    """X when the prompt's last question (the text after the last "Answer:" but a final one) holds `<<X>>`."""
+    body = prompt.rstrip()
+    body = body.removesuffix(ANSWER_CUE)
+    found = _MARK.search(body.rsplit(ANSWER_CUE, 1)[-1])
+    return found.group(1) if found else None
+
+
+def fake_scores(prompt: str, choices: Sequence[str]) -> list[float]:
+    """The fake's log-probabilities: the marked letter's choice " X" -0.1 and every other -3.0; without a mark,
+    log(1/n) each and the first choice 0.01 more (never a tie)."""
+    letter = marked_letter(prompt)
+    if letter is not None:
+        return [-0.1 if choice == f" {letter}" else -3.0 for choice in choices]
+    even = math.log(1 / len(choices)) if choices else 0.0
+    return [even + (0.01 if i == 0 else 0.0) for i in range(len(choices))]
+
 
 class FakeEngine(Engine):
     """Replies "Echo: <last user message>" (raw completions: "Echo: <prompt>") word by word, reproducibly; after a
@@ -47,7 +70,12 @@ class FakeEngine(Engine):
 
     name: ClassVar[str] = "fake"
     capabilities: ClassVar[Capability] = (
-        Capability.CHAT | Capability.STREAM | Capability.EMBED | Capability.COMPLETION | Capability.PARALLEL
+        Capability.CHAT
+        | Capability.STREAM
+        | Capability.EMBED
+        | Capability.COMPLETION
+        | Capability.PARALLEL
+        | Capability.SCORE
     )
     formats: ClassVar[tuple[str, ...]] = ("gguf", "hf", "fake")
 
@@ -86,6 +114,10 @@ class FakeEngine(Engine):
         """The prompts of raw completions, in order."""
         self.started = threading.Event()
         """Set when a chat or completion call begins, so tests can wait for it instead of sleeping."""
+        self.scored: list[tuple[str, tuple[str, ...]]] = []
+        """The prompts and choices of `score_choices` calls, in order."""
+        self.score_gate: threading.Event | None = None
+        """When set by a test: each prompt to score waits for it (or for cancel, which raises Cancelled)."""
         self.slots: FakeSlots | None = None
         """The slots, when launched with `parallel` > 1: one reply event per request per step."""
 
@@ -127,7 +159,7 @@ class FakeEngine(Engine):
             results = "; ".join(m.content for m in messages if m.role == "tool" and m.tool_call_id)
             yield from self._reply(last_user, prompt_tokens, params, cancel, f"The tool said: {results}")
             return
-        yield from self._reply(last_user, prompt_tokens, params, cancel)
+        yield from self._reply(last_user, prompt_tokens, params, cancel, self._letter_reply(last_user))
 
     def complete(self, prompt: str, params: Params, cancel: threading.Event) -> Iterator[StreamEvent]:
         """Stream the scripted reply, or "Echo: <prompt>", like `chat`."""
@@ -135,7 +167,27 @@ class FakeEngine(Engine):
         if self.spec is None:
             raise InstanceNotReady("fake engine: no model loaded")
         self.prompts.append(prompt)
-        yield from self._reply(prompt, len(prompt.split()), params, cancel)
+        yield from self._reply(prompt, len(prompt.split()), params, cancel, self._letter_reply(prompt))
+
+    def _letter_reply(self, said: str) -> str | None:
+        """ " X" for a prompt ending in "Answer:" (X its marked letter, else "A", as scoring picks); else None."""
+        if self.reply is not None or not said.rstrip().endswith(ANSWER_CUE):
+            return None
+        return " " + (marked_letter(said) or "A")
+
+    def score_choices(self, prompt: str, choices: Sequence[str], cancel: threading.Event) -> list[float]:
+        """`fake_scores` (the `<<X>>` marker rule), waiting on `score_gate` when a test set one."""
+        self.require(Capability.SCORE)  # a test subclass may take the capability away
+        if self.spec is None:
+            raise InstanceNotReady("fake engine: no model loaded")
+        if self.score_gate is not None:
+            while not self.score_gate.wait(0.01):
+                if cancel.is_set():
+                    break
+        if cancel.is_set():
+            raise Cancelled("scoring cancelled")
+        self.scored.append((prompt, tuple(choices)))
+        return fake_scores(prompt, choices)
 
     def _reply(
         self, said: str, prompt_tokens: int, params: Params, cancel: threading.Event, text: str | None = None

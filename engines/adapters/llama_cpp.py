@@ -91,6 +91,7 @@ class LlamaCppEngine(Engine):
         | Capability.LOGPROBS
         | Capability.PARALLEL
         | Capability.SPECULATIVE
+        | Capability.SCORE
     )
     formats: ClassVar[tuple[str, ...]] = ("gguf",)
 
@@ -266,6 +267,12 @@ class LlamaCppEngine(Engine):
             yield from self._slots.run(prepared, params, cancel)
             return
         yield from self._stream(prepared.tokens, params, cancel, None, params.stop, strip_leading=False, what="prompt")
+
+    def score_choices(self, prompt: str, choices: Sequence[str], cancel: threading.Event) -> list[float]:
+        """Log-probabilities of `choices` after the raw `prompt`, reusing the cached prefix (llama_cpp_score)."""
+        from engines.adapters.llama_cpp_score import score_choices
+
+        return score_choices(self, prompt, choices, cancel)
 
     def batcher(self) -> SlotScheduler | None:
         """The slots, when launched with `parallel` > 1 or speculative decoding."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from engines.adapters.base import Engine
 from engines.adapters.remote_link import Link
+from engines.adapters.remote_score import score_choices
 from engines.adapters.remote_stream import read_events
 from engines.adapters.remote_tools import chat_message, tool_fields
 from engines.adapters.token_estimate import estimate_prompt_tokens
@@ -65,6 +66,7 @@ class RemoteEngine(Engine):
         | Capability.JSON_SCHEMA
         | Capability.COMPLETION
         | Capability.TOOLS
+        | Capability.SCORE
     )
     formats: ClassVar[tuple[str, ...]] = ("remote",)
 
@@ -131,6 +133,13 @@ class RemoteEngine(Engine):
         link, spec = self._require()
         body = self._body(spec, params) | {"prompt": prompt}
         yield from self._stream(link, "/completions", body, (*params.stop, *spec.stop), cancel)
+
+    def score_choices(self, prompt: str, choices: Sequence[str], cancel: threading.Event) -> list[float]:
+        """Each choice's log-probability from `/completions` top log-probabilities (remote_score); raises
+        CapabilityNotSupported when the server sends none."""
+        link, spec = self._require()
+        assert spec.served_name is not None
+        return score_choices(link, spec.served_name, prompt, choices, cancel)
 
     def _body(self, spec: ModelSpec, params: Params) -> dict[str, Any]:
         """The request fields both endpoints share: model, streaming with usage, sampling, stop, response format."""

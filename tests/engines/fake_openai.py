@@ -11,7 +11,8 @@ None, an echo of the last user message word by word, each piece one token (after
 (servers differ; the client must cut). Faults: an HTTP error status with an OpenAI-shaped error body, an error
 event mid-stream (`{"error": ...}` in a data line or an `event: error`), a dropped connection, per-piece delays,
 a hold until `release()` or the client hangs up (which sets `disconnected`), keep-alive comments, data lines
-split across TCP writes. Every request is recorded.
+split across TCP writes. A non-streamed `/v1/completions` answer carries the reply's `logprobs` as given (scoring
+tests); `raw_body` answers 200 with exact bytes (malformed or oversized answers). Every request is recorded.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class Reply:
     usage: bool = True  # send the usage chunk when the client asks for it
     deltas: tuple[dict[str, Any], ...] | None = None  # raw `delta`s streamed in place of pieces (tool_calls, reasoning)
     usage_details: dict[str, Any] | None = None  # the usage chunk's `completion_tokens_details`
+    logprobs: Any = None  # a non-streamed /v1/completions answer's `choices[0].logprobs`, as is
+    raw_body: bytes | None = None  # answer 200 with exactly these bytes (malformed or oversized answers)
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,13 @@ class _Handler(StreamHandler):
         if reply.status is not None:
             self.error(reply.status, reply.message, "BadRequestError" if reply.status < 500 else "InternalServerError")
             return
+        if reply.raw_body is not None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply.raw_body)))
+            self.end_headers()
+            self.wfile.write(reply.raw_body)
+            return
         completion = self.path == "/v1/completions"  # a raw prompt: `choices[].text` instead of `delta.content`
         messages = body.get("messages") or [{"role": "user", "content": str(body.get("prompt") or "")}]
         last_user = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "")
@@ -166,6 +176,11 @@ class _Handler(StreamHandler):
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         if reply.usage_details is not None:
             usage["completion_tokens_details"] = reply.usage_details
+        if not body.get("stream") and completion:
+            text = "".join(p for p in pieces if isinstance(p, str))
+            choice = {"index": 0, "text": text, "logprobs": reply.logprobs, "finish_reason": finish}
+            self.send_json(200, base | {"object": "text_completion", "choices": [choice], "usage": usage})
+            return
         if not body.get("stream"):
             message = {"role": "assistant", "content": "".join(p for p in pieces if isinstance(p, str))}
             choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
