@@ -56,7 +56,17 @@ ENGINES: dict[str, EngineEntry] = {
             ("torch", "transformers"),
             "transformers",
             ("hf", "gguf"),
-            ("device", "n_ctx", "n_threads", "dtype", "quantization", "idle_unload_s", "chat_template", "parallel"),
+            (
+                "device",
+                "n_ctx",
+                "n_threads",
+                "dtype",
+                "quantization",
+                "lora_path",
+                "idle_unload_s",
+                "chat_template",
+                "parallel",
+            ),
         ),
         EngineEntry(
             "ollama",

@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from engines.adapters import transformers_convert, transformers_whisper
+from engines.adapters import transformers_adapter, transformers_convert, transformers_whisper
 from engines.adapters.base import Engine
 from engines.adapters.transformers_batch import TransformersBatch
 from engines.adapters.transformers_embed import embed_texts
@@ -90,7 +90,14 @@ class TransformersEngine(Engine):
     """
 
     name: ClassVar[str] = "transformers"
-    capabilities: ClassVar[Capability] = Capability.CHAT | Capability.STREAM | Capability.EMBED | Capability.PARALLEL
+    capabilities: ClassVar[Capability] = (
+        Capability.CHAT
+        | Capability.STREAM
+        | Capability.EMBED
+        | Capability.PARALLEL
+        | Capability.LORA
+        | Capability.SCORE
+    )
     formats: ClassVar[tuple[str, ...]] = ("hf", "gguf")
 
     def __init__(self, *, cache_dir: Path | None = None, progress: Callable[[str], None] | None = None) -> None:
@@ -124,6 +131,9 @@ class TransformersEngine(Engine):
             raise ModelNotFound(f"{spec.id}: no model file or folder to load")
         path = Path(spec.path)
         plan = load_plan(options)  # bad options fail before any slow work
+        if options.lora_path is not None:  # a bad adapter folder or a missing peft fails before the weights load
+            transformers_adapter.read_adapter_config(Path(options.lora_path))
+            transformers_adapter.require_peft()
         if spec.format == "gguf":
             folder = self._converted(path, spec, options)
         elif spec.format == "hf":
@@ -141,6 +151,8 @@ class TransformersEngine(Engine):
             torch.set_num_threads(options.n_threads)  # process-wide
         self._say(f"loading {folder.name}")
         if spec.format == "hf" and transformers_whisper.is_whisper(folder):
+            if options.lora_path is not None:
+                raise BadRequest("a LoRA adapter applies to a chat model; this is a Whisper speech model")
             with transformers_convert.quiet_progress_bars():
                 self._whisper = transformers_whisper.load_whisper(folder, plan, spec.id)
             self._model = self._whisper.model
@@ -164,6 +176,11 @@ class TransformersEngine(Engine):
             # A chosen template's turn marker ends replies even where the model's own end token differs.
             spec = replace(spec, stop=(*spec.stop, *TEMPLATE_STOPS.get(options.chat_template or "", ())))
             model = load_weights(transformers.AutoModelForCausalLM, folder, plan, path)
+            if options.lora_path is not None:  # merged into the weights, except on a quantized base (it would round)
+                self._say(f"applying LoRA adapter {Path(options.lora_path).name}")
+                model = transformers_adapter.apply_adapter(
+                    model, Path(options.lora_path), merge=plan.quantization is None
+                )
         model.eval()
         self._model, self._tokenizer, self._template = model, tokenizer, template
         self.spec, self._options, self.model_dir = spec, options, folder
@@ -402,6 +419,12 @@ class TransformersEngine(Engine):
         self._refuse_on_whisper("embeddings")
         vectors, self.last_embed_tokens = embed_texts(model, self._tokenizer, texts, self._n_ctx, self._pad_id, cancel)
         return vectors
+
+    def score_choices(self, prompt: str, choices: Sequence[str], cancel: threading.Event) -> list[float]:
+        """Log-probabilities of `choices` after the raw `prompt`, one forward pass (transformers_score)."""
+        from engines.adapters.transformers_score import score_choices
+
+        return score_choices(self, prompt, choices, cancel)
 
     def transcribe(
         self,

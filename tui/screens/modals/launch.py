@@ -202,8 +202,9 @@ def read_options(values: Mapping[str, str], base: LaunchOptions, allowed: Sequen
     template = values.get("chat_template", "")
     lora_text = values.get("lora_path", "").strip()
     lora = Path(lora_text).expanduser() if lora_text and "lora_path" in allowed else None
-    if lora is not None and not lora.is_file():
-        raise BadRequest(f"LoRA adapter: no such file {lora}")
+    if lora is not None and not (lora.is_file() or (lora / "adapter_config.json").is_file()):
+        what = "no PEFT adapter folder (adapter_config.json)" if lora.is_dir() else "no such file or folder"
+        raise BadRequest(f"LoRA adapter: {what}: {lora}")
     device = values.get("device", base.device) or "cpu"
     gpu_layers = 0 if device == "cpu" else (layers if layers is not None else base.n_gpu_layers or -1)
     dtype = values.get("dtype", "auto")
@@ -292,7 +293,7 @@ class LaunchModal(ModalScreen[LaunchChoice | None]):
                 yield Label("Quantization")
                 yield Select([(q, q) for q in QUANTIZATIONS], value="none", allow_blank=False, id="quantization")
                 yield Label("LoRA adapter")
-                yield Input("", id="lora_path", placeholder="file (optional)")
+                yield Input("", id="lora_path", placeholder="GGUF file or PEFT folder (optional)")
                 yield Label("Idle unload")
                 yield Input("", id="idle_unload_min", placeholder="minutes, or none")
                 yield Label("Parallel")
