@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+from typing import Any
 
 from engines.config.load import Config
 
@@ -18,3 +20,13 @@ def mlflow_installed() -> bool:
 def tracking_uri(config: Config) -> str:
     """MLflow's own MLFLOW_TRACKING_URI when set, else a local folder beside the chat database (data_dir/mlruns)."""
     return config.env.get("MLFLOW_TRACKING_URI") or (config.data_dir / "mlruns").as_uri()
+
+
+def client(uri: str) -> Any:
+    """An MlflowClient for `uri` (import mlflow only when called). MLflow 3 refuses its file store unless
+    MLFLOW_ALLOW_FILE_STORE is set, and mlflow-skinny has no SQL backend: a `file:` URI turns it on."""
+    if uri.startswith("file:"):
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)

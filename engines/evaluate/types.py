@@ -138,6 +138,9 @@ class EvalReport:
     id: int | None = None
     """Its row in the store, once saved."""
     created_at: float | None = None
+    notes: tuple[str, ...] = ()
+    """What the run had to change on the way (a switch to generation when the server gave no log-probabilities,
+    items whose shots were dropped to fit the context)."""
 
 
 @dataclass(frozen=True, slots=True)
