@@ -115,6 +115,8 @@ class DataReport:
     val_rows: int = 0
     lengths: LengthStats | None = None
     """Filled once the tokenizer is known."""
+    notes: tuple[str, ...] = ()
+    """What the user should know that is not a refused row (no validation split with one row, an empty file)."""
 
     @property
     def ok(self) -> bool:
