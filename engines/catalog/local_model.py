@@ -54,6 +54,8 @@ class LocalModel:
     """Ollama's own label, e.g. "268.10M"."""
     endpoint: str | None = None
     """The remote endpoint's name, for remote models."""
+    origin: str | None = None
+    """Where the model came from when llm-tui made it, e.g. "tuned: run NAME from BASE" (engines.tune.provenance)."""
 
 
 def finish_models(models: list[LocalModel], entries: Iterable[CatalogEntry] | None = None) -> list[LocalModel]:

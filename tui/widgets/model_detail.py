@@ -33,6 +33,7 @@ def about_text(row: CatalogRow, aliases: Mapping[str, str], width: int = 80) -> 
     context = [f"{row.context_length:,} tokens" if row.context_length else None, _template(row)]
     facts: list[tuple[str, str | None]] = [
         ("source", where),
+        ("origin", row.origin),
         ("file", path),
         ("model", _joined(model)),
         ("arch", _joined([row.architecture or row.family, _shape(row)])),
