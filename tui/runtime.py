@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from engines.telemetry.poller import TelemetryPoller
     from engines.telemetry.sources import GpuSource
     from engines.types import InstanceInfo, LaunchOptions
+    from tui.screens.tune_hooks import TuneHandle
 
 EngineChoice = Callable[[str], "str | Engine | None"]
 """Maps a model reference to the engine to use (tests hand in a fake engine here)."""
@@ -92,6 +94,9 @@ class Runtime:
         self._lock = threading.Lock()
         self._active: ActiveModel | None = None
         self._mcp: McpHub | None = None
+        self.tune_handles: dict[str, TuneHandle] = {}
+        """Fine-tuning processes this app started (the Tune screen's), by run name: stopped with a checkpoint when
+        the app closes, so a quit never leaves a child training unseen (`r` resumes the run)."""
         self.active_replaced: Callable[[ActiveModel, ActiveModel | None], None] = lambda old, new: None
         """Told (old, new) when the active instance stopped or failed and the most recently used ready one took
         its place (new is None when none is ready); from the thread that noticed. The app sets it."""
@@ -386,6 +391,9 @@ class Runtime:
         """Stop the API server, downloads (they resume next time), every instance and the telemetry poller;
         close the store."""
         self.stop_api()
+        for handle in list(self.tune_handles.values()):
+            with contextlib.suppress(Exception):  # gone already: nothing to stop
+                handle.stop()
         if self._mcp is not None:
             self._mcp.close()
         if self._downloads is not None:

@@ -100,14 +100,12 @@ def _compare() -> type[CompareScreen]:
 
 def _embeddings() -> type[EmbeddingsScreen]:
     from tui.screens.embeddings import EmbeddingsScreen
-    from tui.screens.evaluate import EvaluateScreen
 
     return EmbeddingsScreen
 
 
 def _settings() -> type[SettingsScreen]:
     from tui.screens.settings import SettingsScreen
-    from tui.screens.tune import TuneScreen
 
     return SettingsScreen
 

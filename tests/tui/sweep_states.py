@@ -581,6 +581,36 @@ def _host_models(app: LlmTuiApp, screen: Any) -> None:
     screen.action_launch_new()
 
 
+def tune_app(env: Env) -> LlmTuiApp:
+    """The Tune screen over two stored runs: a finished one with a curve and a stopped one (resumable)."""
+    from tests.tui.test_tune_screen import store_run
+
+    app = app_for(env, mode="tune", launch=False)
+    config = app.runtime.config
+    store_run(app.runtime.store, config, "finished-run", 20, "finished", adapter_path=config.data_dir / "adapter")
+    store_run(app.runtime.store, config, "stopped-run", 6, "stopped")
+    return app
+
+
+async def tune_listed(pilot: Pilot[int], env: Env) -> None:
+    await until(pilot, lambda: len(screen_of(pilot.app, "tune").views) == 2, "the stored runs")  # type: ignore[arg-type]
+
+
+def evaluate_app(env: Env) -> LlmTuiApp:
+    """The Evaluate screen with a model running (so `n` opens its dialog) and two saved runs to compare."""
+    from tests.tui.test_eval_screen import report
+
+    app = app_for(env, mode="evaluate", launch=True)
+    app.runtime.store.evals.save(report("base", [True, False, True, False, True, True]))
+    app.runtime.store.evals.save(report("tuned", [True, True, True, False, True, True]))
+    return app
+
+
+async def evaluate_listed(pilot: Pilot[int], env: Env) -> None:
+    await model_ready(pilot)
+    await until(pilot, lambda: len(screen_of(pilot.app, "evaluate").reports) == 2, "the saved runs")  # type: ignore[arg-type]
+
+
 def _ready_app(mode: str, engine: Callable[[], FakeEngine] | None = None) -> Callable[[Env], LlmTuiApp]:
     return lambda env: app_for(env, mode=mode, launch=True, engine=engine() if engine else None)
 
@@ -627,6 +657,8 @@ def _special() -> list[State]:
         State("compare/finished", "compare", lambda env: compare_app(env, held=False), compare_finished),
         State("settings/invalid-field", "settings", settings_app, invalid_setting),
         State("fleet/every-kind-of-row", "fleet", fleet_app, fleet_polled),
+        State("tune/two-runs", "tune", tune_app, tune_listed),
+        State("evaluate/two-runs", "evaluate", evaluate_app, evaluate_listed),
     ]
 
 
@@ -695,6 +727,14 @@ def _modals() -> list[State]:
         State("tool-approval", "chat", _ready_app("chat"), _ready, open=opener("chat", _approval)),
         State("preset-picker", "chat", presets_app, _ready, open=opener("chat", lambda a, s: s.action_preset())),
         State("host-models", "fleet", fleet_app, fleet_polled, open=opener("fleet", _host_models)),
+        State("tune-new", "tune", tune_app, tune_listed, open=opener("tune", lambda a, s: s.action_new_run())),
+        State(
+            "eval-new",
+            "evaluate",
+            evaluate_app,
+            evaluate_listed,
+            open=opener("evaluate", lambda a, s: s.action_new_run()),
+        ),
     ]
 
 

@@ -348,7 +348,11 @@ HANDLED_BY_THE_PROMPT = {"enter", "ctrl+j"}
 tests press them (test_chat_screen.py)."""
 
 
-PUSHED_SCREENS = {"The Hub search screen": "hub-search", "The Hub files screen": "hub-files"}
+PUSHED_SCREENS = {
+    "The Hub search screen": "hub-search",
+    "The Hub files screen": "hub-files",
+    "The Evaluate screen": "evaluate",
+}
 """Screens pushed over another (no F-key of their own): a paragraph that starts by naming one documents its keys."""
 
 
@@ -374,7 +378,7 @@ def readme_key_tables() -> list[tuple[str, list[str]]]:
         if keys is not None:
             text = " ".join(" ".join(paragraph).split()).lstrip("- ")
             pushed = [screen for opening, screen in PUSHED_SCREENS.items() if text.startswith(opening)]
-            named = re.findall(r"\((F\d)\b", text)
+            named = re.findall(r"\((F\d+)\b", text)
             tables.append((pushed[0] if pushed else modes[named[0]] if named else "chat", keys))
             keys = None
             paragraph = []
@@ -414,6 +418,8 @@ SCREEN_STATE = {
     "catalog": "catalog/every-kind-of-row",
     "hub-search": "hub-search/results",
     "hub-files": "hub-files/best",
+    "tune": "tune/two-runs",
+    "evaluate": "evaluate/two-runs",
 }
 
 

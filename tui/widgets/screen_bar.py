@@ -30,20 +30,24 @@ class ScreenBar(Static):
         self.current = current
 
     def render(self) -> Text:
-        text = self._bar(short=False)
         width = self.size.width
-        if width and text.cell_len > width:
-            text = self._bar(short=True)
+        text = self._bar(short=False)
+        for short, whole_current in ((True, True), (True, False)):
+            if not width or text.cell_len <= width:
+                break
+            text = self._bar(short=short, whole_current=whole_current)
         return text
 
-    def _bar(self, *, short: bool) -> Text:
+    def _bar(self, *, short: bool, whole_current: bool = True) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
         for entry in SCREENS:
             current = entry.mode == self.current
             if not entry.key and not current:
                 continue  # a screen without a key of its own shows only while it is the current one
-            text.append(entry.key.upper() or "·", style="bold reverse" if current else "bold")
-            label = entry.short or entry.label if short and not current else entry.label
-            text.append(label, style="bold" if current else "")
+            if entry.key:
+                text.append(entry.key.upper(), style="bold reverse" if current else "bold")
+            whole = not short or (current and whole_current)
+            label = entry.label if whole else entry.short or entry.label
+            text.append(label, style=("bold reverse" if not entry.key else "bold") if current else "")
             text.append(" ")
         return text
