@@ -293,7 +293,7 @@ class LaunchModal(ModalScreen[LaunchChoice | None]):
                 yield Label("Quantization")
                 yield Select([(q, q) for q in QUANTIZATIONS], value="none", allow_blank=False, id="quantization")
                 yield Label("LoRA adapter")
-                yield Input("", id="lora_path", placeholder="GGUF file or PEFT folder (optional)")
+                yield Input("", id="lora_path", placeholder="file or folder")
                 yield Label("Idle unload")
                 yield Input("", id="idle_unload_min", placeholder="minutes, or none")
                 yield Label("Parallel")
