@@ -9,6 +9,12 @@ from pathlib import Path
 import platformdirs
 import pytest
 
+# Two pytest-xdist workers share this machine's cores: torch's default (one intra-op thread per core in each worker,
+# and in each child a test starts) oversubscribed them, and OpenMP's spinning threads made a LoRA step 45 s instead
+# of 2.5 s. One thread per process keeps the workers out of each other's way; set before any test imports torch.
+for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
 
 @pytest.fixture(scope="session")
 def gemma_path() -> Path:

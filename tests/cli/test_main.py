@@ -347,7 +347,19 @@ def test_real_gemma_line_chat_ctrl_c_stops_the_reply_and_ctrl_d_quits(isolated_d
     controller, terminal = pty.openpty()
     env = {**os.environ, "LLM_TUI_MODELS_DIR": str(gemma_path.parent), "LLM_TUI_N_THREADS": "2"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "chat", "gemma-3-270m", "--max-tokens", "400", "--temperature", "0.8"],
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "chat",
+            "gemma-3-270m",
+            "--max-tokens",
+            "400",
+            "--temperature",
+            "0.8",
+            "--seed",
+            "2",
+        ],
         stdin=terminal,
         stdout=terminal,
         stderr=terminal,
