@@ -26,7 +26,7 @@ from engines.tune import checkpoint
 from engines.tune.checkpoint import TrainState
 from engines.tune.paths import ADAPTER, EVENTS, RunFile, read_run_file
 from engines.tune.train_loop import Trainer, total_steps
-from engines.tune.types import Failed, Finished, Started, Status, TuneEvent, TuneOptions
+from engines.tune.types import Failed, Finished, LengthStats, Started, Status, TuneEvent, TuneOptions
 from engines.types import LaunchOptions, ModelSpec
 
 
@@ -104,7 +104,7 @@ def train(run_dir: Path, emit: Any, stop: threading.Event) -> int:
 
     from engines.adapters.transformers_convert import quiet_progress_bars
     from engines.tune.data import read_rows, split_rows
-    from engines.tune.encode import chat_template_for, encode_rows
+    from engines.tune.encode import chat_template_for, encode_rows, length_stats
     from engines.tune.modules import default_target_modules
 
     run = read_run_file(run_dir)
@@ -150,6 +150,7 @@ def train(run_dir: Path, emit: Any, stop: threading.Event) -> int:
         emit(Status(f"tokenizing {len(train_rows)} training and {len(val_rows)} validation rows"))
         train_set = encode_rows(tokenizer, template, train_rows, options.max_seq_len)
         val_set = encode_rows(tokenizer, template, val_rows, options.max_seq_len)
+        emit(Status(length_line(length_stats([*train_set, *val_set], options.max_seq_len), options.max_seq_len)))
 
         emit(Status(f"loading {run.base}"))
         model = load_weights(transformers.AutoModelForCausalLM, folder, plan, run.base_path)
@@ -248,6 +249,15 @@ def main(argv: list[str]) -> int:
         return 1
     finally:
         emit.close()
+
+
+def length_line(stats: LengthStats, max_seq_len: int) -> str:
+    """The rows' token lengths after the chat template, as the Tune screen and the CLI show them before training."""
+    cut = f"{stats.over_max} over {max_seq_len} (cut to it)" if stats.over_max else f"none over {max_seq_len}"
+    return (
+        f"tokens per row (chat template applied): min {stats.minimum}, median {stats.median}, "
+        f"p95 {stats.p95}, max {stats.maximum}; {cut}"
+    )
 
 
 if __name__ == "__main__":

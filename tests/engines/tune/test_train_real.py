@@ -5,6 +5,7 @@ launch test; these tests check what it produced against independent references."
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 
 from engines.catalog.resolve import resolve_model
 from engines.store.sessions import Store
-from engines.tune.types import Checkpointed, Finished, Started, StepDone, Validated
+from engines.tune.types import Checkpointed, Finished, Started, Status, StepDone, Validated
 from engines.types import ModelSpec
 from tests.engines.tune.conftest import ANSWER, QUESTION, TrainedRun
 
@@ -83,6 +84,9 @@ def test_the_run_finishes_with_every_step_in_order(trained_run: TrainedRun) -> N
     finished = events[-1]
     assert isinstance(finished, Finished) and finished.adapter_dir == trained_run.adapter_dir
     assert [e.step for e in events if isinstance(e, Checkpointed)] == [10]
+    # Before training, the rows' token lengths after the chat template (short rows: none reaches 64).
+    [lengths] = [e.message for e in events if isinstance(e, Status) and e.message.startswith("tokens per row")]
+    assert "none over 64" in lengths and re.search(r"min (\d+), median (\d+), p95 (\d+), max (\d+)", lengths)
 
 
 def test_validation_loss_falls(trained_run: TrainedRun) -> None:
