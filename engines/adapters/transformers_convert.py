@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from engines.atomic import atomic_write
-from engines.errors import BadModelFile
+from engines.errors import BadModelFile, ModelNotFound
+from engines.templates.chat import NO_TEMPLATE
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,20 @@ def ensure_converted(gguf: Path, cache_dir: Path, progress: Progress | None = No
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return final
+
+
+def converted_folder(gguf: Path, cache_dir: Path | None, progress: Progress, *, has_template: bool) -> Path:
+    """The cached Hugging Face folder for a GGUF, converting it first if needed (`cache_dir` None: the default).
+    The header is checked, and a missing chat template refused (`has_template`: one is given apart from the file),
+    before the slow conversion ever sees the file."""
+    if not gguf.is_file():
+        raise ModelNotFound(f"model file not found: {gguf}")
+    from engines.catalog.gguf_header import read_gguf_header
+
+    header = read_gguf_header(gguf)  # BadModelFile for a malformed file
+    if not (header.chat_template or has_template):
+        raise BadModelFile(str(gguf), NO_TEMPLATE)
+    return ensure_converted(gguf, cache_dir if cache_dir is not None else default_cache_dir(), progress)
 
 
 def convert_gguf(gguf: Path, out_dir: Path) -> None:

@@ -41,6 +41,7 @@ from engines.adapters.transformers_load import (
     load_weights,
     require_packages,
 )
+from engines.adapters.transformers_memory import parameter_footprint, reserved_vram
 from engines.errors import (
     BadModelFile,
     BadRequest,
@@ -135,7 +136,8 @@ class TransformersEngine(Engine):
             transformers_adapter.read_adapter_config(Path(options.lora_path))
             transformers_adapter.require_peft()
         if spec.format == "gguf":
-            folder = self._converted(path, spec, options)
+            template = spec.chat_template or options.chat_template
+            folder = transformers_convert.converted_folder(path, self.cache_dir, self._say, has_template=bool(template))
         elif spec.format == "hf":
             if not path.is_dir():
                 raise ModelNotFound(f"model folder not found: {path}")
@@ -238,25 +240,11 @@ class TransformersEngine(Engine):
 
     def footprint(self) -> Footprint:
         """Parameter bytes, split between GPU and host memory by where each parameter lives."""
-        if self._model is None:
-            return Footprint()
-        ram = vram = 0
-        for p in self._model.parameters():
-            size = int(p.numel()) * int(p.element_size())
-            if p.device.type == "cuda":
-                vram += size
-            else:
-                ram += size
-        return Footprint(ram_bytes=ram, vram_bytes=vram if self._cuda else None)
+        return Footprint() if self._model is None else parameter_footprint(self._model, cuda=self._cuda)
 
     def vram_in_use(self) -> int | None:
         """torch's reserved CUDA memory on the devices the model uses (None on CPU)."""
-        if self._model is None or not self._cuda:
-            return None
-        import torch
-
-        devices = {p.device for p in self._model.parameters() if p.device.type == "cuda"}
-        return sum(int(torch.cuda.memory_reserved(d)) for d in devices)
+        return None if self._model is None or not self._cuda else reserved_vram(self._model)
 
     # -- chat ---------------------------------------------------------------------------------------------------
 
@@ -441,18 +429,6 @@ class TransformersEngine(Engine):
         return transformers_whisper.transcribe(self._whisper, audio, options, cancel, progress)
 
     # -- helpers ------------------------------------------------------------------------------------------------
-
-    def _converted(self, path: Path, spec: ModelSpec, options: LaunchOptions) -> Path:
-        """The cached Hugging Face folder for a GGUF, converting it first if needed."""
-        if not path.is_file():
-            raise ModelNotFound(f"model file not found: {path}")
-        from engines.catalog.gguf_header import read_gguf_header
-
-        header = read_gguf_header(path)  # BadModelFile before the slow conversion ever sees a malformed file
-        if not (header.chat_template or spec.chat_template or options.chat_template):
-            raise BadModelFile(str(path), NO_TEMPLATE)  # before the slow conversion
-        cache = self.cache_dir if self.cache_dir is not None else transformers_convert.default_cache_dir()
-        return transformers_convert.ensure_converted(path, cache, self._say)
 
     def _say(self, message: str) -> None:
         log.info("transformers engine: %s", message)
